@@ -1,0 +1,1 @@
+"""closedlost: makes every closed-lost deal leave a reason behind."""

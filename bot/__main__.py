@@ -1,0 +1,96 @@
+"""The `closedlost` command (also `python -m bot`): `serve` (the default) and `migrate`."""
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.app import create_app
+from bot.reasons import Catalogue, CatalogueError, load_catalogue
+from bot.services.losses import reason_codes_missing_from
+from bot.settings import Settings, describe_settings_error
+from storage.engine import create_engine, create_session_factory
+from storage.migrate import upgrade_to_head
+
+
+class StartupError(Exception):
+    """A problem the admin must fix before the bot can start; its message is one line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="closedlost", description="A Slack bot that makes every closed-lost deal leave a reason behind."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="apply pending migrations, then serve Slack and the webhooks (the default)",
+        description="Apply pending database migrations, then serve Slack (HTTP, or Socket Mode when "
+        "SLACK_APP_TOKEN is set) and the deal webhooks on HOST:PORT. Settings come from the "
+        "environment or a .env file; see README.md.",
+    )
+    commands.add_parser(
+        "migrate",
+        help="bring the database up to the newest schema and exit",
+        description="Apply every pending migration to DATABASE_URL and exit.",
+    )
+    arguments = parser.parse_args(argv)
+
+    try:
+        settings = _load_settings()
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if arguments.command == "migrate":
+            _migrate(settings)
+            print("closedlost: the database is up to date")
+            return 0
+        catalogue = _load_catalogue(settings)
+        _migrate(settings)
+        asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
+    except StartupError as error:
+        for line in str(error).splitlines():
+            print(f"closedlost: {line}", file=sys.stderr)
+        return 2
+    web.run_app(create_app(settings, catalogue=catalogue), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise StartupError(describe_settings_error(error)) from None
+
+
+def _migrate(settings: Settings) -> None:
+    try:
+        upgrade_to_head(settings.database_url)
+    except (SQLAlchemyError, OSError) as error:
+        raise StartupError(f"DATABASE_URL cannot be reached or migrated: {error}") from None
+
+
+def _load_catalogue(settings: Settings) -> Catalogue:
+    try:
+        return load_catalogue(settings.reasons_file)
+    except CatalogueError as error:
+        raise StartupError(f"REASONS_FILE {error}") from None
+
+
+async def _check_catalogue_keeps_stored_codes(settings: Settings, catalogue: Catalogue) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        missing = await reason_codes_missing_from(catalogue, session_factory=create_session_factory(engine))
+    finally:
+        await engine.dispose()
+    if missing:
+        raise StartupError(
+            f"REASONS_FILE drops reason codes that stored answers use: {', '.join(sorted(missing))}; "
+            "keep them with retired = true"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

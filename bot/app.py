@@ -1,0 +1,98 @@
+"""The app factory: builds the Bolt app, the aiohttp server and the outbox worker from settings.
+
+Nothing is built at import time; tests call `create_app` with their own settings, Slack client,
+session factory and clock.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import handlers
+from bot.crm.generic import MAX_BODY_BYTES
+from bot.reasons import Catalogue, load_catalogue
+from bot.runtime import RUNTIME, Runtime
+from bot.settings import Settings
+from bot.slack_client import create_slack_client
+from bot.worker import OutboxWorker
+from storage.engine import create_engine, create_session_factory
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    client: AsyncWebClient | None = None,
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+    catalogue: Catalogue | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> web.Application:
+    slack = client or create_slack_client(settings)
+    owns_engine = session_factory is None
+    if session_factory is None:
+        session_factory = create_session_factory(create_engine(settings.database_url))
+    catalogue = catalogue or load_catalogue(settings.reasons_file)
+    worker = OutboxWorker(session_factory=session_factory, slack=slack, catalogue=catalogue, clock=clock)
+    runtime = Runtime(
+        settings=settings,
+        session_factory=session_factory,
+        slack=slack,
+        catalogue=catalogue,
+        worker=worker,
+        clock=clock,
+    )
+
+    bolt_app = _create_bolt_app(settings, slack, runtime)
+    # One byte over 1 MiB: aiohttp refuses a body whose size reaches the limit, and 1 MiB itself is allowed.
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    web_app[RUNTIME] = runtime
+    handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(worker.run(), name="outbox-worker")
+        socket_mode = None
+        if settings.socket_mode:
+            assert settings.slack_app_token is not None
+            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
+            await socket_mode.connect_async()
+        yield
+        if socket_mode is not None:
+            await socket_mode.close_async()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if owns_engine:
+            await session_factory.kw["bind"].dispose()
+
+    web_app.cleanup_ctx.append(background)
+    return web_app
+
+
+def _create_bolt_app(settings: Settings, client: AsyncWebClient, runtime: Runtime) -> AsyncApp:
+    signing_secret = settings.slack_signing_secret
+    bolt_app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+        request_verification_enabled=not settings.socket_mode,
+    )
+
+    async def provide_runtime(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+        context["runtime"] = runtime
+        await next()
+
+    bolt_app.use(provide_runtime)
+    handlers.register_listeners(bolt_app)
+    return bolt_app

@@ -1,0 +1,35 @@
+"""The one shape a deal stage change takes inside the bot, whatever CRM sent it."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+CLOSED_LOST = "closed_lost"
+CLOSED_WON = "closed_won"
+
+
+@dataclass(frozen=True)
+class DealEvent:
+    """A deal reported in a stage. Optional fields left as None leave what is recorded unchanged."""
+
+    source: str
+    deal_id: str
+    name: str
+    stage: str
+    owner_email: str | None
+    owner_slack_id: str | None
+    changed_at: datetime | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    account: str | None = None
+    url: str | None = None
+    event_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def idempotency_key(self, received_at: datetime) -> str:
+        """The CRM's own event id, or else the deal, its stage and when it changed (DESIGN.md §3)."""
+        if self.event_id is not None:
+            return f"{self.source}:event:{self.event_id}"
+        changed_at = self.changed_at or received_at
+        return f"{self.source}:deal:{self.deal_id}:{self.stage}:{changed_at.isoformat()}"

@@ -1,0 +1,218 @@
+"""The generic deal webhook's wire format (DESIGN.md §3): signature, then one event or an array.
+
+Parsing checks every field of every event and reports them all at once, so a CRM admin fixes a
+payload in one round trip; a batch with any bad event is refused whole.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from slack_sdk.signature import SignatureVerifier
+
+from bot.crm.event import DealEvent
+
+SOURCE = "generic"
+MAX_BODY_BYTES = 1024 * 1024
+MAX_EVENTS = 100
+SIGNATURE_WINDOW_SECONDS = 300
+# A clock a few minutes fast at the CRM is tolerated; a date far ahead would freeze the deal's order.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{2,31}$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    index: int | None
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class PayloadError(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
+class _Clock:
+    """Adapts the bot's clock to the `now()` that slack_sdk's verifier asks for."""
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now.timestamp()
+
+
+def is_signed(*, secret: str, body: bytes, timestamp: str, signature: str, now: datetime) -> bool:
+    """Slack's v0 scheme with our header names: hex HMAC-SHA256 of `v0:{timestamp}:{body}`, 300 s window."""
+    verifier = SignatureVerifier(secret, clock=_Clock(now))  # type: ignore[arg-type]
+    return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+
+
+def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PayloadError([FieldError(None, None, f"the body is not valid JSON: {error}")]) from None
+    if isinstance(document, dict):
+        items: list[Any] = [document]
+    elif isinstance(document, list):
+        items = document
+        if not items:
+            raise PayloadError([FieldError(None, None, "the array is empty: send 1 to 100 events")])
+        if len(items) > MAX_EVENTS:
+            message = f"the array has {len(items)} events: send at most {MAX_EVENTS} a request"
+            raise PayloadError([FieldError(None, None, message)])
+    else:
+        raise PayloadError([FieldError(None, None, "the body must be a JSON object or an array of them")])
+
+    events: list[DealEvent] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(items):
+        event_or_errors = _parse_event(item, index, now)
+        if isinstance(event_or_errors, DealEvent):
+            events.append(event_or_errors)
+        else:
+            errors.extend(event_or_errors)
+    if errors:
+        raise PayloadError(errors)
+    return events
+
+
+def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[FieldError]:
+    if not isinstance(item, dict):
+        return [FieldError(index, None, "each event must be a JSON object")]
+    errors: list[FieldError] = []
+
+    def fail(field: str, message: str) -> None:
+        errors.append(FieldError(index, field, message))
+
+    deal_id = _identifier(item.get("deal_id"))
+    if deal_id is None:
+        fail("deal_id", "required: the CRM's id of the deal, a string or an integer")
+    name = _text(item.get("name"), 500)
+    if name is None:
+        fail("name", "required: the deal's name, 1 to 500 characters")
+    stage = _text(item.get("stage"), 100)
+    if stage is None:
+        fail("stage", "required: closed_lost, closed_won or the name of an open stage")
+
+    owner_email = item.get("owner_email")
+    owner_slack_id = item.get("owner_slack_id")
+    if owner_email is None and owner_slack_id is None:
+        fail("owner_email", "required: the deal owner's email (or give owner_slack_id)")
+    if owner_email is not None and (
+        not isinstance(owner_email, str) or len(owner_email) > 320 or not EMAIL_PATTERN.match(owner_email)
+    ):
+        fail("owner_email", f"not an email address: {owner_email!r}")
+    if owner_slack_id is not None and (
+        not isinstance(owner_slack_id, str) or not SLACK_USER_PATTERN.match(owner_slack_id)
+    ):
+        fail("owner_slack_id", f"not a Slack user id such as U0123ABCD: {owner_slack_id!r}")
+
+    amount = _amount(item.get("amount"))
+    if amount is None and item.get("amount") is not None:
+        fail("amount", 'must be a number of 0 or more, such as 48000 or "48000.50"')
+    currency = item.get("currency")
+    if currency is not None:
+        if isinstance(currency, str) and CURRENCY_PATTERN.match(currency.upper()):
+            currency = currency.upper()
+        else:
+            fail("currency", f"must be a three-letter ISO 4217 code such as USD: {currency!r}")
+
+    account = item.get("account")
+    if account is not None and _text(account, 500) is None:
+        fail("account", "must be text of 1 to 500 characters")
+
+    changed_at = _timestamp(item.get("changed_at"))
+    if item.get("changed_at") is not None:
+        if changed_at is None:
+            fail("changed_at", "must be an ISO 8601 time with its offset, such as 2026-11-20T15:04:05Z")
+        elif changed_at > now + FUTURE_TOLERANCE:
+            fail("changed_at", f"is in the future: {item['changed_at']}")
+
+    url = item.get("url")
+    if url is not None and not _is_web_url(url):
+        fail("url", f"must be an http:// or https:// link: {url!r}")
+
+    event_id = item.get("event_id")
+    if event_id is not None:
+        event_id = _identifier(event_id)
+        if event_id is None:
+            fail("event_id", "must be a string or an integer of at most 255 characters")
+
+    if errors:
+        return errors
+    assert deal_id is not None and name is not None and stage is not None
+    return DealEvent(
+        source=SOURCE,
+        deal_id=deal_id,
+        name=name,
+        stage=stage.lower(),
+        owner_email=owner_email.lower() if owner_email is not None else None,
+        owner_slack_id=owner_slack_id,
+        changed_at=changed_at,
+        amount=amount,
+        currency=currency,
+        account=account.strip() if account is not None else None,
+        url=url,
+        event_id=event_id,
+        raw=item,
+    )
+
+
+def _identifier(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    return _text(value, 255)
+
+
+def _text(value: Any, max_length: int) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if 0 < len(value) <= max_length else None
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
+        return None
+    return amount.quantize(Decimal("0.01"))
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def _is_web_url(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 2000:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)

@@ -1,0 +1,30 @@
+"""What can go wrong when a rep works on a loss, as exceptions that a listener renders for them."""
+
+
+class LossError(Exception):
+    """A request about a loss that cannot be carried out; `str(error)` is what the rep is told."""
+
+
+class LossNotFound(LossError):
+    def __init__(self) -> None:
+        super().__init__("This deal is no longer tracked by closedlost.")
+
+
+class NotOwner(LossError):
+    def __init__(self, owner_slack_id: str | None) -> None:
+        owner = f"<@{owner_slack_id}>" if owner_slack_id else "its owner in the CRM"
+        super().__init__(f"This deal belongs to {owner}: only they can log its reason.")
+        self.owner_slack_id = owner_slack_id
+
+
+class LossCancelled(LossError):
+    def __init__(self) -> None:
+        super().__init__("This deal was reopened in the CRM, so no reason is needed. Nothing was saved.")
+
+
+class AlreadyLogged(LossError):
+    def __init__(self) -> None:
+        super().__init__(
+            "A reason was already saved for this deal from another window. Nothing new was saved: "
+            "use *Edit* on the message to change it."
+        )

@@ -1,0 +1,30 @@
+"""What listeners and routes need at run time, built once by the app factory."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.reasons import Catalogue
+from bot.settings import Settings
+from bot.worker import OutboxWorker
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    session_factory: async_sessionmaker[AsyncSession]
+    slack: AsyncWebClient
+    catalogue: Catalogue
+    worker: OutboxWorker
+    clock: Callable[[], datetime]
+
+    def today(self) -> date:
+        """Today in the team's time zone."""
+        return self.clock().astimezone(self.settings.tz).date()
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

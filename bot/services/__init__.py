@@ -1,0 +1,1 @@
+"""The product's operations as async functions; each owns its transaction."""

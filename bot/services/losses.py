@@ -1,0 +1,116 @@
+"""A rep's side of a loss: opening it to log or edit a reason, and storing that reason."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
+from bot.reasons import Catalogue
+from bot.services import outbox
+from bot.validation import ReasonForm
+from bot.views.reason_modal import ModalContext
+from storage import queries
+from storage.models import Deal, Loss, LossState, ReasonEntry
+
+
+@dataclass(frozen=True)
+class LossForModal:
+    deal: Deal
+    context: ModalContext
+    current: ReasonForm | None
+    """The reason logged so far, to pre-fill an edit; None for a first answer."""
+
+
+async def open_loss(*, session_factory: async_sessionmaker[AsyncSession], loss_id: int, user_id: str) -> LossForModal:
+    """What the reason modal needs, for the deal's owner only."""
+    async with session_factory() as session, session.begin():
+        found = await queries.loss_with_deal(session, loss_id)
+        if found is None:
+            raise LossNotFound()
+        loss, deal = found
+        _check_can_log(loss, deal, user_id)
+        entry = await queries.latest_entry(session, loss_id)
+    current = None
+    if entry is not None:
+        current = ReasonForm(
+            reason_code=entry.reason_code,
+            detail=entry.detail,
+            explanation=entry.explanation,
+            revisit_on=entry.revisit_on,
+        )
+    revision = entry.revision if entry is not None else 0
+    return LossForModal(deal=deal, context=ModalContext(loss_id=loss_id, revision=revision), current=current)
+
+
+async def record_reason(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    context: ModalContext,
+    form: ReasonForm,
+    catalogue: Catalogue,
+    user_id: str,
+    view_id: str | None,
+    now: datetime,
+) -> ReasonEntry:
+    """Stores a validated reason as the loss's next revision and queues the DM's update.
+
+    The modal carries the revision it was opened on; a second submission made against the same
+    revision (a double click, a second window) is refused by the unique (loss, revision) key, and
+    the same view submitted again returns the entry it already made.
+    """
+    try:
+        async with session_factory() as session, session.begin():
+            loss = await session.scalar(select(Loss).where(Loss.id == context.loss_id).with_for_update())
+            deal = await session.get(Deal, loss.deal_id) if loss is not None else None
+            if loss is None or deal is None:
+                raise LossNotFound()
+            _check_can_log(loss, deal, user_id)
+            latest = await queries.latest_entry(session, loss.id)
+            if latest is not None and latest.revision != context.revision:
+                if view_id is not None and latest.view_id == view_id:
+                    return latest
+                raise AlreadyLogged()
+            entry = ReasonEntry(
+                loss_id=loss.id,
+                revision=context.revision + 1,
+                reason_code=form.reason_code or "",
+                detail=form.detail if _needs_detail(catalogue, form) else None,
+                explanation=form.explanation.strip(),
+                revisit_on=form.revisit_on,
+                logged_by=user_id,
+                logged_at=now,
+                view_id=view_id,
+            )
+            session.add(entry)
+            await session.flush()
+            if loss.state == LossState.AWAITING:
+                loss.state = LossState.LOGGED
+                loss.logged_at = now
+            await outbox.queue_refresh(session, loss=loss, now=now)
+    except IntegrityError:
+        raise AlreadyLogged() from None
+    return entry
+
+
+async def reason_codes_missing_from(
+    catalogue: Catalogue, *, session_factory: async_sessionmaker[AsyncSession]
+) -> set[str]:
+    """Codes that stored answers use but the catalogue no longer has; a catalogue must retire a
+    code, never drop it (DESIGN.md §5)."""
+    async with session_factory() as session, session.begin():
+        return await queries.stored_reason_codes(session) - catalogue.codes
+
+
+def _check_can_log(loss: Loss, deal: Deal, user_id: str) -> None:
+    if loss.state == LossState.CANCELLED:
+        raise LossCancelled()
+    if deal.owner_slack_id != user_id:
+        raise NotOwner(deal.owner_slack_id)
+
+
+def _needs_detail(catalogue: Catalogue, form: ReasonForm) -> bool:
+    reason = catalogue.get(form.reason_code or "")
+    return reason is not None and reason.requires is not None

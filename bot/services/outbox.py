@@ -1,0 +1,274 @@
+"""Every Slack message the bot owes goes through here: recorded first, sent by `deliver_due_messages`.
+
+A message row is written in the same transaction as the change that calls for it, so a crash never
+loses one. Sending claims the row in the database first, so two processes never send it twice.
+The content is built at send time from the loss's current state. Rate limits (429 + Retry-After)
+and 5xx answers are retried inside the Slack client (see `bot.slack_client`); what still fails is
+retried here with backoff, and errors that retrying cannot fix are recorded on the loss.
+"""
+
+import logging
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.reasons import Catalogue
+from bot.views.prompt import build_prompt_message
+from storage import queries
+from storage.models import Deal, Loss, LossState, OutboxMessage, OutboxState, SlackUser
+
+logger = logging.getLogger(__name__)
+
+PROMPT = "prompt"
+"""The DM asking the deal's owner for a reason."""
+REFRESH = "refresh"
+"""A `chat.update` of that DM to show the loss's current state (logged, edited, cancelled)."""
+
+CLAIM_FOR = timedelta(minutes=2)
+MAX_ATTEMPTS = 12
+BATCH_SIZE = 50
+# Errors about this one message or recipient: sending again cannot succeed.
+PERMANENT_ERRORS = frozenset(
+    {
+        "users_not_found",
+        "user_not_found",
+        "channel_not_found",
+        "account_inactive",
+        "user_disabled",
+        "not_in_channel",
+        "is_archived",
+        "cannot_dm_bot",
+        "message_not_found",
+        "cant_update_message",
+        "invalid_blocks",
+        "msg_too_long",
+    }
+)
+
+
+class PermanentFailure(Exception):
+    """Sending cannot succeed; the message says why, for the loss and the log."""
+
+
+async def queue_message(session: AsyncSession, *, kind: str, loss_id: int, now: datetime) -> None:
+    session.add(
+        OutboxMessage(kind=kind, loss_id=loss_id, state=OutboxState.PENDING, due_at=now, attempts=0, created_at=now)
+    )
+
+
+async def queue_refresh(session: AsyncSession, *, loss: Loss, now: datetime) -> int:
+    """Queues an update of the loss's DM, unless an update not yet picked up is already waiting
+    (it will read the same state). Returns the number of messages queued."""
+    if await queries.pending_message_exists(session, loss.id, REFRESH):
+        return 0
+    await queue_message(session, kind=REFRESH, loss_id=loss.id, now=now)
+    return 1
+
+
+async def deliver_due_messages(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    slack: AsyncWebClient,
+    catalogue: Catalogue,
+    now: datetime,
+) -> int:
+    """Sends every message due at `now` that no other process holds. Returns how many were handled."""
+    handled = 0
+    while True:
+        async with session_factory() as session, session.begin():
+            due = await queries.due_message_ids(session, now, BATCH_SIZE)
+        if not due:
+            return handled
+        for message_id in due:
+            async with session_factory() as session, session.begin():
+                claimed = await queries.claim_message(session, message_id, now, now + CLAIM_FOR)
+            if claimed:
+                await _deliver(message_id, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
+                handled += 1
+
+
+async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:
+    async with session_factory() as session, session.begin():
+        return await queries.next_message_due_at(session, now)
+
+
+async def _deliver(
+    message_id: int,
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    slack: AsyncWebClient,
+    catalogue: Catalogue,
+    now: datetime,
+) -> None:
+    async with session_factory() as session, session.begin():
+        message = await session.get_one(OutboxMessage, message_id)
+        kind, loss_id = message.kind, message.loss_id
+    try:
+        if kind == PROMPT:
+            await _send_prompt(loss_id, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
+        else:
+            await _refresh_prompt(loss_id, session_factory=session_factory, slack=slack, catalogue=catalogue)
+    except PermanentFailure as failure:
+        await _record_failure(session_factory, message_id, loss_id, str(failure), now)
+    except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
+        await _retry_later(session_factory, message_id, _describe(error), now)
+    except Exception:
+        logger.exception("unexpected error sending %s for loss %s; it will be retried", kind, loss_id)
+        await _retry_later(session_factory, message_id, "unexpected error (see the log)", now)
+    else:
+        async with session_factory() as session, session.begin():
+            message = await session.get_one(OutboxMessage, message_id)
+            message.state = OutboxState.SENT
+            message.sent_at = now
+            message.attempts += 1
+
+
+async def _send_prompt(
+    loss_id: int,
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    slack: AsyncWebClient,
+    catalogue: Catalogue,
+    now: datetime,
+) -> None:
+    async with session_factory() as session, session.begin():
+        found = await queries.loss_with_deal(session, loss_id)
+    if found is None:
+        return
+    loss, deal = found
+    if loss.state != LossState.AWAITING or loss.prompt_ts is not None:
+        return
+    owner = await _owner_slack_id(deal, session_factory=session_factory, slack=slack, now=now)
+    content = build_prompt_message(deal=deal, loss=loss, entry=None, catalogue=catalogue)
+    response = await _call(slack.chat_postMessage(channel=owner, **content.as_kwargs()))
+    async with session_factory() as session, session.begin():
+        # Locked so that a cancel or a log racing with this send either sees the prompt or is seen by it.
+        sent = await session.get_one(Loss, loss_id, with_for_update=True)
+        sent.prompt_channel = response["channel"]
+        sent.prompt_ts = response["ts"]
+        sent.prompted_at = now
+        sent.delivery_error = None
+        if sent.state != LossState.AWAITING:
+            await queue_refresh(session, loss=sent, now=now)
+
+
+async def _refresh_prompt(
+    loss_id: int,
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    slack: AsyncWebClient,
+    catalogue: Catalogue,
+) -> None:
+    async with session_factory() as session, session.begin():
+        found = await queries.loss_with_deal(session, loss_id)
+        entry = await queries.latest_entry(session, loss_id)
+    if found is None:
+        return
+    loss, deal = found
+    if loss.prompt_ts is None or loss.prompt_channel is None:
+        # Not sent yet: the prompt itself will show the current state.
+        return
+    content = build_prompt_message(deal=deal, loss=loss, entry=entry, catalogue=catalogue)
+    await _call(slack.chat_update(channel=loss.prompt_channel, ts=loss.prompt_ts, **content.as_kwargs()))
+
+
+async def _owner_slack_id(
+    deal: Deal, *, session_factory: async_sessionmaker[AsyncSession], slack: AsyncWebClient, now: datetime
+) -> str:
+    """The deal owner's Slack id: given by the CRM, cached, or found by `users.lookupByEmail`."""
+    if deal.owner_slack_id is not None:
+        return deal.owner_slack_id
+    if deal.owner_email is None:
+        raise PermanentFailure("the CRM gave no owner for this deal")
+    async with session_factory() as session, session.begin():
+        user_id = await queries.slack_user_id(session, deal.owner_email)
+    if user_id is None:
+        try:
+            response = await _call(slack.users_lookupByEmail(email=deal.owner_email))
+        except PermanentFailure:
+            raise PermanentFailure(f"no Slack user has the email {deal.owner_email}") from None
+        user_id = response["user"]["id"]
+        async with session_factory() as session, session.begin():
+            await session.merge(SlackUser(email=deal.owner_email, user_id=user_id, looked_up_at=now))
+    async with session_factory() as session, session.begin():
+        stored = await session.get_one(Deal, deal.id)
+        if stored.owner_email == deal.owner_email:
+            stored.owner_slack_id = user_id
+    return user_id
+
+
+async def _call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+    """Awaits a Slack Web API call, turning errors that retrying cannot fix into PermanentFailure."""
+    try:
+        return await request
+    except SlackApiError as error:
+        code = error.response.get("error")
+        if code in PERMANENT_ERRORS:
+            raise PermanentFailure(f"Slack answered {code}") from error
+        raise
+
+
+async def _record_failure(
+    session_factory: async_sessionmaker[AsyncSession], message_id: int, loss_id: int, reason: str, now: datetime
+) -> None:
+    async with session_factory() as session, session.begin():
+        message = await session.get_one(OutboxMessage, message_id)
+        message.state = OutboxState.FAILED
+        message.attempts += 1
+        message.last_error = reason
+        found = await queries.loss_with_deal(session, loss_id)
+        if found is not None:
+            loss, deal = found
+            loss.delivery_error = reason
+            logger.warning(
+                "cannot send the %s for deal %s:%s (%r, owner %s): %s",
+                message.kind,
+                deal.source,
+                deal.external_id,
+                deal.name,
+                deal.owner_email or deal.owner_slack_id,
+                reason,
+            )
+
+
+async def _retry_later(
+    session_factory: async_sessionmaker[AsyncSession], message_id: int, reason: str, now: datetime
+) -> None:
+    async with session_factory() as session, session.begin():
+        message = await session.get_one(OutboxMessage, message_id)
+        message.attempts += 1
+        message.last_error = reason
+        message.claimed_until = None
+        if message.attempts >= MAX_ATTEMPTS:
+            message.state = OutboxState.FAILED
+            logger.error(
+                "giving up on the %s for loss %s after %d attempts: %s",
+                message.kind,
+                message.loss_id,
+                message.attempts,
+                reason,
+            )
+        else:
+            message.due_at = now + backoff(message.attempts)
+            logger.warning(
+                "the %s for loss %s failed (%s); retrying at %s",
+                message.kind,
+                message.loss_id,
+                reason,
+                message.due_at.isoformat(),
+            )
+
+
+def backoff(attempts: int) -> timedelta:
+    """10 s, 20 s, 40 s … up to 30 minutes between tries."""
+    return min(timedelta(seconds=10 * 2 ** (attempts - 1)), timedelta(minutes=30))
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, SlackApiError):
+        return f"Slack answered {error.response.status_code}: {error.response.get('error')}"
+    return f"{type(error).__name__}: {error}"

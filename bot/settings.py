@@ -1,0 +1,119 @@
+"""The bot's settings: environment variables or a `.env` file (DESIGN.md §3).
+
+Every field's description says what it expects, so that a bad value can be reported in one line
+that names the setting (see `describe_settings_error`).
+"""
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+
+    slack_bot_token: SecretStr = Field(description="the bot token, starting with xoxb-")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="the app's signing secret (required unless SLACK_APP_TOKEN is set)"
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, description="an app-level token starting with xapp-, for Socket Mode"
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="the Slack Web API base URL, http:// or https://"
+    )
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///closedlost.db",
+        description="a SQLAlchemy URL, sqlite+aiosqlite:///file.db or postgresql+asyncpg://…",
+    )
+    host: str = Field(default="0.0.0.0", description="the address the HTTP server listens on")
+    port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    deals_webhook_secret: SecretStr | None = Field(
+        default=None, description="the HMAC secret that signs POST /webhooks/deals"
+    )
+    timezone: str = Field(default="UTC", description="an IANA time zone name such as Europe/Paris")
+    reasons_file: Path | None = Field(
+        default=None, description="the path of a TOML file that replaces the reason catalogue"
+    )
+    log_level: str = Field(default="INFO", description="one of DEBUG, INFO, WARNING, ERROR")
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("does not start with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("does not start with xapp-")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("is not an http:// or https:// URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Accept the URLs hosting platforms hand out and give them the async driver."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value.removeprefix(prefix)
+        if value.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("is neither a PostgreSQL nor a SQLite URL")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"{value!r} is not a log level")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _http_mode_needs_signing_secret(self) -> "Settings":
+        if self.slack_app_token is None and self.slack_signing_secret is None:
+            raise ValueError("SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN is set")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per bad setting: its environment name, what is wrong, and what it expects."""
+    lines = []
+    for problem in error.errors():
+        if not problem["loc"]:
+            lines.append(f"settings: {problem['msg'].removeprefix('Value error, ')}")
+            continue
+        name = str(problem["loc"][0])
+        field = Settings.model_fields.get(name)
+        expected = field.description if field is not None else ""
+        what = "is missing" if problem["type"] == "missing" else problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{name.upper()} {what}: expected {expected}")
+    return "\n".join(lines)

@@ -1,0 +1,18 @@
+"""Every action, block and callback id the bot's views use, in one place."""
+
+LOG_REASON = "log_reason"
+EDIT_REASON = "edit_reason"
+OPEN_IN_CRM = "open_in_crm"
+
+REASON_MODAL = "reason_modal"
+REASON_BLOCK = "reason"
+REASON_SELECT = "reason_select"
+COMPETITOR_BLOCK = "competitor"
+FEATURE_BLOCK = "feature"
+DETAIL_INPUT = "detail_input"
+EXPLANATION_BLOCK = "explanation"
+EXPLANATION_INPUT = "explanation_input"
+# The revisit block's id carries the chosen reason, so that choosing another reason resets the
+# date to that reason's default (Slack keeps an input's value while its block_id is unchanged).
+REVISIT_BLOCK_PREFIX = "revisit"
+REVISIT_INPUT = "revisit_input"

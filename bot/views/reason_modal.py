@@ -1,0 +1,169 @@
+"""The modal a rep logs a reason in, and the reading of its submission.
+
+At most four inputs (reason, the competitor or feature when the reason asks for it, an explanation,
+a revisit date) so that a rep answers in under 90 seconds. Picking a reason rebuilds the modal
+(`dispatch_action`) to show that reason's extra field and default revisit date.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    DatePickerElement,
+    InputBlock,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.reasons import Catalogue, Reason, Requirement
+from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, MIN_EXPLANATION_LENGTH, ReasonForm
+from bot.views import ids
+from bot.views.text import escape, format_amount, truncate
+from storage.models import Deal
+
+DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
+DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
+
+
+@dataclass(frozen=True)
+class ModalContext:
+    """What the modal carries in `private_metadata`: the loss, and the revision it was opened on."""
+
+    loss_id: int
+    revision: int
+
+    def encode(self) -> str:
+        return json.dumps({"loss_id": self.loss_id, "revision": self.revision})
+
+    @classmethod
+    def decode(cls, text: str) -> "ModalContext":
+        data = json.loads(text)
+        return cls(loss_id=int(data["loss_id"]), revision=int(data["revision"]))
+
+
+def build_reason_modal(
+    *, deal: Deal, context: ModalContext, catalogue: Catalogue, chosen: ReasonForm | None, today: date
+) -> View:
+    reason = catalogue.get(chosen.reason_code) if chosen and chosen.reason_code else None
+    if reason is not None and reason.retired:
+        reason = None
+    blocks: list[Block] = [SectionBlock(text=_intro(deal)), _reason_input(catalogue, reason)]
+    if reason is not None and reason.requires is not None:
+        blocks.append(_detail_input(reason.requires, chosen.detail if chosen else None))
+    blocks.append(_explanation_input(chosen.explanation if chosen else ""))
+    blocks.append(_revisit_input(reason, chosen.revisit_on if chosen else None, today))
+    return View(
+        type="modal",
+        callback_id=ids.REASON_MODAL,
+        title="Why was it lost?",
+        submit="Save",
+        close="Cancel",
+        private_metadata=context.encode(),
+        blocks=blocks,
+    )
+
+
+def build_notice_modal(*, title: str, text: str) -> View:
+    """A modal that only tells something, for `response_action: update` when nothing can be stored."""
+    return View(type="modal", title=truncate(title, 24), close="Close", blocks=[SectionBlock(text=text)])
+
+
+def _intro(deal: Deal) -> str:
+    line = f"*{escape(deal.name)}*"
+    if deal.account:
+        line += f" · {escape(deal.account)}"
+    return f"{line} · {format_amount(deal.amount, deal.currency)}"
+
+
+def _reason_input(catalogue: Catalogue, chosen: Reason | None) -> InputBlock:
+    options = [Option(value=reason.code, label=reason.label) for reason in catalogue.active]
+    initial = next((option for option in options if chosen and option.value == chosen.code), None)
+    return InputBlock(
+        block_id=ids.REASON_BLOCK,
+        label="Main reason",
+        dispatch_action=True,
+        element=StaticSelectElement(
+            action_id=ids.REASON_SELECT, placeholder="Choose a reason", options=options, initial_option=initial
+        ),
+    )
+
+
+def _detail_input(requirement: Requirement, initial: str | None) -> InputBlock:
+    return InputBlock(
+        block_id=DETAIL_BLOCKS[requirement],
+        label=DETAIL_LABELS[requirement],
+        element=PlainTextInputElement(action_id=ids.DETAIL_INPUT, max_length=MAX_DETAIL_LENGTH, initial_value=initial),
+    )
+
+
+def _explanation_input(initial: str) -> InputBlock:
+    return InputBlock(
+        block_id=ids.EXPLANATION_BLOCK,
+        label="What happened?",
+        hint="A sentence or two: what the buyer said, who decided, what tipped it.",
+        element=PlainTextInputElement(
+            action_id=ids.EXPLANATION_INPUT,
+            multiline=True,
+            min_length=MIN_EXPLANATION_LENGTH,
+            max_length=MAX_EXPLANATION_LENGTH,
+            initial_value=initial or None,
+        ),
+    )
+
+
+def _revisit_input(reason: Reason | None, chosen: date | None, today: date) -> InputBlock:
+    initial = chosen
+    if initial is None and reason is not None and reason.revisit_after_days is not None:
+        initial = today + timedelta(days=reason.revisit_after_days)
+    return InputBlock(
+        block_id=f"{ids.REVISIT_BLOCK_PREFIX}_{reason.code if reason else 'none'}",
+        label="Revisit on",
+        hint="When could this deal be worth another try? Leave empty if never.",
+        optional=True,
+        element=DatePickerElement(action_id=ids.REVISIT_INPUT, initial_date=initial.isoformat() if initial else None),
+    )
+
+
+@dataclass(frozen=True)
+class Submission:
+    form: ReasonForm
+    block_ids: dict[str, str]
+    """Field name (`reason`, `detail`, `explanation`, `revisit`) to the block it came from, for errors."""
+
+
+def parse_reason_submission(state_values: dict[str, dict[str, Any]]) -> Submission:
+    """Reads the modal's `view.state.values`, finding each input by its action id."""
+    values: dict[str, Any] = {}
+    block_ids: dict[str, str] = {}
+    fields = {
+        ids.REASON_SELECT: "reason",
+        ids.DETAIL_INPUT: "detail",
+        ids.EXPLANATION_INPUT: "explanation",
+        ids.REVISIT_INPUT: "revisit",
+    }
+    for block_id, actions in state_values.items():
+        for action_id, state in actions.items():
+            field = fields.get(action_id)
+            if field is None:
+                continue
+            block_ids[field] = block_id
+            if field == "reason":
+                values[field] = (state.get("selected_option") or {}).get("value")
+            elif field == "revisit":
+                values[field] = state.get("selected_date")
+            else:
+                values[field] = (state.get("value") or "").strip() or None
+    revisit = values.get("revisit")
+    form = ReasonForm(
+        reason_code=values.get("reason"),
+        detail=values.get("detail"),
+        explanation=values.get("explanation") or "",
+        revisit_on=date.fromisoformat(revisit) if revisit else None,
+    )
+    return Submission(form=form, block_ids=block_ids)

@@ -1,0 +1,73 @@
+"""The plain HTTP routes: Slack's one URL, the generic deal webhook, and the health check."""
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.crm.generic import MAX_BODY_BYTES, PayloadError, is_signed, parse_deal_events
+from bot.runtime import RUNTIME
+from bot.services.deal_events import record_deal_events
+from bot.services.health import database_answers
+
+TIMESTAMP_HEADER = "X-Closedlost-Timestamp"
+SIGNATURE_HEADER = "X-Closedlost-Signature"
+BOLT_APP = web.AppKey("bolt_app", AsyncApp)
+
+
+def register(web_app: web.Application, bolt_app: AsyncApp | None) -> None:
+    web_app.router.add_post("/webhooks/deals", handle_deals_webhook)
+    web_app.router.add_get("/healthz", handle_health)
+    if bolt_app is not None:
+        web_app[BOLT_APP] = bolt_app
+        web_app.router.add_post("/slack/events", handle_slack_request)
+
+
+async def handle_slack_request(request: web.Request) -> web.Response:
+    """Everything Slack sends in HTTP mode; Bolt verifies the signature and routes it."""
+    bolt_response = await request.app[BOLT_APP].async_dispatch(await to_bolt_request(request))
+    return await to_aiohttp_response(bolt_response)
+
+
+async def handle_deals_webhook(request: web.Request) -> web.Response:
+    """`POST /webhooks/deals`, as DESIGN.md §3 specifies it."""
+    runtime = request.app[RUNTIME]
+    secret = runtime.settings.deals_webhook_secret
+    if secret is None:
+        return _error(503, "this webhook is off: set DEALS_WEBHOOK_SECRET to turn it on")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _too_large()
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large()
+
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not timestamp or not signature:
+        return _error(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
+    now = runtime.clock()
+    if not is_signed(secret=secret.get_secret_value(), body=body, timestamp=timestamp, signature=signature, now=now):
+        return _error(401, "the signature does not match, or the timestamp is more than 300 s from now")
+
+    try:
+        events = parse_deal_events(body, now=now)
+    except PayloadError as error:
+        return web.json_response({"errors": [problem.as_dict() for problem in error.errors]}, status=400)
+    result = await record_deal_events(session_factory=runtime.session_factory, events=events, received_at=now)
+    if result.messages_queued:
+        runtime.worker.kick()
+    return web.json_response({"accepted": result.accepted, "duplicates": result.duplicates}, status=202)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    if await database_answers(request.app[RUNTIME].session_factory):
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "unavailable", "error": "the database does not answer"}, status=503)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _too_large() -> web.Response:
+    return _error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB: send at most 100 events a request")

@@ -1,0 +1,47 @@
+"""The reason modal's submission: validate inline, store, close."""
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+
+from bot.errors import LossError
+from bot.runtime import Runtime
+from bot.services.losses import record_reason
+from bot.validation import validate_reason_form
+from bot.views import ids
+from bot.views.reason_modal import ModalContext, build_notice_modal, parse_reason_submission
+
+
+def register(app: AsyncApp) -> None:
+    app.view(ids.REASON_MODAL)(handle_reason_submitted)
+
+
+async def handle_reason_submitted(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    runtime: Runtime = context["runtime"]
+    submission = parse_reason_submission(view["state"]["values"])
+    problems = validate_reason_form(submission.form, catalogue=runtime.catalogue, today=runtime.today())
+    if problems:
+        # A field whose block is not in the view (an old client) reports on the reason menu.
+        errors: dict[str, str] = {}
+        for field, message in problems.items():
+            block_id = submission.block_ids.get(field, ids.REASON_BLOCK)
+            errors[block_id] = " ".join(filter(None, [errors.get(block_id), message]))
+        await ack(response_action="errors", errors=errors)
+        return
+    try:
+        await record_reason(
+            session_factory=runtime.session_factory,
+            context=ModalContext.decode(view["private_metadata"]),
+            form=submission.form,
+            catalogue=runtime.catalogue,
+            user_id=body["user"]["id"],
+            view_id=view.get("id"),
+            now=runtime.clock(),
+        )
+    except LossError as error:
+        await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
+        return
+    await ack()
+    runtime.worker.kick()

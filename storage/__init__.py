@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, query functions that never commit, the engine, migrations."""

@@ -1,0 +1,141 @@
+"""The tables (DESIGN.md §4). Every datetime is aware UTC; every amount is a Decimal in the deal's currency."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        datetime: UTCDateTime,
+        Decimal: Numeric(18, 2),
+        dict[str, Any]: JSON,
+    }
+
+
+class LossState(StrEnum):
+    AWAITING = "awaiting"
+    LOGGED = "logged"
+    CANCELLED = "cancelled"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Deal(Base):
+    """One CRM deal as last reported; `stage_changed_at` orders the events that update it."""
+
+    __tablename__ = "deal"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(500))
+    account: Mapped[str | None] = mapped_column(String(500))
+    amount: Mapped[Decimal | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    owner_email: Mapped[str | None] = mapped_column(String(320))
+    owner_slack_id: Mapped[str | None] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(100))
+    stage_changed_at: Mapped[datetime]
+    url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DealEventRecord(Base):
+    """The audit trail: every accepted webhook event, applied or not (an older event is kept, unapplied)."""
+
+    __tablename__ = "deal_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(600), unique=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    applied: Mapped[bool]
+    payload: Mapped[dict[str, Any]]
+
+
+class Loss(Base):
+    """One time a deal entered closed-lost, and the state of its reason."""
+
+    __tablename__ = "loss"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)
+    lost_at: Mapped[datetime]
+    state: Mapped[LossState] = mapped_column(String(16), index=True)
+    prompt_channel: Mapped[str | None] = mapped_column(String(32))
+    prompt_ts: Mapped[str | None] = mapped_column(String(32))
+    prompted_at: Mapped[datetime | None]
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    logged_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class ReasonEntry(Base):
+    """A rep's answer for a loss. An edit adds the next revision; earlier ones stay as history.
+
+    `(loss_id, revision)` is unique, so two submissions made against the same revision (a double
+    click, a modal submitted twice) can never both be stored.
+    """
+
+    __tablename__ = "reason_entry"
+    __table_args__ = (UniqueConstraint("loss_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), index=True)
+    revision: Mapped[int]
+    reason_code: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[str | None] = mapped_column(String(200))
+    explanation: Mapped[str] = mapped_column(Text)
+    revisit_on: Mapped[date | None]
+    logged_by: Mapped[str] = mapped_column(String(32))
+    logged_at: Mapped[datetime]
+    view_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class SlackUser(Base):
+    """Cache of `users.lookupByEmail`: CRM owner email (lower case) to Slack user id."""
+
+    __tablename__ = "slack_user"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    looked_up_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """A Slack message the bot owes, recorded before it is sent.
+
+    A row names what to send (`kind`, about `loss_id`); the content is built from the loss's state
+    when it is sent, so a late message never shows stale data. `claimed_until` lets one process at
+    a time work on a row.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_due_at", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), index=True)
+    state: Mapped[OutboxState] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,104 @@
+"""Query functions. They never commit: the calling service owns the transaction."""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Deal, DealEventRecord, Loss, OutboxMessage, OutboxState, ReasonEntry, SlackUser
+
+
+async def existing_event_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
+    rows = await session.scalars(
+        select(DealEventRecord.idempotency_key).where(DealEventRecord.idempotency_key.in_(set(keys)))
+    )
+    return set(rows)
+
+
+async def deals_by_external_id(session: AsyncSession, source: str, external_ids: Iterable[str]) -> dict[str, Deal]:
+    rows = await session.scalars(select(Deal).where(Deal.source == source, Deal.external_id.in_(set(external_ids))))
+    return {deal.external_id: deal for deal in rows}
+
+
+async def latest_loss(session: AsyncSession, deal_id: int, *, for_update: bool = False) -> Loss | None:
+    """The deal's newest loss; `for_update` locks it (PostgreSQL) against a concurrent prompt send."""
+    query = select(Loss).where(Loss.deal_id == deal_id).order_by(Loss.id.desc()).limit(1)
+    return await session.scalar(query.with_for_update() if for_update else query)
+
+
+async def loss_with_deal(session: AsyncSession, loss_id: int) -> tuple[Loss, Deal] | None:
+    row = (
+        await session.execute(select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id == loss_id))
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def latest_entry(session: AsyncSession, loss_id: int) -> ReasonEntry | None:
+    return await session.scalar(
+        select(ReasonEntry).where(ReasonEntry.loss_id == loss_id).order_by(ReasonEntry.revision.desc()).limit(1)
+    )
+
+
+async def entries_of(session: AsyncSession, loss_id: int) -> list[ReasonEntry]:
+    rows = await session.scalars(
+        select(ReasonEntry).where(ReasonEntry.loss_id == loss_id).order_by(ReasonEntry.revision)
+    )
+    return list(rows)
+
+
+async def stored_reason_codes(session: AsyncSession) -> set[str]:
+    return set(await session.scalars(select(ReasonEntry.reason_code).distinct()))
+
+
+async def slack_user_id(session: AsyncSession, email: str) -> str | None:
+    return await session.scalar(select(SlackUser.user_id).where(SlackUser.email == email))
+
+
+async def pending_message_exists(session: AsyncSession, loss_id: int, kind: str) -> bool:
+    query = select(
+        exists().where(
+            OutboxMessage.loss_id == loss_id,
+            OutboxMessage.kind == kind,
+            OutboxMessage.state == OutboxState.PENDING,
+        )
+    )
+    return bool(await session.scalar(query))
+
+
+async def due_message_ids(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+    rows = await session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.state == OutboxState.PENDING,
+            OutboxMessage.due_at <= now,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def claim_message(session: AsyncSession, message_id: int, now: datetime, until: datetime) -> bool:
+    """Claims a due message for this process until `until`; False when another process holds it."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.state == OutboxState.PENDING,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+        .values(claimed_until=until)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def next_message_due_at(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next message no other process holds falls due."""
+    return await session.scalar(
+        select(func.min(OutboxMessage.due_at)).where(
+            OutboxMessage.state == OutboxState.PENDING,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+    )
