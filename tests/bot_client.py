@@ -1,0 +1,177 @@
+"""Talks to the running bot the way Slack and a CRM do: signed requests in their real shapes."""
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Deal, DealEventRecord, Loss, OutboxMessage, ReasonEntry
+from tests.fake_slack import FakeSlack
+
+SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+DEALS_WEBHOOK_SECRET = "deals-secret-for-tests"
+
+
+def sign_deals(body: bytes, *, secret: str = DEALS_WEBHOOK_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    """Headers for POST /webhooks/deals, computed as DESIGN.md §3 says (not with the bot's code)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Closedlost-Timestamp": ts, "X-Closedlost-Signature": f"v0={digest}", "Content-Type": "application/json"}
+
+
+def sign_slack(body: str, *, timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def deal(**fields: Any) -> dict[str, Any]:
+    """A closed-lost event in the generic webhook's shape; fields override the defaults."""
+    event = {
+        "deal_id": "0061x00000AbCdE",
+        "name": "Acme — 200 seats",
+        "stage": "closed_lost",
+        "amount": 48000,
+        "currency": "USD",
+        "owner_email": "dana@example.com",
+        "account": "Acme Corp",
+        "changed_at": "2026-11-20T15:04:05Z",
+        "url": "https://crm.example.com/deals/0061x00000AbCdE",
+    }
+    event.update(fields)
+    return event
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+
+
+@dataclass
+class BotClient:
+    http: aiohttp.ClientSession
+    slack: FakeSlack
+    session_factory: async_sessionmaker[AsyncSession]
+
+    async def post_deals(self, payload: Any, *, headers: dict[str, str] | None = None) -> Answer:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        async with self.http.post("/webhooks/deals", data=body, headers=headers or sign_deals(body)) as response:
+            return Answer(response.status, await response.json())
+
+    async def post_slack(self, payload: dict[str, Any]) -> Answer:
+        """An interactivity payload, sent as Slack sends it: `payload=` + URL-encoded JSON, signed."""
+        body = "payload=" + quote(json.dumps(payload))
+        async with self.http.post("/slack/events", data=body, headers=sign_slack(body)) as response:
+            text = await response.text()
+            return Answer(response.status, json.loads(text) if text.startswith("{") else text)
+
+    async def click(self, *, user_id: str, action_id: str, value: str, message: tuple[str, str]) -> Answer:
+        channel, ts = message
+        return await self.post_slack(
+            {
+                "type": "block_actions",
+                "user": {"id": user_id, "username": "rep", "name": "rep", "team_id": "T0001"},
+                "api_app_id": "A0001",
+                "token": "legacy",
+                "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
+                "trigger_id": "1234.5678.trigger",
+                "team": {"id": "T0001", "domain": "acme"},
+                "enterprise": None,
+                "is_enterprise_install": False,
+                "channel": {"id": channel, "name": "directmessage"},
+                "message": {"type": "message", "ts": ts, "text": "", "blocks": []},
+                "state": {"values": {}},
+                "response_url": "https://hooks.slack.com/actions/T0001/1/abc",
+                "actions": [
+                    {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1.2"}
+                ],
+            }
+        )
+
+    async def pick_reason(self, *, user_id: str, view: dict[str, Any], code: str) -> Answer:
+        """The rep picks a reason in the open modal (a block_actions from a view)."""
+        return await self.post_slack(
+            {
+                "type": "block_actions",
+                "user": {"id": user_id, "team_id": "T0001"},
+                "api_app_id": "A0001",
+                "token": "legacy",
+                "container": {"type": "view", "view_id": view["id"]},
+                "trigger_id": "1234.5678.trigger",
+                "team": {"id": "T0001", "domain": "acme"},
+                "view": {**view, "state": {"values": {}}},
+                "actions": [
+                    {
+                        "action_id": "reason_select",
+                        "block_id": "reason",
+                        "type": "static_select",
+                        "selected_option": {"text": {"type": "plain_text", "text": code}, "value": code},
+                        "action_ts": "1.2",
+                    }
+                ],
+            }
+        )
+
+    async def submit(self, *, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> Answer:
+        """Submits `view` (as the bot opened it) with `values` keyed by action id."""
+        return await self.post_slack(
+            {
+                "type": "view_submission",
+                "team": {"id": "T0001", "domain": "acme"},
+                "user": {"id": user_id, "username": "rep", "name": "rep", "team_id": "T0001"},
+                "api_app_id": "A0001",
+                "token": "legacy",
+                "trigger_id": "1234.5678.trigger",
+                "view": {**view, "state": {"values": view_state(view, values)}},
+                "response_urls": [],
+                "is_enterprise_install": False,
+                "enterprise": None,
+            }
+        )
+
+    async def rows(self, model: type) -> list[Any]:
+        async with self.session_factory() as session:
+            return list(await session.scalars(select(model).order_by(model.id)))
+
+    async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Everything stored, as plain tuples: compare two snapshots to show nothing changed."""
+        tables = {"deal": Deal, "deal_event": DealEventRecord, "loss": Loss, "reason_entry": ReasonEntry}
+        tables["outbox"] = OutboxMessage
+        result = {}
+        for name, model in tables.items():
+            columns = model.__table__.columns.keys()
+            result[name] = [tuple(getattr(row, column) for column in columns) for row in await self.rows(model)]
+        return result
+
+
+def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`state.values` for the input blocks of `view`, filled from `values` by action id."""
+    state: dict[str, dict[str, Any]] = {}
+    for block in view["blocks"]:
+        if block["type"] != "input":
+            continue
+        element = block["element"]
+        action_id = element["action_id"]
+        value = values.get(action_id)
+        if element["type"] == "static_select":
+            selected = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
+            entry: dict[str, Any] = {"type": "static_select", "selected_option": selected}
+        elif element["type"] == "datepicker":
+            entry = {"type": "datepicker", "selected_date": value}
+        else:
+            entry = {"type": element["type"], "value": value}
+        state[block["block_id"]] = {action_id: entry}
+    return state

@@ -1,0 +1,106 @@
+"""Fixtures: a database per test (SQLite always, PostgreSQL too when TEST_DATABASE_URL is set), the
+fake Slack, and the bot's real aiohttp server on port 0."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import create_app
+from bot.settings import Settings
+from storage.engine import create_engine, create_session_factory
+from storage.migrate import upgrade_to_head
+from tests.bot_client import DEALS_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, BotClient
+from tests.fake_slack import FakeSlack
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(params=DATABASES)
+async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """An empty database migrated to the newest schema: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'closedlost.db'}"
+        await asyncio.to_thread(upgrade_to_head, url)
+        yield url
+        return
+    server = make_url(os.environ["TEST_DATABASE_URL"])
+    name = f"closedlost_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(
+        host=server.host, port=server.port, user=server.username, password=server.password, database=server.database
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = server.set(database=name).render_as_string(hide_password=False)
+        await asyncio.to_thread(upgrade_to_head, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def session_factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    slack = FakeSlack(users_by_email={"dana@example.com": "U0DANA001", "sam@example.com": "U0SAM0001"})
+    await slack.start()
+    yield slack
+    await slack.stop()
+
+
+def make_settings(database_url: str, slack_api_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "slack_bot_token": "xoxb-test-token",
+        "slack_signing_secret": SLACK_SIGNING_SECRET,
+        "slack_api_url": slack_api_url,
+        "database_url": database_url,
+        "deals_webhook_secret": DEALS_WEBHOOK_SECRET,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def bot(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[BotClient]:
+    """The bot's own aiohttp app, served on 127.0.0.1 at a free port, talking to the fake Slack."""
+    async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory) as client:
+        yield client
+
+
+class serve:  # noqa: N801 - used as `async with serve(...)`, like a function
+    """Starts the bot's server for `settings`; yields a BotClient; stops it on exit."""
+
+    def __init__(
+        self, settings: Settings, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self._settings = settings
+        self._fake_slack = fake_slack
+        self._session_factory = session_factory
+
+    async def __aenter__(self) -> BotClient:
+        self._runner = web.AppRunner(create_app(self._settings))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._http = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}")
+        return BotClient(http=self._http, slack=self._fake_slack, session_factory=self._session_factory)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._http.close()
+        await self._runner.cleanup()

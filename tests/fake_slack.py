@@ -1,0 +1,127 @@
+"""A fake Slack Web API over real HTTP, on port 0, inside the test's own event loop.
+
+It records every call (method and parameters), answers the methods the bot uses the way Slack
+does, and can be told to fail a method: a 500, or a 429 with `Retry-After`.
+"""
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Failure:
+    status: int
+    retry_after: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class FakeSlack:
+    users_by_email: dict[str, str] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _failures: dict[str, list[Failure]] = field(default_factory=dict)
+    _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/api/"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def fail(self, method: str, *failures: Failure) -> None:
+        """The next calls to `method` get these answers, in order; then it works again."""
+        self._failures.setdefault(method, []).extend(failures)
+
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        return [call.params for call in self.calls if call.method == method]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Polls until `method` has been called `count` times; fails the test after `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.calls_to(method)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{method} called {len(self.calls_to(method))} times, expected {count}")
+            await asyncio.sleep(0.02)
+        return self.calls_to(method)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        self.calls.append(Call(method, params))
+        pending = self._failures.get(method)
+        if pending:
+            failure = pending.pop(0)
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+            error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
+            return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
+        answer = getattr(self, "_" + method.replace(".", "_"), None)
+        return web.json_response(answer(params) if answer else {"ok": True})
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "user_id": "UBOT0001", "bot_id": "BBOT0001", "team_id": "T0001", "team": "Acme"}
+
+    def _users_lookupByEmail(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = self.users_by_email.get(params.get("email", ""))
+        if user_id is None:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": {"id": user_id, "tz": "America/New_York"}}
+
+    def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params["channel"]
+        if channel.startswith(("U", "W")):
+            channel = "D" + channel[1:]
+        ts = f"{1700000000 + next(self._ts)}.000100"
+        self.messages[(channel, ts)] = params
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": params.get("text")}}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (params["channel"], params["ts"])
+        if key not in self.messages:
+            return {"ok": False, "error": "message_not_found"}
+        self.messages[key] = params
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        view_id = f"V{next(self._ts):08d}"
+        return {"ok": True, "view": {**params["view"], "id": view_id, "hash": f"hash-{view_id}"}}
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "view": {**params["view"], "id": params.get("view_id"), "hash": "hash-updated"}}
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Parameters as slack_sdk sends them: query string, form or JSON; JSON-in-form fields decoded."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        params.update(await request.json())
+    elif request.can_read_body:
+        params.update(await request.post())
+    for key in ("blocks", "view"):
+        if isinstance(params.get(key), str):
+            params[key] = json.loads(params[key])
+    return params
