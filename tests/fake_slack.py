@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+WAIT_SECONDS = 10.0
+
 
 @dataclass
 class Call:
@@ -57,9 +59,9 @@ class FakeSlack:
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
 
-    async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Polls until `method` has been called `count` times; fails the test after `timeout`."""
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, method: str, count: int = 1) -> list[dict[str, Any]]:
+        """Polls until `method` has been called `count` times; fails the test after WAIT_SECONDS."""
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
         while len(self.calls_to(method)) < count:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{method} called {len(self.calls_to(method))} times, expected {count}")
