@@ -142,6 +142,23 @@ class BotClient:
             }
         )
 
+    async def prompt(self, number: int = 1) -> tuple[dict[str, Any], tuple[str, str]]:
+        """The `number`th DM the bot posted, once it has, and its (channel, ts) as Slack returned them."""
+        posted = (await self.slack.wait_for("chat.postMessage", number))[number - 1]
+        where = next((key for key, message in self.slack.messages.items() if message is posted), None)
+        if where is None:
+            raise AssertionError("that chat.postMessage was not answered ok by the fake Slack")
+        return posted, where
+
+    async def open_modal(
+        self, *, user_id: str, value: str, message: tuple[str, str], action_id: str = "log_reason"
+    ) -> dict[str, Any]:
+        """Clicks Log reason (or Edit) and returns the modal the bot opened, with an id of its own."""
+        before = len(self.slack.calls_to("views.open"))
+        await self.click(user_id=user_id, action_id=action_id, value=value, message=message)
+        opened = (await self.slack.wait_for("views.open", before + 1))[before]
+        return {**opened["view"], "id": f"V0MODAL{before:02d}", "hash": f"h{before}"}
+
     async def rows(self, model: type) -> list[Any]:
         async with self.session_factory() as session:
             return list(await session.scalars(select(model).order_by(model.id)))
@@ -155,6 +172,14 @@ class BotClient:
             columns = model.__table__.columns.keys()
             result[name] = [tuple(getattr(row, column) for column in columns) for row in await self.rows(model)]
         return result
+
+
+def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    for block in message["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return dict(element)
+    raise AssertionError(f"no {action_id} button in {message['blocks']}")
 
 
 def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -4,31 +4,16 @@ answer stored → DM updated."""
 from datetime import date, timedelta
 
 from storage.models import Deal, DealEventRecord, Loss, ReasonEntry
-from tests.bot_client import BotClient, deal
+from tests.bot_client import BotClient, button, deal
 
 GOOD_EXPLANATION = "Initech undercut us by 30% and bundled onboarding for free."
-
-
-async def prompt_of(bot: BotClient) -> tuple[dict, tuple[str, str]]:
-    """The DM the bot posted, and its (channel, ts) as Slack returned them."""
-    (posted,) = await bot.slack.wait_for("chat.postMessage")
-    channel, ts = next(key for key, message in bot.slack.messages.items() if message is posted)
-    return posted, (channel, ts)
-
-
-def button(message: dict, action_id: str) -> dict:
-    for block in message["blocks"]:
-        for element in block.get("elements", []):
-            if element.get("action_id") == action_id:
-                return element
-    raise AssertionError(f"no {action_id} button in {message['blocks']}")
 
 
 async def test_a_closed_lost_deal_becomes_a_logged_reason(bot: BotClient) -> None:
     answer = await bot.post_deals(deal())
     assert (answer.status, answer.body) == (202, {"accepted": 1, "duplicates": 0})
 
-    prompt, where = await prompt_of(bot)
+    prompt, where = await bot.prompt()
     assert bot.slack.calls_to("users.lookupByEmail") == [{"email": "dana@example.com"}]
     assert prompt["channel"] == "U0DANA001"
     text = str(prompt["blocks"])
