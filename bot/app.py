@@ -56,8 +56,8 @@ def create_app(
     )
 
     bolt_app = _create_bolt_app(settings, slack, runtime)
-    # One byte over 1 MiB: aiohttp refuses a body whose size reaches the limit, and 1 MiB itself is allowed.
-    web_app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    # aiohttp refuses (413) a body larger than client_max_size, also when it comes without Content-Length.
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     web_app[RUNTIME] = runtime
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
 

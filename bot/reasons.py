@@ -89,6 +89,8 @@ def load_catalogue(path: Path | None) -> Catalogue:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise CatalogueError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise CatalogueError(f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise CatalogueError(f"{path} is not valid TOML: {error}") from None
     entries = document.get("reason")

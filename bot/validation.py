@@ -6,6 +6,7 @@ is refused; "Initech undercut us by 30% and bundled onboarding" is not.
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -73,12 +74,22 @@ def explanation_problem(text: str, reason: Reason | None) -> str | None:
     normalised = _normalise(stripped)
     own_label = {_normalise(reason.label), _normalise(reason.code)} if reason is not None else set()
     meaningful = {word for word in normalised.split() if word not in FILLER_WORDS and len(word) > 1}
-    if normalised in VAGUE_ANSWERS or normalised in own_label or len(meaningful) < MIN_MEANINGFUL_WORDS:
+    if normalised in VAGUE_ANSWERS or normalised in own_label or _word_count(meaningful) < MIN_MEANINGFUL_WORDS:
         return (
             "That doesn't say why this deal was lost. Add what happened: what the buyer said, "
             "who decided, what tipped it."
         )
     return None
+
+
+def _word_count(words: set[str]) -> int:
+    """Words, counting text in scripts written without spaces (Chinese, Japanese, Thai…) as one word
+    for every two letters, since they cannot be split on spaces."""
+    count = 0
+    for word in words:
+        unspaced = sum(1 for letter in word if unicodedata.category(letter) == "Lo")
+        count += max(1, unspaced // 2) if unspaced else 1
+    return count
 
 
 def _normalise(text: str) -> str:

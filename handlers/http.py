@@ -4,7 +4,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot.crm.generic import MAX_BODY_BYTES, PayloadError, is_signed, parse_deal_events
+from bot.crm.generic import MAX_BODY_BYTES, PayloadError, is_signed, is_utf8, parse_deal_events
 from bot.runtime import RUNTIME
 from bot.services.deal_events import record_deal_events
 from bot.services.health import database_answers
@@ -41,6 +41,10 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _too_large()
 
+    if not is_utf8(body):
+        return web.json_response(
+            {"errors": [{"index": None, "field": None, "message": "the body is not UTF-8: JSON must be"}]}, status=400
+        )
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:

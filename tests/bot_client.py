@@ -1,11 +1,14 @@
 """Talks to the running bot the way Slack and a CRM do: signed requests in their real shapes."""
 
+import asyncio
 import hashlib
 import hmac
+import inspect
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -14,7 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Deal, DealEventRecord, Loss, OutboxMessage, ReasonEntry
-from tests.fake_slack import FakeSlack
+from tests.fake_slack import WAIT_SECONDS, FakeSlack
+
+T = TypeVar("T")
 
 SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 DEALS_WEBHOOK_SECRET = "deals-secret-for-tests"
@@ -60,11 +65,43 @@ class Answer:
     body: Any
 
 
+async def eventually(check: Callable[[], Awaitable[T] | T], *, what: str) -> T:
+    """Polls `check` (sync or async) until it returns something truthy, and returns that; fails the
+    test after WAIT_SECONDS, naming `what` it waited for."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {WAIT_SECONDS} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 @dataclass
 class BotClient:
     http: aiohttp.ClientSession
     slack: FakeSlack
     session_factory: async_sessionmaker[AsyncSession]
+    _settle_count: int = 0
+
+    async def settle_worker(self) -> dict[str, Any]:
+        """Shows that the outbox worker has handled everything queued so far: posts an unrelated
+        closed-lost deal (id `settle-N`, owner given as Slack id U0SAM0001, so no email lookup) and
+        waits for its DM, which the worker sends after every message queued before it. Leaves that
+        deal, its event, its loss and its DM behind; returns the DM."""
+        self._settle_count += 1
+        name = f"Settle deal {self._settle_count}"
+        event = deal(deal_id=f"settle-{self._settle_count}", name=name, owner_email=None, owner_slack_id="U0SAM0001")
+        answer = await self.post_deals(event)
+        assert answer.status == 202, answer
+
+        def sent() -> dict[str, Any] | None:
+            return next((m for m in self.slack.messages.values() if name in str(m.get("text"))), None)
+
+        return await eventually(sent, what=f"the DM for {name!r}")
 
     async def post_deals(self, payload: Any, *, headers: dict[str, str] | None = None) -> Answer:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -56,8 +56,19 @@ class _Clock:
 
 def is_signed(*, secret: str, body: bytes, timestamp: str, signature: str, now: datetime) -> bool:
     """Slack's v0 scheme with our header names: hex HMAC-SHA256 of `v0:{timestamp}:{body}`, 300 s window."""
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return False
     verifier = SignatureVerifier(secret, clock=_Clock(now))  # type: ignore[arg-type]
     return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+
+
+def is_utf8(body: bytes) -> bool:
+    """JSON is UTF-8 (RFC 8259 §8.1), and the signature check needs text."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
@@ -159,7 +170,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         source=SOURCE,
         deal_id=deal_id,
         name=name,
-        stage=stage.lower(),
+        stage=normalise_stage(stage),
         owner_email=owner_email.lower() if owner_email is not None else None,
         owner_slack_id=owner_slack_id,
         changed_at=changed_at,
@@ -170,6 +181,11 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         event_id=event_id,
         raw=item,
     )
+
+
+def normalise_stage(stage: str) -> str:
+    """`Closed Lost`, `closed-lost` and `closed_lost` are one stage: CRMs and admins spell it all ways."""
+    return re.sub(r"[\s-]+", "_", stage.strip().lower())
 
 
 def _identifier(value: Any) -> str | None:

@@ -20,11 +20,13 @@ from slack_sdk.models.blocks import (
 
 from bot.reasons import Catalogue
 from bot.views import ids
-from bot.views.text import escape, format_amount, truncate
+from bot.views.text import escape, fit, format_amount, truncate
 from storage.models import Deal, Loss, LossState, ReasonEntry
 
+# Block Kit limits (slack.md §e).
 HEADER_MAX_LENGTH = 150
-QUOTE_MAX_LENGTH = 2500
+SECTION_MAX_LENGTH = 3000
+FIELD_MAX_LENGTH = 1900
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,9 @@ def build_prompt_message(*, deal: Deal, loss: Loss, entry: ReasonEntry | None, c
 def _deal_fields(deal: Deal, loss: Loss) -> SectionBlock:
     return SectionBlock(
         fields=[
-            MarkdownTextObject(text=f"*Account*\n{escape(deal.account) if deal.account else '—'}"),
+            MarkdownTextObject(
+                text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
+            ),
             MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
             MarkdownTextObject(text=f"*Lost on*\n{slack_date(loss.lost_at)}"),
         ]
@@ -75,11 +79,14 @@ def _logged_entry(entry: ReasonEntry, catalogue: Catalogue) -> list[Block]:
     headline = f":white_check_mark: *{escape(catalogue.label(entry.reason_code))}*"
     if entry.detail:
         headline += f": {escape(entry.detail)}"
-    quoted = "\n".join(f">{line}" for line in escape(truncate(entry.explanation, QUOTE_MAX_LENGTH)).splitlines())
+    quoted = "\n".join(f">{line}" for line in escape(entry.explanation).splitlines())
     context = f"Logged by <@{entry.logged_by}> {slack_date(entry.logged_at)}"
     if entry.revisit_on is not None:
         context += f" · revisit on {entry.revisit_on:%b %-d, %Y}"
-    return [SectionBlock(text=f"{headline}\n{quoted}"), ContextBlock(elements=[MarkdownTextObject(text=context)])]
+    return [
+        SectionBlock(text=fit(f"{headline}\n{quoted}", SECTION_MAX_LENGTH)),
+        ContextBlock(elements=[MarkdownTextObject(text=context)]),
+    ]
 
 
 def _buttons(deal: Deal, action_id: str, label: str, loss_id: int, *, primary: bool) -> ActionsBlock:

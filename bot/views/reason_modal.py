@@ -24,9 +24,10 @@ from slack_sdk.models.views import View
 from bot.reasons import Catalogue, Reason, Requirement
 from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, MIN_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
-from bot.views.text import escape, format_amount, truncate
+from bot.views.text import escape, fit, format_amount, truncate
 from storage.models import Deal
 
+INTRO_MAX_LENGTH = 3000
 DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
 DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
 
@@ -78,7 +79,7 @@ def _intro(deal: Deal) -> str:
     line = f"*{escape(deal.name)}*"
     if deal.account:
         line += f" · {escape(deal.account)}"
-    return f"{line} · {format_amount(deal.amount, deal.currency)}"
+    return fit(f"{line} · {format_amount(deal.amount, deal.currency)}", INTRO_MAX_LENGTH)
 
 
 def _reason_input(catalogue: Catalogue, chosen: Reason | None) -> InputBlock:

@@ -1,5 +1,6 @@
 """Formatting of text that goes into mrkdwn."""
 
+import re
 from decimal import Decimal
 
 
@@ -24,4 +25,13 @@ def format_amount(amount: Decimal | None, currency: str | None) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
+    """Shortens plain text to `limit` characters, marking the cut with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit(mrkdwn: str, limit: int) -> str:
+    """Shortens escaped mrkdwn to `limit` characters without cutting an `&amp;`-style entity in two.
+    Escaping can make text up to five times longer, so limits are applied after it."""
+    if len(mrkdwn) <= limit:
+        return mrkdwn
+    return re.sub(r"&[a-z]{0,3}$", "", mrkdwn[: limit - 1]) + "…"

@@ -1,0 +1,221 @@
+"""Unit tests of the settings (DESIGN.md §3) and of how the CLI reports a bad one at start-up."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings
+
+REQUIRED = {"slack_bot_token": "xoxb-test-token", "slack_signing_secret": "signing-secret"}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the process environment: the developer's own must not leak into these tests."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **{**REQUIRED, **values})  # type: ignore[arg-type]
+
+
+# --- defaults and normalisation -------------------------------------------------------------------
+
+
+def test_the_defaults_match_the_design() -> None:
+    loaded = settings()
+
+    assert loaded.slack_api_url == "https://slack.com/api/"
+    assert loaded.database_url == "sqlite+aiosqlite:///closedlost.db"
+    assert loaded.port == 3000
+    assert loaded.host == "0.0.0.0"
+    assert loaded.timezone == "UTC"
+    assert loaded.tz.key == "UTC"
+    assert loaded.deals_webhook_secret is None
+    assert loaded.slack_app_token is None
+    assert loaded.socket_mode is False
+    assert loaded.reasons_file is None
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "postgres://bot:pw@db.example.com:5432/closedlost",
+            "postgresql+asyncpg://bot:pw@db.example.com:5432/closedlost",
+        ),
+        ("postgresql://bot@localhost/closedlost", "postgresql+asyncpg://bot@localhost/closedlost"),
+        ("postgresql+asyncpg://bot@localhost/closedlost", "postgresql+asyncpg://bot@localhost/closedlost"),
+        ("sqlite:///data/closedlost.db", "sqlite+aiosqlite:///data/closedlost.db"),
+        ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:///:memory:"),
+    ],
+)
+def test_database_urls_get_the_async_driver(given: str, expected: str) -> None:
+    assert settings(database_url=given).database_url == expected
+
+
+def test_the_slack_api_url_ends_with_a_slash() -> None:
+    assert settings(slack_api_url="http://127.0.0.1:8080/api").slack_api_url == "http://127.0.0.1:8080/api/"
+
+
+def test_an_app_token_turns_on_socket_mode_without_a_signing_secret() -> None:
+    loaded = Settings(_env_file=None, slack_bot_token="xoxb-1", slack_app_token="xapp-1")  # type: ignore[call-arg]
+
+    assert loaded.socket_mode is True
+    assert loaded.slack_signing_secret is None
+
+
+def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-env")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret-from-env")
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("TIMEZONE", "Europe/Paris")
+
+    loaded = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    assert loaded.slack_bot_token.get_secret_value() == "xoxb-from-env"
+    assert loaded.port == 8080
+    assert loaded.tz.key == "Europe/Paris"
+
+
+def test_settings_are_read_from_a_dotenv_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("SLACK_BOT_TOKEN=xoxb-from-file\nSLACK_SIGNING_SECRET=s\nDATABASE_URL=postgres://h/db\n")
+
+    loaded = Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+    assert loaded.slack_bot_token.get_secret_value() == "xoxb-from-file"
+    assert loaded.database_url == "postgresql+asyncpg://h/db"
+
+
+@pytest.mark.parametrize(
+    ("values", "name"),
+    [
+        ({"slack_bot_token": "xoxp-user-token"}, "slack_bot_token"),
+        ({"slack_app_token": "xoxb-wrong"}, "slack_app_token"),
+        ({"slack_api_url": "slack.com/api"}, "slack_api_url"),
+        ({"database_url": "mysql://localhost/db"}, "database_url"),
+        ({"port": 0}, "port"),
+        ({"port": 70000}, "port"),
+        ({"timezone": "Mars/Base"}, "timezone"),
+        ({"log_level": "LOUD"}, "log_level"),
+    ],
+)
+def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+
+    assert [problem["loc"] for problem in caught.value.errors()] == [(name,)]
+
+
+def test_secrets_are_not_shown_in_the_repr() -> None:
+    assert "xoxb-test-token" not in repr(settings())
+
+
+# --- the CLI at start-up --------------------------------------------------------------------------
+
+CLOSEDLOST = str(Path(sys.executable).parent / "closedlost")
+
+
+def run(tmp_path: Path, arguments: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """The bot as an admin starts it: a fresh process, only the environment given, no .env around."""
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **env}
+    return subprocess.run(
+        arguments, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return run(tmp_path, [sys.executable, "-m", "bot", "serve"], **env)
+
+
+def assert_one_line_naming(result: subprocess.CompletedProcess[str], name: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert name in lines[0]
+
+
+GOOD_ENV = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "signing-secret"}
+
+
+def test_a_missing_bot_token_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, SLACK_SIGNING_SECRET="signing-secret")
+
+    assert_one_line_naming(result, "SLACK_BOT_TOKEN")
+    assert "missing" in result.stderr
+
+
+def test_a_port_that_is_not_a_number_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, PORT="abc")
+
+    assert_one_line_naming(result, "PORT")
+    assert "1 to 65535" in result.stderr
+
+
+def test_an_unknown_time_zone_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, TIMEZONE="Mars/Base")
+
+    assert_one_line_naming(result, "TIMEZONE")
+    assert "Mars/Base" in result.stderr
+
+
+def test_http_mode_without_a_signing_secret_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, SLACK_BOT_TOKEN="xoxb-test-token")
+
+    assert_one_line_naming(result, "SLACK_SIGNING_SECRET")
+    assert "SLACK_APP_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b'[[reason]]\ncode = "price\n', id="invalid-toml"),
+        pytest.param(b'[[reason]]\ncode = "Price"\nlabel = "Price"\n', id="bad-code"),
+        pytest.param(b'[[reason]]\ncode = "price"\nlabel = "Prix \xe9lev\xe9"\n', id="not-utf8"),
+    ],
+)
+def test_a_bad_reasons_file_stops_start_up_in_one_line(tmp_path: Path, content: bytes) -> None:
+    reasons = tmp_path / "reasons.toml"
+    reasons.write_bytes(content)
+
+    result = serve(tmp_path, **GOOD_ENV, REASONS_FILE=str(reasons))
+
+    assert_one_line_naming(result, "REASONS_FILE")
+
+
+def test_a_missing_reasons_file_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, REASONS_FILE=str(tmp_path / "nowhere.toml"))
+
+    assert_one_line_naming(result, "REASONS_FILE")
+    assert "nowhere.toml" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param([CLOSEDLOST, "--help"], id="closedlost"),
+        pytest.param([CLOSEDLOST, "serve", "--help"], id="serve"),
+        pytest.param([CLOSEDLOST, "migrate", "--help"], id="migrate"),
+        pytest.param([sys.executable, "-m", "bot", "--help"], id="python-m-bot"),
+    ],
+)
+def test_help_works_without_any_setting(tmp_path: Path, arguments: list[str]) -> None:
+    result = run(tmp_path, arguments)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: closedlost")
+    assert result.stderr == ""
+
+
+def test_the_top_level_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run(tmp_path, [CLOSEDLOST, "--help"])
+
+    assert "serve" in result.stdout
+    assert "migrate" in result.stdout

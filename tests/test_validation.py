@@ -1,0 +1,215 @@
+"""Unit tests of the rules a rep's reason must follow before it is stored (DESIGN.md §5)."""
+
+from datetime import date, timedelta
+
+import pytest
+
+from bot.reasons import DEFAULT_REASONS, Catalogue, Reason, Requirement
+from bot.validation import MAX_EXPLANATION_LENGTH, ReasonForm, explanation_problem, validate_reason_form
+
+TODAY = date(2026, 11, 20)
+GOOD = "Initech undercut us by 30% and bundled onboarding for free."
+CATALOGUE = Catalogue(DEFAULT_REASONS)
+RETIRED_CATALOGUE = Catalogue(
+    [*DEFAULT_REASONS, Reason("legacy_budget", "Budget cut (old)", retired=True)],
+)
+
+
+def form(
+    reason_code: str | None = "price",
+    *,
+    detail: str | None = None,
+    explanation: str = GOOD,
+    revisit_on: date | None = None,
+) -> ReasonForm:
+    return ReasonForm(reason_code=reason_code, detail=detail, explanation=explanation, revisit_on=revisit_on)
+
+
+def validate(submitted: ReasonForm, catalogue: Catalogue = CATALOGUE) -> dict[str, str]:
+    return validate_reason_form(submitted, catalogue=catalogue, today=TODAY)
+
+
+def test_a_good_form_has_no_errors() -> None:
+    assert validate(form()) == {}
+
+
+@pytest.mark.parametrize(
+    ("code", "detail"),
+    [("competitor", "Initech"), ("missing_feature", "SAML single sign-on"), ("timing", None), ("other", None)],
+)
+def test_a_good_form_for_each_kind_of_reason_has_no_errors(code: str, detail: str | None) -> None:
+    assert validate(form(code, detail=detail)) == {}
+
+
+# --- explanation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "   ", "n/a", "none", "price", "lost", "-", "Too expensive.", "x" * 19])
+def test_a_short_explanation_is_refused(text: str) -> None:
+    errors = validate(form(explanation=text))
+
+    assert set(errors) == {"explanation"}
+    assert "20 characters" in errors["explanation"]
+
+
+def test_twenty_characters_are_counted_after_trimming() -> None:
+    assert "20 characters" in (explanation_problem("   Initech cheaper.      ", None) or "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "n/a n/a n/a n/a n/a n/a n/a",
+        "none none none none none none",
+        "price price price price price",
+        "lost lost lost lost lost lost",
+        "- - - - - - - - - - - - - - - -",
+        "lost on price to the competitor",
+        "Lost to competition, they were cheaper",
+        "see crm notes, see crm notes above",
+        "they went dark and ghosted us",
+    ],
+)
+def test_a_vague_explanation_is_refused(text: str) -> None:
+    errors = validate(form("competitor", detail="Initech", explanation=text))
+
+    assert set(errors) == {"explanation"}
+    assert "doesn't say why" in errors["explanation"]
+
+
+@pytest.mark.parametrize("reason", [reason for reason in DEFAULT_REASONS if len(reason.label) >= 20])
+def test_the_reasons_own_label_is_refused(reason: Reason) -> None:
+    detail = "Initech" if reason.requires is not None else None
+
+    errors = validate(form(reason.code, detail=detail, explanation=reason.label))
+
+    assert set(errors) == {"explanation"}
+
+
+def test_a_custom_reasons_label_is_refused_though_its_words_say_something() -> None:
+    reason = Reason("security", "Security review blocked procurement")
+    catalogue = Catalogue([reason])
+
+    assert set(validate(form("security", explanation="Security review blocked procurement."), catalogue)) == {
+        "explanation"
+    }
+    assert validate(form("security", explanation="Security review blocked procurement for Q3."), catalogue) == {}
+
+
+def test_the_label_in_other_case_and_punctuation_is_refused() -> None:
+    problem = explanation_problem("LOST TO A COMPETITOR!!!", CATALOGUE.get("competitor"))
+
+    assert problem is not None
+
+
+def test_a_too_long_explanation_is_refused() -> None:
+    errors = validate(form(explanation="Initech undercut us. " * 100))
+
+    assert set(errors) == {"explanation"}
+    assert str(MAX_EXPLANATION_LENGTH) in errors["explanation"]
+
+
+def test_an_explanation_of_the_maximum_length_is_accepted() -> None:
+    text = (GOOD + " ") * 40
+
+    assert validate(form(explanation=text[:MAX_EXPLANATION_LENGTH])) == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Initech undercut us by 30% 💸 and bundled onboarding 🚀",
+        "Le client a choisi Initech : 30 % moins cher, intégration déjà faite.",
+        "Клиент выбрал Initech: они на 30% дешевле и уже интегрированы.",
+        "🤝 Procurement froze every new vendor until März 2027 ❄️",
+    ],
+)
+def test_a_unicode_explanation_is_accepted(text: str) -> None:
+    assert validate(form(explanation=text)) == {}
+
+
+def test_an_explanation_in_a_language_without_spaces_is_accepted() -> None:
+    # "The customer judged the price too high and chose the competitor Initech." A real answer,
+    # 33 characters, but Japanese does not separate words with spaces.
+    text = "顧客は価格が高すぎると判断し、競合のInitechを選びました。"
+
+    assert validate(form(explanation=text)) == {}
+
+
+def test_an_emoji_only_explanation_is_refused() -> None:
+    assert set(validate(form(explanation="🤷" * 25))) == {"explanation"}
+
+
+# --- detail ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("detail", [None, ""])
+def test_a_competitive_loss_needs_the_competitor(detail: str | None) -> None:
+    errors = validate(form("competitor", detail=detail))
+
+    assert set(errors) == {"detail"}
+    assert "competitor" in errors["detail"]
+
+
+@pytest.mark.parametrize("detail", [None, ""])
+def test_a_product_gap_needs_the_feature(detail: str | None) -> None:
+    errors = validate(form("missing_feature", detail=detail))
+
+    assert set(errors) == {"detail"}
+    assert "feature" in errors["detail"]
+
+
+def test_a_reason_that_requires_nothing_ignores_a_missing_detail() -> None:
+    assert validate(form("price", detail=None)) == {}
+
+
+def test_a_custom_reason_requiring_a_feature_is_checked() -> None:
+    catalogue = Catalogue([Reason("gap", "Product gap", requires=Requirement.FEATURE)])
+
+    assert set(validate(form("gap"), catalogue)) == {"detail"}
+
+
+# --- reason ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [None, "", "budget", "PRICE"])
+def test_an_unknown_reason_is_refused(code: str | None) -> None:
+    errors = validate(form(code))
+
+    assert set(errors) == {"reason"}
+    assert "Pick a reason" in errors["reason"]
+
+
+def test_a_retired_reason_is_refused() -> None:
+    errors = validate(form("legacy_budget"), RETIRED_CATALOGUE)
+
+    assert set(errors) == {"reason"}
+
+
+def test_the_active_reasons_of_a_catalogue_with_retired_codes_are_accepted() -> None:
+    assert validate(form("price"), RETIRED_CATALOGUE) == {}
+
+
+def test_every_field_at_fault_is_reported_at_once() -> None:
+    errors = validate(form("competitor", detail=None, explanation="n/a", revisit_on=TODAY - timedelta(days=1)))
+
+    assert set(errors) == {"detail", "explanation", "revisit"}
+
+
+def test_an_unknown_reason_still_has_its_explanation_checked() -> None:
+    assert set(validate(form("budget", explanation="none"))) == {"reason", "explanation"}
+
+
+# --- revisit date ---------------------------------------------------------------------------------
+
+
+def test_a_revisit_date_in_the_past_is_refused() -> None:
+    errors = validate(form(revisit_on=TODAY - timedelta(days=1)))
+
+    assert set(errors) == {"revisit"}
+    assert "from today on" in errors["revisit"]
+
+
+@pytest.mark.parametrize("revisit_on", [TODAY, TODAY + timedelta(days=180), None])
+def test_a_revisit_date_from_today_on_or_none_is_accepted(revisit_on: date | None) -> None:
+    assert validate(form(revisit_on=revisit_on)) == {}
