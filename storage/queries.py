@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Deal, DealEventRecord, Loss, OutboxMessage, OutboxState, ReasonEntry, SlackUser
+from storage.models import Deal, DealEventRecord, Loss, LossState, OutboxMessage, OutboxState, ReasonEntry, SlackUser
 
 
 async def existing_event_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
@@ -21,10 +21,15 @@ async def deals_by_external_id(session: AsyncSession, source: str, external_ids:
     return {deal.external_id: deal for deal in rows}
 
 
-async def latest_loss(session: AsyncSession, deal_id: int, *, for_update: bool = False) -> Loss | None:
-    """The deal's newest loss; `for_update` locks it (PostgreSQL) against a concurrent prompt send."""
-    query = select(Loss).where(Loss.deal_id == deal_id).order_by(Loss.id.desc()).limit(1)
-    return await session.scalar(query.with_for_update() if for_update else query)
+async def awaiting_losses(session: AsyncSession, deal_ids: list[int]) -> dict[int, Loss]:
+    """The loss awaiting a reason of each deal that has one (a deal has at most one), locked on
+    PostgreSQL against a concurrent prompt send."""
+    if not deal_ids:
+        return {}
+    rows = await session.scalars(
+        select(Loss).where(Loss.deal_id.in_(deal_ids), Loss.state == LossState.AWAITING).with_for_update()
+    )
+    return {loss.deal_id: loss for loss in rows}
 
 
 async def loss_with_deal(session: AsyncSession, loss_id: int) -> tuple[Loss, Deal] | None:

@@ -54,10 +54,8 @@ class PermanentFailure(Exception):
     """Sending cannot succeed; the message says why, for the loss and the log."""
 
 
-async def queue_message(session: AsyncSession, *, kind: str, loss_id: int, now: datetime) -> None:
-    session.add(
-        OutboxMessage(kind=kind, loss_id=loss_id, state=OutboxState.PENDING, due_at=now, attempts=0, created_at=now)
-    )
+def queue_message(session: AsyncSession, *, kind: str, loss: Loss, now: datetime) -> None:
+    session.add(OutboxMessage(kind=kind, loss=loss, state=OutboxState.PENDING, due_at=now, attempts=0, created_at=now))
 
 
 async def queue_refresh(session: AsyncSession, *, loss: Loss, now: datetime) -> int:
@@ -65,7 +63,7 @@ async def queue_refresh(session: AsyncSession, *, loss: Loss, now: datetime) -> 
     (it will read the same state). Returns the number of messages queued."""
     if await queries.pending_message_exists(session, loss.id, REFRESH):
         return 0
-    await queue_message(session, kind=REFRESH, loss_id=loss.id, now=now)
+    queue_message(session, kind=REFRESH, loss=loss, now=now)
     return 1
 
 
