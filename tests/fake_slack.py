@@ -37,16 +37,20 @@ class FakeSlack:
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     url: str = ""
+    socket: web.WebSocketResponse | None = None
+    socket_replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/socket-mode", self._socket_mode)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}/api/"
+        self._socket_url = f"ws://127.0.0.1:{port}/socket-mode"
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -81,6 +85,32 @@ class FakeSlack:
         answer = getattr(self, "_" + method.replace(".", "_"), None)
         return web.json_response(answer(params) if answer else {"ok": True})
 
+    async def send_envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Sends a Socket Mode envelope to the connected bot and returns its acknowledgement."""
+        socket = await _until(lambda: self.socket, "the bot to open its Socket Mode connection")
+        envelope_id = f"envelope-{next(self._ts)}"
+        await socket.send_json(
+            {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": True}
+        )
+        async with asyncio.timeout(WAIT_SECONDS):
+            while True:
+                reply = await self.socket_replies.get()
+                if reply.get("envelope_id") == envelope_id:
+                    return reply
+
+    async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
+        """Slack's Socket Mode side: says hello, then relays what the bot sends back."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"}})
+        self.socket = socket
+        async for message in socket:
+            self.socket_replies.put_nowait(json.loads(message.data))
+        return socket
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": self._socket_url}
+
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "user_id": "UBOT0001", "bot_id": "BBOT0001", "team_id": "T0001", "team": "Acme"}
 
@@ -114,6 +144,15 @@ class FakeSlack:
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "view": {**params["view"], "id": params.get("view_id"), "hash": "hash-updated"}}
+
+
+async def _until(check: Any, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+    return check()
 
 
 async def _read_params(request: web.Request) -> dict[str, Any]:
