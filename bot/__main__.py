@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -12,9 +13,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.app import create_app
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.services.losses import reason_codes_missing_from
-from bot.settings import Settings, describe_settings_error
+from bot.settings import DatabaseSettings, Settings, describe_settings_error
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
+
+SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
 
 
 class StartupError(Exception):
@@ -41,14 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     try:
-        settings = _load_settings()
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if arguments.command == "migrate":
-            _migrate(settings)
+            database = _load(DatabaseSettings)
+            _configure_logging(database.log_level)
+            _migrate(database.database_url)
             print("closedlost: the database is up to date")
             return 0
+        settings = _load(Settings)
+        _configure_logging(settings.log_level)
         catalogue = _load_catalogue(settings)
-        _migrate(settings)
+        _migrate(settings.database_url)
         asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
     except StartupError as error:
         for line in str(error).splitlines():
@@ -58,16 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load_settings() -> Settings:
+def _load(settings_class: type[SettingsT]) -> SettingsT:
     try:
-        return Settings()  # type: ignore[call-arg]
+        return settings_class()  # type: ignore[call-arg]
     except ValidationError as error:
         raise StartupError(describe_settings_error(error)) from None
 
 
-def _migrate(settings: Settings) -> None:
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _migrate(database_url: str) -> None:
     try:
-        upgrade_to_head(settings.database_url)
+        upgrade_to_head(database_url)
     except (SQLAlchemyError, OSError) as error:
         raise StartupError(f"DATABASE_URL cannot be reached or migrated: {error}") from None
 

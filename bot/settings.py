@@ -11,8 +11,40 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class DatabaseSettings(BaseSettings):
+    """What `closedlost migrate` needs: the database, and nothing of Slack's."""
+
     model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///closedlost.db",
+        description="a SQLAlchemy URL, sqlite+aiosqlite:///file.db or postgresql+asyncpg://…",
+    )
+    log_level: str = Field(default="INFO", description="one of DEBUG, INFO, WARNING, ERROR")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Accept the URLs hosting platforms hand out and give them the async driver."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value.removeprefix(prefix)
+        if value.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("is neither a PostgreSQL nor a SQLite URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"{value!r} is not a log level")
+        return value.upper()
+
+
+class Settings(DatabaseSettings):
+    """Everything `closedlost serve` needs."""
 
     slack_bot_token: SecretStr = Field(description="the bot token, starting with xoxb-")
     slack_signing_secret: SecretStr | None = Field(
@@ -24,10 +56,6 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(
         default="https://slack.com/api/", description="the Slack Web API base URL, http:// or https://"
     )
-    database_url: str = Field(
-        default="sqlite+aiosqlite:///closedlost.db",
-        description="a SQLAlchemy URL, sqlite+aiosqlite:///file.db or postgresql+asyncpg://…",
-    )
     host: str = Field(default="0.0.0.0", description="the address the HTTP server listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
     deals_webhook_secret: SecretStr | None = Field(
@@ -37,7 +65,6 @@ class Settings(BaseSettings):
     reasons_file: Path | None = Field(
         default=None, description="the path of a TOML file that replaces the reason catalogue"
     )
-    log_level: str = Field(default="INFO", description="one of DEBUG, INFO, WARNING, ERROR")
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -60,19 +87,6 @@ class Settings(BaseSettings):
             raise ValueError("is not an http:// or https:// URL")
         return value if value.endswith("/") else value + "/"
 
-    @field_validator("database_url")
-    @classmethod
-    def _async_driver(cls, value: str) -> str:
-        """Accept the URLs hosting platforms hand out and give them the async driver."""
-        for prefix in ("postgres://", "postgresql://"):
-            if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value.removeprefix(prefix)
-        if value.startswith("sqlite://"):
-            return "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
-        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-            raise ValueError("is neither a PostgreSQL nor a SQLite URL")
-        return value
-
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -81,13 +95,6 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not a known time zone") from None
         return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _log_level(cls, value: str) -> str:
-        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError(f"{value!r} is not a log level")
-        return value.upper()
 
     @model_validator(mode="after")
     def _http_mode_needs_signing_secret(self) -> "Settings":
