@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.types import UTCDateTime
 
@@ -61,7 +61,6 @@ class DealEventRecord(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(600), unique=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)
-    deal: Mapped[Deal] = relationship(lazy="raise")
     stage: Mapped[str] = mapped_column(String(100))
     changed_at: Mapped[datetime]
     received_at: Mapped[datetime]
@@ -76,7 +75,6 @@ class Loss(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)
-    deal: Mapped[Deal] = relationship(lazy="raise")
     lost_at: Mapped[datetime]
     state: Mapped[LossState] = mapped_column(String(16), index=True)
     prompt_channel: Mapped[str | None] = mapped_column(String(32))
@@ -134,7 +132,6 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), index=True)
-    loss: Mapped[Loss] = relationship(lazy="raise")
     state: Mapped[OutboxState] = mapped_column(String(16))
     due_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]

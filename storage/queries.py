@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import RowMapping, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Deal, DealEventRecord, Loss, LossState, OutboxMessage, OutboxState, ReasonEntry, SlackUser
@@ -16,20 +16,25 @@ async def existing_event_keys(session: AsyncSession, keys: Iterable[str]) -> set
     return set(rows)
 
 
-async def deals_by_external_id(session: AsyncSession, source: str, external_ids: Iterable[str]) -> dict[str, Deal]:
-    rows = await session.scalars(select(Deal).where(Deal.source == source, Deal.external_id.in_(set(external_ids))))
-    return {deal.external_id: deal for deal in rows}
+async def deal_rows(session: AsyncSession, source: str, external_ids: Iterable[str]) -> list[RowMapping]:
+    """Every column of the deals of `source` with these CRM ids, as plain rows."""
+    rows = await session.execute(
+        select(*Deal.__table__.columns).where(Deal.source == source, Deal.external_id.in_(set(external_ids)))
+    )
+    return list(rows.mappings())
 
 
-async def awaiting_losses(session: AsyncSession, deal_ids: list[int]) -> dict[int, Loss]:
-    """The loss awaiting a reason of each deal that has one (a deal has at most one), locked on
+async def awaiting_loss_ids(session: AsyncSession, deal_ids: list[int]) -> dict[int, int]:
+    """Deal id to the id of its loss awaiting a reason (a deal has at most one), locked on
     PostgreSQL against a concurrent prompt send."""
     if not deal_ids:
         return {}
-    rows = await session.scalars(
-        select(Loss).where(Loss.deal_id.in_(deal_ids), Loss.state == LossState.AWAITING).with_for_update()
+    rows = await session.execute(
+        select(Loss.deal_id, Loss.id)
+        .where(Loss.deal_id.in_(deal_ids), Loss.state == LossState.AWAITING)
+        .with_for_update()
     )
-    return {loss.deal_id: loss for loss in rows}
+    return {row.deal_id: row.id for row in rows}
 
 
 async def loss_with_deal(session: AsyncSession, loss_id: int) -> tuple[Loss, Deal] | None:
@@ -60,15 +65,17 @@ async def slack_user_id(session: AsyncSession, email: str) -> str | None:
     return await session.scalar(select(SlackUser.user_id).where(SlackUser.email == email))
 
 
-async def pending_message_exists(session: AsyncSession, loss_id: int, kind: str) -> bool:
-    query = select(
-        exists().where(
-            OutboxMessage.loss_id == loss_id,
-            OutboxMessage.kind == kind,
+async def losses_with_refresh_waiting(session: AsyncSession, loss_ids: list[int]) -> set[int]:
+    """The losses among these with a DM update queued that no process has picked up yet."""
+    rows = await session.scalars(
+        select(OutboxMessage.loss_id).where(
+            OutboxMessage.loss_id.in_(loss_ids),
+            OutboxMessage.kind == "refresh",
             OutboxMessage.state == OutboxState.PENDING,
+            OutboxMessage.claimed_until.is_(None),
         )
     )
-    return bool(await session.scalar(query))
+    return set(rows)
 
 
 async def due_message_ids(session: AsyncSession, now: datetime, limit: int) -> list[int]:

@@ -89,7 +89,7 @@ async def record_reason(
             if loss.state == LossState.AWAITING:
                 loss.state = LossState.LOGGED
                 loss.logged_at = now
-            await outbox.queue_refresh(session, loss=loss, now=now)
+            await outbox.queue_refreshes(session, loss_ids=[loss.id], now=now)
     except IntegrityError:
         raise AlreadyLogged() from None
     return entry

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.reasons import Catalogue
@@ -54,17 +55,31 @@ class PermanentFailure(Exception):
     """Sending cannot succeed; the message says why, for the loss and the log."""
 
 
-def queue_message(session: AsyncSession, *, kind: str, loss: Loss, now: datetime) -> None:
-    session.add(OutboxMessage(kind=kind, loss=loss, state=OutboxState.PENDING, due_at=now, attempts=0, created_at=now))
+async def queue_messages(session: AsyncSession, *, kind: str, loss_ids: list[int], now: datetime) -> None:
+    if loss_ids:
+        rows = [
+            {
+                "kind": kind,
+                "loss_id": loss_id,
+                "state": OutboxState.PENDING,
+                "due_at": now,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for loss_id in loss_ids
+        ]
+        await session.execute(insert(OutboxMessage), rows)
 
 
-async def queue_refresh(session: AsyncSession, *, loss: Loss, now: datetime) -> int:
-    """Queues an update of the loss's DM, unless an update not yet picked up is already waiting
-    (it will read the same state). Returns the number of messages queued."""
-    if await queries.pending_message_exists(session, loss.id, REFRESH):
+async def queue_refreshes(session: AsyncSession, *, loss_ids: list[int], now: datetime) -> int:
+    """Queues an update of each loss's DM, unless one not yet picked up is already waiting (it will
+    read the same state). Returns the number of messages queued."""
+    if not loss_ids:
         return 0
-    queue_message(session, kind=REFRESH, loss=loss, now=now)
-    return 1
+    waiting = await queries.losses_with_refresh_waiting(session, loss_ids)
+    needed = [loss_id for loss_id in loss_ids if loss_id not in waiting]
+    await queue_messages(session, kind=REFRESH, loss_ids=needed, now=now)
+    return len(needed)
 
 
 async def deliver_due_messages(
@@ -151,7 +166,7 @@ async def _send_prompt(
         sent.prompted_at = now
         sent.delivery_error = None
         if sent.state != LossState.AWAITING:
-            await queue_refresh(session, loss=sent, now=now)
+            await queue_refreshes(session, loss_ids=[sent.id], now=now)
 
 
 async def _refresh_prompt(
