@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import handlers
 from bot.crm.generic import MAX_BODY_BYTES
+from bot.ingest import IngestQueue
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
 from bot.settings import Settings
@@ -46,12 +47,14 @@ def create_app(
         session_factory = create_session_factory(create_engine(settings.database_url))
     catalogue = catalogue or load_catalogue(settings.reasons_file)
     worker = OutboxWorker(session_factory=session_factory, slack=slack, catalogue=catalogue, clock=clock)
+    ingest = IngestQueue(session_factory=session_factory, clock=clock, on_messages_queued=worker.kick)
     runtime = Runtime(
         settings=settings,
         session_factory=session_factory,
         slack=slack,
         catalogue=catalogue,
         worker=worker,
+        ingest=ingest,
         clock=clock,
     )
 
@@ -62,7 +65,10 @@ def create_app(
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(worker.run(), name="outbox-worker")
+        tasks = [
+            asyncio.create_task(worker.run(), name="outbox-worker"),
+            asyncio.create_task(ingest.run(), name="ingest-queue"),
+        ]
         socket_mode = None
         if settings.socket_mode:
             assert settings.slack_app_token is not None
@@ -71,9 +77,10 @@ def create_app(
         yield
         if socket_mode is not None:
             await socket_mode.close_async()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if owns_engine:
             await session_factory.kw["bind"].dispose()
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.settings import Settings
 from bot.worker import OutboxWorker
@@ -20,6 +21,7 @@ class Runtime:
     slack: AsyncWebClient
     catalogue: Catalogue
     worker: OutboxWorker
+    ingest: IngestQueue
     clock: Callable[[], datetime]
 
     def today(self) -> date:

@@ -5,8 +5,8 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot.crm.generic import MAX_BODY_BYTES, PayloadError, is_signed, is_utf8, parse_deal_events
+from bot.ingest import IngestFailed
 from bot.runtime import RUNTIME
-from bot.services.deal_events import record_deal_events
 from bot.services.health import database_answers
 
 TIMESTAMP_HEADER = "X-Closedlost-Timestamp"
@@ -57,10 +57,11 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
         events = parse_deal_events(body, now=now)
     except PayloadError as error:
         return web.json_response({"errors": [problem.as_dict() for problem in error.errors]}, status=400)
-    result = await record_deal_events(session_factory=runtime.session_factory, events=events, received_at=now)
-    if result.messages_queued:
-        runtime.worker.kick()
-    return web.json_response({"accepted": result.accepted, "duplicates": result.duplicates}, status=202)
+    try:
+        receipt = await runtime.ingest.submit(events)
+    except IngestFailed:
+        return _error(503, "the events could not be stored just now; nothing was kept, send them again")
+    return web.json_response({"accepted": receipt.accepted, "duplicates": receipt.duplicates}, status=202)
 
 
 async def handle_health(request: web.Request) -> web.Response:

@@ -19,7 +19,8 @@ class DealEvent:
     stage: str
     owner_email: str | None
     owner_slack_id: str | None
-    changed_at: datetime | None = None
+    changed_at: datetime
+    """When the CRM says the stage changed; the time of receipt when it does not say."""
     amount: Decimal | None = None
     currency: str | None = None
     account: str | None = None
@@ -27,9 +28,9 @@ class DealEvent:
     event_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def idempotency_key(self, received_at: datetime) -> str:
+    @property
+    def idempotency_key(self) -> str:
         """The CRM's own event id, or else the deal, its stage and when it changed (DESIGN.md §3)."""
         if self.event_id is not None:
             return f"{self.source}:event:{self.event_id}"
-        changed_at = self.changed_at or received_at
-        return f"{self.source}:deal:{self.deal_id}:{self.stage}:{changed_at.isoformat()}"
+        return f"{self.source}:deal:{self.deal_id}:{self.stage}:{self.changed_at.isoformat()}"

@@ -173,7 +173,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         stage=normalise_stage(stage),
         owner_email=owner_email.lower() if owner_email is not None else None,
         owner_slack_id=owner_slack_id,
-        changed_at=changed_at,
+        changed_at=changed_at or now,
         amount=amount,
         currency=currency,
         account=account.strip() if account is not None else None,

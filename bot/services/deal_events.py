@@ -26,8 +26,8 @@ OPTIONAL_FIELDS = ("account", "amount", "currency", "url")
 
 @dataclass(frozen=True)
 class IngestResult:
-    accepted: int
-    duplicates: int
+    is_new: list[bool]
+    """One flag per event, in order: False for an event already seen."""
     messages_queued: int
 
 
@@ -52,22 +52,21 @@ async def record_deal_events(
     An event already seen (same idempotency key) has no effect. An event older than what is recorded
     for its deal joins the audit trail but changes nothing, so deliveries out of order are safe.
     """
-    accepted = duplicates = 0
+    is_new: list[bool] = []
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
     cancelled: list[int] = []
     async with session_factory() as session, session.begin():
-        keyed = [(event.idempotency_key(received_at), event) for event in events]
+        keyed = [(event.idempotency_key, event) for event in events]
         seen = await queries.existing_event_keys(session, (key for key, _ in keyed))
         deals = await _load_deals(session, events)
 
         for key, event in keyed:
+            is_new.append(key not in seen)
             if key in seen:
-                duplicates += 1
                 continue
             seen.add(key)
-            accepted += 1
             deal_key = (event.source, event.deal_id)
-            changed_at = event.changed_at or received_at
+            changed_at = event.changed_at
             state = deals.get(deal_key)
             applied = state is None or changed_at >= state.values["stage_changed_at"]
             if applied:
@@ -99,7 +98,7 @@ async def record_deal_events(
             await session.execute(
                 insert(DealEventRecord), [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
             )
-    return IngestResult(accepted=accepted, duplicates=duplicates, messages_queued=queued)
+    return IngestResult(is_new=is_new, messages_queued=queued)
 
 
 async def _load_deals(session: AsyncSession, events: list[DealEvent]) -> dict[tuple[str, str], _DealState]:

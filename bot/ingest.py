@@ -1,0 +1,99 @@
+"""Group commit for the deal webhooks: the events of requests that arrive together are written in
+one transaction.
+
+A transaction costs a few milliseconds however few rows it writes, so one transaction per request
+would cap a burst of single-event requests at a few hundred a second. Requests that arrive while a
+transaction is being written wait for the next one, which takes them all. Each request still gets
+its own answer, and only once the transaction holding its events has committed.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.crm.event import DealEvent
+from bot.services.deal_events import record_deal_events
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_TRANSACTION = 2000
+
+
+class IngestFailed(Exception):
+    """The events could not be stored; nothing of them was, and the sender should retry."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class _Request:
+    events: list[DealEvent]
+    answer: "asyncio.Future[Receipt]"
+
+
+class IngestQueue:
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime],
+        on_messages_queued: Callable[[], None],
+    ) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+        self._on_messages_queued = on_messages_queued
+        self._waiting: list[_Request] = []
+        self._wake = asyncio.Event()
+
+    async def submit(self, events: list[DealEvent]) -> Receipt:
+        """Stores the events (with whatever else is waiting) and returns once they are committed."""
+        request = _Request(events, asyncio.get_running_loop().create_future())
+        self._waiting.append(request)
+        self._wake.set()
+        return await request.answer
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                await self._write(self._take())
+
+    def _take(self) -> list[_Request]:
+        taken, count = 0, 0
+        while taken < len(self._waiting) and (
+            taken == 0 or count + len(self._waiting[taken].events) <= MAX_EVENTS_PER_TRANSACTION
+        ):
+            count += len(self._waiting[taken].events)
+            taken += 1
+        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        return batch
+
+    async def _write(self, batch: list[_Request]) -> None:
+        events = [event for request in batch for event in request.events]
+        try:
+            result = await record_deal_events(
+                session_factory=self._session_factory, events=events, received_at=self._clock()
+            )
+        except Exception:
+            logger.exception("storing %d deal events failed; their senders are told to retry", len(events))
+            for request in batch:
+                if not request.answer.done():
+                    request.answer.set_exception(IngestFailed())
+            return
+        if result.messages_queued:
+            self._on_messages_queued()
+        start = 0
+        for request in batch:
+            flags = result.is_new[start : start + len(request.events)]
+            start += len(request.events)
+            if not request.answer.done():
+                request.answer.set_result(Receipt(accepted=sum(flags), duplicates=len(flags) - sum(flags)))
