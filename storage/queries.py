@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import RowMapping, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,32 +79,56 @@ async def losses_with_refresh_waiting(session: AsyncSession, loss_ids: list[int]
     return set(rows)
 
 
-async def due_message_ids(session: AsyncSession, now: datetime, limit: int) -> list[int]:
-    rows = await session.scalars(
+class ClaimedMessage(NamedTuple):
+    id: int
+    kind: str
+    loss_id: int
+
+
+async def claim_due_messages(
+    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+) -> list[ClaimedMessage]:
+    """Claims up to `limit` due messages that no other process holds, for this process until `until`.
+
+    On PostgreSQL the candidates are locked with SKIP LOCKED, so processes claiming at the same
+    moment take different rows; SQLite runs one writing transaction at a time.
+    """
+    claimable = (
+        OutboxMessage.state == OutboxState.PENDING,
+        OutboxMessage.due_at <= now,
+        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    )
+    candidates = (
         select(OutboxMessage.id)
-        .where(
-            OutboxMessage.state == OutboxState.PENDING,
-            OutboxMessage.due_at <= now,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-        )
+        .where(*claimable)
         .order_by(OutboxMessage.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return list(rows)
-
-
-async def claim_message(session: AsyncSession, message_id: int, now: datetime, until: datetime) -> bool:
-    """Claims a due message for this process until `until`; False when another process holds it."""
-    result = await session.execute(
+    rows = await session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.id == message_id,
-            OutboxMessage.state == OutboxState.PENDING,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-        )
+        .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *claimable)
         .values(claimed_until=until)
+        .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.loss_id)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return sorted(ClaimedMessage(*row) for row in rows)
+
+
+async def mark_sent(session: AsyncSession, message_id: int, now: datetime) -> None:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(state=OutboxState.SENT, sent_at=now, attempts=OutboxMessage.attempts + 1)
+    )
+
+
+async def set_owner_slack_id(session: AsyncSession, deal_id: int, *, email: str | None, user_id: str) -> None:
+    """Records the owner's Slack id on the deal, unless the CRM changed the owner meanwhile."""
+    await session.execute(
+        update(Deal)
+        .where(Deal.id == deal_id, Deal.owner_email == email if email is not None else Deal.owner_email.is_(None))
+        .values(owner_slack_id=user_id)
+    )
 
 
 async def next_message_due_at(session: AsyncSession, now: datetime) -> datetime | None:

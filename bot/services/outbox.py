@@ -93,15 +93,12 @@ async def deliver_due_messages(
     handled = 0
     while True:
         async with session_factory() as session, session.begin():
-            due = await queries.due_message_ids(session, now, BATCH_SIZE)
-        if not due:
+            claimed = await queries.claim_due_messages(session, now=now, until=now + CLAIM_FOR, limit=BATCH_SIZE)
+        if not claimed:
             return handled
-        for message_id in due:
-            async with session_factory() as session, session.begin():
-                claimed = await queries.claim_message(session, message_id, now, now + CLAIM_FOR)
-            if claimed:
-                await _deliver(message_id, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
-                handled += 1
+        for message in claimed:
+            await _deliver(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
+            handled += 1
 
 
 async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:
@@ -110,38 +107,29 @@ async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: da
 
 
 async def _deliver(
-    message_id: int,
+    message: queries.ClaimedMessage,
     *,
     session_factory: async_sessionmaker[AsyncSession],
     slack: AsyncWebClient,
     catalogue: Catalogue,
     now: datetime,
 ) -> None:
-    async with session_factory() as session, session.begin():
-        message = await session.get_one(OutboxMessage, message_id)
-        kind, loss_id = message.kind, message.loss_id
     try:
-        if kind == PROMPT:
-            await _send_prompt(loss_id, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
+        if message.kind == PROMPT:
+            await _send_prompt(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
         else:
-            await _refresh_prompt(loss_id, session_factory=session_factory, slack=slack, catalogue=catalogue)
+            await _refresh_prompt(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
     except PermanentFailure as failure:
-        await _record_failure(session_factory, message_id, loss_id, str(failure), now)
+        await _record_failure(session_factory, message, str(failure), now)
     except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
-        await _retry_later(session_factory, message_id, _describe(error), now)
+        await _retry_later(session_factory, message, _describe(error), now)
     except Exception:
-        logger.exception("unexpected error sending %s for loss %s; it will be retried", kind, loss_id)
-        await _retry_later(session_factory, message_id, "unexpected error (see the log)", now)
-    else:
-        async with session_factory() as session, session.begin():
-            message = await session.get_one(OutboxMessage, message_id)
-            message.state = OutboxState.SENT
-            message.sent_at = now
-            message.attempts += 1
+        logger.exception("unexpected error sending %s for loss %s; it will be retried", message.kind, message.loss_id)
+        await _retry_later(session_factory, message, "unexpected error (see the log)", now)
 
 
 async def _send_prompt(
-    loss_id: int,
+    message: queries.ClaimedMessage,
     *,
     session_factory: async_sessionmaker[AsyncSession],
     slack: AsyncWebClient,
@@ -149,69 +137,68 @@ async def _send_prompt(
     now: datetime,
 ) -> None:
     async with session_factory() as session, session.begin():
-        found = await queries.loss_with_deal(session, loss_id)
-    if found is None:
+        found = await queries.loss_with_deal(session, message.loss_id)
+        cached_owner = None
+        if found is not None and found[1].owner_slack_id is None and found[1].owner_email is not None:
+            cached_owner = await queries.slack_user_id(session, found[1].owner_email)
+    if found is None or found[0].state != LossState.AWAITING or found[0].prompt_ts is not None:
+        async with session_factory() as session, session.begin():
+            await queries.mark_sent(session, message.id, now)
         return
     loss, deal = found
-    if loss.state != LossState.AWAITING or loss.prompt_ts is not None:
-        return
-    owner = await _owner_slack_id(deal, session_factory=session_factory, slack=slack, now=now)
+    owner = deal.owner_slack_id
+    if owner is None:
+        owner = cached_owner or await _look_up_owner(deal, slack)
+        # Stored before the DM goes out: the owner may click its button at once.
+        async with session_factory() as session, session.begin():
+            if owner != cached_owner and deal.owner_email is not None:
+                await session.merge(SlackUser(email=deal.owner_email, user_id=owner, looked_up_at=now))
+            await queries.set_owner_slack_id(session, deal.id, email=deal.owner_email, user_id=owner)
     content = build_prompt_message(deal=deal, loss=loss, entry=None, catalogue=catalogue)
     response = await _call(slack.chat_postMessage(channel=owner, **content.as_kwargs()))
     async with session_factory() as session, session.begin():
         # Locked so that a cancel or a log racing with this send either sees the prompt or is seen by it.
-        sent = await session.get_one(Loss, loss_id, with_for_update=True)
+        sent = await session.get_one(Loss, loss.id, with_for_update=True, populate_existing=True)
         sent.prompt_channel = response["channel"]
         sent.prompt_ts = response["ts"]
         sent.prompted_at = now
         sent.delivery_error = None
         if sent.state != LossState.AWAITING:
             await queue_refreshes(session, loss_ids=[sent.id], now=now)
+        await queries.mark_sent(session, message.id, now)
 
 
 async def _refresh_prompt(
-    loss_id: int,
+    message: queries.ClaimedMessage,
     *,
     session_factory: async_sessionmaker[AsyncSession],
     slack: AsyncWebClient,
     catalogue: Catalogue,
+    now: datetime,
 ) -> None:
     async with session_factory() as session, session.begin():
-        found = await queries.loss_with_deal(session, loss_id)
-        entry = await queries.latest_entry(session, loss_id)
-    if found is None:
-        return
-    loss, deal = found
-    if loss.prompt_ts is None or loss.prompt_channel is None:
-        # Not sent yet: the prompt itself will show the current state.
-        return
-    content = build_prompt_message(deal=deal, loss=loss, entry=entry, catalogue=catalogue)
-    await _call(slack.chat_update(channel=loss.prompt_channel, ts=loss.prompt_ts, **content.as_kwargs()))
+        found = await queries.loss_with_deal(session, message.loss_id)
+        entry = await queries.latest_entry(session, message.loss_id)
+    if found is not None:
+        loss, deal = found
+        channel, ts = loss.prompt_channel, loss.prompt_ts
+        # A prompt not sent yet needs no update: it will show the current state when it goes out.
+        if channel is not None and ts is not None:
+            content = build_prompt_message(deal=deal, loss=loss, entry=entry, catalogue=catalogue)
+            await _call(slack.chat_update(channel=channel, ts=ts, **content.as_kwargs()))
+    async with session_factory() as session, session.begin():
+        await queries.mark_sent(session, message.id, now)
 
 
-async def _owner_slack_id(
-    deal: Deal, *, session_factory: async_sessionmaker[AsyncSession], slack: AsyncWebClient, now: datetime
-) -> str:
-    """The deal owner's Slack id: given by the CRM, cached, or found by `users.lookupByEmail`."""
-    if deal.owner_slack_id is not None:
-        return deal.owner_slack_id
+async def _look_up_owner(deal: Deal, slack: AsyncWebClient) -> str:
+    """Finds the deal owner's Slack id by the email the CRM gave (`users.lookupByEmail`)."""
     if deal.owner_email is None:
         raise PermanentFailure("the CRM gave no owner for this deal")
-    async with session_factory() as session, session.begin():
-        user_id = await queries.slack_user_id(session, deal.owner_email)
-    if user_id is None:
-        try:
-            response = await _call(slack.users_lookupByEmail(email=deal.owner_email))
-        except PermanentFailure:
-            raise PermanentFailure(f"no Slack user has the email {deal.owner_email}") from None
-        user_id = response["user"]["id"]
-        async with session_factory() as session, session.begin():
-            await session.merge(SlackUser(email=deal.owner_email, user_id=user_id, looked_up_at=now))
-    async with session_factory() as session, session.begin():
-        stored = await session.get_one(Deal, deal.id)
-        if stored.owner_email == deal.owner_email:
-            stored.owner_slack_id = user_id
-    return user_id
+    try:
+        response = await _call(slack.users_lookupByEmail(email=deal.owner_email))
+    except PermanentFailure:
+        raise PermanentFailure(f"no Slack user has the email {deal.owner_email}") from None
+    return str(response["user"]["id"])
 
 
 async def _call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
@@ -226,10 +213,11 @@ async def _call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
 
 
 async def _record_failure(
-    session_factory: async_sessionmaker[AsyncSession], message_id: int, loss_id: int, reason: str, now: datetime
+    session_factory: async_sessionmaker[AsyncSession], claimed: queries.ClaimedMessage, reason: str, now: datetime
 ) -> None:
+    loss_id = claimed.loss_id
     async with session_factory() as session, session.begin():
-        message = await session.get_one(OutboxMessage, message_id)
+        message = await session.get_one(OutboxMessage, claimed.id)
         message.state = OutboxState.FAILED
         message.attempts += 1
         message.last_error = reason
@@ -249,10 +237,10 @@ async def _record_failure(
 
 
 async def _retry_later(
-    session_factory: async_sessionmaker[AsyncSession], message_id: int, reason: str, now: datetime
+    session_factory: async_sessionmaker[AsyncSession], claimed: queries.ClaimedMessage, reason: str, now: datetime
 ) -> None:
     async with session_factory() as session, session.begin():
-        message = await session.get_one(OutboxMessage, message_id)
+        message = await session.get_one(OutboxMessage, claimed.id)
         message.attempts += 1
         message.last_error = reason
         message.claimed_until = None
