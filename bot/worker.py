@@ -45,7 +45,7 @@ class OutboxWorker:
                     session_factory=self._session_factory,
                     slack=self._slack,
                     catalogue=self._catalogue,
-                    now=self._clock(),
+                    clock=self._clock,
                 )
                 wait = await self._seconds_until_next_due()
             except Exception:

@@ -98,7 +98,9 @@ async def claim_due_messages(
         OutboxMessage.due_at <= now,
         or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
     )
-    candidates = (
+    # Two statements: inside `UPDATE … WHERE id IN (SELECT … LIMIT … FOR UPDATE SKIP LOCKED)`
+    # PostgreSQL may run the subquery more than once and claim far more than `limit` rows.
+    candidates = await session.scalars(
         select(OutboxMessage.id)
         .where(*claimable)
         .order_by(OutboxMessage.id)
@@ -107,11 +109,20 @@ async def claim_due_messages(
     )
     rows = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *claimable)
+        .where(OutboxMessage.id.in_(list(candidates)), *claimable)
         .values(claimed_until=until)
         .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.loss_id)
     )
     return sorted(ClaimedMessage(*row) for row in rows)
+
+
+async def release_claims(session: AsyncSession, message_ids: list[int], until: datetime) -> None:
+    """Hands back messages this process claimed (until `until`) but will not send now."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.claimed_until == until)
+        .values(claimed_until=None)
+    )
 
 
 async def mark_sent(session: AsyncSession, message_id: int, now: datetime) -> None:

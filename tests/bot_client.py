@@ -197,8 +197,7 @@ class BotClient:
         return {**opened["view"], "id": f"V0MODAL{before:02d}", "hash": f"h{before}"}
 
     async def rows(self, model: type) -> list[Any]:
-        async with self.session_factory() as session:
-            return list(await session.scalars(select(model).order_by(model.id)))
+        return await rows(self.session_factory, model)
 
     async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Everything stored, as plain tuples: compare two snapshots to show nothing changed."""
@@ -209,6 +208,12 @@ class BotClient:
             columns = model.__table__.columns.keys()
             result[name] = [tuple(getattr(row, column) for column in columns) for row in await self.rows(model)]
         return result
+
+
+async def rows(session_factory: async_sessionmaker[AsyncSession], model: type) -> list[Any]:
+    """Every row of `model`'s table, in id order."""
+    async with session_factory() as session:
+        return list(await session.scalars(select(model).order_by(model.id)))
 
 
 def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:

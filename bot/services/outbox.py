@@ -8,7 +8,7 @@ retried here with backoff, and errors that retrying cannot fix are recorded on t
 """
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -29,7 +29,9 @@ PROMPT = "prompt"
 REFRESH = "refresh"
 """A `chat.update` of that DM to show the loss's current state (logged, edited, cancelled)."""
 
-CLAIM_FOR = timedelta(minutes=2)
+CLAIM_FOR = timedelta(minutes=5)
+# Longer than one message can take, Slack's Retry-After waits included.
+CLAIM_MARGIN = timedelta(minutes=2)
 MAX_ATTEMPTS = 12
 BATCH_SIZE = 50
 # Errors about this one message or recipient: sending again cannot succeed.
@@ -87,16 +89,28 @@ async def deliver_due_messages(
     session_factory: async_sessionmaker[AsyncSession],
     slack: AsyncWebClient,
     catalogue: Catalogue,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> int:
-    """Sends every message due at `now` that no other process holds. Returns how many were handled."""
+    """Sends every due message that no other process holds. Returns how many were handled.
+
+    Messages are claimed a batch at a time. A batch that is still not sent when its claim nears
+    its end (Slack rate-limiting us hard) hands the rest back and returns, rather than let another
+    process claim messages this one is about to send; the next round claims them afresh.
+    """
     handled = 0
     while True:
+        claimed_at = clock()
+        until = claimed_at + CLAIM_FOR
         async with session_factory() as session, session.begin():
-            claimed = await queries.claim_due_messages(session, now=now, until=now + CLAIM_FOR, limit=BATCH_SIZE)
+            claimed = await queries.claim_due_messages(session, now=claimed_at, until=until, limit=BATCH_SIZE)
         if not claimed:
             return handled
-        for message in claimed:
+        for position, message in enumerate(claimed):
+            now = clock()
+            if now >= until - CLAIM_MARGIN:
+                async with session_factory() as session, session.begin():
+                    await queries.release_claims(session, [rest.id for rest in claimed[position:]], until)
+                return handled
             await _deliver(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
             handled += 1
 
