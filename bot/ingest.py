@@ -84,10 +84,14 @@ class IngestQueue:
                 session_factory=self._session_factory, events=events, received_at=self._clock()
             )
         except Exception:
-            logger.exception("storing %d deal events failed; their senders are told to retry", len(events))
-            for request in batch:
-                if not request.answer.done():
-                    request.answer.set_exception(IngestFailed())
+            if len(batch) > 1:
+                # One request's events must not fail the others that shared its transaction.
+                for request in batch:
+                    await self._write([request])
+                return
+            logger.exception("storing %d deal events failed; their sender is told to retry", len(events))
+            if not batch[0].answer.done():
+                batch[0].answer.set_exception(IngestFailed())
             return
         if result.messages_queued:
             self._on_messages_queued()

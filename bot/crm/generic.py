@@ -73,8 +73,10 @@ def is_utf8(body: bytes) -> bool:
 
 def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise PayloadError([FieldError(None, None, "the body is nested too deeply")]) from None
+    except ValueError as error:  # also JSONDecodeError, bad UTF-8 and integers too long to read
         raise PayloadError([FieldError(None, None, f"the body is not valid JSON: {error}")]) from None
     if isinstance(document, dict):
         items: list[Any] = [document]
@@ -104,6 +106,10 @@ def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
 def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[FieldError]:
     if not isinstance(item, dict):
         return [FieldError(index, None, "each event must be a JSON object")]
+    unstorable = [name for name, value in item.items() if not _storable(name) or not _storable(value)]
+    if unstorable:
+        message = "contains a NUL character or a lone surrogate, which cannot be stored"
+        return [FieldError(index, name, message) for name in unstorable]
     errors: list[FieldError] = []
 
     def fail(field: str, message: str) -> None:
@@ -220,11 +226,28 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _storable(value: Any) -> bool:
+    """False for text neither database can store: NUL characters and lone surrogates."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")  # fails on a lone surrogate
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    return True
 
 
 def _is_web_url(value: Any) -> bool:
