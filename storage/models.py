@@ -5,7 +5,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.types import UTCDateTime
@@ -72,6 +72,16 @@ class Loss(Base):
     """One time a deal entered closed-lost, and the state of its reason."""
 
     __tablename__ = "loss"
+    # A deal has at most one loss awaiting a reason.
+    __table_args__ = (
+        Index(
+            "uq_loss_awaiting_per_deal",
+            "deal_id",
+            unique=True,
+            postgresql_where=text("state = 'awaiting'"),
+            sqlite_where=text("state = 'awaiting'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import RowMapping, func, or_, select, update
+from sqlalchemy import RowMapping, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Deal, DealEventRecord, Loss, LossState, OutboxMessage, OutboxState, ReasonEntry, SlackUser
@@ -15,6 +15,23 @@ async def existing_event_keys(session: AsyncSession, keys: Iterable[str]) -> set
         select(DealEventRecord.idempotency_key).where(DealEventRecord.idempotency_key.in_(set(keys)))
     )
     return set(rows)
+
+
+async def lock_deals(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
+    """Makes transactions that write the same deals wait for each other, across processes.
+
+    PostgreSQL only (SQLite runs one writing transaction at a time): a transaction-scoped advisory
+    lock per deal, taken in sorted order so that two batches never deadlock, and before the deals
+    are read so that the second transaction sees what the first committed.
+    """
+    bind = session.bind
+    if bind is None or bind.dialect.name != "postgresql":
+        return
+    names = sorted({f"{source}:{external_id}" for source, external_id in keys})
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(name, 0)) FROM unnest(CAST(:names AS text[])) AS name"),
+        {"names": names},
+    )
 
 
 async def deal_rows(session: AsyncSession, source: str, external_ids: Iterable[str]) -> list[RowMapping]:

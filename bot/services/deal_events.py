@@ -56,6 +56,7 @@ async def record_deal_events(
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
     cancelled: list[int] = []
     async with session_factory() as session, session.begin():
+        await queries.lock_deals(session, ((event.source, event.deal_id) for event in events))
         keyed = [(event.idempotency_key, event) for event in events]
         seen = await queries.existing_event_keys(session, (key for key, _ in keyed))
         deals = await _load_deals(session, events)

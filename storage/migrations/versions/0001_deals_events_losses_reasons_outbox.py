@@ -88,6 +88,13 @@ def upgrade() -> None:
     with op.batch_alter_table("loss", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_loss_deal_id"), ["deal_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_loss_state"), ["state"], unique=False)
+        batch_op.create_index(
+            "uq_loss_awaiting_per_deal",
+            ["deal_id"],
+            unique=True,
+            postgresql_where=sa.text("state = 'awaiting'"),
+            sqlite_where=sa.text("state = 'awaiting'"),
+        )
 
     op.create_table(
         "outbox",
@@ -150,6 +157,7 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     with op.batch_alter_table("loss", schema=None) as batch_op:
+        batch_op.drop_index("uq_loss_awaiting_per_deal")
         batch_op.drop_index(batch_op.f("ix_loss_state"))
         batch_op.drop_index(batch_op.f("ix_loss_deal_id"))
 
