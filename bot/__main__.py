@@ -2,13 +2,15 @@
 
 import argparse
 import asyncio
+import errno
 import logging
+import socket
 import sys
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
@@ -59,7 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(error).splitlines():
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
-    web.run_app(create_app(settings, catalogue=catalogue), host=settings.host, port=settings.port, print=None)
+    try:
+        # Bound before the app starts anything, so a bad HOST or a busy PORT is one line, not a traceback.
+        listening = _listen(settings.host, settings.port)
+    except OSError as error:
+        setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
+        print(f"closedlost: cannot listen on {settings.host}:{settings.port} ({setting}): {error}", file=sys.stderr)
+        return 2
+    try:
+        web.run_app(create_app(settings, catalogue=catalogue), sock=listening, print=None)
+    except SlackApiError as error:
+        print(f"closedlost: SLACK_APP_TOKEN was refused by Slack: {error.response.get('error')}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -70,6 +83,11 @@ def _load(settings_class: type[SettingsT]) -> SettingsT:
         raise StartupError(describe_settings_error(error)) from None
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family)
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -77,7 +95,7 @@ def _configure_logging(level: str) -> None:
 def _migrate(database_url: str) -> None:
     try:
         upgrade_to_head(database_url)
-    except (SQLAlchemyError, OSError) as error:
+    except Exception as error:  # whatever the driver raises, the admin gets one line, not a traceback
         raise StartupError(f"DATABASE_URL cannot be reached or migrated: {error}") from None
 
 

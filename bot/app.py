@@ -65,15 +65,15 @@ def create_app(
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(worker.run(), name="outbox-worker"),
-            asyncio.create_task(ingest.run(), name="ingest-queue"),
-        ]
         socket_mode = None
         if settings.socket_mode:
             assert settings.slack_app_token is not None
             socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
             await socket_mode.connect_async()
+        tasks = [
+            asyncio.create_task(worker.run(), name="outbox-worker"),
+            asyncio.create_task(ingest.run(), name="ingest-queue"),
+        ]
         yield
         if socket_mode is not None:
             await socket_mode.close_async()

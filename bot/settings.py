@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class DatabaseSettings(BaseSettings):
@@ -28,11 +30,20 @@ class DatabaseSettings(BaseSettings):
         """Accept the URLs hosting platforms hand out and give them the async driver."""
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value.removeprefix(prefix)
+                value = "postgresql+asyncpg://" + value.removeprefix(prefix)
         if value.startswith("sqlite://"):
-            return "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+            value = "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
         if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("is neither a PostgreSQL nor a SQLite URL")
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL") from None
+        if "sslmode" in url.query:
+            # libpq's sslmode, as hosting platforms write it, is asyncpg's ssl.
+            query = {**url.query, "ssl": url.query["sslmode"]}
+            del query["sslmode"]
+            value = url.set(query=query).render_as_string(hide_password=False)
         return value
 
     @field_validator("log_level")

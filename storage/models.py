@@ -25,6 +25,13 @@ class LossState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class OutboxKind(StrEnum):
+    PROMPT = "prompt"
+    """The DM asking the deal's owner for a reason."""
+    REFRESH = "refresh"
+    """A `chat.update` of that DM to show the loss's current state (logged, edited, cancelled)."""
+
+
 class OutboxState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -140,7 +147,7 @@ class OutboxMessage(Base):
     __table_args__ = (Index("ix_outbox_state_due_at", "state", "due_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[OutboxKind] = mapped_column(String(32))
     loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), index=True)
     state: Mapped[OutboxState] = mapped_column(String(16))
     due_at: Mapped[datetime]

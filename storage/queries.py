@@ -7,7 +7,17 @@ from typing import NamedTuple
 from sqlalchemy import RowMapping, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Deal, DealEventRecord, Loss, LossState, OutboxMessage, OutboxState, ReasonEntry, SlackUser
+from storage.models import (
+    Deal,
+    DealEventRecord,
+    Loss,
+    LossState,
+    OutboxKind,
+    OutboxMessage,
+    OutboxState,
+    ReasonEntry,
+    SlackUser,
+)
 
 
 async def existing_event_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
@@ -83,15 +93,20 @@ async def slack_user_id(session: AsyncSession, email: str) -> str | None:
     return await session.scalar(select(SlackUser.user_id).where(SlackUser.email == email))
 
 
-async def losses_with_refresh_waiting(session: AsyncSession, loss_ids: list[int]) -> set[int]:
-    """The losses among these with a DM update queued that no process has picked up yet."""
+async def bring_forward_waiting_refreshes(session: AsyncSession, loss_ids: list[int], now: datetime) -> set[int]:
+    """Makes the DM updates queued for these losses that no process has picked up yet due now (one
+    may be waiting out a backoff), and returns the losses that had one. The rows stay locked until
+    commit, so a process claiming one meanwhile waits and then reads the new state."""
     rows = await session.scalars(
-        select(OutboxMessage.loss_id).where(
+        update(OutboxMessage)
+        .where(
             OutboxMessage.loss_id.in_(loss_ids),
-            OutboxMessage.kind == "refresh",
+            OutboxMessage.kind == OutboxKind.REFRESH,
             OutboxMessage.state == OutboxState.PENDING,
             OutboxMessage.claimed_until.is_(None),
         )
+        .values(due_at=now)
+        .returning(OutboxMessage.loss_id)
     )
     return set(rows)
 

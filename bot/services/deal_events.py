@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm.event import CLOSED_LOST, DealEvent
 from bot.services import outbox
 from storage import queries
-from storage.models import Deal, DealEventRecord, Loss, LossState
+from storage.models import Deal, DealEventRecord, Loss, LossState, OutboxKind
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def record_deal_events(
         deal_ids = await _write_deals(session, deals)
         prompts = await _write_new_losses(session, deals, deal_ids)
         refreshes = await _cancel_stored_losses(session, cancelled, received_at)
-        await outbox.queue_messages(session, kind=outbox.PROMPT, loss_ids=prompts, now=received_at)
+        await outbox.queue_messages(session, kind=OutboxKind.PROMPT, loss_ids=prompts, now=received_at)
         queued = len(prompts) + await outbox.queue_refreshes(session, loss_ids=refreshes, now=received_at)
         if audit:
             await session.execute(

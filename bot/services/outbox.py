@@ -20,14 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.reasons import Catalogue
 from bot.views.prompt import build_prompt_message
 from storage import queries
-from storage.models import Deal, Loss, LossState, OutboxMessage, OutboxState, SlackUser
+from storage.models import Deal, Loss, LossState, OutboxKind, OutboxMessage, OutboxState, SlackUser
 
 logger = logging.getLogger(__name__)
 
-PROMPT = "prompt"
-"""The DM asking the deal's owner for a reason."""
-REFRESH = "refresh"
-"""A `chat.update` of that DM to show the loss's current state (logged, edited, cancelled)."""
 
 CLAIM_FOR = timedelta(minutes=5)
 # Longer than one message can take, Slack's Retry-After waits included.
@@ -57,7 +53,7 @@ class PermanentFailure(Exception):
     """Sending cannot succeed; the message says why, for the loss and the log."""
 
 
-async def queue_messages(session: AsyncSession, *, kind: str, loss_ids: list[int], now: datetime) -> None:
+async def queue_messages(session: AsyncSession, *, kind: OutboxKind, loss_ids: list[int], now: datetime) -> None:
     if loss_ids:
         rows = [
             {
@@ -78,9 +74,9 @@ async def queue_refreshes(session: AsyncSession, *, loss_ids: list[int], now: da
     read the same state). Returns the number of messages queued."""
     if not loss_ids:
         return 0
-    waiting = await queries.losses_with_refresh_waiting(session, loss_ids)
+    waiting = await queries.bring_forward_waiting_refreshes(session, loss_ids, now)
     needed = [loss_id for loss_id in loss_ids if loss_id not in waiting]
-    await queue_messages(session, kind=REFRESH, loss_ids=needed, now=now)
+    await queue_messages(session, kind=OutboxKind.REFRESH, loss_ids=needed, now=now)
     return len(needed)
 
 
@@ -129,7 +125,7 @@ async def _deliver(
     now: datetime,
 ) -> None:
     try:
-        if message.kind == PROMPT:
+        if message.kind == OutboxKind.PROMPT:
             await _send_prompt(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
         else:
             await _refresh_prompt(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)

@@ -10,12 +10,16 @@ from storage.engine import create_engine
 from storage.models import Base
 
 config = context.config
+MIGRATION_LOCK = 20261122  # any constant the application uses for nothing else
 
 
 def _run(connection: Connection) -> None:
     # Batch mode lets later migrations alter columns on SQLite, which has a thin ALTER TABLE.
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together would otherwise race to create the same tables.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 
