@@ -51,7 +51,7 @@ DEFAULT_REASONS = (
 )
 
 CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# A static_select holds at most 100 options (slack.md §e).
+# A static_select holds at most 100 options: https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element
 MAX_ACTIVE_REASONS = 100
 LABEL_MAX_LENGTH = 75
 

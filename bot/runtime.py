@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
@@ -12,6 +13,9 @@ from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.settings import Settings
 from bot.worker import OutboxWorker
+
+# POSIX-style name: "GMT+12" is twelve hours behind UTC.
+EARLIEST_ZONE = ZoneInfo("Etc/GMT+12")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,11 @@ class Runtime:
     def today(self) -> date:
         """Today in the team's time zone."""
         return self.clock().astimezone(self.settings.tz).date()
+
+    def earliest_today(self) -> date:
+        """The date it still is somewhere on Earth (UTC−12). A date before it is in the past for
+        every rep, wherever they work, which the team's own `today` cannot promise."""
+        return self.clock().astimezone(EARLIEST_ZONE).date()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -33,7 +33,11 @@ async def handle_open_reason(
         await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
         return
     view = build_reason_modal(
-        deal=loss.deal, context=loss.context, catalogue=runtime.catalogue, chosen=loss.current, today=runtime.today()
+        deal=loss.deal,
+        context=ModalContext(loss_id=int(action["value"]), revision=loss.revision),
+        catalogue=runtime.catalogue,
+        chosen=loss.current,
+        today=runtime.today(),
     )
     await client.views_open(trigger_id=body["trigger_id"], view=view)
 

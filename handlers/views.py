@@ -21,7 +21,7 @@ async def handle_reason_submitted(
 ) -> None:
     runtime: Runtime = context["runtime"]
     submission = parse_reason_submission(view["state"]["values"])
-    problems = validate_reason_form(submission.form, catalogue=runtime.catalogue, today=runtime.today())
+    problems = validate_reason_form(submission.form, catalogue=runtime.catalogue, today=runtime.earliest_today())
     if problems:
         # A field whose block is not in the view (an old client) reports on the reason menu.
         errors: dict[str, str] = {}
@@ -30,10 +30,12 @@ async def handle_reason_submitted(
             errors[block_id] = " ".join(filter(None, [errors.get(block_id), message]))
         await ack(response_action="errors", errors=errors)
         return
+    modal = ModalContext.decode(view["private_metadata"])
     try:
         await record_reason(
             session_factory=runtime.session_factory,
-            context=ModalContext.decode(view["private_metadata"]),
+            loss_id=modal.loss_id,
+            revision=modal.revision,
             form=submission.form,
             catalogue=runtime.catalogue,
             user_id=body["user"]["id"],

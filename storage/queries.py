@@ -78,13 +78,6 @@ async def latest_entry(session: AsyncSession, loss_id: int) -> ReasonEntry | Non
     )
 
 
-async def entries_of(session: AsyncSession, loss_id: int) -> list[ReasonEntry]:
-    rows = await session.scalars(
-        select(ReasonEntry).where(ReasonEntry.loss_id == loss_id).order_by(ReasonEntry.revision)
-    )
-    return list(rows)
-
-
 async def stored_reason_codes(session: AsyncSession) -> set[str]:
     return set(await session.scalars(select(ReasonEntry.reason_code).distinct()))
 

@@ -13,7 +13,7 @@ from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
 from bot.views.prompt import build_prompt_message
 from bot.views.reason_modal import ModalContext, build_notice_modal, build_reason_modal, parse_reason_submission
-from bot.views.text import escape, format_amount, link
+from bot.views.text import escape, format_amount
 from storage.models import Deal, Loss, LossState, ReasonEntry
 
 NOW = datetime(2026, 11, 20, 15, 4, 5, tzinfo=UTC)
@@ -615,20 +615,6 @@ def test_escape(text: str, expected: str) -> None:
     assert escape(text) == expected
 
 
-def test_link_escapes_its_label_and_keeps_the_url_whole() -> None:
-    assert link("https://crm.example.com/d?a=1&b=2", "<!channel> & Acme") == (
-        "<https://crm.example.com/d?a=1&amp;b=2|&lt;!channel&gt; &amp; Acme>"
-    )
-
-
-def test_link_cannot_be_ended_early_by_the_url() -> None:
-    rendered = link("https://crm.example.com/d|x>y", "Acme")
-
-    assert rendered == "<https://crm.example.com/d%7Cx&gt;y|Acme>"
-    assert rendered.count("|") == 1
-    assert rendered.count(">") == 1
-
-
 @pytest.mark.parametrize(
     ("amount", "currency", "expected"),
     [
@@ -643,3 +629,9 @@ def test_link_cannot_be_ended_early_by_the_url() -> None:
 )
 def test_format_amount(amount: Decimal | None, currency: str | None, expected: str) -> None:
     assert format_amount(amount, currency) == expected
+
+
+def test_editing_an_answer_whose_revisit_date_has_passed_offers_the_reason_default_instead() -> None:
+    rendered = modal(chosen=choose("timing", explanation="x" * 30, revisit_on=TODAY - timedelta(days=3)))
+
+    assert revisit_block(rendered)["element"]["initial_date"] == (TODAY + timedelta(days=90)).isoformat()

@@ -11,7 +11,6 @@ from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import Catalogue
 from bot.services import outbox
 from bot.validation import ReasonForm
-from bot.views.reason_modal import ModalContext
 from storage import queries
 from storage.models import Deal, Loss, LossState, ReasonEntry
 
@@ -19,7 +18,8 @@ from storage.models import Deal, Loss, LossState, ReasonEntry
 @dataclass(frozen=True)
 class LossForModal:
     deal: Deal
-    context: ModalContext
+    revision: int
+    """The loss's newest revision: a submission made from this modal must build on it."""
     current: ReasonForm | None
     """The reason logged so far, to pre-fill an edit; None for a first answer."""
 
@@ -42,13 +42,14 @@ async def open_loss(*, session_factory: async_sessionmaker[AsyncSession], loss_i
             revisit_on=entry.revisit_on,
         )
     revision = entry.revision if entry is not None else 0
-    return LossForModal(deal=deal, context=ModalContext(loss_id=loss_id, revision=revision), current=current)
+    return LossForModal(deal=deal, revision=revision, current=current)
 
 
 async def record_reason(
     *,
     session_factory: async_sessionmaker[AsyncSession],
-    context: ModalContext,
+    loss_id: int,
+    revision: int,
     form: ReasonForm,
     catalogue: Catalogue,
     user_id: str,
@@ -57,25 +58,25 @@ async def record_reason(
 ) -> ReasonEntry:
     """Stores a validated reason as the loss's next revision and queues the DM's update.
 
-    The modal carries the revision it was opened on; a second submission made against the same
+    `revision` is the one the modal was opened on; a second submission made against the same
     revision (a double click, a second window) is refused by the unique (loss, revision) key, and
     the same view submitted again returns the entry it already made.
     """
     try:
         async with session_factory() as session, session.begin():
-            loss = await session.scalar(select(Loss).where(Loss.id == context.loss_id).with_for_update())
+            loss = await session.scalar(select(Loss).where(Loss.id == loss_id).with_for_update())
             deal = await session.get(Deal, loss.deal_id) if loss is not None else None
             if loss is None or deal is None:
                 raise LossNotFound()
             _check_can_log(loss, deal, user_id)
             latest = await queries.latest_entry(session, loss.id)
-            if latest is not None and latest.revision != context.revision:
+            if latest is not None and latest.revision != revision:
                 if view_id is not None and latest.view_id == view_id:
                     return latest
                 raise AlreadyLogged()
             entry = ReasonEntry(
                 loss_id=loss.id,
-                revision=context.revision + 1,
+                revision=revision + 1,
                 reason_code=form.reason_code or "",
                 detail=form.detail if _needs_detail(catalogue, form) else None,
                 explanation=form.explanation.strip(),

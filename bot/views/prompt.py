@@ -23,7 +23,7 @@ from bot.views import ids
 from bot.views.text import escape, fit, format_amount, truncate
 from storage.models import Deal, Loss, LossState, ReasonEntry
 
-# Block Kit limits (slack.md §e).
+# Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks
 HEADER_MAX_LENGTH = 150
 SECTION_MAX_LENGTH = 3000
 FIELD_MAX_LENGTH = 1900

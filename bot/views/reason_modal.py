@@ -119,7 +119,8 @@ def _explanation_input(initial: str) -> InputBlock:
 
 
 def _revisit_input(reason: Reason | None, chosen: date | None, today: date) -> InputBlock:
-    initial = chosen
+    # A date that has passed (an old answer being edited) would only be refused on submit.
+    initial = chosen if chosen is not None and chosen >= today else None
     if initial is None and reason is not None and reason.revisit_after_days is not None:
         initial = today + timedelta(days=reason.revisit_after_days)
     return InputBlock(

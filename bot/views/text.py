@@ -11,12 +11,6 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def link(url: str, label: str) -> str:
-    """A mrkdwn link whose label is escaped; a `|` or `>` in the URL would end the link early."""
-    safe_url = escape(url).replace("|", "%7C")
-    return f"<{safe_url}|{escape(label)}>"
-
-
 def format_amount(amount: Decimal | None, currency: str | None) -> str:
     if amount is None:
         return "no amount"
