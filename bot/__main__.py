@@ -55,18 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = _load(Settings)
         _configure_logging(settings.log_level)
         catalogue = _load_catalogue(settings)
+        # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
+        listening = _listen(settings.host, settings.port)
         _migrate(settings.database_url)
         asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
     except StartupError as error:
         for line in str(error).splitlines():
             print(f"closedlost: {line}", file=sys.stderr)
-        return 2
-    try:
-        # Bound before the app starts anything, so a bad HOST or a busy PORT is one line, not a traceback.
-        listening = _listen(settings.host, settings.port)
-    except OSError as error:
-        setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
-        print(f"closedlost: cannot listen on {settings.host}:{settings.port} ({setting}): {error}", file=sys.stderr)
         return 2
     try:
         web.run_app(create_app(settings, catalogue=catalogue), sock=listening, print=None)
@@ -84,8 +79,12 @@ def _load(settings_class: type[SettingsT]) -> SettingsT:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family)
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
+        raise StartupError(f"cannot listen on {host}:{port} ({setting}): {error}") from None
 
 
 def _configure_logging(level: str) -> None:

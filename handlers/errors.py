@@ -1,22 +1,27 @@
-"""The last word on errors a listener did not handle: the operator gets the traceback, the user
-gets nothing they cannot act on."""
+"""The last word on errors a listener did not handle: the operator gets the traceback, the user a
+short message instead of silence."""
 
+import contextlib
 import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
+
+SOMETHING_WENT_WRONG = "Something went wrong on our side and nothing was changed. Please try again in a minute."
 
 
 def register(app: AsyncApp) -> None:
     app.error(handle_unexpected_error)
 
 
-async def handle_unexpected_error(error: Exception, body: dict[str, Any]) -> None:
-    logger.error(
-        "unhandled error for a %s from user %s",
-        body.get("type") or body.get("command") or "request",
-        (body.get("user") or {}).get("id") or body.get("user_id"),
-        exc_info=error,
-    )
+async def handle_unexpected_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
+    user_id = (body.get("user") or {}).get("id") or body.get("user_id")
+    logger.error("unhandled error for a %s from user %s", body.get("type") or "request", user_id, exc_info=error)
+    channel_id = (body.get("container") or {}).get("channel_id")
+    if body.get("type") == "block_actions" and channel_id and user_id:
+        with contextlib.suppress(SlackApiError):
+            await client.chat_postEphemeral(channel=channel_id, user=user_id, text=SOMETHING_WENT_WRONG)

@@ -1,5 +1,6 @@
 """The reason modal's submission: validate inline, store, close."""
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
@@ -10,6 +11,9 @@ from bot.services.losses import record_reason
 from bot.validation import validate_reason_form
 from bot.views import ids
 from bot.views.reason_modal import ModalContext, build_notice_modal, parse_reason_submission
+from handlers.errors import SOMETHING_WENT_WRONG
+
+logger = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp) -> None:
@@ -44,6 +48,12 @@ async def handle_reason_submitted(
         )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
+        return
+    except Exception:
+        # Answered here rather than left to Slack's timeout (an ack followed by a raise would not
+        # reach Slack: Bolt answers a raising listener with a 500).
+        logger.exception("saving a reason for loss %s failed", modal.loss_id)
+        await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
     await ack()
     runtime.worker.kick()

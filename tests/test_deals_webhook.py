@@ -1,6 +1,7 @@
 """POST /webhooks/deals over real HTTP, as DESIGN.md §3 specifies it: signature and 300 s window,
 one event or up to 100, 202 / 400 / 401 / 413 / 503, idempotent, order-safe, an audit trail."""
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -239,6 +240,14 @@ BAD_EVENTS = {
     "changed_at in the future": (deal(changed_at="2099-01-01T00:00:00Z"), "changed_at"),
     "url not http": (deal(url="javascript:alert(1)"), "url"),
     "url not a link": (deal(url="crm.example.com/deals/1"), "url"),
+    # Valid ISO 8601 whose instant in UTC falls outside the years 1 to 9999.
+    "changed_at before year 1 in UTC": (deal(changed_at="0001-01-01T00:00:00+01:00"), "changed_at"),
+    "changed_at after year 9999 in UTC": (deal(changed_at="9999-12-31T23:59:59-01:00"), "changed_at"),
+    # Text the databases cannot store: PostgreSQL refuses NUL, and no UTF-8 encodes a lone surrogate.
+    # json.dumps writes them as the escapes \u0000 and \ud800, which JSON allows.
+    "NUL in name": (deal(name="Acme\x00 deal"), "name"),
+    "NUL in an extra field kept in the payload": (deal(notes="a\x00b"), "notes"),
+    "lone surrogate in account": (deal(account="Acme \ud800 Corp"), "account"),
 }
 
 
@@ -279,6 +288,13 @@ async def test_every_bad_field_of_every_event_is_named_at_once(bot: BotClient) -
     assert await bot.snapshot() == before
 
 
+def with_raw_amount(raw: bytes) -> bytes:
+    """A valid event's JSON with `raw` written as the amount: text json.dumps would not write."""
+    body = json.dumps(deal()).encode()
+    assert body.count(b'"amount": 48000,') == 1
+    return body.replace(b'"amount": 48000,', b'"amount": ' + raw + b",")
+
+
 BAD_BODIES = {
     "invalid JSON": b'{"deal_id": "D-1", "name": ',
     "not UTF-8": b'{"deal_id": "\xff\xfe"}',
@@ -286,6 +302,15 @@ BAD_BODIES = {
     "101 events": json.dumps([deal(deal_id=f"D-{n}") for n in range(101)]).encode(),
     "a JSON string": b'"closed_lost"',
     "an array of numbers": b"[1, 2]",
+    "100,000 nested arrays": b"[" * 100_000 + b"]" * 100_000,
+}
+
+# Python's json reads these, but they are no amount: refused for the body or for the amount field.
+BAD_AMOUNTS = {
+    "5,000-digit integer": with_raw_amount(b"9" * 5000),
+    "NaN": with_raw_amount(b"NaN"),
+    "Infinity": with_raw_amount(b"Infinity"),
+    "-Infinity": with_raw_amount(b"-Infinity"),
 }
 
 
@@ -297,6 +322,21 @@ async def test_a_bad_body_gets_400_and_nothing_is_stored(bot: BotClient, body: b
 
     assert answer.status == 400
     assert answer.body["errors"] and all(error["message"] for error in answer.body["errors"])
+    assert await bot.snapshot() == before
+
+
+@pytest.mark.parametrize("body", list(BAD_AMOUNTS.values()), ids=list(BAD_AMOUNTS))
+async def test_an_amount_json_allows_but_no_number_is_gets_400_and_nothing_is_stored(
+    bot: BotClient, body: bytes
+) -> None:
+    before = await a_settled_won_deal(bot)
+
+    answer = await bot.post_deals(body)
+
+    assert answer.status == 400
+    assert answer.body["errors"] and all(error["message"] for error in answer.body["errors"])
+    named = {(error["index"], error["field"]) for error in answer.body["errors"]}
+    assert named <= {(None, None), (0, "amount")}, named
     assert await bot.snapshot() == before
 
 
@@ -371,10 +411,11 @@ async def test_a_bad_signature_gets_401_and_nothing_is_stored(bot: BotClient, he
     assert await bot.snapshot() == before
 
 
-async def test_a_timestamp_299_seconds_old_is_still_accepted(bot: BotClient) -> None:
+async def test_a_timestamp_295_seconds_old_is_still_accepted(bot: BotClient) -> None:
+    """295 s, not 299: the request's own latency must not carry it past the 300 s window."""
     body = json.dumps(deal(stage="closed_won")).encode()
 
-    answer = await bot.post_deals(body, headers=sign_deals(body, timestamp=int(time.time()) - 299))
+    answer = await bot.post_deals(body, headers=sign_deals(body, timestamp=int(time.time()) - 295))
 
     assert (answer.status, answer.body) == (202, {"accepted": 1, "duplicates": 0})
 
@@ -430,6 +471,41 @@ async def test_without_a_webhook_secret_the_route_answers_503(
         assert before["deal"] == [] and before["deal_event"] == []
 
 
+# --- requests that arrive together ------------------------------------------------------------------
+
+
+async def test_twenty_concurrent_requests_each_get_their_own_answer(bot: BotClient) -> None:
+    """The group commit writes them in as few transactions as it likes; each request still gets 202."""
+    events = [deal(deal_id=f"C-{n}", name=f"Concurrent deal {n}") for n in range(20)]
+
+    answers = await asyncio.gather(*(bot.post_deals(event) for event in events))
+
+    assert [(answer.status, answer.body) for answer in answers] == [(202, {"accepted": 1, "duplicates": 0})] * 20
+    assert sorted(row.external_id for row in await bot.rows(Deal)) == sorted(f"C-{n}" for n in range(20))
+    assert len(await bot.rows(DealEventRecord)) == 20
+    assert len(await bot.rows(Loss)) == 20
+
+
+@pytest.mark.parametrize(
+    "event",
+    [deal(event_id="crm-event-5"), deal()],
+    ids=["same event_id", "no event_id: deal_id + stage + changed_at"],
+)
+async def test_the_same_event_in_five_concurrent_requests_is_accepted_once(
+    bot: BotClient, event: dict[str, Any]
+) -> None:
+    answers = await asyncio.gather(*(bot.post_deals(event) for _ in range(5)))
+
+    assert all(answer.status == 202 for answer in answers), answers
+    bodies = [answer.body for answer in answers]
+    assert bodies.count({"accepted": 1, "duplicates": 0}) == 1, bodies
+    assert bodies.count({"accepted": 0, "duplicates": 1}) == 4, bodies
+    assert len(await bot.rows(DealEventRecord)) == 1
+    assert len(await bot.rows(Loss)) == 1
+    await bot.settle_worker()
+    assert len(dms_about(bot, event["name"])) == 1
+
+
 # --- what is recorded ---------------------------------------------------------------------------------
 
 
@@ -469,3 +545,16 @@ async def test_healthz_answers_ok(bot: BotClient) -> None:
     async with bot.http.get("/healthz") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok"}
+
+
+async def test_healthz_answers_503_when_the_database_does_not_answer(
+    fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """The app builds its own engine from DATABASE_URL, here a port nothing listens on; it starts
+    anyway, and the health check says the database is gone."""
+    settings = make_settings("postgresql+asyncpg://postgres@127.0.0.1:1/nothing", fake_slack.url)
+    async with serve(settings, fake_slack, session_factory) as bot:
+        async with bot.http.get("/healthz") as response:
+            assert response.status == 503
+            body = await response.json()
+    assert body["status"] == "unavailable"

@@ -4,6 +4,7 @@ and a deal reopened while the modal was open."""
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from storage.models import Loss, ReasonEntry
 from tests.bot_client import BotClient, button, deal
@@ -189,3 +190,32 @@ async def test_text_reps_typed_is_escaped_when_echoed(bot: BotClient, prompted) 
     assert "&lt;!channel&gt;" in shown and "&lt;@U0BOSS01&gt;" in shown and "&amp;" in shown and "🙃" in shown
     assert "Ini&lt;tech&gt;" in shown
     assert "<!channel>" not in shown and "<@U0BOSS01>" not in shown
+
+
+async def break_the_database(bot: BotClient) -> None:
+    """A real failure, not a mock: the loss table disappears from under the bot."""
+    async with bot.session_factory() as session, session.begin():
+        await session.execute(text("ALTER TABLE loss RENAME TO loss_gone"))
+
+
+async def test_a_click_that_fails_on_our_side_tells_the_rep(bot: BotClient, prompted) -> None:
+    loss_id, where = prompted
+    await break_the_database(bot)
+
+    await bot.click(user_id=DANA, action_id="log_reason", value=loss_id, message=where)
+
+    (ephemeral,) = await bot.slack.wait_for("chat.postEphemeral")
+    assert ephemeral["user"] == DANA and "Something went wrong on our side" in ephemeral["text"]
+    assert bot.slack.calls_to("views.open") == []
+
+
+async def test_a_submission_that_fails_on_our_side_says_nothing_was_saved(bot: BotClient, prompted) -> None:
+    loss_id, where = prompted
+    view = await bot.open_modal(user_id=DANA, value=loss_id, message=where)
+    await break_the_database(bot)
+
+    answer = await submit_timing(bot, view)
+
+    assert answer.body["response_action"] == "update"
+    assert "nothing was changed" in str(answer.body["view"]["blocks"])
+    assert await bot.rows(ReasonEntry) == []

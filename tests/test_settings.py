@@ -1,12 +1,14 @@
 """Unit tests of the settings (DESIGN.md §3) and of how the CLI reports a bad one at start-up."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from bot.settings import Settings
 
@@ -53,10 +55,29 @@ def test_the_defaults_match_the_design() -> None:
         ("postgresql+asyncpg://bot@localhost/closedlost", "postgresql+asyncpg://bot@localhost/closedlost"),
         ("sqlite:///data/closedlost.db", "sqlite+aiosqlite:///data/closedlost.db"),
         ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:///:memory:"),
+        # libpq's sslmode (what hosting platforms hand out) is asyncpg's ssl.
+        (
+            "postgres://u:p@db.example.com:5432/app?sslmode=require",
+            "postgresql+asyncpg://u:p@db.example.com:5432/app?ssl=require",
+        ),
+        (
+            "postgresql://u:p@db.example.com:5432/app?sslmode=disable",
+            "postgresql+asyncpg://u:p@db.example.com:5432/app?ssl=disable",
+        ),
     ],
 )
 def test_database_urls_get_the_async_driver(given: str, expected: str) -> None:
     assert settings(database_url=given).database_url == expected
+
+
+def test_sslmode_is_renamed_and_the_other_query_parameters_are_kept() -> None:
+    given = "postgres://u:p@db.example.com:5432/app?application_name=closedlost&sslmode=verify-full&connect_timeout=10"
+
+    loaded = make_url(settings(database_url=given).database_url)
+
+    assert (loaded.drivername, loaded.username, loaded.password) == ("postgresql+asyncpg", "u", "p")
+    assert (loaded.host, loaded.port, loaded.database) == ("db.example.com", 5432, "app")
+    assert dict(loaded.query) == {"application_name": "closedlost", "ssl": "verify-full", "connect_timeout": "10"}
 
 
 def test_the_slack_api_url_ends_with_a_slash() -> None:
@@ -142,6 +163,18 @@ def assert_one_line_naming(result: subprocess.CompletedProcess[str], name: str) 
     assert name in lines[0]
 
 
+def assert_one_error_line_naming(result: subprocess.CompletedProcess[str], name: str) -> None:
+    """For a failure found after the migrations ran: their INFO log lines may come first; the error
+    is the last line, the only one from closedlost itself."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("closedlost:")]
+    assert len(errors) == 1, result.stderr
+    assert lines[-1] == errors[0], result.stderr
+    assert name in errors[0]
+
+
 GOOD_ENV = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "signing-secret"}
 
 
@@ -219,3 +252,23 @@ def test_the_top_level_help_lists_the_commands(tmp_path: Path) -> None:
 
     assert "serve" in result.stdout
     assert "migrate" in result.stdout
+
+
+def test_a_host_that_does_not_resolve_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'closedlost.db'}"
+
+    result = serve(tmp_path, **GOOD_ENV, DATABASE_URL=database, HOST="no.such.host.invalid")
+
+    assert_one_error_line_naming(result, "HOST")
+
+
+def test_a_port_in_use_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'closedlost.db'}"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = serve(tmp_path, **GOOD_ENV, DATABASE_URL=database, HOST="127.0.0.1", PORT=str(port))
+
+    assert_one_error_line_naming(result, "PORT")

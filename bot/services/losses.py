@@ -91,7 +91,9 @@ async def record_reason(
                 loss.state = LossState.LOGGED
                 loss.logged_at = now
             await outbox.queue_refreshes(session, loss_ids=[loss.id], now=now)
-    except IntegrityError:
+    except IntegrityError as error:
+        if "revision" not in str(error.orig):
+            raise
         raise AlreadyLogged() from None
     return entry
 
