@@ -2,9 +2,9 @@
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import RowMapping, func, or_, select, text, update
+from sqlalchemy import RowMapping, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -42,6 +42,44 @@ async def lock_deals(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> 
         text("SELECT pg_advisory_xact_lock(hashtextextended(name, 0)) FROM unnest(CAST(:names AS text[])) AS name"),
         {"names": names},
     )
+
+
+async def insert_deals(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """Inserts deals in one statement; returns (id, source, external_id) of each."""
+    result = await session.execute(insert(Deal).returning(Deal.id, Deal.source, Deal.external_id), rows)
+    return [(row.id, row.source, row.external_id) for row in result]
+
+
+async def update_deals(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Updates deals by primary key (`id` in each row), in one executemany."""
+    await session.execute(update(Deal), rows)
+
+
+async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Inserts losses in one statement; returns (id, state) of each."""
+    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state), rows)
+    return [(row.id, row.state) for row in result]
+
+
+async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> None:
+    await session.execute(update(Loss).where(Loss.id.in_(loss_ids)).values(state=LossState.CANCELLED, cancelled_at=now))
+
+
+async def insert_deal_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(DealEventRecord), rows)
+
+
+async def insert_outbox_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(OutboxMessage), rows)
+
+
+async def loss_for_update(session: AsyncSession, loss_id: int) -> Loss | None:
+    """The loss, locked (PostgreSQL) until the transaction ends."""
+    return await session.scalar(select(Loss).where(Loss.id == loss_id).with_for_update())
+
+
+async def ping(session: AsyncSession) -> None:
+    await session.execute(text("SELECT 1"))
 
 
 async def deal_rows(session: AsyncSession, source: str, external_ids: Iterable[str]) -> list[RowMapping]:

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, DealEvent
 from bot.services import outbox
 from storage import queries
-from storage.models import Deal, DealEventRecord, Loss, LossState, OutboxKind
+from storage.models import LossState, OutboxKind
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +95,8 @@ async def record_deal_events(
         await outbox.queue_messages(session, kind=OutboxKind.PROMPT, loss_ids=prompts, now=received_at)
         queued = len(prompts) + await outbox.queue_refreshes(session, loss_ids=refreshes, now=received_at)
         if audit:
-            await session.execute(
-                insert(DealEventRecord), [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
+            await queries.insert_deal_events(
+                session, [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
             )
     return IngestResult(is_new=is_new, messages_queued=queued)
 
@@ -155,13 +154,10 @@ async def _write_deals(session: AsyncSession, deals: dict[tuple[str, str], _Deal
     changed = [{**state.values, "id": state.id} for state in deals.values() if state.id is not None and state.changed]
     new = [state for state in deals.values() if state.id is None]
     if new:
-        rows = await session.execute(
-            insert(Deal).returning(Deal.id, Deal.source, Deal.external_id), [state.values for state in new]
-        )
-        for deal_id, source, external_id in rows:
+        for deal_id, source, external_id in await queries.insert_deals(session, [state.values for state in new]):
             deals[(source, external_id)].id = deal_id
     if changed:
-        await session.execute(update(Deal), changed)
+        await queries.update_deals(session, changed)
     return {key: state.id for key, state in deals.items() if state.id is not None}
 
 
@@ -172,12 +168,12 @@ async def _write_new_losses(
     rows = [{**loss, "deal_id": deal_ids[key]} for key, state in deals.items() for loss in state.new_losses]
     if not rows:
         return []
-    inserted = await session.execute(insert(Loss).returning(Loss.id, Loss.state), rows)
+    inserted = await queries.insert_losses(session, rows)
     return [loss_id for loss_id, state in inserted if state == LossState.AWAITING]
 
 
 async def _cancel_stored_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> list[int]:
     if not loss_ids:
         return []
-    await session.execute(update(Loss).where(Loss.id.in_(loss_ids)).values(state=LossState.CANCELLED, cancelled_at=now))
+    await queries.cancel_losses(session, loss_ids, now)
     return loss_ids

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -64,7 +63,7 @@ async def record_reason(
     """
     try:
         async with session_factory() as session, session.begin():
-            loss = await session.scalar(select(Loss).where(Loss.id == loss_id).with_for_update())
+            loss = await queries.loss_for_update(session, loss_id)
             deal = await session.get(Deal, loss.deal_id) if loss is not None else None
             if loss is None or deal is None:
                 raise LossNotFound()

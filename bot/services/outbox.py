@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.reasons import Catalogue
@@ -66,7 +65,7 @@ async def queue_messages(session: AsyncSession, *, kind: OutboxKind, loss_ids: l
             }
             for loss_id in loss_ids
         ]
-        await session.execute(insert(OutboxMessage), rows)
+        await queries.insert_outbox_messages(session, rows)
 
 
 async def queue_refreshes(session: AsyncSession, *, loss_ids: list[int], now: datetime) -> int:
