@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import RowMapping, func, insert, or_, select, text, update
+from sqlalchemy import RowMapping, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -63,6 +63,23 @@ async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> li
 
 async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> None:
     await session.execute(update(Loss).where(Loss.id.in_(loss_ids)).values(state=LossState.CANCELLED, cancelled_at=now))
+
+
+async def reopen_undelivered_prompts(session: AsyncSession, loss_ids: list[int]) -> list[int]:
+    """Of these losses, those whose prompt was never delivered and is not queued: clears the
+    recorded delivery error and returns them, to be prompted again."""
+    queued = exists().where(
+        OutboxMessage.loss_id == Loss.id,
+        OutboxMessage.kind == OutboxKind.PROMPT,
+        OutboxMessage.state == OutboxState.PENDING,
+    )
+    rows = await session.scalars(
+        update(Loss)
+        .where(Loss.id.in_(loss_ids), Loss.prompt_ts.is_(None), ~queued)
+        .values(delivery_error=None)
+        .returning(Loss.id)
+    )
+    return list(rows)
 
 
 async def insert_deal_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

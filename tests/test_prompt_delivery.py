@@ -129,6 +129,23 @@ async def test_an_email_slack_does_not_know_is_recorded_and_logged_and_others_go
     assert len(bot.slack.calls_to("chat.postMessage")) == 2  # Dana's deal and the settle deal
 
 
+async def test_a_corrected_owner_email_gets_the_prompt_to_the_right_rep(bot: BotClient) -> None:
+    await bot.post_deals(deal(name="Ghost deal", owner_email="ghost@example.com"))
+    await eventually(lambda: _loss_with_delivery_error(bot), what="the unknown email to be recorded")
+
+    corrected = deal(name="Ghost deal", owner_email="dana@example.com", changed_at="2026-11-20T16:00:00Z")
+    assert (await bot.post_deals(corrected)).body == {"accepted": 1, "duplicates": 0}
+
+    (dm,) = await bot.slack.wait_for("chat.postMessage")
+    assert dm["channel"] == "U0DANA001" and "Ghost deal" in dm["text"]
+    (loss,) = await eventually(lambda: _sent_losses(bot), what="the prompt to be recorded as sent")
+    assert loss.delivery_error is None
+
+
+async def _sent_losses(bot: BotClient) -> list[Loss]:
+    return [loss for loss in await bot.rows(Loss) if loss.prompt_ts]
+
+
 async def _loss_with_delivery_error(bot: BotClient) -> Loss | None:
     return next((loss for loss in await bot.rows(Loss) if loss.delivery_error), None)
 

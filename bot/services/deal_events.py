@@ -41,6 +41,7 @@ class _DealState:
     awaiting_loss_id: int | None = None
     """The loss stored before this batch that still awaits a reason."""
     new_losses: list[dict[str, Any]] = field(default_factory=list)
+    owner_changed: bool = False
 
 
 async def record_deal_events(
@@ -92,6 +93,7 @@ async def record_deal_events(
         deal_ids = await _write_deals(session, deals)
         prompts = await _write_new_losses(session, deals, deal_ids)
         refreshes = await _cancel_stored_losses(session, cancelled, received_at)
+        prompts += await _prompt_new_owners(session, deals)
         await outbox.queue_messages(session, kind=OutboxKind.PROMPT, loss_ids=prompts, now=received_at)
         queued = len(prompts) + await outbox.queue_refreshes(session, loss_ids=refreshes, now=received_at)
         if audit:
@@ -129,6 +131,7 @@ def _apply(state: _DealState, event: DealEvent, changed_at: datetime, now: datet
     for name in OPTIONAL_FIELDS:
         if getattr(event, name) is not None:
             values[name] = getattr(event, name)
+    owner_before = (values["owner_email"], values["owner_slack_id"])
     if event.owner_slack_id is not None:
         values["owner_slack_id"] = event.owner_slack_id
     if event.owner_email is not None and event.owner_email != values["owner_email"]:
@@ -136,6 +139,7 @@ def _apply(state: _DealState, event: DealEvent, changed_at: datetime, now: datet
         if event.owner_slack_id is None:
             values["owner_slack_id"] = None
     state.changed = True
+    state.owner_changed |= state.id is not None and owner_before != (values["owner_email"], values["owner_slack_id"])
 
     if event.stage == CLOSED_LOST and previous_stage != CLOSED_LOST:
         loss = {"lost_at": changed_at, "state": LossState.AWAITING, "created_at": now, "cancelled_at": None}
@@ -170,6 +174,18 @@ async def _write_new_losses(
         return []
     inserted = await queries.insert_losses(session, rows)
     return [loss_id for loss_id, state in inserted if state == LossState.AWAITING]
+
+
+async def _prompt_new_owners(session: AsyncSession, deals: dict[tuple[str, str], _DealState]) -> list[int]:
+    """A deal whose owner changed while its prompt never reached anyone (an email Slack did not
+    know, since corrected in the CRM) gets its prompt again, for the new owner. A prompt already
+    delivered stays with the rep who has it."""
+    changed = [
+        state.awaiting_loss_id
+        for state in deals.values()
+        if state.owner_changed and state.awaiting_loss_id is not None
+    ]
+    return await queries.reopen_undelivered_prompts(session, changed) if changed else []
 
 
 async def _cancel_stored_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> list[int]:
