@@ -24,9 +24,9 @@ from storage.models import Deal, Loss, LossState, OutboxKind, OutboxMessage, Out
 logger = logging.getLogger(__name__)
 
 
-CLAIM_FOR = timedelta(minutes=5)
+CLAIM_FOR = timedelta(minutes=10)
 # Longer than one message can take, Slack's Retry-After waits included.
-CLAIM_MARGIN = timedelta(minutes=2)
+CLAIM_MARGIN = timedelta(minutes=5)
 MAX_ATTEMPTS = 12
 BATCH_SIZE = 50
 # Errors about this one message or recipient: sending again cannot succeed.
