@@ -11,11 +11,7 @@ fake Slack in a third process.
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
-import multiprocessing
-import resource
 import statistics
 import sys
 import tempfile
@@ -25,15 +21,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from harness import Server, run_bot, run_fake_slack, serve, sign_deals
 
-SECRET = "bench-secret"
 CONCURRENCY = 50
-
-
-def signed(body: bytes) -> dict[str, str]:
-    ts = str(int(time.time()))
-    digest = hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Closedlost-Timestamp": ts, "X-Closedlost-Signature": f"v0={digest}", "Content-Type": "application/json"}
 
 
 def event(number: int) -> dict[str, Any]:
@@ -58,75 +48,7 @@ def run_bare(port_out: Any) -> None:
 
     app = web.Application()
     app.router.add_post("/webhooks/deals", accept)
-    _serve(app, port_out)
-
-
-def run_fake_slack(port_out: Any) -> None:
-    counter = iter(range(1, 10**9))
-
-    async def answer(request: web.Request) -> web.Response:
-        method = request.match_info["method"]
-        if method == "chat.postMessage":
-            payload = await request.json()
-            return web.json_response({"ok": True, "channel": "D" + payload["channel"][1:], "ts": f"{next(counter)}.0"})
-        return web.json_response({"ok": True, "user_id": "UBOT", "team_id": "T1"})
-
-    app = web.Application()
-    app.router.add_route("*", "/api/{method}", answer)
-    _serve(app, port_out)
-
-
-def run_bot(port_out: Any, database_url: str, slack_url: str) -> None:
-    from bot.app import create_app
-    from bot.settings import Settings
-    from storage.migrate import upgrade_to_head
-
-    upgrade_to_head(database_url)
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-bench",
-        slack_signing_secret="bench",
-        slack_api_url=slack_url,
-        database_url=database_url,
-        deals_webhook_secret=SECRET,
-        log_level="WARNING",
-    )
-    _serve(create_app(settings), port_out, report_rss=True)
-
-
-def _serve(app: web.Application, port_out: Any, report_rss: bool = False) -> None:
-    async def main() -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port_out.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        while True:
-            command = await asyncio.to_thread(port_out.recv)
-            if command == "rss":
-                port_out.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-            else:
-                break
-        await runner.cleanup()
-
-    asyncio.run(main())
-
-
-class Server:
-    def __init__(self, target: Any, *args: Any) -> None:
-        self._pipe, child = multiprocessing.Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(target=target, args=(child, *args))
-        self._process.start()
-        self.port = self._pipe.recv()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def peak_rss_mib(self) -> int:
-        self._pipe.send("rss")
-        return int(self._pipe.recv())
-
-    def stop(self) -> None:
-        self._pipe.send("stop")
-        self._process.join(timeout=10)
+    serve(app, port_out)
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -144,7 +66,7 @@ async def single_events(url: str, count: int, offset: int) -> tuple[float, list[
             while not queue.empty():
                 body = json.dumps(event(queue.get_nowait())).encode()
                 started = time.perf_counter()
-                async with http.post(f"{url}/webhooks/deals", data=body, headers=signed(body)) as response:
+                async with http.post(f"{url}/webhooks/deals", data=body, headers=sign_deals(body)) as response:
                     await response.read()
                     assert response.status == 202, response.status
                 latencies.append(time.perf_counter() - started)
@@ -160,7 +82,7 @@ async def arrays(url: str, count: int, offset: int) -> float:
 
         async def send(batch: list[dict[str, Any]]) -> None:
             body = json.dumps(batch).encode()
-            async with http.post(f"{url}/webhooks/deals", data=body, headers=signed(body)) as response:
+            async with http.post(f"{url}/webhooks/deals", data=body, headers=sign_deals(body)) as response:
                 await response.read()
                 assert response.status == 202, response.status
 
@@ -203,7 +125,7 @@ def main() -> int:
         print(
             f"  closedlost, arrays of 100:         {arguments.array_events / seconds:8.0f} events/s (budget >= 10,000)"
         )
-        print(f"  closedlost peak RSS: {bot.peak_rss_mib()} MiB (budget < 150 MiB)")
+        print(f"  closedlost peak RSS: {bot.ask('rss')} MiB (budget < 150 MiB)")
         bot.stop()
         slack.stop()
     return 0

@@ -28,6 +28,8 @@ from storage.engine import create_engine, create_session_factory
 
 logger = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_SECONDS = 10.0
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -70,14 +72,17 @@ def create_app(
             assert settings.slack_app_token is not None
             socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
             await socket_mode.connect_async()
-        tasks = [
-            asyncio.create_task(worker.run(), name="outbox-worker"),
-            asyncio.create_task(ingest.run(), name="ingest-queue"),
-        ]
+        delivering = asyncio.create_task(worker.run(), name="outbox-worker")
+        ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
         yield
         if socket_mode is not None:
             await socket_mode.close_async()
-        for task in tasks:
+        # By now aiohttp has answered every request, so the ingest queue is idle. The worker is let
+        # finish what it is sending, within reason, rather than be cut off inside a transaction.
+        worker.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(delivering), timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in (delivering, ingesting):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -31,13 +31,19 @@ class OutboxWorker:
         self._catalogue = catalogue
         self._clock = clock
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def kick(self) -> None:
         """Deliver soon: called after a transaction that queued messages has committed."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the current round, then return from `run`."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             # Cleared before delivering, so a kick that arrives during delivery starts another round.
             self._wake.clear()
             try:

@@ -181,9 +181,7 @@ async def _prompt_new_owners(session: AsyncSession, deals: dict[tuple[str, str],
     know, since corrected in the CRM) gets its prompt again, for the new owner. A prompt already
     delivered stays with the rep who has it."""
     changed = [
-        state.awaiting_loss_id
-        for state in deals.values()
-        if state.owner_changed and state.awaiting_loss_id is not None
+        state.awaiting_loss_id for state in deals.values() if state.owner_changed and state.awaiting_loss_id is not None
     ]
     return await queries.reopen_undelivered_prompts(session, changed) if changed else []
 
