@@ -11,6 +11,7 @@ import pytest
 
 from bot.crm.event import DealEvent
 from bot.crm.generic import PayloadError, is_signed, parse_deal_events
+from tests.bot_client import deal
 
 NOW = datetime(2026, 11, 20, 16, 0, 0, tzinfo=UTC)
 SECRET = "whsec-test-secret"
@@ -18,19 +19,7 @@ SECRET = "whsec-test-secret"
 
 def event(**overrides: Any) -> dict[str, Any]:
     """A valid event; an override of None removes that field."""
-    fields: dict[str, Any] = {
-        "deal_id": "0061x00000AbCdE",
-        "name": "Acme — 200 seats",
-        "stage": "closed_lost",
-        "amount": 48000,
-        "currency": "USD",
-        "owner_email": "dana@example.com",
-        "account": "Acme Corp",
-        "changed_at": "2026-11-20T15:04:05Z",
-        "url": "https://crm.example.com/deals/0061x00000AbCdE",
-        "event_id": "evt-1",
-    }
-    fields.update(overrides)
+    fields = deal(**{"event_id": "evt-1", **overrides})
     return {key: value for key, value in fields.items() if value is not None}
 
 
