@@ -90,11 +90,6 @@ async def insert_outbox_messages(session: AsyncSession, rows: list[dict[str, Any
     await session.execute(insert(OutboxMessage), rows)
 
 
-async def loss_for_update(session: AsyncSession, loss_id: int) -> Loss | None:
-    """The loss, locked (PostgreSQL) until the transaction ends."""
-    return await session.scalar(select(Loss).where(Loss.id == loss_id).with_for_update())
-
-
 async def ping(session: AsyncSession) -> None:
     await session.execute(text("SELECT 1"))
 
@@ -120,10 +115,10 @@ async def awaiting_loss_ids(session: AsyncSession, deal_ids: list[int]) -> dict[
     return {row.deal_id: row.id for row in rows}
 
 
-async def loss_with_deal(session: AsyncSession, loss_id: int) -> tuple[Loss, Deal] | None:
-    row = (
-        await session.execute(select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id == loss_id))
-    ).first()
+async def loss_with_deal(session: AsyncSession, loss_id: int, *, for_update: bool = False) -> tuple[Loss, Deal] | None:
+    """The loss and its deal; `for_update` locks the loss (PostgreSQL) until the transaction ends."""
+    query = select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id == loss_id)
+    row = (await session.execute(query.with_for_update(of=Loss) if for_update else query)).first()
     return (row[0], row[1]) if row is not None else None
 
 

@@ -63,10 +63,10 @@ async def record_reason(
     """
     try:
         async with session_factory() as session, session.begin():
-            loss = await queries.loss_for_update(session, loss_id)
-            deal = await session.get(Deal, loss.deal_id) if loss is not None else None
-            if loss is None or deal is None:
+            found = await queries.loss_with_deal(session, loss_id, for_update=True)
+            if found is None:
                 raise LossNotFound()
+            loss, deal = found
             _check_can_log(loss, deal, user_id)
             latest = await queries.latest_entry(session, loss.id)
             if latest is not None and latest.revision != revision:
