@@ -27,12 +27,7 @@ async def handle_reason_submitted(
     submission = parse_reason_submission(view["state"]["values"])
     problems = validate_reason_form(submission.form, catalogue=runtime.catalogue, today=runtime.earliest_today())
     if problems:
-        # A field whose block is not in the view (an old client) reports on the reason menu.
-        errors: dict[str, str] = {}
-        for field, message in problems.items():
-            block_id = submission.block_ids.get(field, ids.REASON_BLOCK)
-            errors[block_id] = " ".join(filter(None, [errors.get(block_id), message]))
-        await ack(response_action="errors", errors=errors)
+        await ack(response_action="errors", errors=submission.errors_by_block(problems))
         return
     modal = ModalContext.decode(view["private_metadata"])
     try:

@@ -635,3 +635,18 @@ def test_editing_an_answer_whose_revisit_date_has_passed_offers_the_reason_defau
     rendered = modal(chosen=choose("timing", explanation="x" * 30, revisit_on=TODAY - timedelta(days=3)))
 
     assert revisit_block(rendered)["element"]["initial_date"] == (TODAY + timedelta(days=90)).isoformat()
+
+
+def test_errors_are_keyed_by_the_block_they_came_from_and_fall_back_to_the_menu() -> None:
+    submission = parse_reason_submission(
+        {
+            "reason": {"reason_select": {"type": "static_select", "selected_option": {"value": "competitor"}}},
+            "explanation": {"explanation_input": {"type": "plain_text_input", "value": "n/a"}},
+        }
+    )
+
+    errors = submission.errors_by_block(
+        {"detail": "Name the competitor.", "explanation": "Say more.", "reason": "Pick."}
+    )
+
+    assert errors == {"reason": "Name the competitor. Pick.", "explanation": "Say more."}

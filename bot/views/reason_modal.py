@@ -138,6 +138,15 @@ class Submission:
     block_ids: dict[str, str]
     """Field name (`reason`, `detail`, `explanation`, `revisit`) to the block it came from, for errors."""
 
+    def errors_by_block(self, problems: dict[str, str]) -> dict[str, str]:
+        """`response_action: errors` wants messages keyed by block. A field whose block is not in the
+        view (a client that did not rebuild the modal when the reason changed) reports on the menu."""
+        errors: dict[str, str] = {}
+        for field, message in problems.items():
+            block_id = self.block_ids.get(field, ids.REASON_BLOCK)
+            errors[block_id] = " ".join(filter(None, [errors.get(block_id), message]))
+        return errors
+
 
 def parse_reason_submission(state_values: dict[str, dict[str, Any]]) -> Submission:
     """Reads the modal's `view.state.values`, finding each input by its action id."""
