@@ -67,13 +67,12 @@ async def record_deal_events(
                 continue
             seen.add(key)
             deal_key = (event.source, event.deal_id)
-            changed_at = event.changed_at
             state = deals.get(deal_key)
-            applied = state is None or changed_at >= state.values["stage_changed_at"]
+            applied = state is None or event.changed_at >= state.values["stage_changed_at"]
             if applied:
                 if state is None:
                     state = deals[deal_key] = _new_deal(event, received_at)
-                cancelled.extend(_apply(state, event, changed_at, received_at))
+                cancelled.extend(_apply(state, event, received_at))
             else:
                 logger.info("older event for deal %s:%s kept in the audit trail only", *deal_key)
             audit.append(
@@ -82,7 +81,7 @@ async def record_deal_events(
                     {
                         "idempotency_key": key,
                         "stage": event.stage,
-                        "changed_at": changed_at,
+                        "changed_at": event.changed_at,
                         "received_at": received_at,
                         "applied": applied,
                         "payload": event.raw,
@@ -92,10 +91,11 @@ async def record_deal_events(
 
         deal_ids = await _write_deals(session, deals)
         prompts = await _write_new_losses(session, deals, deal_ids)
-        refreshes = await _cancel_stored_losses(session, cancelled, received_at)
+        if cancelled:
+            await queries.cancel_losses(session, cancelled, received_at)
         prompts += await _prompt_new_owners(session, deals)
         await outbox.queue_messages(session, kind=OutboxKind.PROMPT, loss_ids=prompts, now=received_at)
-        queued = len(prompts) + await outbox.queue_refreshes(session, loss_ids=refreshes, now=received_at)
+        queued = len(prompts) + await outbox.queue_refreshes(session, loss_ids=cancelled, now=received_at)
         if audit:
             await queries.insert_deal_events(
                 session, [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
@@ -104,15 +104,17 @@ async def record_deal_events(
 
 
 async def _load_deals(session: AsyncSession, events: list[DealEvent]) -> dict[tuple[str, str], _DealState]:
-    deals: dict[tuple[str, str], _DealState] = {}
+    """The batch's deals that are already stored, each with its loss awaiting a reason, if any."""
+    rows = []
     for source in {event.source for event in events}:
-        ids = {event.deal_id for event in events if event.source == source}
-        for row in await queries.deal_rows(session, source, ids):
-            deals[(source, row["external_id"])] = _DealState(id=row["id"], values=dict(row))
-    awaiting = await queries.awaiting_loss_ids(session, [state.id for state in deals.values() if state.id])
-    for state in deals.values():
-        state.awaiting_loss_id = awaiting.get(state.id) if state.id is not None else None
-    return deals
+        rows += await queries.deal_rows(session, source, {event.deal_id for event in events if event.source == source})
+    awaiting = await queries.awaiting_loss_ids(session, [row["id"] for row in rows])
+    return {
+        (row["source"], row["external_id"]): _DealState(
+            id=row["id"], values=dict(row), awaiting_loss_id=awaiting.get(row["id"])
+        )
+        for row in rows
+    }
 
 
 def _new_deal(event: DealEvent, now: datetime) -> _DealState:
@@ -122,12 +124,12 @@ def _new_deal(event: DealEvent, now: datetime) -> _DealState:
     return _DealState(id=None, values=values)
 
 
-def _apply(state: _DealState, event: DealEvent, changed_at: datetime, now: datetime) -> list[int]:
+def _apply(state: _DealState, event: DealEvent, now: datetime) -> list[int]:
     """Brings the deal to the event's state and opens or closes its loss. Returns the stored losses
     this event cancelled."""
     values = state.values
     previous_stage = values["stage"]
-    values.update(name=event.name, stage=event.stage, stage_changed_at=changed_at, updated_at=now)
+    values.update(name=event.name, stage=event.stage, stage_changed_at=event.changed_at, updated_at=now)
     for name in OPTIONAL_FIELDS:
         if getattr(event, name) is not None:
             values[name] = getattr(event, name)
@@ -139,10 +141,10 @@ def _apply(state: _DealState, event: DealEvent, changed_at: datetime, now: datet
         if event.owner_slack_id is None:
             values["owner_slack_id"] = None
     state.changed = True
-    state.owner_changed |= state.id is not None and owner_before != (values["owner_email"], values["owner_slack_id"])
+    state.owner_changed |= owner_before != (values["owner_email"], values["owner_slack_id"])
 
     if event.stage == CLOSED_LOST and previous_stage != CLOSED_LOST:
-        loss = {"lost_at": changed_at, "state": LossState.AWAITING, "created_at": now, "cancelled_at": None}
+        loss = {"lost_at": event.changed_at, "state": LossState.AWAITING, "created_at": now, "cancelled_at": None}
         state.new_losses.append(loss)
     elif event.stage != CLOSED_LOST and previous_stage == CLOSED_LOST:
         if state.new_losses and state.new_losses[-1]["state"] == LossState.AWAITING:
@@ -184,10 +186,3 @@ async def _prompt_new_owners(session: AsyncSession, deals: dict[tuple[str, str],
         state.awaiting_loss_id for state in deals.values() if state.owner_changed and state.awaiting_loss_id is not None
     ]
     return await queries.reopen_undelivered_prompts(session, changed) if changed else []
-
-
-async def _cancel_stored_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> list[int]:
-    if not loss_ids:
-        return []
-    await queries.cancel_losses(session, loss_ids, now)
-    return loss_ids
