@@ -147,20 +147,17 @@ async def _send_prompt(
 ) -> None:
     async with session_factory() as session, session.begin():
         found = await queries.loss_with_deal(session, message.loss_id)
-        cached_owner = None
-        if found is not None and found[1].owner_slack_id is None and found[1].owner_email is not None:
-            cached_owner = await queries.slack_user_id(session, found[1].owner_email)
-    if found is None or found[0].state != LossState.AWAITING or found[0].prompt_ts is not None:
-        async with session_factory() as session, session.begin():
-            await queries.mark_sent(session, message.id, now)
-        return
-    loss, deal = found
-    owner = deal.owner_slack_id
+        if found is None or found[0].state != LossState.AWAITING or found[0].prompt_ts is not None:
+            await queries.mark_sent(session, message.id, now)  # nothing is owed any more
+            return
+        loss, deal = found
+        owner = deal.owner_slack_id
+        cached = await queries.slack_user_id(session, deal.owner_email) if owner is None and deal.owner_email else None
     if owner is None:
-        owner = cached_owner or await _look_up_owner(deal, slack)
+        owner = cached or await _look_up_owner(deal, slack)
         # Stored before the DM goes out: the owner may click its button at once.
         async with session_factory() as session, session.begin():
-            if owner != cached_owner and deal.owner_email is not None:
+            if cached is None and deal.owner_email is not None:
                 await session.merge(SlackUser(email=deal.owner_email, user_id=owner, looked_up_at=now))
             await queries.set_owner_slack_id(session, deal.id, email=deal.owner_email, user_id=owner)
     content = build_prompt_message(deal=deal, loss=loss, entry=None, catalogue=catalogue)
