@@ -68,13 +68,15 @@ class IngestQueue:
                 await self._write(self._take())
 
     def _take(self) -> list[_Request]:
-        taken, count = 0, 0
-        while taken < len(self._waiting) and (
-            taken == 0 or count + len(self._waiting[taken].events) <= MAX_EVENTS_PER_TRANSACTION
-        ):
-            count += len(self._waiting[taken].events)
-            taken += 1
-        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        """The oldest waiting requests, up to MAX_EVENTS_PER_TRANSACTION events (at least one request)."""
+        batch: list[_Request] = []
+        count = 0
+        for request in self._waiting:
+            if batch and count + len(request.events) > MAX_EVENTS_PER_TRANSACTION:
+                break
+            batch.append(request)
+            count += len(request.events)
+        self._waiting = self._waiting[len(batch) :]
         return batch
 
     async def _write(self, batch: list[_Request]) -> None:
