@@ -44,9 +44,10 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> web.Application:
     slack = client or create_slack_client(settings)
-    owns_engine = session_factory is None
+    own_engine = None
     if session_factory is None:
-        session_factory = create_session_factory(create_engine(settings.database_url))
+        own_engine = create_engine(settings.database_url)
+        session_factory = create_session_factory(own_engine)
     catalogue = catalogue or load_catalogue(settings.reasons_file)
     worker = OutboxWorker(session_factory=session_factory, slack=slack, catalogue=catalogue, clock=clock)
     ingest = IngestQueue(session_factory=session_factory, clock=clock, on_messages_queued=worker.kick)
@@ -86,8 +87,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if owns_engine:
-            await session_factory.kw["bind"].dispose()
+        if own_engine is not None:
+            await own_engine.dispose()
 
     web_app.cleanup_ctx.append(background)
     return web_app

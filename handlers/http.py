@@ -4,7 +4,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot.crm.generic import MAX_BODY_BYTES, PayloadError, is_signed, is_utf8, parse_deal_events
+from bot.crm.generic import MAX_BODY_BYTES, FieldError, PayloadError, is_signed, is_utf8, parse_deal_events
 from bot.ingest import IngestFailed
 from bot.runtime import RUNTIME
 from bot.services.health import database_answers
@@ -42,9 +42,7 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
         return _too_large()
 
     if not is_utf8(body):
-        return web.json_response(
-            {"errors": [{"index": None, "field": None, "message": "the body is not UTF-8: JSON must be"}]}, status=400
-        )
+        return _invalid([FieldError(None, None, "the body is not UTF-8: JSON must be")])
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
@@ -56,7 +54,7 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
     try:
         events = parse_deal_events(body, now=now)
     except PayloadError as error:
-        return web.json_response({"errors": [problem.as_dict() for problem in error.errors]}, status=400)
+        return _invalid(error.errors)
     try:
         receipt = await runtime.ingest.submit(events)
     except IngestFailed:
@@ -68,6 +66,10 @@ async def handle_health(request: web.Request) -> web.Response:
     if await database_answers(request.app[RUNTIME].session_factory):
         return web.json_response({"status": "ok"})
     return web.json_response({"status": "unavailable", "error": "the database does not answer"}, status=503)
+
+
+def _invalid(errors: list[FieldError]) -> web.Response:
+    return web.json_response({"errors": [problem.as_dict() for problem in errors]}, status=400)
 
 
 def _error(status: int, message: str) -> web.Response:
