@@ -42,7 +42,12 @@ class Deal(Base):
     """One CRM deal as last reported; `stage_changed_at` orders the events that update it."""
 
     __tablename__ = "deal"
-    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        # Stats and App Home: a rep's deals, and deals won in a period (overall and per rep).
+        Index("ix_deal_owner_stage_changed", "owner_slack_id", "stage", "stage_changed_at"),
+        Index("ix_deal_stage_changed", "stage", "stage_changed_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(32))
@@ -92,7 +97,7 @@ class Loss(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)
-    lost_at: Mapped[datetime]
+    lost_at: Mapped[datetime] = mapped_column(index=True)
     state: Mapped[LossState] = mapped_column(String(16), index=True)
     prompt_channel: Mapped[str | None] = mapped_column(String(32))
     prompt_ts: Mapped[str | None] = mapped_column(String(32))
@@ -119,7 +124,7 @@ class ReasonEntry(Base):
     reason_code: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str | None] = mapped_column(String(200))
     explanation: Mapped[str] = mapped_column(Text)
-    revisit_on: Mapped[date | None]
+    revisit_on: Mapped[date | None] = mapped_column(index=True)
     logged_by: Mapped[str] = mapped_column(String(32))
     logged_at: Mapped[datetime]
     view_id: Mapped[str | None] = mapped_column(String(64))

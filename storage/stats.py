@@ -1,0 +1,146 @@
+"""Read-only aggregates for `/closedlost`, App Home and the digest. They never commit.
+
+A loss's answer is its reason entry of the highest revision; earlier revisions are history. A
+cancelled loss (the deal reopened before a reason was due) is no loss at all and is never counted.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from sqlalchemy import ColumnElement, String, exists, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from storage.models import Deal, Loss, LossState, ReasonEntry
+
+LOST = "lost"
+WON = "won"
+
+
+class ClosedGroup(NamedTuple):
+    outcome: str
+    """LOST or WON."""
+    reason_code: str | None
+    """The current reason of these losses; None for losses awaiting one, and for wins."""
+    currency: str | None
+    deals: int
+    amount: Decimal | None
+    """The sum of the deals' amounts in `currency`; None when none of them has an amount."""
+
+
+def _is_current_entry() -> ColumnElement[bool]:
+    """True for a loss's newest reason entry, and for the NULL row of a loss with none (outer join).
+    Written as NOT EXISTS in WHERE so that PostgreSQL plans it as one anti-join."""
+    later = aliased(ReasonEntry)
+    return ~exists().where(later.loss_id == ReasonEntry.loss_id, later.revision > ReasonEntry.revision)
+
+
+async def closed_deal_groups(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime,
+    owner_slack_id: str | None,
+    won_stage: str,
+) -> list[ClosedGroup]:
+    """Losses with `lost_at` in [since, until), by current reason and currency, and deals whose stage
+    became `won_stage` in that period, by currency: one statement, one round trip. `since` None
+    means from the beginning; `owner_slack_id` narrows both to one rep's deals."""
+    lost = (
+        select(
+            literal(LOST, String).label("outcome"),
+            ReasonEntry.reason_code,
+            Deal.currency,
+            func.count().label("deals"),
+            func.sum(Deal.amount).label("amount"),
+        )
+        .select_from(Loss)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
+        .where(Loss.state != LossState.CANCELLED, Loss.lost_at < until, _is_current_entry())
+        .group_by(ReasonEntry.reason_code, Deal.currency)
+    )
+    won = (
+        select(
+            literal(WON, String),
+            literal(None, String),
+            Deal.currency,
+            func.count(),
+            func.sum(Deal.amount),
+        )
+        .where(Deal.stage == won_stage, Deal.stage_changed_at < until)
+        .group_by(Deal.currency)
+    )
+    if since is not None:
+        lost = lost.where(Loss.lost_at >= since)
+        won = won.where(Deal.stage_changed_at >= since)
+    if owner_slack_id is not None:
+        lost = lost.where(Deal.owner_slack_id == owner_slack_id)
+        won = won.where(Deal.owner_slack_id == owner_slack_id)
+    rows = await session.execute(union_all(lost, won))
+    return [ClosedGroup(*row) for row in rows]
+
+
+class AwaitingLoss(NamedTuple):
+    loss_id: int
+    deal_name: str
+    account: str | None
+    amount: Decimal | None
+    currency: str | None
+    lost_at: datetime
+
+
+async def awaiting_losses(session: AsyncSession, *, owner_slack_id: str, limit: int) -> tuple[list[AwaitingLoss], int]:
+    """The rep's losses still awaiting a reason, newest first, at most `limit`; and how many there are."""
+    mine = (Deal.owner_slack_id == owner_slack_id, Loss.state == LossState.AWAITING)
+    rows = await session.execute(
+        select(Loss.id, Deal.name, Deal.account, Deal.amount, Deal.currency, Loss.lost_at)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(*mine)
+        .order_by(Loss.lost_at.desc(), Loss.id.desc())
+        .limit(limit)
+    )
+    total = await session.scalar(
+        select(func.count()).select_from(Loss).join(Deal, Deal.id == Loss.deal_id).where(*mine)
+    )
+    return [AwaitingLoss(*row) for row in rows], total or 0
+
+
+class Revisit(NamedTuple):
+    loss_id: int
+    revisit_on: date
+    deal_name: str
+    amount: Decimal | None
+    currency: str | None
+    owner_slack_id: str | None
+    reason_code: str
+
+
+async def upcoming_revisits(
+    session: AsyncSession, *, start: date, end: date | None, owner_slack_id: str | None, limit: int
+) -> tuple[list[Revisit], int]:
+    """Revisit dates in [start, end) on the current reason of logged losses, soonest first, at most
+    `limit`; and how many there are. `end` None: no end; `owner_slack_id` narrows to one rep's deals."""
+    query = (
+        select(
+            Loss.id,
+            ReasonEntry.revisit_on,
+            Deal.name,
+            Deal.amount,
+            Deal.currency,
+            Deal.owner_slack_id,
+            ReasonEntry.reason_code,
+        )
+        .select_from(ReasonEntry)
+        .join(Loss, Loss.id == ReasonEntry.loss_id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(Loss.state == LossState.LOGGED, ReasonEntry.revisit_on >= start, _is_current_entry())
+    )
+    if end is not None:
+        query = query.where(ReasonEntry.revisit_on < end)
+    if owner_slack_id is not None:
+        query = query.where(Deal.owner_slack_id == owner_slack_id)
+    rows = await session.execute(query.order_by(ReasonEntry.revisit_on, Loss.id).limit(limit))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    return [Revisit._make(row) for row in rows], total or 0
