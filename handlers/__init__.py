@@ -3,11 +3,13 @@
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from handlers import actions, errors, http, views
+from handlers import actions, commands, errors, events, http, views
 
 
 def register_listeners(app: AsyncApp) -> None:
     actions.register(app)
+    commands.register(app)
+    events.register(app)
     views.register(app)
     errors.register(app)
 

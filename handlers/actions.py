@@ -10,7 +10,7 @@ from bot.runtime import Runtime
 from bot.services.losses import open_loss
 from bot.validation import ReasonForm
 from bot.views import ids
-from bot.views.reason_modal import ModalContext, build_reason_modal
+from bot.views.reason_modal import ModalContext, build_notice_modal, build_reason_modal
 
 
 def register(app: AsyncApp) -> None:
@@ -30,7 +30,12 @@ async def handle_open_reason(
     try:
         loss = await open_loss(session_factory=runtime.session_factory, loss_id=int(action["value"]), user_id=user_id)
     except LossError as error:
-        await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
+        if body["container"]["type"] == "view":
+            # A click on the Home tab: there is no channel to answer in, so the answer is a modal.
+            notice = build_notice_modal(title="Nothing to log", text=str(error))
+            await client.views_open(trigger_id=body["trigger_id"], view=notice)
+        else:
+            await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
         return
     view = build_reason_modal(
         deal=loss.deal,

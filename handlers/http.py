@@ -1,8 +1,12 @@
 """The plain HTTP routes: Slack's one URL, the generic deal webhook, and the health check."""
 
+from urllib.parse import parse_qsl
+
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.crm.generic import MAX_BODY_BYTES, FieldError, PayloadError, is_signed, is_utf8, parse_deal_events
 from bot.ingest import IngestFailed
@@ -24,8 +28,29 @@ def register(web_app: web.Application, bolt_app: AsyncApp | None) -> None:
 
 async def handle_slack_request(request: web.Request) -> web.Response:
     """Everything Slack sends in HTTP mode; Bolt verifies the signature and routes it."""
-    bolt_response = await request.app[BOLT_APP].async_dispatch(await to_bolt_request(request))
+    bolt_response = await request.app[BOLT_APP].async_dispatch(_read_form_fields(await to_bolt_request(request)))
     return await to_aiohttp_response(bolt_response)
+
+
+def _read_form_fields(bolt_request: AsyncBoltRequest) -> AsyncBoltRequest:
+    """Gives Bolt the fields of a form body that it read as empty.
+
+    Bolt's `parse_body` (slack_bolt/request/internals.py, 1.30) takes any form body with the text
+    "payload" anywhere in it for an interactivity request, and returns the JSON of its `payload`
+    field, or `{}` when there is none. A slash command is a form without that field, so
+    `/closedlost stats payload`, or a command typed in a channel whose name holds "payload", reached
+    no listener and Bolt answered 404. Such a body is read here as Bolt reads any other form, and
+    the context Bolt derives from the body (user, team, channel, response_url) is derived again.
+    The raw body stays as received: Bolt still checks the signature over the bytes Slack signed.
+    Socket Mode needs none of this: it hands Bolt the command already parsed.
+    """
+    if bolt_request.body or bolt_request.content_type != "application/x-www-form-urlencoded":
+        return bolt_request
+    fields = dict(parse_qsl(bolt_request.raw_body, keep_blank_values=True))
+    if "payload" not in fields:
+        bolt_request.body = fields
+        bolt_request.context = build_async_context(AsyncBoltContext(), fields)
+    return bolt_request
 
 
 async def handle_deals_webhook(request: web.Request) -> web.Response:

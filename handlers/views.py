@@ -1,4 +1,4 @@
-"""The reason modal's submission: validate inline, store, close."""
+"""The reason modal's submission: validate inline, store, close, then redraw the rep's Home tab."""
 
 import logging
 from typing import Any
@@ -7,6 +7,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.errors import LossError
 from bot.runtime import Runtime
+from bot.services.home import publish_home
 from bot.services.losses import record_reason
 from bot.validation import validate_reason_form
 from bot.views import ids
@@ -52,3 +53,11 @@ async def handle_reason_submitted(
         return
     await ack()
     runtime.worker.kick()
+    await publish_home(
+        session_factory=runtime.session_factory,
+        slack=runtime.slack,
+        catalogue=runtime.catalogue,
+        user_id=body["user"]["id"],
+        now=runtime.clock(),
+        tz=runtime.settings.tz,
+    )

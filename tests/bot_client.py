@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from slack_sdk.signature import SignatureVerifier
@@ -32,14 +32,12 @@ def sign_deals(body: bytes, *, secret: str = DEALS_WEBHOOK_SECRET, timestamp: in
     return {"X-Closedlost-Timestamp": ts, "X-Closedlost-Signature": f"v0={digest}", "Content-Type": "application/json"}
 
 
-def sign_slack(body: str, *, timestamp: int | None = None) -> dict[str, str]:
+def sign_slack(
+    body: str, *, timestamp: int | None = None, content_type: str = "application/x-www-form-urlencoded"
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
-    return {
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": content_type}
 
 
 def deal(**fields: Any) -> dict[str, Any]:
@@ -114,6 +112,64 @@ class BotClient:
         async with self.http.post("/slack/events", data=body, headers=sign_slack(body)) as response:
             text = await response.text()
             return Answer(response.status, json.loads(text) if text.startswith("{") else text)
+
+    async def command(self, text: str, *, user_id: str, channel_name: str = "sales-ops") -> Answer:
+        """`/closedlost {text}` as Slack sends it: a signed form body, fields in the order and shape
+        of /work/shared/facts/slack/slash_command.txt."""
+        body = urlencode(
+            {
+                "token": "legacy",
+                "team_id": "T0001",
+                "team_domain": "acme-sales",
+                "channel_id": "C0SALESOPS",
+                "channel_name": channel_name,
+                "user_id": user_id,
+                "user_name": "rep",
+                "command": "/closedlost",
+                "text": text,
+                "api_app_id": "A0001",
+                "is_enterprise_install": "false",
+                "response_url": "https://hooks.slack.com/commands/T0001/1/abc",
+                "trigger_id": "1234.5678.trigger",
+            }
+        )
+        async with self.http.post("/slack/events", data=body, headers=sign_slack(body)) as response:
+            text = await response.text()
+            return Answer(response.status, json.loads(text) if text.startswith("{") else text)
+
+    async def open_home(self, *, user_id: str, tab: str = "home") -> Answer:
+        """The app_home_opened event as the Events API sends it (JSON, signed)."""
+        envelope = {
+            "token": "legacy",
+            "team_id": "T0001",
+            "context_team_id": "T0001",
+            "context_enterprise_id": None,
+            "api_app_id": "A0001",
+            "event": {
+                "type": "app_home_opened",
+                "user": user_id,
+                "channel": "D0HOME001",
+                "tab": tab,
+                "event_ts": "1.2",
+            },
+            "type": "event_callback",
+            "event_id": f"Ev{time.monotonic_ns()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": "T0001",
+                    "user_id": "UBOT0001",
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+        body = json.dumps(envelope)
+        headers = sign_slack(body, content_type="application/json")
+        async with self.http.post("/slack/events", data=body, headers=headers) as response:
+            return Answer(response.status, await response.text())
 
     async def click(self, *, user_id: str, action_id: str, value: str, message: tuple[str, str]) -> Answer:
         channel, ts = message

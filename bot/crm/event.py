@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 CLOSED_LOST = "closed_lost"
+CLOSED_WON = "closed_won"
 
 
 @dataclass(frozen=True)

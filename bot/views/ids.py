@@ -1,5 +1,7 @@
 """Every action, block and callback id the bot's views use, in one place."""
 
+COMMAND = "/closedlost"
+
 LOG_REASON = "log_reason"
 EDIT_REASON = "edit_reason"
 OPEN_IN_CRM = "open_in_crm"

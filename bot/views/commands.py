@@ -1,0 +1,63 @@
+"""The ephemeral replies to `/closedlost`, one builder for each form of the command."""
+
+from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
+
+from bot.command import USAGE, Usage
+from bot.periods import Period
+from bot.reasons import Catalogue, ReasonGroup, Requirement
+from bot.services.stats import ClosedStats
+from bot.views.figures import awaiting_blocks, revisit_blocks, stats_blocks
+from bot.views.prompt import Message
+from bot.views.text import escape
+from storage.stats import AwaitingLoss, Revisit
+
+REASONS_PER_SECTION = 10
+REQUIREMENT_NOTES = {Requirement.COMPETITOR: "names the competitor", Requirement.FEATURE: "names the missing feature"}
+
+
+def build_stats_reply(*, stats: ClosedStats, period: Period, user_id: str | None, catalogue: Catalogue) -> Message:
+    whose = f"<@{user_id}>'s deals" if user_id else "Everyone's deals"
+    title = f"{whose}, {period.label}"
+    blocks: list[Block] = [SectionBlock(text=f"*{title}*"), *stats_blocks(stats, catalogue)]
+    return Message(text=f"{title}: {stats.lost} lost, {stats.won} won.", blocks=blocks)
+
+
+def build_pending_reply(*, losses: list[AwaitingLoss], total: int) -> Message:
+    blocks: list[Block] = [SectionBlock(text=f"*Your deals waiting for a reason: {total}*")]
+    blocks += awaiting_blocks(losses, total)
+    return Message(text=f"{total} of your deals are waiting for a reason.", blocks=blocks)
+
+
+def build_revisits_reply(*, revisits: list[Revisit], total: int, catalogue: Catalogue) -> Message:
+    blocks: list[Block] = [SectionBlock(text=f"*Your upcoming revisits: {total}*")]
+    blocks += revisit_blocks(revisits, total, catalogue)
+    return Message(text=f"You have {total} upcoming revisits.", blocks=blocks)
+
+
+def build_reasons_reply(catalogue: Catalogue) -> Message:
+    lines = []
+    for reason in catalogue.active:
+        notes = []
+        if reason.requires is not None:
+            notes.append(REQUIREMENT_NOTES[reason.requires])
+        if reason.group == ReasonGroup.NO_DECISION:
+            notes.append("kept apart from real losses")
+        if reason.revisit_after_days is not None:
+            notes.append(f"revisit after {reason.revisit_after_days} days")
+        suffix = f" ({', '.join(notes)})" if notes else ""
+        lines.append(f"• `{reason.code}` {escape(reason.label)}{suffix}")
+    blocks: list[Block] = [HeaderBlock(text="Loss reasons")]
+    # A catalogue holds up to 100 reasons; a section holds 3,000 characters.
+    for start in range(0, len(lines), REASONS_PER_SECTION):
+        blocks.append(SectionBlock(text="\n".join(lines[start : start + REASONS_PER_SECTION])))
+    return Message(text="The loss reasons reps pick from.", blocks=blocks)
+
+
+def build_usage_reply(usage: Usage) -> Message:
+    blocks: list[Block] = []
+    if usage.problem is not None:
+        blocks += [SectionBlock(text=f":warning: {escape(usage.problem)}"), DividerBlock()]
+    blocks.append(SectionBlock(text=USAGE))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Only you can see these answers.")]))
+    text = usage.problem or "How to use /closedlost."
+    return Message(text=escape(text), blocks=blocks)

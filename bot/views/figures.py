@@ -1,0 +1,85 @@
+"""Blocks that `/closedlost` replies and App Home share: figures for a period, a rep's deals
+awaiting a reason, a rep's upcoming revisits."""
+
+from slack_sdk.models.blocks import Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
+
+from bot.reasons import Catalogue
+from bot.services.stats import Amounts, ClosedStats
+from bot.views import ids
+from bot.views.prompt import SECTION_MAX_LENGTH, slack_date
+from bot.views.text import escape, fit, format_amount
+from storage.stats import AwaitingLoss, Revisit
+
+MAX_REASON_LINES = 15
+MAX_REVISIT_LINES = 25
+
+
+def amounts_text(amounts: Amounts) -> str:
+    """Each currency's total on its own, never added together: `120,000 USD · 9,500 EUR`."""
+    if not amounts:
+        return "no amounts"
+    return " · ".join(format_amount(amounts[currency], currency or None) for currency in sorted(amounts))
+
+
+def percent(share: float | None) -> str:
+    return "—" if share is None else f"{share:.0%}"
+
+
+def and_more(shown: int, total: int) -> str:
+    return f"and {total - shown} more" if total > shown else ""
+
+
+def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
+    if not stats.lost and not stats.won:
+        return [SectionBlock(text="No deals were closed in this period.")]
+    by_value = ", ".join(
+        f"{currency or 'no currency'} {percent(rate)}" for currency, rate in stats.win_rate_by_value.items()
+    )
+    summary = [
+        f"*{stats.lost}* lost · {amounts_text(stats.lost_value)}",
+        f"*{stats.won}* won · {amounts_text(stats.won_value)}",
+        f"*Win rate* {percent(stats.win_rate)} by count" + (f" · by value: {by_value}" if by_value else ""),
+        f"*Logged* {percent(stats.logged_share)} ({stats.logged} of {stats.lost} losses have a reason)",
+        f"*No decision / went dark* {percent(stats.no_decision_share)} of logged losses ({stats.no_decision})",
+    ]
+    blocks: list[Block] = [SectionBlock(text="\n".join(summary))]
+    if stats.reasons:
+        lines = [
+            f"• {escape(catalogue.label(figures.code))} — *{figures.deals}* "
+            f"({percent(figures.deals / stats.logged)}) · {amounts_text(figures.value)}"
+            for figures in stats.reasons[:MAX_REASON_LINES]
+        ]
+        more = and_more(MAX_REASON_LINES, len(stats.reasons))
+        text = "*Reasons* (by deals, share of logged losses, value)\n" + "\n".join(lines + ([more] if more else []))
+        blocks.append(SectionBlock(text=fit(text, SECTION_MAX_LENGTH)))
+    return blocks
+
+
+def awaiting_blocks(losses: list[AwaitingLoss], total: int) -> list[Block]:
+    """One section a loss, with the DM's own Log reason button (same action, same modal)."""
+    if not losses:
+        return [SectionBlock(text="Nothing is waiting for a reason. :tada:")]
+    blocks: list[Block] = []
+    for loss in losses:
+        parts = [f"*{escape(loss.deal_name)}*"]
+        if loss.account:
+            parts.append(escape(loss.account))
+        parts += [format_amount(loss.amount, loss.currency), f"lost {slack_date(loss.lost_at)}"]
+        button = ButtonElement(text="Log reason", action_id=ids.LOG_REASON, value=str(loss.loss_id), style="primary")
+        blocks.append(SectionBlock(text=fit(" · ".join(parts), SECTION_MAX_LENGTH), accessory=button))
+    more = and_more(len(losses), total)
+    if more:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"{more}: log these first, or see the DMs.")]))
+    return blocks
+
+
+def revisit_blocks(revisits: list[Revisit], total: int, catalogue: Catalogue) -> list[Block]:
+    if not revisits:
+        return [SectionBlock(text="No revisits coming up.")]
+    lines = [
+        f"• {revisit.revisit_on:%a %b %-d, %Y} — *{escape(revisit.deal_name)}* "
+        f"({format_amount(revisit.amount, revisit.currency)}) · {escape(catalogue.label(revisit.reason_code))}"
+        for revisit in revisits[:MAX_REVISIT_LINES]
+    ]
+    more = and_more(min(len(revisits), MAX_REVISIT_LINES), total)
+    return [SectionBlock(text=fit("\n".join(lines + ([more] if more else [])), SECTION_MAX_LENGTH))]

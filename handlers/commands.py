@@ -1,0 +1,62 @@
+"""`/closedlost`: the text is read into a command, answered from one service, and the answer goes
+back in the acknowledgement itself, visible only to the user who typed it."""
+
+import logging
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+
+from bot.command import Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.periods import period_named
+from bot.runtime import Runtime
+from bot.services.home import awaiting_losses, upcoming_revisits
+from bot.services.stats import closed_stats
+from bot.views import ids
+from bot.views.commands import (
+    build_pending_reply,
+    build_reasons_reply,
+    build_revisits_reply,
+    build_stats_reply,
+    build_usage_reply,
+)
+from bot.views.prompt import Message
+from handlers.errors import SOMETHING_WENT_WRONG
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp) -> None:
+    app.command(ids.COMMAND)(handle_command)
+
+
+async def handle_command(ack: AsyncAck, command: dict[str, str], context: AsyncBoltContext) -> None:
+    runtime: Runtime = context["runtime"]
+    try:
+        reply = await _answer(command.get("text", ""), command["user_id"], runtime)
+    except Exception:
+        # Answered here: Bolt would answer a raising listener with a 500, and Slack show a failure.
+        logger.exception("answering /closedlost %r failed", command.get("text"))
+        await ack(text=SOMETHING_WENT_WRONG, response_type="ephemeral")
+        return
+    await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+
+
+async def _answer(text: str, user_id: str, runtime: Runtime) -> Message:
+    match parse_command(text):
+        case Stats(period=name, user_id=rep):
+            period = period_named(name, now=runtime.clock(), tz=runtime.settings.tz)
+            stats = await closed_stats(
+                session_factory=runtime.session_factory, period=period, owner_slack_id=rep, catalogue=runtime.catalogue
+            )
+            return build_stats_reply(stats=stats, period=period, user_id=rep, catalogue=runtime.catalogue)
+        case Pending():
+            losses, total = await awaiting_losses(session_factory=runtime.session_factory, user_id=user_id)
+            return build_pending_reply(losses=losses, total=total)
+        case Revisits():
+            revisits, total = await upcoming_revisits(
+                session_factory=runtime.session_factory, user_id=user_id, today=runtime.today()
+            )
+            return build_revisits_reply(revisits=revisits, total=total, catalogue=runtime.catalogue)
+        case Reasons():
+            return build_reasons_reply(runtime.catalogue)
+        case Usage() as usage:
+            return build_usage_reply(usage)

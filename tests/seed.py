@@ -1,0 +1,113 @@
+"""Deals, losses and reasons written straight to the database, for the tests of what reads them
+(`/closedlost`, App Home, the digest): known rows in, exact figures out."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from itertools import count
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Deal, Loss, LossState, ReasonEntry
+
+EXPLANATION = "The buyer chose to spend the budget elsewhere this year."
+
+
+@dataclass
+class Seed:
+    """Collects rows, then `save`s them in one transaction."""
+
+    deals: list[Deal] = field(default_factory=list)
+    losses: list[tuple[Loss, Deal]] = field(default_factory=list)
+    entries: list[tuple[ReasonEntry, Loss]] = field(default_factory=list)
+    _numbers: count = field(default_factory=lambda: count(1))
+
+    def deal(
+        self,
+        *,
+        owner: str,
+        stage: str,
+        changed_at: datetime,
+        amount: str | None,
+        currency: str | None = "USD",
+        name: str | None = None,
+    ) -> Deal:
+        number = next(self._numbers)
+        deal = Deal(
+            source="generic",
+            external_id=f"seed-{number}",
+            name=name or f"Deal {number}",
+            account=f"Account {number}",
+            amount=Decimal(amount) if amount is not None else None,
+            currency=currency,
+            owner_email=None,
+            owner_slack_id=owner,
+            stage=stage,
+            stage_changed_at=changed_at,
+            url=None,
+            created_at=changed_at,
+            updated_at=changed_at,
+        )
+        self.deals.append(deal)
+        return deal
+
+    def loss(
+        self,
+        *,
+        owner: str,
+        lost_at: datetime,
+        amount: str | None,
+        currency: str | None = "USD",
+        state: LossState = LossState.LOGGED,
+        name: str | None = None,
+    ) -> Loss:
+        deal = self.deal(
+            owner=owner, stage="closed_lost", changed_at=lost_at, amount=amount, currency=currency, name=name
+        )
+        loss = Loss(lost_at=lost_at, state=state, prompted_at=lost_at, created_at=lost_at)
+        if state == LossState.CANCELLED:
+            deal.stage = "negotiation"
+            loss.cancelled_at = lost_at
+        self.losses.append((loss, deal))
+        return loss
+
+    def reason(
+        self,
+        loss: Loss,
+        code: str,
+        *,
+        logged_at: datetime,
+        revision: int = 1,
+        detail: str | None = None,
+        explanation: str = EXPLANATION,
+        revisit_on: date | None = None,
+    ) -> ReasonEntry:
+        if loss.logged_at is None:
+            loss.logged_at = logged_at
+        entry = ReasonEntry(
+            revision=revision,
+            reason_code=code,
+            detail=detail,
+            explanation=explanation,
+            revisit_on=revisit_on,
+            logged_by=next(deal.owner_slack_id for lost, deal in self.losses if lost is loss) or "",
+            logged_at=logged_at,
+        )
+        self.entries.append((entry, loss))
+        return entry
+
+    async def save(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        async with session_factory() as session, session.begin():
+            session.add_all(self.deals)
+            await session.flush()
+            for loss, deal in self.losses:
+                loss.deal_id = deal.id
+            session.add_all(loss for loss, _ in self.losses)
+            await session.flush()
+            for entry, loss in self.entries:
+                entry.loss_id = loss.id
+            session.add_all(entry for entry, _ in self.entries)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)

@@ -1,0 +1,228 @@
+"""`/closedlost` over real HTTP: every form, signed as Slack signs it, answered from a seeded database
+with exact figures, ephemeral."""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import LossState, ReasonEntry
+from tests.bot_client import BotClient
+from tests.seed import Seed
+
+DANA = "U0DANA001"
+SAM = "U0SAM0001"
+NOW = datetime.now(UTC)
+TODAY = NOW.date()
+
+
+def days_ago(days: int) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def in_days(days: int) -> date:
+    return TODAY + timedelta(days=days)
+
+
+@pytest.fixture
+async def seeded(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Dana and Sam's closed deals; returns the ids of the losses the tests click on."""
+    seed = Seed()
+    price = seed.loss(owner=DANA, lost_at=days_ago(10), amount="10000")
+    seed.reason(price, "price", logged_at=days_ago(9), revisit_on=in_days(30))
+    # Edited from price to competitor: the newest revision is the answer, dates included.
+    competitor = seed.loss(owner=DANA, lost_at=days_ago(5), amount="20000")
+    seed.reason(competitor, "price", logged_at=days_ago(4), revisit_on=in_days(10))
+    seed.reason(competitor, "competitor", logged_at=days_ago(3), revision=2, detail="Initech", revisit_on=in_days(60))
+    awaiting = seed.loss(
+        owner=DANA, lost_at=days_ago(3), amount="5000", currency="EUR", state=LossState.AWAITING, name="Globex <EU>"
+    )
+    went_dark = seed.loss(owner=DANA, lost_at=days_ago(40), amount="7000")
+    seed.reason(went_dark, "no_decision", logged_at=days_ago(39), revisit_on=TODAY - timedelta(days=1))
+    seed.loss(owner=DANA, lost_at=days_ago(2), amount="99999", state=LossState.CANCELLED)
+    seed.deal(owner=DANA, stage="closed_won", changed_at=days_ago(7), amount="30000")
+
+    sams_dark = seed.loss(owner=SAM, lost_at=days_ago(20), amount="8000", currency="EUR")
+    seed.reason(sams_dark, "no_decision", logged_at=days_ago(19))
+    sams_price = seed.loss(owner=SAM, lost_at=days_ago(1), amount="2500.50")
+    seed.reason(sams_price, "price", logged_at=days_ago(1), revisit_on=in_days(5))
+    seed.deal(owner=SAM, stage="closed_won", changed_at=days_ago(50), amount="4000", currency="EUR")
+    seed.deal(owner=SAM, stage="negotiation", changed_at=days_ago(1), amount="1000000")
+    seed.loss(owner=SAM, lost_at=days_ago(400), amount="1000", currency=None)
+    await seed.save(session_factory)
+    return {"awaiting": awaiting.id}
+
+
+def sections(reply: dict[str, Any]) -> list[str]:
+    return [block["text"]["text"] for block in reply["blocks"] if block["type"] == "section"]
+
+
+async def test_stats_for_everyone_over_the_last_30_days(bot: BotClient, seeded: dict[str, int]) -> None:
+    answer = await bot.command("stats 30d", user_id=DANA)
+
+    assert answer.status == 200
+    assert answer.body["response_type"] == "ephemeral"
+    assert answer.body["text"] == "Everyone's deals, the last 30 days: 5 lost, 1 won."
+    assert sections(answer.body) == [
+        "*Everyone's deals, the last 30 days*",
+        "*5* lost · 13,000 EUR · 32,500.50 USD\n"
+        "*1* won · 30,000 USD\n"
+        "*Win rate* 17% by count · by value: EUR 0%, USD 48%\n"
+        "*Logged* 80% (4 of 5 losses have a reason)\n"
+        "*No decision / went dark* 25% of logged losses (1)",
+        "*Reasons* (by deals, share of logged losses, value)\n"
+        "• Price / budget — *2* (50%) · 12,500.50 USD\n"
+        "• Lost to a competitor — *1* (25%) · 20,000 USD\n"
+        "• No decision / went dark — *1* (25%) · 8,000 EUR",
+    ]
+
+
+async def test_stats_default_to_30_days_for_everyone(bot: BotClient, seeded: dict[str, int]) -> None:
+    default = await bot.command("stats", user_id=SAM)
+    explicit = await bot.command("stats 30d", user_id=SAM)
+    assert default.body == explicit.body
+
+
+async def test_stats_for_one_rep_over_90_days(bot: BotClient, seeded: dict[str, int]) -> None:
+    answer = await bot.command(f"stats 90d <@{DANA}|dana>", user_id=SAM)
+
+    assert sections(answer.body) == [
+        f"*<@{DANA}>'s deals, the last 90 days*",
+        "*4* lost · 5,000 EUR · 37,000 USD\n"
+        "*1* won · 30,000 USD\n"
+        "*Win rate* 20% by count · by value: EUR 0%, USD 45%\n"
+        "*Logged* 75% (3 of 4 losses have a reason)\n"
+        "*No decision / went dark* 33% of logged losses (1)",
+        "*Reasons* (by deals, share of logged losses, value)\n"
+        "• Lost to a competitor — *1* (33%) · 20,000 USD\n"
+        "• No decision / went dark — *1* (33%) · 7,000 USD\n"
+        "• Price / budget — *1* (33%) · 10,000 USD",
+    ]
+    mention_first = await bot.command(f"stats <@{DANA}> 90d", user_id=SAM)
+    assert sections(mention_first.body) == sections(answer.body)
+
+
+async def test_stats_of_all_time_count_deals_without_a_currency_apart(bot: BotClient, seeded: dict[str, int]) -> None:
+    answer = await bot.command("stats all", user_id=DANA)
+
+    summary = sections(answer.body)[1].splitlines()
+    assert summary[0] == "*7* lost · 1,000 · 13,000 EUR · 39,500.50 USD"
+    assert summary[1] == "*2* won · 4,000 EUR · 30,000 USD"
+    assert summary[2] == "*Win rate* 22% by count · by value: no currency 0%, EUR 24%, USD 43%"
+    assert summary[3] == "*Logged* 71% (5 of 7 losses have a reason)"
+
+
+async def test_stats_of_a_period_without_deals(bot: BotClient) -> None:
+    answer = await bot.command("stats 7d", user_id=DANA)
+    assert sections(answer.body) == ["*Everyone's deals, the last 7 days*", "No deals were closed in this period."]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("stats 45d", ":warning: `45d` is not a period: use one of `7d`, `30d`, `90d`, `quarter`, `year`, `all`."),
+        (
+            "stats @dana",
+            ":warning: `@dana` is not someone Slack knows: pick the person from the list as you type `@`.",
+        ),
+        ("stats 7d 30d", ":warning: `stats` takes one period and one person at most (got `7d 30d`)."),
+        ("pending now", ":warning: `pending` takes nothing after it (got `now`)."),
+        ("<!channel> hi", ":warning: There is no `&lt;!channel&gt;` command."),
+    ],
+)
+async def test_bad_arguments_get_the_usage_and_what_was_wrong(bot: BotClient, text: str, problem: str) -> None:
+    answer = await bot.command(text, user_id=DANA)
+
+    assert answer.status == 200
+    assert answer.body["response_type"] == "ephemeral"
+    shown = sections(answer.body)
+    assert shown[0] == problem
+    assert shown[1].startswith("*/closedlost stats* `[7d|30d|90d|quarter|year|all]` `[@user]`")
+
+
+@pytest.mark.parametrize("text", ["help", "", "HELP"])
+async def test_help_and_no_text_get_the_usage(bot: BotClient, text: str) -> None:
+    answer = await bot.command(text, user_id=DANA)
+
+    shown = sections(answer.body)
+    assert len(shown) == 1
+    assert "*/closedlost pending*" in shown[0] and "*/closedlost revisit*" in shown[0]
+    assert answer.body["response_type"] == "ephemeral"
+
+
+async def test_a_command_containing_the_word_payload_is_answered(bot: BotClient, seeded: dict[str, int]) -> None:
+    """Bolt reads a form body with "payload" anywhere in it as empty; the bot reads its fields."""
+    unknown = await bot.command("payload", user_id=DANA)
+    assert unknown.status == 200
+    assert sections(unknown.body)[0] == ":warning: There is no `payload` command."
+
+    in_the_channel_name = await bot.command("stats 30d", user_id=DANA, channel_name="payload-team")
+    plain = await bot.command("stats 30d", user_id=DANA)
+    assert in_the_channel_name.status == 200
+    assert in_the_channel_name.body == plain.body
+
+
+async def test_pending_lists_my_awaiting_losses_with_the_log_button(bot: BotClient, seeded: dict[str, int]) -> None:
+    answer = await bot.command("pending", user_id=DANA)
+
+    assert answer.body["response_type"] == "ephemeral"
+    header, loss = answer.body["blocks"]
+    assert header["text"]["text"] == "*Your deals waiting for a reason: 1*"
+    assert loss["text"]["text"].startswith("*Globex &lt;EU&gt;* · Account 3 · 5,000 EUR · lost <!date^")
+    assert loss["accessory"]["action_id"] == "log_reason"
+    assert loss["accessory"]["value"] == str(seeded["awaiting"])
+
+    others = await bot.command("pending", user_id=SAM)
+    assert sections(others.body) == ["*Your deals waiting for a reason: 0*", "Nothing is waiting for a reason. :tada:"]
+
+
+async def test_the_log_button_in_pending_opens_the_modal_and_saves(bot: BotClient, seeded: dict[str, int]) -> None:
+    answer = await bot.command("pending", user_id=DANA)
+    value = answer.body["blocks"][1]["accessory"]["value"]
+
+    # A click in an ephemeral message: Slack's container says so, and carries the channel.
+    view = await bot.open_modal(user_id=DANA, value=value, message=("C0SALESOPS", "1700000000.000001"))
+    saved = await bot.submit(
+        user_id=DANA,
+        view=view,
+        values={"reason_select": "timing", "explanation_input": "Budget moved to next fiscal year, restart in Q2."},
+    )
+    assert (saved.status, saved.body) == (200, "")
+    entries = [entry for entry in await bot.rows(ReasonEntry) if entry.loss_id == int(value)]
+    assert [(entry.reason_code, entry.logged_by) for entry in entries] == [("timing", DANA)]
+
+    after = await bot.command("pending", user_id=DANA)
+    assert sections(after.body)[0] == "*Your deals waiting for a reason: 0*"
+
+
+async def test_revisit_lists_my_upcoming_revisit_dates(bot: BotClient, seeded: dict[str, int]) -> None:
+    answer = await bot.command("revisit", user_id=DANA)
+
+    assert answer.body["response_type"] == "ephemeral"
+    assert sections(answer.body) == [
+        "*Your upcoming revisits: 2*",
+        f"• {in_days(30):%a %b %-d, %Y} — *Deal 1* (10,000 USD) · Price / budget\n"
+        f"• {in_days(60):%a %b %-d, %Y} — *Deal 2* (20,000 USD) · Lost to a competitor",
+    ]
+
+
+async def test_reasons_lists_the_catalogue_with_codes(bot: BotClient) -> None:
+    answer = await bot.command("reasons", user_id=DANA)
+
+    lines = sections(answer.body)[0].splitlines()
+    assert lines[0] == "• `price` Price / budget (revisit after 180 days)"
+    assert lines[1] == "• `competitor` Lost to a competitor (names the competitor, revisit after 300 days)"
+    assert lines[3] == "• `no_decision` No decision / went dark (kept apart from real losses, revisit after 90 days)"
+    assert [line.split("`")[1] for line in lines] == [
+        "price",
+        "competitor",
+        "timing",
+        "no_decision",
+        "missing_feature",
+        "no_need",
+        "poor_fit",
+        "no_champion",
+        "terms",
+        "other",
+    ]
