@@ -19,6 +19,7 @@ from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 from tests.bot_client import DEALS_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, BotClient
 from tests.fake_slack import FakeSlack
+from tests.seed import seed_team
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -59,6 +60,12 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     await slack.start()
     yield slack
     await slack.stop()
+
+
+@pytest.fixture
+async def team(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Closed deals of two reps, Dana and Sam (see `tests.seed.seed_team`)."""
+    return await seed_team(session_factory)
 
 
 def make_settings(database_url: str, slack_api_url: str, **overrides: object) -> Settings:

@@ -2,7 +2,7 @@
 (`/closedlost`, App Home, the digest): known rows in, exact figures out."""
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import count
 
@@ -111,3 +111,46 @@ class Seed:
 
 def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)
+
+
+DANA = "U0DANA001"
+SAM = "U0SAM0001"
+NOW = datetime.now(UTC)
+TODAY = NOW.date()
+
+
+def days_ago(days: int) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def in_days(days: int) -> date:
+    return TODAY + timedelta(days=days)
+
+
+async def seed_team(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Dana's and Sam's closed deals, for the figures `/closedlost` and App Home show; returns the
+    id of the one loss awaiting a reason."""
+    seed = Seed()
+    price = seed.loss(owner=DANA, lost_at=days_ago(10), amount="10000")
+    seed.reason(price, "price", logged_at=days_ago(9), revisit_on=in_days(30))
+    # Edited from price to competitor: the newest revision is the answer, dates included.
+    competitor = seed.loss(owner=DANA, lost_at=days_ago(5), amount="20000")
+    seed.reason(competitor, "price", logged_at=days_ago(4), revisit_on=in_days(10))
+    seed.reason(competitor, "competitor", logged_at=days_ago(3), revision=2, detail="Initech", revisit_on=in_days(60))
+    awaiting = seed.loss(
+        owner=DANA, lost_at=days_ago(3), amount="5000", currency="EUR", state=LossState.AWAITING, name="Globex <EU>"
+    )
+    went_dark = seed.loss(owner=DANA, lost_at=days_ago(40), amount="7000")
+    seed.reason(went_dark, "no_decision", logged_at=days_ago(39), revisit_on=TODAY - timedelta(days=1))
+    seed.loss(owner=DANA, lost_at=days_ago(2), amount="99999", state=LossState.CANCELLED)
+    seed.deal(owner=DANA, stage="closed_won", changed_at=days_ago(7), amount="30000")
+
+    sams_dark = seed.loss(owner=SAM, lost_at=days_ago(20), amount="8000", currency="EUR")
+    seed.reason(sams_dark, "no_decision", logged_at=days_ago(19))
+    sams_price = seed.loss(owner=SAM, lost_at=days_ago(1), amount="2500.50")
+    seed.reason(sams_price, "price", logged_at=days_ago(1), revisit_on=in_days(5))
+    seed.deal(owner=SAM, stage="closed_won", changed_at=days_ago(50), amount="4000", currency="EUR")
+    seed.deal(owner=SAM, stage="negotiation", changed_at=days_ago(1), amount="1000000")
+    seed.loss(owner=SAM, lost_at=days_ago(400), amount="1000", currency=None)
+    await seed.save(session_factory)
+    return {"awaiting": awaiting.id}

@@ -1,64 +1,20 @@
 """`/closedlost` over real HTTP: every form, signed as Slack signs it, answered from a seeded database
 with exact figures, ephemeral."""
 
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import LossState, ReasonEntry
+from storage.models import ReasonEntry
 from tests.bot_client import BotClient
-from tests.seed import Seed
-
-DANA = "U0DANA001"
-SAM = "U0SAM0001"
-NOW = datetime.now(UTC)
-TODAY = NOW.date()
-
-
-def days_ago(days: int) -> datetime:
-    return NOW - timedelta(days=days)
-
-
-def in_days(days: int) -> date:
-    return TODAY + timedelta(days=days)
-
-
-@pytest.fixture
-async def seeded(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, int]:
-    """Dana and Sam's closed deals; returns the ids of the losses the tests click on."""
-    seed = Seed()
-    price = seed.loss(owner=DANA, lost_at=days_ago(10), amount="10000")
-    seed.reason(price, "price", logged_at=days_ago(9), revisit_on=in_days(30))
-    # Edited from price to competitor: the newest revision is the answer, dates included.
-    competitor = seed.loss(owner=DANA, lost_at=days_ago(5), amount="20000")
-    seed.reason(competitor, "price", logged_at=days_ago(4), revisit_on=in_days(10))
-    seed.reason(competitor, "competitor", logged_at=days_ago(3), revision=2, detail="Initech", revisit_on=in_days(60))
-    awaiting = seed.loss(
-        owner=DANA, lost_at=days_ago(3), amount="5000", currency="EUR", state=LossState.AWAITING, name="Globex <EU>"
-    )
-    went_dark = seed.loss(owner=DANA, lost_at=days_ago(40), amount="7000")
-    seed.reason(went_dark, "no_decision", logged_at=days_ago(39), revisit_on=TODAY - timedelta(days=1))
-    seed.loss(owner=DANA, lost_at=days_ago(2), amount="99999", state=LossState.CANCELLED)
-    seed.deal(owner=DANA, stage="closed_won", changed_at=days_ago(7), amount="30000")
-
-    sams_dark = seed.loss(owner=SAM, lost_at=days_ago(20), amount="8000", currency="EUR")
-    seed.reason(sams_dark, "no_decision", logged_at=days_ago(19))
-    sams_price = seed.loss(owner=SAM, lost_at=days_ago(1), amount="2500.50")
-    seed.reason(sams_price, "price", logged_at=days_ago(1), revisit_on=in_days(5))
-    seed.deal(owner=SAM, stage="closed_won", changed_at=days_ago(50), amount="4000", currency="EUR")
-    seed.deal(owner=SAM, stage="negotiation", changed_at=days_ago(1), amount="1000000")
-    seed.loss(owner=SAM, lost_at=days_ago(400), amount="1000", currency=None)
-    await seed.save(session_factory)
-    return {"awaiting": awaiting.id}
+from tests.seed import DANA, SAM, in_days
 
 
 def sections(reply: dict[str, Any]) -> list[str]:
     return [block["text"]["text"] for block in reply["blocks"] if block["type"] == "section"]
 
 
-async def test_stats_for_everyone_over_the_last_30_days(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_stats_for_everyone_over_the_last_30_days(bot: BotClient, team: dict[str, int]) -> None:
     answer = await bot.command("stats 30d", user_id=DANA)
 
     assert answer.status == 200
@@ -78,13 +34,13 @@ async def test_stats_for_everyone_over_the_last_30_days(bot: BotClient, seeded: 
     ]
 
 
-async def test_stats_default_to_30_days_for_everyone(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_stats_default_to_30_days_for_everyone(bot: BotClient, team: dict[str, int]) -> None:
     default = await bot.command("stats", user_id=SAM)
     explicit = await bot.command("stats 30d", user_id=SAM)
     assert default.body == explicit.body
 
 
-async def test_stats_for_one_rep_over_90_days(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_stats_for_one_rep_over_90_days(bot: BotClient, team: dict[str, int]) -> None:
     answer = await bot.command(f"stats 90d <@{DANA}|dana>", user_id=SAM)
 
     assert sections(answer.body) == [
@@ -103,7 +59,7 @@ async def test_stats_for_one_rep_over_90_days(bot: BotClient, seeded: dict[str, 
     assert sections(mention_first.body) == sections(answer.body)
 
 
-async def test_stats_of_all_time_count_deals_without_a_currency_apart(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_stats_of_all_time_count_deals_without_a_currency_apart(bot: BotClient, team: dict[str, int]) -> None:
     answer = await bot.command("stats all", user_id=DANA)
 
     summary = sections(answer.body)[1].splitlines()
@@ -151,7 +107,7 @@ async def test_help_and_no_text_get_the_usage(bot: BotClient, text: str) -> None
     assert answer.body["response_type"] == "ephemeral"
 
 
-async def test_a_command_containing_the_word_payload_is_answered(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_a_command_containing_the_word_payload_is_answered(bot: BotClient, team: dict[str, int]) -> None:
     """Bolt reads a form body with "payload" anywhere in it as empty; the bot reads its fields."""
     unknown = await bot.command("payload", user_id=DANA)
     assert unknown.status == 200
@@ -163,7 +119,7 @@ async def test_a_command_containing_the_word_payload_is_answered(bot: BotClient,
     assert in_the_channel_name.body == plain.body
 
 
-async def test_pending_lists_my_awaiting_losses_with_the_log_button(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_pending_lists_my_awaiting_losses_with_the_log_button(bot: BotClient, team: dict[str, int]) -> None:
     answer = await bot.command("pending", user_id=DANA)
 
     assert answer.body["response_type"] == "ephemeral"
@@ -171,13 +127,13 @@ async def test_pending_lists_my_awaiting_losses_with_the_log_button(bot: BotClie
     assert header["text"]["text"] == "*Your deals waiting for a reason: 1*"
     assert loss["text"]["text"].startswith("*Globex &lt;EU&gt;* · Account 3 · 5,000 EUR · lost <!date^")
     assert loss["accessory"]["action_id"] == "log_reason"
-    assert loss["accessory"]["value"] == str(seeded["awaiting"])
+    assert loss["accessory"]["value"] == str(team["awaiting"])
 
     others = await bot.command("pending", user_id=SAM)
     assert sections(others.body) == ["*Your deals waiting for a reason: 0*", "Nothing is waiting for a reason. :tada:"]
 
 
-async def test_the_log_button_in_pending_opens_the_modal_and_saves(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_the_log_button_in_pending_opens_the_modal_and_saves(bot: BotClient, team: dict[str, int]) -> None:
     answer = await bot.command("pending", user_id=DANA)
     value = answer.body["blocks"][1]["accessory"]["value"]
 
@@ -196,7 +152,7 @@ async def test_the_log_button_in_pending_opens_the_modal_and_saves(bot: BotClien
     assert sections(after.body)[0] == "*Your deals waiting for a reason: 0*"
 
 
-async def test_revisit_lists_my_upcoming_revisit_dates(bot: BotClient, seeded: dict[str, int]) -> None:
+async def test_revisit_lists_my_upcoming_revisit_dates(bot: BotClient, team: dict[str, int]) -> None:
     answer = await bot.command("revisit", user_id=DANA)
 
     assert answer.body["response_type"] == "ephemeral"

@@ -42,7 +42,7 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
         f"*Logged* {percent(stats.logged_share)} ({stats.logged} of {stats.lost} losses have a reason)",
         f"*No decision / went dark* {percent(stats.no_decision_share)} of logged losses ({stats.no_decision})",
     ]
-    blocks: list[Block] = [SectionBlock(text="\n".join(summary))]
+    blocks: list[Block] = [SectionBlock(text=fit("\n".join(summary), SECTION_MAX_LENGTH))]
     if stats.reasons:
         lines = [
             f"• {escape(catalogue.label(figures.code))} — *{figures.deals}* "
