@@ -1,9 +1,14 @@
-"""`/closedlost`: the text is read into a command, answered from one service, and the answer goes
-back in the acknowledgement itself, visible only to the user who typed it."""
+"""`/closedlost`: the text is read into a command, answered from one service, and the answer is
+posted to the command's `response_url`, visible only to the user who typed it.
+
+The answer does not ride on the acknowledgement: figures over all time on a large database can
+take longer than the 3 s Slack (and Bolt's `ack_timeout`) give an acknowledgement.
+https://docs.slack.dev/interactivity/implementing-slash-commands#responding_to_commands
+"""
 
 import logging
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot.command import Pending, Reasons, Revisits, Stats, Usage, parse_command
 from bot.periods import period_named
@@ -28,16 +33,18 @@ def register(app: AsyncApp) -> None:
     app.command(ids.COMMAND)(handle_command)
 
 
-async def handle_command(ack: AsyncAck, command: dict[str, str], context: AsyncBoltContext) -> None:
+async def handle_command(
+    ack: AsyncAck, command: dict[str, str], respond: AsyncRespond, context: AsyncBoltContext
+) -> None:
+    await ack()
     runtime: Runtime = context["runtime"]
     try:
         reply = await _answer(command.get("text", ""), command["user_id"], runtime)
     except Exception:
-        # Answered here: Bolt would answer a raising listener with a 500, and Slack show a failure.
         logger.exception("answering /closedlost %r failed", command.get("text"))
-        await ack(text=SOMETHING_WENT_WRONG, response_type="ephemeral")
+        await respond(text=SOMETHING_WENT_WRONG, response_type="ephemeral")
         return
-    await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+    await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
 
 async def _answer(text: str, user_id: str, runtime: Runtime) -> Message:

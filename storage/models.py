@@ -116,7 +116,12 @@ class ReasonEntry(Base):
     """
 
     __tablename__ = "reason_entry"
-    __table_args__ = (UniqueConstraint("loss_id", "revision"),)
+    __table_args__ = (
+        UniqueConstraint("loss_id", "revision"),
+        # Finding a loss's current reason (its highest revision) from the index alone: stats read it
+        # for every loss of a period.
+        Index("ix_reason_entry_current", "loss_id", "revision", "reason_code"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), index=True)

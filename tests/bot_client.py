@@ -114,8 +114,10 @@ class BotClient:
             return Answer(response.status, json.loads(text) if text.startswith("{") else text)
 
     async def command(self, text: str, *, user_id: str, channel_name: str = "sales-ops") -> Answer:
-        """`/closedlost {text}` as Slack sends it: a signed form body, fields in the order and shape
-        of /work/shared/facts/slack/slash_command.txt."""
+        """`/closedlost {text}` as Slack sends it (a signed form body, the fields of Slack's example
+        slash_command.txt), acknowledged with an empty 200; returns the answer then posted to the
+        command's response_url."""
+        before = len(self.slack.calls_to("response_url"))
         body = urlencode(
             {
                 "token": "legacy",
@@ -129,13 +131,16 @@ class BotClient:
                 "text": text,
                 "api_app_id": "A0001",
                 "is_enterprise_install": "false",
-                "response_url": "https://hooks.slack.com/commands/T0001/1/abc",
+                "response_url": f"{self.slack.response_url}{before + 1}",
                 "trigger_id": "1234.5678.trigger",
             }
         )
         async with self.http.post("/slack/events", data=body, headers=sign_slack(body)) as response:
-            text = await response.text()
-            return Answer(response.status, json.loads(text) if text.startswith("{") else text)
+            acknowledged = Answer(response.status, await response.text())
+        assert acknowledged == Answer(200, ""), acknowledged
+        answered = dict((await self.slack.wait_for("response_url", before + 1))[before])
+        assert answered.pop("id") == str(before + 1), "answered at another command's response_url"
+        return Answer(acknowledged.status, answered)
 
     async def open_home(self, *, user_id: str, tab: str = "home") -> Answer:
         """The app_home_opened event as the Events API sends it (JSON, signed)."""

@@ -37,12 +37,15 @@ class FakeSlack:
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     url: str = ""
+    response_url: str = ""
+    """Where slash commands send their answers; append an id."""
     socket: web.WebSocketResponse | None = None
     socket_replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/response_url/{id}", self._response_url)
         app.router.add_get("/socket-mode", self._socket_mode)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -50,6 +53,7 @@ class FakeSlack:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}/api/"
+        self.response_url = f"http://127.0.0.1:{port}/response_url/"
         self._socket_url = f"ws://127.0.0.1:{port}/socket-mode"
 
     async def stop(self) -> None:
@@ -84,6 +88,11 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
         answer = getattr(self, "_" + method.replace(".", "_"), None)
         return web.json_response(answer(params) if answer else {"ok": True})
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        """A slash command's `response_url` (hooks.slack.com in Slack), recorded as a "response_url" call."""
+        self.calls.append(Call("response_url", {"id": request.match_info["id"], **await request.json()}))
+        return web.Response(text="ok")
 
     async def send_envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Sends a Socket Mode envelope to the connected bot and returns its acknowledgement."""

@@ -27,10 +27,12 @@ def upgrade() -> None:
 
     with op.batch_alter_table("reason_entry", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_reason_entry_revisit_on"), ["revisit_on"], unique=False)
+        batch_op.create_index("ix_reason_entry_current", ["loss_id", "revision", "reason_code"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("reason_entry", schema=None) as batch_op:
+        batch_op.drop_index("ix_reason_entry_current")
         batch_op.drop_index(batch_op.f("ix_reason_entry_revisit_on"))
 
     with op.batch_alter_table("loss", schema=None) as batch_op:

@@ -1,0 +1,478 @@
+"""`/closedlost stats` and App Home on 1,000,000 closed deals, each beside the same aggregate run as
+raw SQL on the same database in the same run (DESIGN.md §8).
+
+    .venv/bin/python bench/stats.py [--deals 1000000] [--reps 200] [--repeat 15]
+                                    [--database-url postgresql+asyncpg://…]
+
+Fills the database (an empty one, or one this script filled before with the same --deals and
+--reps, which is then reused) with closed deals spread over five years: 70% lost, 30% won, amounts
+in USD, EUR and GBP, most losses with a reason (some edited once), revisit dates on half of them.
+It prints the fill's rows/s. Then the bot runs in its own process, as `closedlost serve` builds it,
+and this process sends it signed requests over HTTP, one at a time:
+
+- `/closedlost stats 30d`, `stats all`, `stats 90d @user`: from sending the command to its
+  ephemeral answer reaching the command's response_url (the fake Slack, in this process);
+- App Home: from sending `app_home_opened` to the `views.publish` call reaching the fake Slack Web
+  API, which runs in this process.
+
+Before each request the same SQL runs here straight on the database driver (sqlite3 or asyncpg),
+without SQLAlchemy, HTTP or Slack: the baseline. For App Home that is its five statements in a row.
+Prints p50 and the fastest of --repeat runs for both, their ratio (budget 2x), and the bot's
+peak RSS. Other work on the machine shows up in these figures: run it more than once.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from harness import SIGNING_SECRET, Server, run_bot
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.reasons import DEFAULT_REASONS
+from storage.engine import create_engine
+from storage.migrate import upgrade_to_head
+from storage.models import Deal, Loss, ReasonEntry
+
+YEARS = 5
+CHUNK = 20_000
+REP = "U00000007"
+CURRENCIES = (("USD", 0.7), ("EUR", 0.2), ("GBP", 0.1))
+REASON_WEIGHTS = {
+    "price": 25,
+    "competitor": 20,
+    "timing": 12,
+    "no_decision": 15,
+    "missing_feature": 10,
+    "no_need": 6,
+    "poor_fit": 4,
+    "no_champion": 4,
+    "terms": 2,
+    "other": 2,
+}
+REVISIT_DAYS = {reason.code: reason.revisit_after_days for reason in DEFAULT_REASONS}
+
+# --- the same aggregates as raw SQL ------------------------------------------------------------
+# What storage/stats.py asks SQLAlchemy to run, written out by hand; `?` marks a parameter.
+
+CLOSED_GROUPS = """
+SELECT 'lost', re.reason_code, d.currency, count(*), sum(d.amount)
+FROM loss l JOIN deal d ON d.id = l.deal_id LEFT OUTER JOIN reason_entry re ON re.loss_id = l.id
+WHERE l.state != 'cancelled' AND {lost}
+  AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
+GROUP BY re.reason_code, d.currency
+UNION ALL
+SELECT 'won', NULL, d.currency, count(*), sum(d.amount)
+FROM deal d WHERE d.stage = 'closed_won' AND {won}
+GROUP BY d.currency
+"""
+AWAITING = """
+SELECT l.id, d.name, d.account, d.amount, d.currency, l.lost_at FROM loss l JOIN deal d ON d.id = l.deal_id
+WHERE d.owner_slack_id = ? AND l.state = 'awaiting' ORDER BY l.lost_at DESC, l.id DESC LIMIT 20
+"""
+AWAITING_COUNT = """
+SELECT count(*) FROM loss l JOIN deal d ON d.id = l.deal_id WHERE d.owner_slack_id = ? AND l.state = 'awaiting'
+"""
+REVISITS = """
+SELECT l.id, re.revisit_on, d.name, d.amount, d.currency, d.owner_slack_id, re.reason_code
+FROM reason_entry re JOIN loss l ON l.id = re.loss_id JOIN deal d ON d.id = l.deal_id
+WHERE l.state = 'logged' AND re.revisit_on >= ? AND d.owner_slack_id = ?
+  AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
+"""
+
+
+class RawDatabase:
+    """The database through its plain driver, with parameters spelled for it."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self.postgresql = url.get_backend_name() == "postgresql"
+        self._url = url
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: asyncpg.Connection | None = None
+
+    async def open(self) -> None:
+        if self.postgresql:
+            url = self._url
+            self._pg = await asyncpg.connect(
+                host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+            )
+        else:
+            self._sqlite = sqlite3.connect(self._url.database or "")
+
+    async def close(self) -> None:
+        if self._pg is not None:
+            await self._pg.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
+
+    async def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        if self._pg is not None:
+            parts = sql.split("?")
+            numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+            return list(await self._pg.fetch(numbered, *params))
+        assert self._sqlite is not None
+        # SQLAlchemy stores SQLite datetimes as naive UTC text; compare in that form.
+        values = [
+            value.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if isinstance(value, datetime) else value
+            for value in params
+        ]
+        return self._sqlite.execute(sql, values).fetchall()
+
+    async def closed_groups(self, since: datetime | None, until: datetime, owner: str | None) -> list[Any]:
+        lost, won, params = ["l.lost_at < ?"], ["d.stage_changed_at < ?"], [until]
+        if since is not None:
+            lost.append("l.lost_at >= ?")
+            won.append("d.stage_changed_at >= ?")
+            params.append(since)
+        if owner is not None:
+            lost.append("d.owner_slack_id = ?")
+            won.append("d.owner_slack_id = ?")
+            params.append(owner)
+        sql = CLOSED_GROUPS.format(lost=" AND ".join(lost), won=" AND ".join(won))
+        return await self.rows(sql, params + params)
+
+    async def home(self, owner: str, today: date, now: datetime) -> None:
+        await self.rows(AWAITING, [owner])
+        await self.rows(AWAITING_COUNT, [owner])
+        await self.rows(REVISITS + " ORDER BY re.revisit_on, l.id LIMIT 25", [today, owner])
+        await self.rows(f"SELECT count(*) FROM ({REVISITS}) AS upcoming", [today, owner])
+        await self.closed_groups(now - timedelta(days=90), now, owner)
+
+
+# --- filling the database ------------------------------------------------------------------------
+
+
+def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[str, Any]], ...]]:
+    """Chunks of (deals, losses, reason entries), with ids given here so that no insert has to
+    return them. Ids grow with the time of closing, as when the CRM reports each deal as it closes.
+    Seeded: every run makes the same data."""
+    rng = random.Random(2026)
+    codes, weights = list(REASON_WEIGHTS), list(REASON_WEIGHTS.values())
+    currencies, currency_weights = zip(*CURRENCIES, strict=True)
+    step = timedelta(days=YEARS * 365) / count
+    start_at = now - timedelta(days=YEARS * 365)
+    loss_id = entry_id = 0
+    for start in range(1, count + 1, CHUNK):
+        deals, losses, entries = [], [], []
+        for deal_id in range(start, min(start + CHUNK, count + 1)):
+            changed_at = start_at + step * (deal_id - rng.random())
+            lost = rng.random() < 0.7
+            deals.append(
+                {
+                    "id": deal_id,
+                    "source": "bench",
+                    "external_id": str(deal_id),
+                    "name": f"Deal {deal_id}",
+                    "account": f"Account {deal_id % 50_000}",
+                    "amount": Decimal(rng.randrange(1_000, 250_000)),
+                    "currency": rng.choices(currencies, currency_weights)[0],
+                    "owner_email": None,
+                    "owner_slack_id": f"U{rng.randrange(reps):08d}",
+                    "stage": "closed_lost" if lost else "closed_won",
+                    "stage_changed_at": changed_at,
+                    "url": None,
+                    "created_at": changed_at,
+                    "updated_at": changed_at,
+                }
+            )
+            if not lost:
+                continue
+            loss_id += 1
+            recent = now - changed_at < timedelta(days=14)
+            awaiting = rng.random() < (0.4 if recent else 0.03)
+            logged_at = changed_at + timedelta(hours=rng.randrange(1, 72))
+            losses.append(
+                {
+                    "id": loss_id,
+                    "deal_id": deal_id,
+                    "lost_at": changed_at,
+                    "state": "awaiting" if awaiting else "logged",
+                    "prompt_channel": None,
+                    "prompt_ts": None,
+                    "prompted_at": changed_at,
+                    "delivery_error": None,
+                    "logged_at": None if awaiting else logged_at,
+                    "cancelled_at": None,
+                    "created_at": changed_at,
+                }
+            )
+            if awaiting:
+                continue
+            for revision in range(1, 3 if rng.random() < 0.05 else 2):
+                entry_id += 1
+                code = rng.choices(codes, weights)[0]
+                days = REVISIT_DAYS.get(code)
+                revisit_on = (changed_at + timedelta(days=days)).date() if days and rng.random() < 0.5 else None
+                entries.append(
+                    {
+                        "id": entry_id,
+                        "loss_id": loss_id,
+                        "revision": revision,
+                        "reason_code": code,
+                        "detail": "Initech" if code == "competitor" else "SSO" if code == "missing_feature" else None,
+                        "explanation": "The buyer froze spending until the reorganisation is done next year.",
+                        "revisit_on": revisit_on,
+                        "logged_by": deals[-1]["owner_slack_id"],
+                        "logged_at": logged_at + timedelta(days=revision - 1),
+                        "view_id": None,
+                    }
+                )
+        yield deals, losses, entries
+
+
+async def fill(engine: AsyncEngine, deals: int, reps: int, now: datetime) -> None:
+    async with engine.connect() as connection:
+        stored = await connection.scalar(select(func.count()).select_from(Deal))
+        owners = await connection.scalar(select(func.count(func.distinct(Deal.owner_slack_id))))
+    if stored == deals and owners == reps:
+        print(f"  reusing the {deals:,} deals already stored (figures are relative to their fill time)")
+        return
+    if stored:
+        raise SystemExit(f"the database holds {stored:,} deals of {owners} reps: give an empty one")
+    started = time.perf_counter()
+    counts = [0, 0, 0]
+    for chunk in deal_rows(deals, reps, now):
+        async with engine.begin() as connection:
+            for position, (table, rows) in enumerate(zip((Deal, Loss, ReasonEntry), chunk, strict=True)):
+                if rows:
+                    await connection.execute(insert(table), rows)
+                    counts[position] += len(rows)
+    seconds = time.perf_counter() - started
+    total = sum(counts)
+    print(
+        f"  fill: {counts[0]:,} deals, {counts[1]:,} losses, {counts[2]:,} reason entries = {total:,} rows "
+        f"in {seconds:.1f} s: {total / seconds:,.0f} rows/s"
+    )
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            for table in ("deal", "loss", "reason_entry"):
+                await connection.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                )
+    # Fresh planner statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite) keep them.
+    async with engine.connect() as connection:
+        await connection.execute(text("ANALYZE"))
+        await connection.commit()
+
+
+# --- Slack's side ----------------------------------------------------------------------------------
+
+
+class FakeSlack:
+    """Answers the bot's Web API calls, noting when each views.publish and each answer to a slash
+    command's response_url arrives."""
+
+    def __init__(self) -> None:
+        self.published: asyncio.Queue[float] = asyncio.Queue()
+        self.responses: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self.response_url = ""
+
+    async def start(self) -> str:
+        async def answer(request: web.Request) -> web.Response:
+            method = request.match_info["method"]
+            if method == "views.publish":
+                await request.read()
+                self.published.put_nowait(time.perf_counter())
+            if method == "auth.test":
+                return web.json_response({"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"})
+            return web.json_response({"ok": True})
+
+        async def response_url(request: web.Request) -> web.Response:
+            self.responses.put_nowait((time.perf_counter(), await request.json()))
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", answer)
+        app.router.add_post("/commands", response_url)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self.response_url = f"{base}/commands"
+        return f"{base}/api/"
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+def signed(body: str, content_type: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": content_type}
+
+
+async def slash_command(http: aiohttp.ClientSession, url: str, slack: FakeSlack, command_text: str) -> float:
+    """From sending the command to its answer reaching the response_url."""
+    body = urlencode(
+        {
+            "token": "legacy",
+            "team_id": "T1",
+            "team_domain": "bench",
+            "channel_id": "C1",
+            "channel_name": "sales",
+            "user_id": REP,
+            "user_name": "rep",
+            "command": "/closedlost",
+            "text": command_text,
+            "api_app_id": "A1",
+            "is_enterprise_install": "false",
+            "response_url": slack.response_url,
+            "trigger_id": "1.2.3",
+        }
+    )
+    headers = signed(body, "application/x-www-form-urlencoded")
+    started = time.perf_counter()
+    async with http.post(f"{url}/slack/events", data=body, headers=headers) as response:
+        await response.read()
+        if response.status != 200:
+            raise SystemExit(f"/closedlost {command_text} was acknowledged with {response.status}")
+    answered, answer = await asyncio.wait_for(slack.responses.get(), timeout=60)
+    if answer.get("response_type") != "ephemeral" or "lost" not in answer.get("text", ""):
+        raise SystemExit(f"/closedlost {command_text} answered {answer}")
+    return answered - started
+
+
+async def open_home(http: aiohttp.ClientSession, url: str, slack: FakeSlack) -> float:
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "event": {"type": "app_home_opened", "user": REP, "channel": "D1", "tab": "home", "event_ts": "1.2"},
+            "type": "event_callback",
+            "event_id": f"Ev{time.monotonic_ns()}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False}],
+        }
+    )
+    started = time.perf_counter()
+    async with http.post(f"{url}/slack/events", data=body, headers=signed(body, "application/json")) as response:
+        await response.read()
+        if response.status != 200:
+            raise SystemExit(f"app_home_opened answered {response.status}")
+    published = await asyncio.wait_for(slack.published.get(), timeout=30)
+    return published - started
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+async def compare(
+    name: str, repeat: int, raw: Callable[[], Awaitable[Any]], bot: Callable[[], Awaitable[float]], note: str = ""
+) -> None:
+    await raw()  # once to warm the caches of both, as a running bot's would be
+    await bot()
+    raw_times, bot_times = [], []
+    for _ in range(repeat):
+        raw_times.append(await timed(raw))
+        bot_times.append(await bot())
+    raw_p50, bot_p50 = statistics.median(raw_times) * 1000, statistics.median(bot_times) * 1000
+    print(
+        f"  {name:<18} raw SQL p50 {raw_p50:8.1f} ms (min {min(raw_times) * 1000:7.1f})   "
+        f"closedlost p50 {bot_p50:8.1f} ms (min {min(bot_times) * 1000:7.1f})   "
+        f"ratio {bot_p50 / raw_p50:5.2f}x{note}"
+    )
+
+
+async def measure(database_url: str, repeat: int) -> None:
+    slack = FakeSlack()
+    slack_url = await slack.start()
+    bot = await asyncio.to_thread(Server, run_bot, database_url, slack_url)
+    raw = RawDatabase(database_url)
+    await raw.open()
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            def closed(days: int | None, owner: str | None = None) -> Callable[[], Awaitable[Any]]:
+                def run() -> Awaitable[Any]:
+                    now = datetime.now(UTC)
+                    return raw.closed_groups(now - timedelta(days=days) if days else None, now, owner)
+
+                return run
+
+            async def home_raw() -> None:
+                now = datetime.now(UTC)
+                await raw.home(REP, now.date(), now)
+
+            await compare(
+                "stats 30d",
+                repeat,
+                closed(30),
+                lambda: slash_command(http, bot.url, slack, "stats 30d"),
+                "  (budget 2x, and < 150 ms end to end)",
+            )
+            await compare(
+                "stats all",
+                max(3, repeat // 3),
+                closed(None),
+                lambda: slash_command(http, bot.url, slack, "stats all"),
+                "  (budget 2x)",
+            )
+            await compare(
+                "stats 90d @user",
+                repeat,
+                closed(90, REP),
+                lambda: slash_command(http, bot.url, slack, f"stats 90d <@{REP}|rep>"),
+                "  (budget 2x)",
+            )
+            await compare("App Home", repeat, home_raw, lambda: open_home(http, bot.url, slack), "  (budget 2x)")
+        print(f"  closedlost peak RSS: {await asyncio.to_thread(bot.ask, 'rss')} MiB (budget < 150 MiB)")
+    finally:
+        await raw.close()
+        await asyncio.to_thread(bot.stop)
+        await slack.stop()
+
+
+async def prepare(database_url: str, deals: int, reps: int) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    engine = create_engine(database_url)
+    try:
+        await fill(engine, deals, reps, datetime.now(UTC))
+    finally:
+        await engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deals", type=int, default=1_000_000, help="closed deals to store")
+    parser.add_argument("--reps", type=int, default=200, help="reps who own them")
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs of each case (a third of it for 'all')")
+    parser.add_argument("--database-url", help="defaults to a SQLite file in a temporary folder")
+    arguments = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        database_url = arguments.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        database = database_url.split(":")[0]
+        print(f"/closedlost stats and App Home, {arguments.deals:,} deals, {arguments.reps} reps, {database}")
+        asyncio.run(prepare(database_url, arguments.deals, arguments.reps))
+        asyncio.run(measure(database_url, arguments.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
