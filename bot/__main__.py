@@ -1,11 +1,13 @@
-"""The `closedlost` command (also `python -m bot`): `serve` (the default) and `migrate`."""
+"""The `closedlost` command (also `python -m bot`): `serve` (the default), `migrate` and `digest`."""
 
 import argparse
 import asyncio
 import errno
+import json
 import logging
 import socket
 import sys
+from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from aiohttp import web
@@ -13,9 +15,12 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app
+from bot.periods import last_full_week, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
+from bot.services.digest import build_digest
 from bot.services.losses import reason_codes_missing_from
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
+from bot.views.digest import build_digest_message, render_text
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 
@@ -43,9 +48,34 @@ def main(argv: list[str] | None = None) -> int:
         help="bring the database up to the newest schema and exit",
         description="Apply every pending migration to DATABASE_URL and exit.",
     )
+    digest = commands.add_parser(
+        "digest",
+        help="print the weekly digest",
+        description="Compute the weekly digest from the database and print it: readable text, then the "
+        "Block Kit message as JSON. Weeks start on Monday in TIMEZONE. This version prints it only; "
+        "posting it to a channel comes with the scheduler.",
+    )
+    digest.add_argument(
+        "--dry-run",
+        action="store_true",
+        required=True,
+        help="print the digest instead of posting it (required: this version does not post)",
+    )
+    digest.add_argument(
+        "--week",
+        type=date.fromisoformat,
+        metavar="DATE",
+        help="any date (YYYY-MM-DD) in the week to cover; default: the last full week. "
+        "The current week is allowed and marked 'so far'",
+    )
     arguments = parser.parse_args(argv)
 
     try:
+        if arguments.command == "digest":
+            settings = _load(Settings)
+            _configure_logging(settings.log_level)
+            print(asyncio.run(_print_digest(settings, _load_catalogue(settings), arguments.week)))
+            return 0
         if arguments.command == "migrate":
             database = _load(DatabaseSettings)
             _configure_logging(database.log_level)
@@ -116,6 +146,21 @@ async def _check_catalogue_keeps_stored_codes(settings: Settings, catalogue: Cat
             f"REASONS_FILE drops reason codes that stored answers use: {', '.join(sorted(missing))}; "
             "keep them with retired = true"
         )
+
+
+async def _print_digest(settings: Settings, catalogue: Catalogue, day: date | None) -> str:
+    now = datetime.now(UTC)
+    tz = settings.tz
+    week = week_of(day, tz=tz, today=now.astimezone(tz).date()) if day else last_full_week(now=now, tz=tz)
+    engine = create_engine(settings.database_url)
+    try:
+        digest = await build_digest(
+            session_factory=create_session_factory(engine), catalogue=catalogue, week=week, now=now, tz=tz
+        )
+    finally:
+        await engine.dispose()
+    message = build_digest_message(digest, catalogue)
+    return f"{render_text(message)}\n\n{json.dumps(message.as_kwargs(), indent=2, ensure_ascii=False)}"
 
 
 if __name__ == "__main__":

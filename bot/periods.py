@@ -46,3 +46,30 @@ def period_named(name: PeriodName, *, now: datetime, tz: ZoneInfo) -> Period:
 def start_of_day(day: date, tz: ZoneInfo) -> datetime:
     """The UTC instant `day` begins in `tz` (daylight-saving changes included)."""
     return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Week:
+    """Monday to Sunday in the team's time zone (DESIGN.md §7)."""
+
+    monday: date
+    period: Period
+    so_far: bool
+    """The current week, not over yet."""
+
+    def before(self, tz: ZoneInfo) -> "Week":
+        return week_of(self.monday - timedelta(days=7), tz=tz, today=self.monday)
+
+
+def week_of(day: date, *, tz: ZoneInfo, today: date) -> Week:
+    """The week that holds `day`; `today` (in `tz`) tells whether it is over."""
+    monday = day - timedelta(days=day.weekday())
+    next_monday = monday + timedelta(days=7)
+    label = f"the week of {monday:%b %-d, %Y}"
+    so_far = today < next_monday
+    return Week(monday, Period(label, start_of_day(monday, tz), start_of_day(next_monday, tz)), so_far)
+
+
+def last_full_week(*, now: datetime, tz: ZoneInfo) -> Week:
+    today = now.astimezone(tz).date()
+    return week_of(today - timedelta(days=7), tz=tz, today=today)

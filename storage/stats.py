@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, String, exists, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Select, String, exists, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -144,3 +144,103 @@ async def upcoming_revisits(
     rows = await session.execute(query.order_by(ReasonEntry.revisit_on, Loss.id).limit(limit))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     return [Revisit._make(row) for row in rows], total or 0
+
+
+def _current_answers(since: datetime, until: datetime) -> Select[tuple[()]]:
+    """Logged losses with `lost_at` in [since, until), joined to their deal and current reason."""
+    return (
+        select()
+        .select_from(Loss)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
+        .where(Loss.state == LossState.LOGGED, Loss.lost_at >= since, Loss.lost_at < until, _is_current_entry())
+    )
+
+
+async def detail_counts(
+    session: AsyncSession, *, since: datetime, until: datetime, reason_code: str
+) -> list[tuple[str, int]]:
+    """What reps named for this reason (competitors, features) on losses in the period, most named
+    first. Spellings that differ only in case or spaces count as one, shown in one of them."""
+    key = func.lower(func.trim(ReasonEntry.detail))
+    rows = await session.execute(
+        _current_answers(since, until)
+        .add_columns(func.min(func.trim(ReasonEntry.detail)), func.count())
+        .where(ReasonEntry.reason_code == reason_code, ReasonEntry.detail.is_not(None))
+        .group_by(key)
+        .order_by(func.count().desc(), key)
+    )
+    return [(detail, count) for detail, count in rows]
+
+
+class RepGroup(NamedTuple):
+    owner_slack_id: str | None
+    reason_code: str | None
+    """None for the rep's losses awaiting a reason."""
+    deals: int
+
+
+async def rep_groups(session: AsyncSession, *, since: datetime, until: datetime) -> list[RepGroup]:
+    """Losses with `lost_at` in [since, until) by owner and current reason."""
+    rows = await session.execute(
+        select(Deal.owner_slack_id, ReasonEntry.reason_code, func.count())
+        .select_from(Loss)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
+        .where(Loss.state != LossState.CANCELLED, Loss.lost_at >= since, Loss.lost_at < until, _is_current_entry())
+        .group_by(Deal.owner_slack_id, ReasonEntry.reason_code)
+    )
+    return [RepGroup._make(row) for row in rows]
+
+
+async def reason_delays(session: AsyncSession, *, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """For each logged loss lost in the period: when the rep was asked (the prompt, or the loss when
+    none was sent) and when the first reason was logged."""
+    rows = await session.execute(
+        select(func.coalesce(Loss.prompted_at, Loss.lost_at), Loss.logged_at).where(
+            Loss.state == LossState.LOGGED, Loss.lost_at >= since, Loss.lost_at < until
+        )
+    )
+    return [(asked, logged) for asked, logged in rows if logged is not None]
+
+
+async def overdue_by_rep(session: AsyncSession, *, lost_before: datetime) -> list[tuple[str | None, int]]:
+    """Reps with losses lost before `lost_before` still awaiting a reason, most first."""
+    rows = await session.execute(
+        select(Deal.owner_slack_id, func.count())
+        .select_from(Loss)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(Loss.state == LossState.AWAITING, Loss.lost_at < lost_before)
+        .group_by(Deal.owner_slack_id)
+        .order_by(func.count().desc(), Deal.owner_slack_id)
+    )
+    return [(owner, count) for owner, count in rows]
+
+
+class Explained(NamedTuple):
+    deal_name: str
+    amount: Decimal
+    currency: str | None
+    logged_by: str
+    reason_code: str
+    explanation: str
+
+
+async def largest_explained(session: AsyncSession, *, since: datetime, until: datetime, limit: int) -> list[Explained]:
+    """The largest logged losses of the period with their current explanation. Amounts are compared
+    as recorded: without exchange rates, 1,000 EUR and 1,000 USD rank the same."""
+    rows = await session.execute(
+        _current_answers(since, until)
+        .add_columns(
+            Deal.name,
+            Deal.amount,
+            Deal.currency,
+            ReasonEntry.logged_by,
+            ReasonEntry.reason_code,
+            ReasonEntry.explanation,
+        )
+        .where(Deal.amount.is_not(None))
+        .order_by(Deal.amount.desc(), Loss.id)
+        .limit(limit)
+    )
+    return [Explained._make(row) for row in rows]

@@ -12,6 +12,8 @@ from storage.stats import AwaitingLoss, Revisit
 
 MAX_REASON_LINES = 15
 MAX_REVISIT_LINES = 25
+# One item of a list (a line, a name) never takes a whole section.
+ITEM_MAX_LENGTH = 500
 
 
 def amounts_text(amounts: Amounts) -> str:
@@ -27,6 +29,23 @@ def percent(share: float | None) -> str:
 
 def and_more(shown: int, total: int) -> str:
     return f"and {total - shown} more" if total > shown else ""
+
+
+def fit_list(heading: str, items: list[str], total: int, *, separator: str = "\n") -> str:
+    """`heading` (if any) on its own line, then as many of `items` as fit in a section, then
+    "and N more" for the rest of `total`: a long list is cut between items, never inside one, and
+    always says how much it left out."""
+    room = SECTION_MAX_LENGTH - len(heading) - len(f"\n{separator}and {total} more")
+    shown: list[str] = []
+    for item in items:
+        item = fit(item, ITEM_MAX_LENGTH)
+        if len(separator) + len(item) > room:
+            break
+        shown.append(item)
+        room -= len(separator) + len(item)
+    more = and_more(len(shown), total)
+    listed = separator.join([*shown, *([more] if more else [])])
+    return f"{heading}\n{listed}" if heading else listed
 
 
 def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
@@ -49,9 +68,8 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
             f"({percent(figures.deals / stats.logged)}) · {amounts_text(figures.value)}"
             for figures in stats.reasons[:MAX_REASON_LINES]
         ]
-        more = and_more(MAX_REASON_LINES, len(stats.reasons))
-        text = "*Reasons* (by deals, share of logged losses, value)\n" + "\n".join(lines + ([more] if more else []))
-        blocks.append(SectionBlock(text=fit(text, SECTION_MAX_LENGTH)))
+        heading = "*Reasons* (by deals, share of logged losses, value)"
+        blocks.append(SectionBlock(text=fit_list(heading, lines, len(stats.reasons))))
     return blocks
 
 
@@ -81,5 +99,4 @@ def revisit_blocks(revisits: list[Revisit], total: int, catalogue: Catalogue) ->
         f"({format_amount(revisit.amount, revisit.currency)}) · {escape(catalogue.label(revisit.reason_code))}"
         for revisit in revisits[:MAX_REVISIT_LINES]
     ]
-    more = and_more(min(len(revisits), MAX_REVISIT_LINES), total)
-    return [SectionBlock(text=fit("\n".join(lines + ([more] if more else [])), SECTION_MAX_LENGTH))]
+    return [SectionBlock(text=fit_list("", lines, total))]

@@ -1,0 +1,111 @@
+"""The weekly digest's content: what was lost last week, why, for how much, who has not logged,
+what to revisit, computed from the data for one week (DESIGN.md §7: weeks start on Monday in
+TIMEZONE). Posting it, once per channel and week, is the scheduler's job."""
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.periods import Week
+from bot.reasons import Catalogue
+from bot.services.stats import ClosedStats, read_closed_stats
+from storage import stats
+from storage.stats import Explained, Revisit
+
+COMPETITOR = "competitor"
+MISSING_FEATURE = "missing_feature"
+OVERDUE_AFTER = timedelta(days=7)
+REVISITS_AHEAD = timedelta(days=14)
+REVISITS_LISTED = 15
+QUOTES = 3
+
+
+@dataclass(frozen=True)
+class RepLine:
+    user_id: str | None
+    lost: int
+    logged: int
+    top_reason: str | None
+    """The reason the rep logged most that week (ties: the first code alphabetically)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    week: Week
+    current: ClosedStats
+    previous: ClosedStats
+    """The week before, to compare with."""
+    competitors: list[tuple[str, int]]
+    product_gaps: list[tuple[str, int]]
+    median_time_to_reason: timedelta | None
+    overdue: list[tuple[str | None, int]]
+    """Reps with losses awaiting a reason for more than a week, as of when the digest is built."""
+    reps: list[RepLine]
+    """Most losses first."""
+    revisits: list[Revisit]
+    revisits_total: int
+    quotes: list[Explained]
+
+    @property
+    def empty(self) -> bool:
+        return not self.current.lost
+
+
+async def build_digest(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    catalogue: Catalogue,
+    week: Week,
+    now: datetime,
+    tz: ZoneInfo,
+) -> Digest:
+    since, until = week.period.since, week.period.until
+    assert since is not None  # a week always has a start
+    today = now.astimezone(tz).date()
+    async with session_factory() as session, session.begin():
+        current = await read_closed_stats(session, period=week.period, owner_slack_id=None, catalogue=catalogue)
+        previous = await read_closed_stats(
+            session, period=week.before(tz).period, owner_slack_id=None, catalogue=catalogue
+        )
+        competitors = await stats.detail_counts(session, since=since, until=until, reason_code=COMPETITOR)
+        gaps = await stats.detail_counts(session, since=since, until=until, reason_code=MISSING_FEATURE)
+        delays = await stats.reason_delays(session, since=since, until=until)
+        overdue = await stats.overdue_by_rep(session, lost_before=now - OVERDUE_AFTER)
+        rep_groups = await stats.rep_groups(session, since=since, until=until)
+        revisits, revisits_total = await stats.upcoming_revisits(
+            session, start=today, end=today + REVISITS_AHEAD, owner_slack_id=None, limit=REVISITS_LISTED
+        )
+        quotes = await stats.largest_explained(session, since=since, until=until, limit=QUOTES)
+    seconds = [(logged - asked).total_seconds() for asked, logged in delays]
+    median = timedelta(seconds=statistics.median(seconds)) if seconds else None
+    return Digest(
+        week,
+        current,
+        previous,
+        competitors,
+        gaps,
+        median,
+        overdue,
+        _rep_lines(rep_groups),
+        revisits,
+        revisits_total,
+        quotes,
+    )
+
+
+def _rep_lines(groups: list[stats.RepGroup]) -> list[RepLine]:
+    lost: dict[str | None, int] = {}
+    by_reason: dict[str | None, dict[str, int]] = {}
+    for group in groups:
+        lost[group.owner_slack_id] = lost.get(group.owner_slack_id, 0) + group.deals
+        if group.reason_code is not None:
+            by_reason.setdefault(group.owner_slack_id, {})[group.reason_code] = group.deals
+    lines = []
+    for rep, count in lost.items():
+        reasons = by_reason.get(rep, {})
+        top = min(reasons, key=lambda code: (-reasons[code], code)) if reasons else None
+        lines.append(RepLine(rep, count, sum(reasons.values()), top))
+    return sorted(lines, key=lambda line: (-line.lost, line.user_id or ""))

@@ -1,0 +1,247 @@
+"""The weekly digest: its content computed from a seeded week (exact figures), an empty week, a
+200-rep team within Block Kit's limits, and `closedlost digest --dry-run`."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.periods import week_of
+from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
+from bot.services.digest import Digest, RepLine, build_digest
+from bot.services.stats import ClosedStats, ReasonFigures
+from bot.views.digest import build_digest_message, render_text
+from storage.models import LossState
+from storage.stats import Explained, Revisit
+from tests.seed import DANA, SAM, Seed, utc
+
+PARIS = ZoneInfo("Europe/Paris")
+CATALOGUE = Catalogue(DEFAULT_REASONS)
+# The digest of the week of Monday Nov 9, 2026 in Paris, built on Wednesday Nov 18.
+NOW = utc(2026, 11, 18, 10, 0)
+WEEK = week_of(date(2026, 11, 11), tz=PARIS, today=date(2026, 11, 18))
+MAX_MESSAGE_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+
+
+async def seed_two_weeks(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    seed = Seed()
+    # 00:30 on Monday in Paris is still Sunday in UTC: in the week all the same.
+    first = seed.loss(owner=DANA, lost_at=utc(2026, 11, 8, 23, 30), amount="40000", name="Acme <!here>")
+    seed.reason(
+        first,
+        "competitor",
+        logged_at=utc(2026, 11, 9, 1, 30),
+        detail="Initech",
+        explanation="Initech bundled onboarding <!channel> for free & we could not match it.",
+        revisit_on=date(2026, 11, 25),
+    )
+    second = seed.loss(owner=DANA, lost_at=utc(2026, 11, 10, 10), amount="10000")
+    seed.reason(second, "competitor", logged_at=utc(2026, 11, 10, 14), detail=" initech ")
+    gap = seed.loss(owner=SAM, lost_at=utc(2026, 11, 11, 10), amount="25000", currency="EUR")
+    seed.reason(gap, "missing_feature", logged_at=utc(2026, 11, 11, 16), detail="SSO", revisit_on=date(2026, 12, 5))
+    dark = seed.loss(owner=SAM, lost_at=utc(2026, 11, 12, 10), amount="5000")
+    seed.reason(dark, "no_decision", logged_at=utc(2026, 11, 12, 20))
+    seed.loss(owner=SAM, lost_at=utc(2026, 11, 13, 10), amount="8000", state=LossState.AWAITING)
+    seed.loss(owner=SAM, lost_at=utc(2026, 11, 13, 11), amount="70000", state=LossState.CANCELLED)
+    seed.deal(owner=DANA, stage="closed_won", changed_at=utc(2026, 11, 12, 9), amount="20000")
+    # 00:30 on the next Monday in Paris: the week after.
+    seed.loss(owner=DANA, lost_at=utc(2026, 11, 15, 23, 30), amount="90000", state=LossState.AWAITING)
+
+    # The week before.
+    before = seed.loss(owner=DANA, lost_at=utc(2026, 11, 3, 10), amount="15000")
+    seed.reason(before, "price", logged_at=utc(2026, 11, 3, 12), revisit_on=date(2026, 11, 20))
+    seed.loss(owner=SAM, lost_at=utc(2026, 11, 4, 10), amount="3000", state=LossState.AWAITING)
+    seed.deal(owner=SAM, stage="closed_won", changed_at=utc(2026, 11, 5, 10), amount="10000", currency="EUR")
+    await seed.save(session_factory)
+
+
+async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    await seed_two_weeks(session_factory)
+
+    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+
+    assert (WEEK.period.since, WEEK.period.until, WEEK.so_far) == (utc(2026, 11, 8, 23), utc(2026, 11, 15, 23), False)
+    assert digest.current == ClosedStats(
+        lost=5,
+        lost_value={"EUR": Decimal("25000"), "USD": Decimal("63000")},
+        logged=4,
+        reasons=[
+            ReasonFigures("competitor", 2, {"USD": Decimal("50000")}),
+            ReasonFigures("missing_feature", 1, {"EUR": Decimal("25000")}),
+            ReasonFigures("no_decision", 1, {"USD": Decimal("5000")}),
+        ],
+        no_decision=1,
+        won=1,
+        won_value={"USD": Decimal("20000")},
+    )
+    assert digest.previous == ClosedStats(
+        lost=2,
+        lost_value={"USD": Decimal("18000")},
+        logged=1,
+        reasons=[ReasonFigures("price", 1, {"USD": Decimal("15000")})],
+        no_decision=0,
+        won=1,
+        won_value={"EUR": Decimal("10000")},
+    )
+    assert digest.competitors == [("Initech", 2)]
+    assert digest.product_gaps == [("SSO", 1)]
+    assert digest.median_time_to_reason == timedelta(hours=5)
+    assert digest.overdue == [(SAM, 1)]
+    assert digest.reps == [RepLine(SAM, 3, 2, "missing_feature"), RepLine(DANA, 2, 2, "competitor")]
+    assert [(r.revisit_on, r.deal_name) for r in digest.revisits] == [
+        (date(2026, 11, 20), "Deal 9"),
+        (date(2026, 11, 25), "Acme <!here>"),
+    ]
+    assert digest.revisits_total == 2
+    assert [(quote.deal_name, quote.amount, quote.logged_by) for quote in digest.quotes] == [
+        ("Acme <!here>", Decimal("40000"), DANA),
+        ("Deal 3", Decimal("25000"), SAM),
+        ("Deal 2", Decimal("10000"), DANA),
+    ]
+
+    text = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")
+    assert text[0] == "Closed-lost digest, the week of Nov 9, 2026"
+    assert text[1] == (
+        "*Lost* 5 (+3) · 25,000 EUR · 63,000 USD  _week before: 2 · 18,000 USD_\n"
+        "*Won* 1 (±0) · 20,000 USD  _week before: 1 · 10,000 EUR_\n"
+        "*Win rate* 17% by count · by value: EUR 0%, USD 24%  _week before: 33% · by value: EUR 100%, USD 0%_"
+    )
+    assert text[4] == (
+        "```Lost to a competitor     █████         2  50%   +2  50,000 USD\n"
+        "Missing feature          ██            1  25%   +1  25,000 EUR```"
+    )
+    assert (
+        text[5] == "*No decision / went dark* (kept apart from real losses) 1 (+1) · 25% of logged losses · 5,000 USD"
+    )
+    assert text[6] == "*Competitors*\nInitech (2)"
+    assert text[7] == "*Product gaps*\nSSO (1)"
+    assert text[8] == (
+        "*Discipline* 80% of losses have a reason _(week before 50%)_ · median time to reason 5 h 0 min\n"
+        f"Waiting for a reason for over a week: <@{SAM}> (1)"
+    )
+    assert text[9] == (
+        "*By rep*\n"
+        f"• <@{SAM}> — 3 lost · 67% logged · top: Missing feature\n"
+        f"• <@{DANA}> — 2 lost · 100% logged · top: Lost to a competitor"
+    )
+    assert text[10] == (
+        "*Revisits in the next two weeks* (2)\n"
+        f"• Fri Nov 20 — *Deal 9* (15,000 USD) · <@{DANA}> · Price / budget\n"
+        f"• Wed Nov 25 — *Acme &lt;!here&gt;* (40,000 USD) · <@{DANA}> · Lost to a competitor"
+    )
+    assert text[11] == (
+        ">Initech bundled onboarding &lt;!channel&gt; for free &amp; we could not match it.\n"
+        f"— <@{DANA}>, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
+    )
+    assert text[12].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
+
+
+async def test_an_empty_week_is_a_short_note(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+
+    message = build_digest_message(digest, CATALOGUE)
+    assert message.text == "Closed-lost digest, the week of Nov 9, 2026: no closed-lost deals."
+    assert (
+        render_text(message)
+        == "Closed-lost digest, the week of Nov 9, 2026\n\nNo closed-lost deals the week of Nov 9, 2026."
+    )
+
+
+def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
+    catalogue = Catalogue(Reason(f"r{n:03d}", "L" * 75) for n in range(100))
+    currencies = {f"C{n:02d}": Decimal("123456789.12") for n in range(20)}
+    stats = ClosedStats(
+        lost=10_000,
+        lost_value=currencies,
+        logged=9_000,
+        reasons=[ReasonFigures(f"r{n:03d}", 90, currencies) for n in range(100)],
+        no_decision=0,
+        won=500,
+        won_value=currencies,
+    )
+    names = [("<b>" + "n" * 150, 3) for _ in range(200)]
+    digest = Digest(
+        week=WEEK,
+        current=stats,
+        previous=stats,
+        competitors=names,
+        product_gaps=names,
+        median_time_to_reason=timedelta(days=3, hours=4),
+        overdue=[(f"U{n:08d}", 4) for n in range(200)],
+        reps=[RepLine(f"U{n:08d}", 50, 40, "r001") for n in range(200)],
+        revisits=[Revisit(n, date(2026, 11, 20), "d" * 500, Decimal(1), "USD", "U1", "r001") for n in range(15)],
+        revisits_total=480,
+        quotes=[Explained("q" * 500, Decimal(10), "EUR", "U1", "r001", "x" * 2000) for _ in range(3)],
+    )
+
+    message = build_digest_message(digest, catalogue).as_kwargs()
+
+    assert len(message["blocks"]) <= MAX_MESSAGE_BLOCKS
+    sections = [block["text"]["text"] for block in message["blocks"] if block["type"] == "section"]
+    assert all(len(text) <= MAX_SECTION_TEXT for text in sections)
+    # Each long list is cut between items, and says how many it left out.
+    by_rep = next(text for text in sections if text.startswith("*By rep*"))
+    shown = by_rep.count("• <@U")
+    assert 0 < shown <= 30 and by_rep.endswith(f"\nand {200 - shown} more")
+    competitors = next(text for text in sections if text.startswith("*Competitors*"))
+    shown = competitors.count("&lt;b&gt;")
+    assert 0 < shown <= 10 and competitors.endswith(f" · and {200 - shown} more")
+    assert next(text for text in sections if text.startswith("*Discipline*")).endswith(", and 190 more")
+    revisits = next(text for text in sections if text.startswith("*Revisits"))
+    shown = revisits.count("• Fri Nov 20")
+    assert 0 < shown <= 15 and revisits.endswith(f"\nand {480 - shown} more")
+
+
+def closedlost(tmp_path: Path, *arguments: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh process, with only the environment given and no .env around."""
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DATABASE_URL": database_url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": "secret",
+        "TIMEZONE": "Europe/Paris",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *arguments],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_dry_run_prints_the_text_then_the_block_kit_json(
+    tmp_path: Path, database_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await seed_two_weeks(session_factory)
+
+    result = await asyncio.to_thread(
+        closedlost, tmp_path, "digest", "--dry-run", "--week", "2026-11-15", database_url=database_url
+    )
+
+    assert result.returncode == 0, result.stderr
+    text, _, blocks = result.stdout.partition("\n\n{\n")
+    paragraphs = text.split("\n\n")
+    assert paragraphs[0] == "Closed-lost digest, the week of Nov 9, 2026"
+    assert paragraphs[1].startswith("*Lost* 5 (+3) · 25,000 EUR · 63,000 USD  _week before: 2 · 18,000 USD_\n")
+    message = json.loads("{\n" + blocks)
+    assert message["text"] == "Closed-lost digest, the week of Nov 9, 2026: 5 lost, 1 won."
+    assert [block["text"]["text"] for block in message["blocks"][:2]] == paragraphs[:2]
+
+
+async def test_digest_without_dry_run_is_refused(tmp_path: Path) -> None:
+    result = await asyncio.to_thread(closedlost, tmp_path, "digest", database_url="sqlite:///unused.db")
+
+    assert result.returncode == 2
+    assert "the following arguments are required: --dry-run" in result.stderr
