@@ -68,6 +68,9 @@ def make_settings(database_url: str, slack_api_url: str, **overrides: object) ->
         "slack_api_url": slack_api_url,
         "database_url": database_url,
         "deals_webhook_secret": DEALS_WEBHOOK_SECRET,
+        # Prompts go out as soon as a deal is lost, and the scheduler ticks every second.
+        "bulk_window": "0s",
+        "scheduler_tick": "1s",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

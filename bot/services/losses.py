@@ -89,7 +89,8 @@ async def record_reason(
             if loss.state == LossState.AWAITING:
                 loss.state = LossState.LOGGED
                 loss.logged_at = now
-            await outbox.queue_refreshes(session, loss_ids=[loss.id], now=now)
+            messages = await queries.message_ids_about(session, [loss.id])
+            await outbox.queue_updates(session, message_ids=messages, now=now)
     except IntegrityError as error:
         if "revision" not in str(error.orig):
             raise
