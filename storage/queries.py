@@ -406,3 +406,22 @@ async def rep_tz(session: AsyncSession, slack_id: str) -> str | None:
 
 async def has_rep(session: AsyncSession, slack_id: str) -> bool:
     return await session.get(Rep, slack_id) is not None
+
+
+async def awaiting_losses_of(session: AsyncSession, slack_id: str) -> list[tuple[Loss, Deal]]:
+    """The losses awaiting this rep's reason, oldest first."""
+    rows = await session.execute(
+        select(Loss, Deal)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(Loss.state == LossState.AWAITING, Deal.owner_slack_id == slack_id)
+        .order_by(Loss.lost_at, Loss.id)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def losses_with_deals(
+    session: AsyncSession, loss_ids: list[int], *, for_update: bool = False
+) -> list[tuple[Loss, Deal]]:
+    query = select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id.in_(loss_ids)).order_by(Loss.id)
+    rows = await session.execute(query.with_for_update(of=Loss) if for_update else query)
+    return [(row[0], row[1]) for row in rows]
