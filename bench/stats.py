@@ -73,13 +73,13 @@ REVISIT_DAYS = {reason.code: reason.revisit_after_days for reason in DEFAULT_REA
 # What storage/stats.py asks SQLAlchemy to run, written out by hand; `?` marks a parameter.
 
 CLOSED_GROUPS = """
-SELECT 'lost', re.reason_code, d.currency, count(*), sum(d.amount)
+SELECT 'lost', l.state, re.reason_code, d.currency, count(*), sum(d.amount)
 FROM loss l JOIN deal d ON d.id = l.deal_id LEFT OUTER JOIN reason_entry re ON re.loss_id = l.id
 WHERE l.state != 'cancelled' AND {lost}
   AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
-GROUP BY re.reason_code, d.currency
+GROUP BY l.state, re.reason_code, d.currency
 UNION ALL
-SELECT 'won', NULL, d.currency, count(*), sum(d.amount)
+SELECT 'won', NULL, NULL, d.currency, count(*), sum(d.amount)
 FROM deal d WHERE d.stage = 'closed_won' AND {won}
 GROUP BY d.currency
 """

@@ -6,9 +6,9 @@ cancelled loss (the deal reopened before a reason was due) is no loss at all and
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, String, exists, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Result, Select, String, exists, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -21,6 +21,8 @@ WON = "won"
 class ClosedGroup(NamedTuple):
     outcome: str
     """LOST or WON."""
+    state: str | None
+    """The state of these losses; None for wins."""
     reason_code: str | None
     """The current reason of these losses; None for losses awaiting one, and for wins."""
     currency: str | None
@@ -44,12 +46,13 @@ async def closed_deal_groups(
     owner_slack_id: str | None,
     won_stage: str,
 ) -> list[ClosedGroup]:
-    """Losses with `lost_at` in [since, until), by current reason and currency, and deals whose stage
+    """Losses with `lost_at` in [since, until), by state, current reason and currency, and deals whose stage
     became `won_stage` in that period, by currency: one statement, one round trip. `since` None
     means from the beginning; `owner_slack_id` narrows both to one rep's deals."""
     lost = (
         select(
             literal(LOST, String).label("outcome"),
+            Loss.state,
             ReasonEntry.reason_code,
             Deal.currency,
             func.count().label("deals"),
@@ -59,11 +62,12 @@ async def closed_deal_groups(
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
         .where(Loss.state != LossState.CANCELLED, Loss.lost_at < until, _is_current_entry())
-        .group_by(ReasonEntry.reason_code, Deal.currency)
+        .group_by(Loss.state, ReasonEntry.reason_code, Deal.currency)
     )
     won = (
         select(
             literal(WON, String),
+            literal(None, String),
             literal(None, String),
             Deal.currency,
             func.count(),
@@ -78,8 +82,8 @@ async def closed_deal_groups(
     if owner_slack_id is not None:
         lost = lost.where(Deal.owner_slack_id == owner_slack_id)
         won = won.where(Deal.owner_slack_id == owner_slack_id)
-    rows = await session.execute(union_all(lost, won))
-    return [ClosedGroup(*row) for row in rows]
+    rows: Result[Any] = await session.execute(union_all(lost, won))
+    return [ClosedGroup._make(row) for row in rows]
 
 
 class AwaitingLoss(NamedTuple):

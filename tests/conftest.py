@@ -4,7 +4,8 @@ fake Slack, and the bot's real aiohttp server on port 0."""
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import aiohttp
 import asyncpg
@@ -13,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import create_app
+from bot.app import create_app, utc_now
 from bot.settings import Settings
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
@@ -75,6 +76,9 @@ def make_settings(database_url: str, slack_api_url: str, **overrides: object) ->
         "slack_api_url": slack_api_url,
         "database_url": database_url,
         "deals_webhook_secret": DEALS_WEBHOOK_SECRET,
+        # Prompts go out as soon as a deal is lost, and the scheduler ticks every second.
+        "bulk_window": "0s",
+        "scheduler_tick": "1s",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -93,14 +97,20 @@ class serve:  # noqa: N801 - used as `async with serve(...)`, like a function
     """Starts the bot's server for `settings`; yields a BotClient; stops it on exit."""
 
     def __init__(
-        self, settings: Settings, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+        self,
+        settings: Settings,
+        fake_slack: FakeSlack,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings
         self._fake_slack = fake_slack
         self._session_factory = session_factory
+        self._clock = clock
 
     async def __aenter__(self) -> BotClient:
-        self._runner = web.AppRunner(create_app(self._settings))
+        self._runner = web.AppRunner(create_app(self._settings, clock=self._clock))
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -4,10 +4,11 @@ with exact figures, ephemeral."""
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import ReasonEntry
+from storage.models import LossState, ReasonEntry
 from tests.bot_client import BotClient
-from tests.seed import DANA, SAM, in_days
+from tests.seed import DANA, SAM, Seed, days_ago, in_days
 
 
 def sections(reply: dict[str, Any]) -> list[str]:
@@ -182,3 +183,20 @@ async def test_reasons_lists_the_catalogue_with_codes(bot: BotClient) -> None:
         "terms",
         "other",
     ]
+
+
+async def test_losses_that_need_no_reason_count_as_lost_but_not_against_logging(
+    bot: BotClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    seed = Seed()
+    logged = seed.loss(owner=DANA, lost_at=days_ago(2), amount="1000")
+    seed.reason(logged, "price", logged_at=days_ago(1))
+    seed.loss(owner=DANA, lost_at=days_ago(2), amount="2000", state=LossState.AWAITING)
+    seed.loss(owner=DANA, lost_at=days_ago(2), amount="50", state=LossState.EXCLUDED)
+    await seed.save(session_factory)
+
+    answer = await bot.command("stats 7d", user_id=DANA)
+
+    summary = sections(answer.body)[1].splitlines()
+    assert summary[0] == "*3* lost · 3,050 USD"
+    assert summary[3] == "*Logged* 50% (1 of 2 losses have a reason; 1 more need none)"

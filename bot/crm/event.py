@@ -26,6 +26,8 @@ class DealEvent:
     account: str | None = None
     url: str | None = None
     event_id: str | None = None
+    prompt: bool = True
+    """False when the CRM asks that no reason be asked for this loss (it is still recorded)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

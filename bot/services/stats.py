@@ -13,6 +13,7 @@ from bot.crm.event import CLOSED_WON
 from bot.periods import Period
 from bot.reasons import Catalogue, ReasonGroup
 from storage import stats
+from storage.models import LossState
 from storage.stats import ClosedGroup
 
 Amounts = dict[str, Decimal]
@@ -31,6 +32,8 @@ class ClosedStats:
     lost_value: Amounts = field(default_factory=dict)
     logged: int = 0
     """Losses with a reason."""
+    excluded: int = 0
+    """Losses counted, but for which no reason is asked (PROMPT_MIN_AMOUNT, an excluded deal)."""
     reasons: list[ReasonFigures] = field(default_factory=list)
     """Most deals first, then by code."""
     no_decision: int = 0
@@ -39,8 +42,13 @@ class ClosedStats:
     won_value: Amounts = field(default_factory=dict)
 
     @property
+    def needing_reason(self) -> int:
+        return self.lost - self.excluded
+
+    @property
     def logged_share(self) -> float | None:
-        return self.logged / self.lost if self.lost else None
+        """Of the losses a reason is asked for."""
+        return self.logged / self.needing_reason if self.needing_reason else None
 
     @property
     def no_decision_share(self) -> float | None:
@@ -86,7 +94,7 @@ async def read_closed_stats(
 
 
 def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
-    lost = won = logged = no_decision = 0
+    lost = won = logged = excluded = no_decision = 0
     lost_value: Amounts = {}
     won_value: Amounts = {}
     reason_deals: dict[str, int] = {}
@@ -99,6 +107,8 @@ def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
             continue
         lost += group.deals
         _add(lost_value, currency, group.amount)
+        if group.state == LossState.EXCLUDED:
+            excluded += group.deals
         if group.reason_code is None:
             continue
         logged += group.deals
@@ -109,7 +119,7 @@ def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
         _add(reason_value.setdefault(group.reason_code, {}), currency, group.amount)
     reasons = [ReasonFigures(code, deals, reason_value[code]) for code, deals in reason_deals.items()]
     reasons.sort(key=lambda figures: (-figures.deals, figures.code))
-    return ClosedStats(lost, lost_value, logged, reasons, no_decision, won, won_value)
+    return ClosedStats(lost, lost_value, logged, excluded, reasons, no_decision, won, won_value)
 
 
 def _add(amounts: Amounts, currency: str, amount: Decimal | None) -> None:

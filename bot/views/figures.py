@@ -58,7 +58,8 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
         f"*{stats.lost}* lost · {amounts_text(stats.lost_value)}",
         f"*{stats.won}* won · {amounts_text(stats.won_value)}",
         f"*Win rate* {percent(stats.win_rate)} by count" + (f" · by value: {by_value}" if by_value else ""),
-        f"*Logged* {percent(stats.logged_share)} ({stats.logged} of {stats.lost} losses have a reason)",
+        f"*Logged* {percent(stats.logged_share)} ({stats.logged} of {stats.needing_reason} losses have a reason"
+        + (f"; {stats.excluded} more need none)" if stats.excluded else ")"),
         f"*No decision / went dark* {percent(stats.no_decision_share)} of logged losses ({stats.no_decision})",
     ]
     blocks: list[Block] = [SectionBlock(text=fit("\n".join(summary), SECTION_MAX_LENGTH))]
