@@ -269,13 +269,20 @@ async def set_owner_slack_id(session: AsyncSession, deal_id: int, *, email: str 
 
 
 async def next_message_due_at(session: AsyncSession, now: datetime) -> datetime | None:
-    """When the next message no other process holds falls due."""
-    return await session.scalar(
+    """When a process can next claim a pending call: the earliest due time of those no process
+    holds, or the earliest end of a claim (a process that died leaves its claims to run out)."""
+    unclaimed = await session.scalar(
         select(func.min(OutboxMessage.due_at)).where(
             OutboxMessage.state == OutboxState.PENDING,
             or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
         )
     )
+    claim_ends = await session.scalar(
+        select(func.min(OutboxMessage.claimed_until)).where(
+            OutboxMessage.state == OutboxState.PENDING, OutboxMessage.claimed_until >= now
+        )
+    )
+    return min(filter(None, (unclaimed, claim_ends)), default=None)
 
 
 class LossToPrompt(NamedTuple):
