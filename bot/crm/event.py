@@ -24,6 +24,8 @@ class DealEvent:
     currency: str | None = None
     account: str | None = None
     url: str | None = None
+    crm_reason: str | None = None
+    """The loss reason the CRM already has, which pre-selects a reason for the rep to confirm."""
     event_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -33,3 +35,23 @@ class DealEvent:
         if self.event_id is not None:
             return f"{self.source}:event:{self.event_id}"
         return f"{self.source}:deal:{self.deal_id}:{self.stage}:{self.changed_at.isoformat()}"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a webhook body: which event (`index`) and field, when it is about one."""
+
+    index: int | None
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class PayloadError(ValueError):
+    """A webhook body that cannot be stored; every problem found is in `errors`."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors

@@ -6,7 +6,6 @@ payload in one round trip; a batch with any bad event is refused whole.
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.crm.event import DealEvent
+from bot.crm.event import DealEvent, FieldError, PayloadError
 
 SOURCE = "generic"
 MAX_BODY_BYTES = 1024 * 1024
@@ -26,22 +25,6 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{2,31}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    index: int | None
-    field: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "field": self.field, "message": self.message}
-
-
-class PayloadError(ValueError):
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(error.message for error in errors))
-        self.errors = errors
 
 
 class _Clock:
