@@ -167,6 +167,12 @@ class CrmJobKind(StrEnum):
     """Write a loss's newest reason to its deal in the CRM."""
 
 
+class CrmJobState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class CrmJob(Base):
     """Work against a CRM's API that must survive an outage of that API, and a restart of the bot.
 
@@ -184,7 +190,7 @@ class CrmJob(Base):
     event_key: Mapped[str | None] = mapped_column(String(600), unique=True)
     payload: Mapped[dict[str, Any] | None]
     loss_id: Mapped[int | None] = mapped_column(ForeignKey("loss.id"), index=True)
-    state: Mapped[OutboxState] = mapped_column(String(16))
+    state: Mapped[CrmJobState] = mapped_column(String(16))
     due_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)

@@ -5,10 +5,13 @@ restart; an error says whether retrying can help and, for a 429, when the CRM al
 """
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from bot.crm.event import DealEvent
 
 # Answers about this one request (no such deal, no such field): sending it again cannot succeed.
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 422})
@@ -38,6 +41,16 @@ class WriteBack:
     reason: str
     """The reason's label, with the competitor or missing feature when there is one."""
     explanation: str
+
+
+@dataclass(frozen=True)
+class Connector:
+    """What the bot can do with one connected CRM's API."""
+
+    fetch: Callable[[dict[str, Any]], Awaitable[DealEvent]] | None
+    """Turns a stored webhook event into the full DealEvent; None when the CRM sends full events."""
+    write_back: Callable[[WriteBack], Awaitable[None]] | None
+    """Writes a reason to the deal; None when write-back is not configured."""
 
 
 async def call_json(
