@@ -23,12 +23,19 @@ def register(app: AsyncApp) -> None:
 async def handle_open_reason(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
 ) -> None:
-    """Opens the reason modal for the deal's owner, pre-filled with the current reason on Edit."""
+    """Opens the reason modal for the deal's owner, pre-filled with the current reason on Edit, or
+    with the reason the CRM already has."""
     await ack()
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     try:
-        loss = await open_loss(session_factory=runtime.session_factory, loss_id=int(action["value"]), user_id=user_id)
+        loss = await open_loss(
+            session_factory=runtime.session_factory,
+            loss_id=int(action["value"]),
+            user_id=user_id,
+            catalogue=runtime.catalogue,
+            reason_aliases=runtime.settings.reason_aliases,
+        )
     except LossError as error:
         await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
         return
@@ -53,7 +60,11 @@ async def handle_reason_picked(
     modal = ModalContext.decode(view["private_metadata"])
     try:
         loss = await open_loss(
-            session_factory=runtime.session_factory, loss_id=modal.loss_id, user_id=body["user"]["id"]
+            session_factory=runtime.session_factory,
+            loss_id=modal.loss_id,
+            user_id=body["user"]["id"],
+            catalogue=runtime.catalogue,
+            reason_aliases=runtime.settings.reason_aliases,
         )
     except LossError:
         return  # The submission will say why; a menu change has nowhere to show it.

@@ -40,6 +40,7 @@ async def handle_reason_submitted(
             user_id=body["user"]["id"],
             view_id=view.get("id"),
             now=runtime.clock(),
+            write_back_to=runtime.write_back_sources,
         )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
@@ -52,3 +53,4 @@ async def handle_reason_submitted(
         return
     await ack()
     runtime.worker.kick()
+    runtime.crm_jobs.kick()

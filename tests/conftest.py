@@ -4,7 +4,8 @@ fake Slack, and the bot's real aiohttp server on port 0."""
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import aiohttp
 import asyncpg
@@ -18,6 +19,7 @@ from bot.settings import Settings
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 from tests.bot_client import DEALS_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, BotClient
+from tests.fake_crm import FakeCrm
 from tests.fake_slack import FakeSlack
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
@@ -61,6 +63,14 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     await slack.stop()
 
 
+@pytest.fixture
+async def fake_crm() -> AsyncIterator[FakeCrm]:
+    crm = FakeCrm()
+    await crm.start()
+    yield crm
+    await crm.stop()
+
+
 def make_settings(database_url: str, slack_api_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "slack_bot_token": "xoxb-test-token",
@@ -83,17 +93,23 @@ async def bot(
 
 
 class serve:  # noqa: N801 - used as `async with serve(...)`, like a function
-    """Starts the bot's server for `settings`; yields a BotClient; stops it on exit."""
+    """Starts the bot's server for `settings` (on `clock`, when given); yields a BotClient; stops it on exit."""
 
     def __init__(
-        self, settings: Settings, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+        self,
+        settings: Settings,
+        fake_slack: FakeSlack,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._settings = settings
         self._fake_slack = fake_slack
         self._session_factory = session_factory
+        self._clock = clock
 
     async def __aenter__(self) -> BotClient:
-        self._runner = web.AppRunner(create_app(self._settings))
+        app = create_app(self._settings) if self._clock is None else create_app(self._settings, clock=self._clock)
+        self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
