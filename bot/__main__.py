@@ -16,6 +16,7 @@ from bot.app import create_app
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.services.losses import reason_codes_missing_from
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
+from bot.team import TeamFileError, load_team
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = _load(Settings)
         _configure_logging(settings.log_level)
         catalogue = _load_catalogue(settings)
+        team = _load_team(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
         listening = _listen(settings.host, settings.port)
         _migrate(settings.database_url)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
     try:
-        web.run_app(create_app(settings, catalogue=catalogue), sock=listening, print=None)
+        web.run_app(create_app(settings, catalogue=catalogue, team=team), sock=listening, print=None)
     except SlackApiError as error:
         print(f"closedlost: SLACK_APP_TOKEN was refused by Slack: {error.response.get('error')}", file=sys.stderr)
         return 2
@@ -107,6 +109,15 @@ def _load_catalogue(settings: Settings) -> Catalogue:
     if unknown:
         raise StartupError(f"REASON_ALIASES names reason codes the catalogue does not have: {', '.join(unknown)}")
     return catalogue
+
+
+def _load_team(settings: Settings) -> dict[str, str]:
+    if settings.team_file is None:
+        return {}
+    try:
+        return load_team(settings.team_file)
+    except TeamFileError as error:
+        raise StartupError(f"TEAM_FILE {error}") from None
 
 
 async def _check_catalogue_keeps_stored_codes(settings: Settings, catalogue: Catalogue) -> None:

@@ -7,6 +7,7 @@ session factory and clock.
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -23,8 +24,12 @@ from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
+from bot.scheduler import Jobs, claim_lease
+from bot.services.deal_events import PromptPolicy
+from bot.services.messages import SlackDelivery
 from bot.settings import Settings
 from bot.slack_client import create_slack_client
+from bot.team import load_team
 from bot.worker import OutboxWorker
 from storage.engine import create_engine, create_session_factory
 
@@ -43,6 +48,7 @@ def create_app(
     client: AsyncWebClient | None = None,
     session_factory: async_sessionmaker[AsyncSession] | None = None,
     catalogue: Catalogue | None = None,
+    team: dict[str, str] | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> web.Application:
     slack = client or create_slack_client(settings)
@@ -51,14 +57,35 @@ def create_app(
         own_engine = create_engine(settings.database_url)
         session_factory = create_session_factory(own_engine)
     catalogue = catalogue or load_catalogue(settings.reasons_file)
-    worker = OutboxWorker(session_factory=session_factory, slack=slack, catalogue=catalogue, clock=clock)
-    ingest = IngestQueue(session_factory=session_factory, clock=clock, on_messages_queued=worker.kick)
+    if team is None:
+        team = load_team(settings.team_file) if settings.team_file else {}
+    # Names this process's claims on outbox rows (see bot.scheduler).
+    process_id = str(uuid.uuid4())
+    delivery = SlackDelivery(
+        session_factory=session_factory, slack=slack, catalogue=catalogue, settings=settings, team=team, clock=clock
+    )
+    worker = OutboxWorker(delivery=delivery, process_id=process_id, lease=claim_lease(settings))
+    jobs = Jobs(
+        settings=settings,
+        session_factory=session_factory,
+        clock=clock,
+        process_id=process_id,
+        on_messages_queued=worker.kick,
+    )
+    policy = PromptPolicy(bulk_window=settings.bulk_window, min_amount=settings.prompt_min_amount)
+    ingest = IngestQueue(
+        session_factory=session_factory,
+        clock=clock,
+        policy=policy,
+        on_messages_queued=worker.kick,
+        on_losses_opened=jobs.prompt_soon,
+    )
     crm_jobs = CrmJobWorker(
         settings=settings,
         session_factory=session_factory,
         catalogue=catalogue,
         clock=clock,
-        on_messages_queued=worker.kick,
+        ingest=ingest,
     )
     runtime = Runtime(
         settings=settings,
@@ -87,7 +114,9 @@ def create_app(
         delivering = asyncio.create_task(worker.run(), name="outbox-worker")
         ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
         running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
+        jobs.start()
         yield
+        await jobs.stop()
         if socket_mode is not None:
             await socket_mode.close_async()
         # By now aiohttp has answered every request, so the ingest queue is idle. The worker is let

@@ -10,6 +10,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.connectors import build_connectors
+from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.services import crm_jobs
 from bot.settings import Settings
@@ -27,13 +28,13 @@ class CrmJobWorker:
         session_factory: async_sessionmaker[AsyncSession],
         catalogue: Catalogue,
         clock: Callable[[], datetime],
-        on_messages_queued: Callable[[], None],
+        ingest: IngestQueue,
     ) -> None:
         self._settings = settings
         self._session_factory = session_factory
         self._catalogue = catalogue
         self._clock = clock
-        self._on_messages_queued = on_messages_queued
+        self._ingest = ingest
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -57,7 +58,7 @@ class CrmJobWorker:
                         connectors=connectors,
                         catalogue=self._catalogue,
                         clock=self._clock,
-                        on_messages_queued=self._on_messages_queued,
+                        record=self._ingest.submit,
                     )
                     wait = await self._seconds_until_next_due()
                 except Exception:

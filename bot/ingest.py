@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import DealEvent
-from bot.services.deal_events import record_deal_events
+from bot.services.deal_events import PromptPolicy, record_deal_events
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,15 @@ class IngestQueue:
         *,
         session_factory: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime],
+        policy: PromptPolicy,
         on_messages_queued: Callable[[], None],
+        on_losses_opened: Callable[[], None],
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        self._policy = policy
         self._on_messages_queued = on_messages_queued
+        self._on_losses_opened = on_losses_opened
         self._waiting: list[_Request] = []
         self._wake = asyncio.Event()
 
@@ -83,7 +87,7 @@ class IngestQueue:
         events = [event for request in batch for event in request.events]
         try:
             result = await record_deal_events(
-                session_factory=self._session_factory, events=events, received_at=self._clock()
+                session_factory=self._session_factory, events=events, received_at=self._clock(), policy=self._policy
             )
         except Exception:
             if len(batch) > 1:
@@ -97,6 +101,8 @@ class IngestQueue:
             return
         if result.messages_queued:
             self._on_messages_queued()
+        if result.losses_opened:
+            self._on_losses_opened()
         start = 0
         for request in batch:
             flags = result.is_new[start : start + len(request.events)]

@@ -4,14 +4,34 @@ Every field's description says what it expects, so that a bad value can be repor
 that names the setting (see `describe_settings_error`).
 """
 
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from bot.durations import parse_duration, parse_durations
+from bot.working_time import WorkingHours, parse_working_days, parse_working_hours
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _durations(value: object) -> object:
+    return parse_durations(value) if isinstance(value, str) else value
+
+
+# Durations are written with s, m or h suffixes (DESIGN.md §7): "90s", "2m", "8h".
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# A comma list of durations; NoDecode keeps pydantic-settings from reading it as JSON.
+Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_durations)]
 
 
 class DatabaseSettings(BaseSettings):
@@ -76,6 +96,30 @@ class Settings(DatabaseSettings):
     timezone: str = Field(default="UTC", description="an IANA time zone name such as Europe/Paris")
     reasons_file: Path | None = Field(
         default=None, description="the path of a TOML file that replaces the reason catalogue"
+    )
+    manager_channel: str | None = Field(
+        default=None, description="the id of the Slack channel for escalations, such as C0123ABCD"
+    )
+    reminder_after: Durations = Field(
+        default=(timedelta(hours=8), timedelta(hours=16)),
+        description="increasing working-time durations after the prompt, such as 8h,16h",
+    )
+    escalate_after: Duration = Field(
+        default=timedelta(hours=24), description="a working-time duration after the prompt, such as 24h"
+    )
+    working_hours: str = Field(default="09:00-18:00", description="a daily span HH:MM-HH:MM, such as 09:00-18:00")
+    working_days: str = Field(default="mon-fri", description="a day range such as mon-fri, or days such as mon,wed,fri")
+    team_file: Path | None = Field(
+        default=None, description="the path of a CSV file with the header rep_email,manager_email"
+    )
+    prompt_min_amount: Decimal = Field(
+        default=Decimal(0), ge=0, description="a non-negative amount in the deal's own currency"
+    )
+    bulk_window: Duration = Field(
+        default=timedelta(minutes=2), description="a duration such as 2m, to gather a rep's losses into one DM"
+    )
+    scheduler_tick: Duration = Field(
+        default=timedelta(seconds=60), description="a duration of at least 1s, such as 60s"
     )
 
     # The CRMs (README.md, "Connecting a CRM"). A CRM's webhook answers 503 until its secret is set;
@@ -183,6 +227,33 @@ class Settings(DatabaseSettings):
             raise ValueError(f"{value!r} is not a known time zone") from None
         return value
 
+    @field_validator("working_hours")
+    @classmethod
+    def _working_hours_shape(cls, value: str) -> str:
+        parse_working_hours(value)
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _working_days_shape(cls, value: str) -> str:
+        parse_working_days(value)
+        return value
+
+    @field_validator("manager_channel")
+    @classmethod
+    def _channel_id_shape(cls, value: str | None) -> str | None:
+        # chat.postMessage takes a name too, but chat.update needs the id, and names change.
+        if value is not None and not (value[:1] in "CG" and value[1:].isalnum() and len(value) > 1):
+            raise ValueError(f"{value!r} is not a channel id (channel details in Slack show it)")
+        return value
+
+    @field_validator("scheduler_tick")
+    @classmethod
+    def _tick_at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("is shorter than 1s")
+        return value
+
     @model_validator(mode="after")
     def _http_mode_needs_signing_secret(self) -> "Settings":
         if self.slack_app_token is None and self.slack_signing_secret is None:
@@ -207,6 +278,11 @@ class Settings(DatabaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def hours(self) -> WorkingHours:
+        start, end = parse_working_hours(self.working_hours)
+        return WorkingHours(start=start, end=end, days=parse_working_days(self.working_days))
 
     @property
     def socket_mode(self) -> bool:

@@ -1,12 +1,38 @@
-"""The one Slack Web API client every outbound call goes through."""
+"""The one Slack Web API client every outbound call goes through, and how its errors are sorted."""
 
+from collections.abc import Awaitable
+
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
 
 from bot.settings import Settings
+
+# Errors about this one message or recipient: sending again cannot succeed.
+PERMANENT_ERRORS = frozenset(
+    {
+        "users_not_found",
+        "user_not_found",
+        "channel_not_found",
+        "account_inactive",
+        "user_disabled",
+        "not_in_channel",
+        "is_archived",
+        "cannot_dm_bot",
+        "message_not_found",
+        "cant_update_message",
+        "invalid_blocks",
+        "msg_too_long",
+        "msg_blocks_too_long",
+    }
+)
+
+
+class PermanentFailure(Exception):
+    """Sending cannot succeed; the message says why, for the loss and the log."""
 
 
 def create_slack_client(settings: Settings) -> AsyncWebClient:
@@ -17,3 +43,14 @@ def create_slack_client(settings: Settings) -> AsyncWebClient:
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
     return client
+
+
+async def call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+    """Awaits a Slack Web API call, turning errors that retrying cannot fix into PermanentFailure."""
+    try:
+        return await request
+    except SlackApiError as error:
+        code = error.response.get("error")
+        if code in PERMANENT_ERRORS:
+            raise PermanentFailure(f"Slack answered {code}") from error
+        raise

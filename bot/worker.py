@@ -1,16 +1,12 @@
-"""The background task that drains the outbox: woken when messages are queued, and on a timer for
-retries and for messages left behind by a process that stopped."""
+"""The background task that drains the outbox: woken when calls are queued, and on a timer for
+retries and for calls left behind by a process that stopped."""
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from datetime import timedelta
 
-from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from bot.reasons import Catalogue
 from bot.services import outbox
+from bot.services.messages import SlackDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -18,23 +14,15 @@ IDLE_WAKE_SECONDS = 30.0
 
 
 class OutboxWorker:
-    def __init__(
-        self,
-        *,
-        session_factory: async_sessionmaker[AsyncSession],
-        slack: AsyncWebClient,
-        catalogue: Catalogue,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._session_factory = session_factory
-        self._slack = slack
-        self._catalogue = catalogue
-        self._clock = clock
+    def __init__(self, *, delivery: SlackDelivery, process_id: str, lease: timedelta) -> None:
+        self._delivery = delivery
+        self._process_id = process_id
+        self._lease = lease
         self._wake = asyncio.Event()
         self._stopping = False
 
     def kick(self) -> None:
-        """Deliver soon: called after a transaction that queued messages has committed."""
+        """Deliver soon: called after a transaction that queued calls has committed."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -43,15 +31,19 @@ class OutboxWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        delivery = self._delivery
         while not self._stopping:
             # Cleared before delivering, so a kick that arrives during delivery starts another round.
             self._wake.clear()
             try:
                 await outbox.deliver_due_messages(
-                    session_factory=self._session_factory,
-                    slack=self._slack,
-                    catalogue=self._catalogue,
-                    clock=self._clock,
+                    session_factory=delivery.session_factory,
+                    send=delivery.send,
+                    record_failure=delivery.record_failure,
+                    process_id=self._process_id,
+                    lease=self._lease,
+                    clock=delivery.clock,
+                    stopping=lambda: self._stopping,
                 )
                 wait = await self._seconds_until_next_due()
             except Exception:
@@ -61,10 +53,11 @@ class OutboxWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
+        await outbox.release_claims(delivery.session_factory, process_id=self._process_id)
 
     async def _seconds_until_next_due(self) -> float:
-        now = self._clock()
-        due_at = await outbox.next_due_at(self._session_factory, now)
+        now = self._delivery.clock()
+        due_at = await outbox.next_due_at(self._delivery.session_factory, now)
         if due_at is None:
             return IDLE_WAKE_SECONDS
         return min(max((due_at - now).total_seconds(), 0.05), IDLE_WAKE_SECONDS)

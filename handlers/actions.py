@@ -1,4 +1,5 @@
-"""Buttons and menus: Log reason / Edit on the DM, and the reason menu inside the modal."""
+"""Buttons and menus: Log reason / Edit / Log one reason for several and the page buttons on the DM,
+and the reason menu inside the modals."""
 
 from typing import Any
 
@@ -7,16 +8,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import LossError
 from bot.runtime import Runtime
-from bot.services.losses import open_loss
+from bot.services.losses import awaiting_losses_of, open_loss, turn_page
 from bot.validation import ReasonForm
 from bot.views import ids
-from bot.views.reason_modal import ModalContext, build_reason_modal
+from bot.views.reason_modal import ModalContext, build_reason_modal, build_several_modal
+
+NOTHING_AWAITING = "Every one of your closed-lost deals has its reason: there is nothing left to log."
 
 
 def register(app: AsyncApp) -> None:
     app.action(ids.LOG_REASON)(handle_open_reason)
     app.action(ids.EDIT_REASON)(handle_open_reason)
+    app.action(ids.LOG_SEVERAL)(handle_open_several)
     app.action(ids.REASON_SELECT)(handle_reason_picked)
+    app.action(ids.PAGE_BACK)(handle_page_turned)
+    app.action(ids.PAGE_NEXT)(handle_page_turned)
     app.action(ids.OPEN_IN_CRM)(handle_link_clicked)
 
 
@@ -49,6 +55,37 @@ async def handle_open_reason(
     await client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
+async def handle_open_several(
+    ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+) -> None:
+    """Opens the modal that logs one reason for several of the rep's awaiting deals."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    deals = await awaiting_losses_of(session_factory=runtime.session_factory, user_id=user_id)
+    if not deals:
+        await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=NOTHING_AWAITING)
+        return
+    view = build_several_modal(deals=deals, catalogue=runtime.catalogue, chosen=None, today=runtime.today())
+    await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+async def handle_page_turned(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    await ack()
+    runtime: Runtime = context["runtime"]
+    message_id, page = (int(part) for part in action["value"].split(":"))
+    await turn_page(
+        session_factory=runtime.session_factory,
+        message_id=message_id,
+        page=page,
+        user_id=body["user"]["id"],
+        now=runtime.clock(),
+    )
+    runtime.worker.kick()
+
+
 async def handle_reason_picked(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
 ) -> None:
@@ -57,6 +94,12 @@ async def handle_reason_picked(
     await ack()
     runtime: Runtime = context["runtime"]
     view = body["view"]
+    chosen = ReasonForm(reason_code=action["selected_option"]["value"], detail=None, explanation="", revisit_on=None)
+    if view["callback_id"] == ids.SEVERAL_MODAL:
+        deals = await awaiting_losses_of(session_factory=runtime.session_factory, user_id=body["user"]["id"])
+        several = build_several_modal(deals=deals, catalogue=runtime.catalogue, chosen=chosen, today=runtime.today())
+        await client.views_update(view_id=view["id"], hash=view["hash"], view=several)
+        return
     modal = ModalContext.decode(view["private_metadata"])
     try:
         loss = await open_loss(
@@ -68,7 +111,6 @@ async def handle_reason_picked(
         )
     except LossError:
         return  # The submission will say why; a menu change has nowhere to show it.
-    chosen = ReasonForm(reason_code=action["selected_option"]["value"], detail=None, explanation="", revisit_on=None)
     updated = build_reason_modal(
         deal=loss.deal, context=modal, catalogue=runtime.catalogue, chosen=chosen, today=runtime.today()
     )

@@ -7,10 +7,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.errors import LossError
 from bot.runtime import Runtime
-from bot.services.losses import record_reason
+from bot.services.losses import record_reason, record_reason_for_several
 from bot.validation import validate_reason_form
 from bot.views import ids
-from bot.views.reason_modal import ModalContext, build_notice_modal, parse_reason_submission
+from bot.views.reason_modal import ModalContext, build_notice_modal, describe_several, parse_reason_submission
 from handlers.errors import SOMETHING_WENT_WRONG
 
 logger = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 def register(app: AsyncApp) -> None:
     app.view(ids.REASON_MODAL)(handle_reason_submitted)
+    app.view(ids.SEVERAL_MODAL)(handle_several_submitted)
 
 
 async def handle_reason_submitted(
@@ -52,5 +53,42 @@ async def handle_reason_submitted(
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
     await ack()
+    runtime.worker.kick()
+    runtime.crm_jobs.kick()
+
+
+async def handle_several_submitted(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    """One reason for several deals: validated like a single answer, then stored for each deal."""
+    runtime: Runtime = context["runtime"]
+    submission = parse_reason_submission(view["state"]["values"])
+    problems = validate_reason_form(submission.form, catalogue=runtime.catalogue, today=runtime.earliest_today())
+    errors = submission.errors_by_block(problems)
+    if not submission.loss_ids:
+        errors[ids.DEALS_BLOCK] = "Pick at least one deal."
+    if errors:
+        await ack(response_action="errors", errors=errors)
+        return
+    try:
+        result = await record_reason_for_several(
+            session_factory=runtime.session_factory,
+            loss_ids=submission.loss_ids,
+            form=submission.form,
+            catalogue=runtime.catalogue,
+            user_id=body["user"]["id"],
+            view_id=view.get("id"),
+            now=runtime.clock(),
+            write_back_to=runtime.write_back_sources,
+        )
+    except Exception:
+        logger.exception("saving one reason for %d losses failed", len(submission.loss_ids))
+        await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
+        return
+    if result.skipped:
+        notice = describe_several(logged=result.logged, skipped=result.skipped)
+        await ack(response_action="update", view=build_notice_modal(title="Saved", text=notice))
+    else:
+        await ack()
     runtime.worker.kick()
     runtime.crm_jobs.kick()

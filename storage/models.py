@@ -23,13 +23,24 @@ class LossState(StrEnum):
     AWAITING = "awaiting"
     LOGGED = "logged"
     CANCELLED = "cancelled"
+    EXCLUDED = "excluded"
+    """Recorded and counted, but no reason is asked for (see `Loss.excluded_because`)."""
+
+
+class MessageKind(StrEnum):
+    PROMPT = "prompt"
+    """The DM asking a rep for the reasons of one or more losses."""
+    REMINDER = "reminder"
+    """A reply in the prompt's thread listing the rep's losses still without a reason."""
+    ESCALATION = "escalation"
+    """The day's post in the manager channel about one rep's overdue losses."""
 
 
 class OutboxKind(StrEnum):
-    PROMPT = "prompt"
-    """The DM asking the deal's owner for a reason."""
-    REFRESH = "refresh"
-    """A `chat.update` of that DM to show the loss's current state (logged, edited, cancelled)."""
+    POST = "post"
+    """`chat.postMessage` of a message."""
+    UPDATE = "update"
+    """`chat.update` of a posted message, to show its losses' current state."""
 
 
 class OutboxState(StrEnum):
@@ -96,10 +107,18 @@ class Loss(Base):
     deal_id: Mapped[int] = mapped_column(ForeignKey("deal.id"), index=True)
     lost_at: Mapped[datetime]
     state: Mapped[LossState] = mapped_column(String(16), index=True)
-    prompt_channel: Mapped[str | None] = mapped_column(String(32))
-    prompt_ts: Mapped[str | None] = mapped_column(String(32))
+    excluded_because: Mapped[str | None] = mapped_column(String(200))
+    prompt_after: Mapped[datetime | None]
+    """When the prompt may go out: the loss waits out BULK_WINDOW so that a burst makes one DM."""
+    prompt_message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     prompted_at: Mapped[datetime | None]
     delivery_error: Mapped[str | None] = mapped_column(Text)
+    reminders_sent: Mapped[int] = mapped_column(default=0)
+    last_reminded_at: Mapped[datetime | None]
+    reminder_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    escalation_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    escalated_at: Mapped[datetime | None]
+    escalation_message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
     logged_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -127,6 +146,62 @@ class ReasonEntry(Base):
     view_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class Message(Base):
+    """A Slack message the bot posts about losses, and updates as they change.
+
+    Its content is built from its losses (`message_loss`) whenever it is posted or updated. A
+    prompt or a reminder goes to the rep (`rep_slack_id`, or found by `rep_email` when it is sent);
+    an escalation goes to the manager channel, one per rep and day.
+    """
+
+    __tablename__ = "message"
+    __table_args__ = (
+        Index(
+            "uq_message_escalation_per_rep_day",
+            "rep_key",
+            "escalation_day",
+            unique=True,
+            postgresql_where=text("kind = 'escalation'"),
+            sqlite_where=text("kind = 'escalation'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[MessageKind] = mapped_column(String(16))
+    rep_key: Mapped[str] = mapped_column(String(320))
+    """The rep as the CRM names them: their Slack id, or else their email (lower case)."""
+    rep_slack_id: Mapped[str | None] = mapped_column(String(32))
+    rep_email: Mapped[str | None] = mapped_column(String(320))
+    post_to: Mapped[str | None] = mapped_column(String(32))
+    """A channel id; None for a DM to the rep."""
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    escalation_day: Mapped[date | None]
+    page: Mapped[int] = mapped_column(default=0)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    posted_at: Mapped[datetime | None]
+
+
+class MessageLoss(Base):
+    """The losses a message is about, in the order it lists them."""
+
+    __tablename__ = "message_loss"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), primary_key=True)
+    loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), primary_key=True, index=True)
+
+
+class Rep(Base):
+    """What the bot knows of a rep from Slack: the time zone their working hours are counted in."""
+
+    __tablename__ = "rep"
+
+    slack_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tz: Mapped[str | None] = mapped_column(String(64))
+    looked_up_at: Mapped[datetime]
+
+
 class SlackUser(Base):
     """Cache of `users.lookupByEmail`: CRM owner email (lower case) to Slack user id."""
 
@@ -138,11 +213,12 @@ class SlackUser(Base):
 
 
 class OutboxMessage(Base):
-    """A Slack message the bot owes, recorded before it is sent.
+    """A Slack call the bot owes, recorded before it is made.
 
-    A row names what to send (`kind`, about `loss_id`); the content is built from the loss's state
-    when it is sent, so a late message never shows stale data. `claimed_until` lets one process at
-    a time work on a row.
+    A row names what to do (`kind`) with which message; the content is built from the message's
+    losses when it is sent, so a late message never shows stale data. `claimed_by` and
+    `claimed_until` let one process at a time work on a row; the process renews its claims while
+    it runs, so the claims of a process that died run out within a few scheduler ticks.
     """
 
     __tablename__ = "outbox"
@@ -150,9 +226,10 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[OutboxKind] = mapped_column(String(32))
-    loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), index=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
     state: Mapped[OutboxState] = mapped_column(String(16))
     due_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,7 +1,7 @@
 """Query functions. They never commit: the calling service owns the transaction."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import RowMapping, exists, func, insert, or_, select, text, update
@@ -16,10 +16,14 @@ from storage.models import (
     DealEventRecord,
     Loss,
     LossState,
+    Message,
+    MessageKind,
+    MessageLoss,
     OutboxKind,
     OutboxMessage,
     OutboxState,
     ReasonEntry,
+    Rep,
     SlackUser,
 )
 
@@ -69,21 +73,38 @@ async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetim
     await session.execute(update(Loss).where(Loss.id.in_(loss_ids)).values(state=LossState.CANCELLED, cancelled_at=now))
 
 
-async def reopen_undelivered_prompts(session: AsyncSession, loss_ids: list[int]) -> list[int]:
-    """Of these losses, those whose prompt was never delivered and is not queued: clears the
-    recorded delivery error and returns them, to be prompted again."""
-    queued = exists().where(
-        OutboxMessage.loss_id == Loss.id,
-        OutboxMessage.kind == OutboxKind.PROMPT,
-        OutboxMessage.state == OutboxState.PENDING,
-    )
-    rows = await session.scalars(
+async def restart_losses(session: AsyncSession, loss_ids: list[int], *, prompt_after: datetime) -> None:
+    """Starts these losses over, as if they had just arrived: no prompt, reminder or escalation
+    yet (their deal has a new owner)."""
+    await session.execute(
         update(Loss)
-        .where(Loss.id.in_(loss_ids), Loss.prompt_ts.is_(None), ~queued)
-        .values(delivery_error=None)
-        .returning(Loss.id)
+        .where(Loss.id.in_(loss_ids))
+        .values(
+            prompt_after=prompt_after,
+            prompt_message_id=None,
+            prompted_at=None,
+            delivery_error=None,
+            reminders_sent=0,
+            last_reminded_at=None,
+            reminder_due_at=None,
+            escalation_due_at=None,
+            escalated_at=None,
+            escalation_message_id=None,
+        )
     )
-    return list(rows)
+
+
+async def message_ids_about(session: AsyncSession, loss_ids: list[int]) -> list[int]:
+    """The prompts and escalations that list these losses."""
+    if not loss_ids:
+        return []
+    rows = await session.scalars(
+        select(MessageLoss.message_id)
+        .distinct()
+        .join(Message, Message.id == MessageLoss.message_id)
+        .where(MessageLoss.loss_id.in_(loss_ids), Message.kind != MessageKind.REMINDER)
+    )
+    return sorted(rows)
 
 
 async def insert_deal_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -140,20 +161,20 @@ async def slack_user_id(session: AsyncSession, email: str) -> str | None:
     return await session.scalar(select(SlackUser.user_id).where(SlackUser.email == email))
 
 
-async def bring_forward_waiting_refreshes(session: AsyncSession, loss_ids: list[int], now: datetime) -> set[int]:
-    """Makes the DM updates queued for these losses that no process has picked up yet due now (one
-    may be waiting out a backoff), and returns the losses that had one. The rows stay locked until
-    commit, so a process claiming one meanwhile waits and then reads the new state."""
+async def bring_forward_waiting_calls(session: AsyncSession, message_ids: list[int], now: datetime) -> set[int]:
+    """Makes the calls queued for these messages that no process has picked up yet due now (one may
+    be waiting out a backoff), and returns the messages that had one: such a call reads the
+    message's state when it is made, so no other is needed. The rows stay locked until commit, so a
+    process claiming one meanwhile waits and then reads the new state."""
     rows = await session.scalars(
         update(OutboxMessage)
         .where(
-            OutboxMessage.loss_id.in_(loss_ids),
-            OutboxMessage.kind == OutboxKind.REFRESH,
+            OutboxMessage.message_id.in_(message_ids),
             OutboxMessage.state == OutboxState.PENDING,
             OutboxMessage.claimed_until.is_(None),
         )
         .values(due_at=now)
-        .returning(OutboxMessage.loss_id)
+        .returning(OutboxMessage.message_id)
     )
     return set(rows)
 
@@ -161,13 +182,13 @@ async def bring_forward_waiting_refreshes(session: AsyncSession, loss_ids: list[
 class ClaimedMessage(NamedTuple):
     id: int
     kind: str
-    loss_id: int
+    message_id: int
 
 
 async def claim_due_messages(
-    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+    session: AsyncSession, *, now: datetime, process_id: str, until: datetime, limit: int
 ) -> list[ClaimedMessage]:
-    """Claims up to `limit` due messages that no other process holds, for this process until `until`.
+    """Claims up to `limit` due calls that no other process holds, for `process_id` until `until`.
 
     On PostgreSQL the candidates are locked with SKIP LOCKED, so processes claiming at the same
     moment take different rows; SQLite runs one writing transaction at a time.
@@ -189,26 +210,56 @@ async def claim_due_messages(
     rows = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(list(candidates)), *claimable)
-        .values(claimed_until=until)
-        .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.loss_id)
+        .values(claimed_by=process_id, claimed_until=until)
+        .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.message_id)
     )
     return sorted(ClaimedMessage(*row) for row in rows)
 
 
-async def release_claims(session: AsyncSession, message_ids: list[int], until: datetime) -> None:
-    """Hands back messages this process claimed (until `until`) but will not send now."""
+async def renew_claims(session: AsyncSession, *, process_id: str, until: datetime) -> None:
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.claimed_until == until)
-        .values(claimed_until=None)
+        .where(OutboxMessage.claimed_by == process_id, OutboxMessage.state == OutboxState.PENDING)
+        .values(claimed_until=until)
     )
 
 
-async def mark_sent(session: AsyncSession, message_id: int, now: datetime) -> None:
+async def release_claims(session: AsyncSession, *, process_id: str) -> None:
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
+        .where(OutboxMessage.claimed_by == process_id, OutboxMessage.state == OutboxState.PENDING)
+        .values(claimed_by=None, claimed_until=None)
+    )
+
+
+async def mark_sent(session: AsyncSession, outbox_id: int, now: datetime) -> None:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id)
         .values(state=OutboxState.SENT, sent_at=now, attempts=OutboxMessage.attempts + 1)
+    )
+
+
+async def mark_failed(session: AsyncSession, outbox_id: int, reason: str) -> None:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id)
+        .values(state=OutboxState.FAILED, last_error=reason, attempts=OutboxMessage.attempts + 1)
+    )
+
+
+async def post_pending(session: AsyncSession, message_id: int) -> bool:
+    """Whether the message's `chat.postMessage` is still to be made."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    OutboxMessage.message_id == message_id,
+                    OutboxMessage.kind == OutboxKind.POST,
+                    OutboxMessage.state == OutboxState.PENDING,
+                )
+            )
+        )
     )
 
 
@@ -229,6 +280,136 @@ async def next_message_due_at(session: AsyncSession, now: datetime) -> datetime 
             or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
         )
     )
+
+
+class LossToPrompt(NamedTuple):
+    loss_id: int
+    rep_key: str
+    rep_slack_id: str | None
+    rep_email: str | None
+    prompt_after: datetime | None
+
+
+async def losses_to_prompt(session: AsyncSession) -> list[LossToPrompt]:
+    """Every loss awaiting a prompt that no other process is working on, oldest first, with the rep
+    it goes to (their Slack id, or else their email)."""
+    rep_key = func.coalesce(Deal.owner_slack_id, Deal.owner_email)
+    rows = await session.execute(
+        select(Loss.id, rep_key, Deal.owner_slack_id, Deal.owner_email, Loss.prompt_after)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            Loss.state == LossState.AWAITING,
+            Loss.prompt_message_id.is_(None),
+            Loss.prompt_after.is_not(None),
+            Loss.delivery_error.is_(None),
+        )
+        .order_by(Loss.lost_at, Loss.id)
+        .with_for_update(of=Loss, skip_locked=True)
+    )
+    return [LossToPrompt(*row) for row in rows]
+
+
+class LossToChase(NamedTuple):
+    """A loss due a reminder or an escalation, with what is needed to send it."""
+
+    loss_id: int
+    rep_slack_id: str
+    rep_email: str | None
+    tz: str | None
+    prompted_at: datetime
+    reminders_sent: int
+    prompt_channel: str | None
+    prompt_ts: str | None
+
+
+def _chase_query() -> Any:
+    return (
+        select(
+            Loss.id,
+            Message.rep_slack_id,
+            Deal.owner_email,
+            Rep.tz,
+            Loss.prompted_at,
+            Loss.reminders_sent,
+            Message.channel,
+            Message.ts,
+        )
+        .join(Deal, Deal.id == Loss.deal_id)
+        .join(Message, Message.id == Loss.prompt_message_id)
+        .outerjoin(Rep, Rep.slack_id == Message.rep_slack_id)
+        .where(Loss.state == LossState.AWAITING, Loss.prompted_at.is_not(None), Message.rep_slack_id.is_not(None))
+        .order_by(Loss.lost_at, Loss.id)
+        .with_for_update(of=Loss, skip_locked=True)
+    )
+
+
+async def losses_to_remind(session: AsyncSession, now: datetime) -> list[LossToChase]:
+    rows = await session.execute(_chase_query().where(Loss.reminder_due_at <= now))
+    return [LossToChase(*row) for row in rows]
+
+
+async def losses_to_escalate(session: AsyncSession, now: datetime) -> list[LossToChase]:
+    rows = await session.execute(_chase_query().where(Loss.escalation_due_at <= now, Loss.escalated_at.is_(None)))
+    return [LossToChase(*row) for row in rows]
+
+
+async def insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts messages in one statement; returns their ids in the order given."""
+    result = await session.scalars(
+        insert(Message).returning(Message.id, sort_by_parameter_order=True), [{"page": 0, **row} for row in rows]
+    )
+    return list(result)
+
+
+async def link_losses(session: AsyncSession, message_id: int, loss_ids: list[int]) -> None:
+    await session.execute(insert(MessageLoss), [{"message_id": message_id, "loss_id": loss_id} for loss_id in loss_ids])
+
+
+async def update_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Updates losses by primary key (`id` in each row), in one executemany."""
+    await session.execute(update(Loss), rows)
+
+
+async def escalation_message_id(session: AsyncSession, rep_key: str, day: date) -> int | None:
+    return await session.scalar(
+        select(Message.id).where(
+            Message.kind == MessageKind.ESCALATION, Message.rep_key == rep_key, Message.escalation_day == day
+        )
+    )
+
+
+class MessageItem(NamedTuple):
+    loss: Loss
+    deal: Deal
+    entry: ReasonEntry | None
+
+
+async def message_items(session: AsyncSession, message_id: int, *, for_update: bool = False) -> list[MessageItem]:
+    """The losses a message lists, in order, each with its deal and its latest reason."""
+    latest = (
+        select(ReasonEntry.loss_id, func.max(ReasonEntry.revision).label("revision"))
+        .group_by(ReasonEntry.loss_id)
+        .subquery()
+    )
+    query = (
+        select(Loss, Deal, ReasonEntry)
+        .join(MessageLoss, MessageLoss.loss_id == Loss.id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .outerjoin(latest, latest.c.loss_id == Loss.id)
+        .outerjoin(ReasonEntry, (ReasonEntry.loss_id == Loss.id) & (ReasonEntry.revision == latest.c.revision))
+        .where(MessageLoss.message_id == message_id)
+        .order_by(Loss.lost_at, Loss.id)
+    )
+    rows = await session.execute(query.with_for_update(of=Loss) if for_update else query)
+    return [MessageItem(*row) for row in rows]
+
+
+async def rep_tz(session: AsyncSession, slack_id: str) -> str | None:
+    return await session.scalar(select(Rep.tz).where(Rep.slack_id == slack_id))
+
+
+async def has_rep(session: AsyncSession, slack_id: str) -> bool:
+    return await session.get(Rep, slack_id) is not None
 
 
 async def insert_new_crm_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> int:

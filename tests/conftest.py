@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import create_app
+from bot.app import create_app, utc_now
 from bot.settings import Settings
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
@@ -78,6 +78,9 @@ def make_settings(database_url: str, slack_api_url: str, **overrides: object) ->
         "slack_api_url": slack_api_url,
         "database_url": database_url,
         "deals_webhook_secret": DEALS_WEBHOOK_SECRET,
+        # Prompts go out as soon as a deal is lost, and the scheduler ticks every second.
+        "bulk_window": "0s",
+        "scheduler_tick": "1s",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -100,7 +103,8 @@ class serve:  # noqa: N801 - used as `async with serve(...)`, like a function
         settings: Settings,
         fake_slack: FakeSlack,
         session_factory: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime] | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings
         self._fake_slack = fake_slack
@@ -108,8 +112,7 @@ class serve:  # noqa: N801 - used as `async with serve(...)`, like a function
         self._clock = clock
 
     async def __aenter__(self) -> BotClient:
-        app = create_app(self._settings) if self._clock is None else create_app(self._settings, clock=self._clock)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(create_app(self._settings, clock=self._clock))
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

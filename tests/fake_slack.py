@@ -31,6 +31,8 @@ class Failure:
 @dataclass
 class FakeSlack:
     users_by_email: dict[str, str] = field(default_factory=dict)
+    tz_by_user: dict[str, str] = field(default_factory=dict)
+    """Each user's time zone as `users.info` and `users.lookupByEmail` give it (default New York)."""
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
@@ -118,7 +120,13 @@ class FakeSlack:
         user_id = self.users_by_email.get(params.get("email", ""))
         if user_id is None:
             return {"ok": False, "error": "users_not_found"}
-        return {"ok": True, "user": {"id": user_id, "tz": "America/New_York"}}
+        return {"ok": True, "user": self._user(user_id)}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "user": self._user(params["user"])}
+
+    def _user(self, user_id: str) -> dict[str, Any]:
+        return {"id": user_id, "tz": self.tz_by_user.get(user_id, "America/New_York")}
 
     def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params["channel"]

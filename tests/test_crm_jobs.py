@@ -4,6 +4,7 @@ what retrying cannot fix is recorded as failed with the reason."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,7 @@ from bot.crm.event import DealEvent
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services import crm_jobs
 from bot.services.crm_jobs import PendingEvent, queue_fetches
-from bot.services.deal_events import record_deal_events
+from bot.services.deal_events import PromptPolicy, record_deal_events
 from bot.services.losses import record_reason
 from bot.services.outbox import backoff
 from bot.validation import ReasonForm
@@ -28,6 +29,7 @@ from tests.fake_slack import Failure
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CATALOGUE = Catalogue(DEFAULT_REASONS)
+POLICY = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
 EXPLANATION = "Initech undercut us by 30% and bundled onboarding for free."
 
 
@@ -52,12 +54,11 @@ async def connectors(fake_crm: FakeCrm) -> AsyncIterator[dict[str, Connector]]:
 
 
 async def run(session_factory: async_sessionmaker[AsyncSession], connectors: dict[str, Connector], at: datetime) -> int:
+    async def record(events: list[DealEvent]) -> object:
+        return await record_deal_events(session_factory=session_factory, events=events, received_at=at, policy=POLICY)
+
     return await crm_jobs.run_due_jobs(
-        session_factory=session_factory,
-        connectors=connectors,
-        catalogue=CATALOGUE,
-        clock=lambda: at,
-        on_messages_queued=lambda: None,
+        session_factory=session_factory, connectors=connectors, catalogue=CATALOGUE, clock=lambda: at, record=record
     )
 
 
@@ -193,7 +194,7 @@ async def log_reason(
             owner_slack_id="U0DANA001",
             changed_at=NOW - timedelta(hours=1),
         )
-        await record_deal_events(session_factory=session_factory, events=[event], received_at=NOW)
+        await record_deal_events(session_factory=session_factory, events=[event], received_at=NOW, policy=POLICY)
     (loss,) = await rows(session_factory, Loss)
     await record_reason(
         session_factory=session_factory,

@@ -3,17 +3,19 @@ the newest stage wins."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import DealEvent
-from bot.services.deal_events import record_deal_events
+from bot.services.deal_events import PromptPolicy, record_deal_events
 from storage.engine import create_engine, create_session_factory
 from storage.models import Deal, Loss
 from tests.bot_client import rows
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DEALS = range(20)
+POLICY = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
 
 
 def event(number: int, stage: str, changed_at: datetime, event_id: str) -> DealEvent:
@@ -30,7 +32,9 @@ def event(number: int, stage: str, changed_at: datetime, event_id: str) -> DealE
 
 
 async def record(session_factory: async_sessionmaker[AsyncSession], events: list[DealEvent]) -> None:
-    await record_deal_events(session_factory=session_factory, events=events, received_at=T0 + timedelta(hours=1))
+    await record_deal_events(
+        session_factory=session_factory, events=events, received_at=T0 + timedelta(hours=1), policy=POLICY
+    )
 
 
 async def in_two_processes(database_url: str, first: list[DealEvent], second: list[DealEvent]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
 from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
-from bot.views.prompt import build_prompt_message
+from bot.views.prompt import DealLoss, build_prompt_message, build_single_prompt
 from bot.views.reason_modal import ModalContext, build_notice_modal, build_reason_modal, parse_reason_submission
 from bot.views.text import escape, format_amount
 from storage.models import Deal, Loss, LossState, ReasonEntry
@@ -75,9 +75,11 @@ def make_entry(**overrides: Any) -> ReasonEntry:
 def prompt(
     deal: Deal | None = None, state: LossState = LossState.AWAITING, entry: ReasonEntry | None = None
 ) -> dict[str, Any]:
-    message = build_prompt_message(deal=deal or make_deal(), loss=make_loss(state), entry=entry, catalogue=CATALOGUE)
-    rendered = message.as_kwargs()
+    item = DealLoss(deal=deal or make_deal(), loss=make_loss(state), entry=entry)
+    rendered = build_single_prompt(item, catalogue=CATALOGUE).as_kwargs()
     check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
+    # A prompt about one loss is the single-deal layout, whatever the message id or page.
+    assert build_prompt_message(items=[item], catalogue=CATALOGUE, message_id=99, page=3).as_kwargs() == rendered
     return rendered
 
 
@@ -235,10 +237,12 @@ def test_the_logged_prompt_quotes_every_line_of_the_explanation() -> None:
 
 def test_a_logged_reason_the_catalogue_retired_still_shows_its_label() -> None:
     catalogue = Catalogue([*DEFAULT_REASONS, Reason("old_budget", "Budget cut (old)", retired=True)])
-    message = build_prompt_message(
-        deal=make_deal(),
-        loss=make_loss(LossState.LOGGED),
-        entry=make_entry(reason_code="old_budget", detail=None),
+    message = build_single_prompt(
+        DealLoss(
+            deal=make_deal(),
+            loss=make_loss(LossState.LOGGED),
+            entry=make_entry(reason_code="old_budget", detail=None),
+        ),
         catalogue=catalogue,
     )
 
@@ -251,6 +255,17 @@ def test_the_cancelled_prompt_has_no_buttons() -> None:
     assert buttons(rendered) == {}
     assert "negotiation" in all_mrkdwn(rendered)
     assert "no reason is needed" in rendered["text"]
+
+
+def test_the_prompt_of_a_deal_that_moved_to_another_owner_has_no_buttons_and_names_them() -> None:
+    item = DealLoss(deal=make_deal(owner_slack_id="U0SAM"), loss=make_loss(), entry=None, moved=True)
+
+    rendered = build_single_prompt(item, catalogue=CATALOGUE).as_kwargs()
+
+    check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
+    assert buttons(rendered) == {}
+    assert "<@U0SAM>" in all_mrkdwn(rendered)
+    assert "<@U0SAM>" in rendered["text"]
 
 
 # --- user text is escaped in mrkdwn ---------------------------------------------------------------

@@ -27,6 +27,8 @@ class DealEvent:
     crm_reason: str | None = None
     """The loss reason the CRM already has, which pre-selects a reason for the rep to confirm."""
     event_id: str | None = None
+    prompt: bool = True
+    """False when the CRM asks that no reason be asked for this loss (it is still recorded)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -152,6 +152,10 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         if event_id is None:
             fail("event_id", "must be a string or an integer of at most 255 characters")
 
+    prompt = item.get("prompt", True)
+    if not isinstance(prompt, bool):
+        fail("prompt", f"must be true or false: {prompt!r}")
+
     if errors:
         return errors
     assert deal_id is not None and name is not None and stage is not None
@@ -168,6 +172,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         account=account.strip() if account is not None else None,
         url=url,
         event_id=event_id,
+        prompt=prompt,
         raw=item,
     )
 

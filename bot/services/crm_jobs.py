@@ -8,7 +8,7 @@ reason when retrying cannot help. Modelled on the outbox (`bot.services.outbox`)
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.api import Connector, CrmApiError, WriteBack
+from bot.crm.event import DealEvent
+from bot.ingest import IngestFailed
 from bot.reasons import Catalogue
-from bot.services.deal_events import record_deal_events
 from bot.services.outbox import backoff
 from storage import queries
 from storage.models import CrmJob, CrmJobKind, CrmJobState
@@ -87,10 +88,11 @@ async def run_due_jobs(
     connectors: Mapping[str, Connector],
     catalogue: Catalogue,
     clock: Callable[[], datetime],
-    on_messages_queued: Callable[[], None],
+    record: Callable[[list[DealEvent]], Awaitable[object]],
 ) -> int:
-    """Runs every due job no other process holds; returns how many were handled. A batch whose claim
-    nears its end hands the rest back, as the outbox does."""
+    """Runs every due job no other process holds; returns how many were handled. A fetched deal is
+    recorded with `record` (the ingest queue's `submit`, the path every webhook's events take). A
+    batch whose claim nears its end hands the rest back, as the outbox does."""
     handled = 0
     while True:
         claimed_at = clock()
@@ -107,12 +109,16 @@ async def run_due_jobs(
                         (await session.get_one(CrmJob, rest.id)).claimed_until = None
                 return handled
             try:
-                await _run(job, session_factory, connectors, catalogue, now, on_messages_queued)
+                await _run(job, session_factory, connectors, catalogue, record)
             except CrmApiError as error:
                 if error.permanent:
                     await _record_failure(session_factory, job, str(error))
                 else:
                     await _retry_later(session_factory, job, str(error), now, error.retry_after)
+            except IngestFailed:
+                await _retry_later(
+                    session_factory, job, "the fetched deal could not be stored (see the log)", now, None
+                )
             except Exception:
                 logger.exception(
                     "unexpected error in the %s job %s for %s; it will be retried", job.kind, job.id, job.source
@@ -135,18 +141,14 @@ async def _run(
     session_factory: async_sessionmaker[AsyncSession],
     connectors: Mapping[str, Connector],
     catalogue: Catalogue,
-    now: datetime,
-    on_messages_queued: Callable[[], None],
+    record: Callable[[list[DealEvent]], Awaitable[object]],
 ) -> None:
     connector = connectors.get(job.source)
     if job.kind == CrmJobKind.FETCH:
         if connector is None or connector.fetch is None or job.payload is None:
             raise CrmApiError(f"{job.source} is not configured: its deals cannot be fetched")
-        event = await connector.fetch(job.payload)
         # Recorded under the event's own idempotency key: a job run twice records it once.
-        result = await record_deal_events(session_factory=session_factory, events=[event], received_at=now)
-        if result.messages_queued:
-            on_messages_queued()
+        await record([await connector.fetch(job.payload)])
         return
     if connector is None or connector.write_back is None or job.loss_id is None:
         raise CrmApiError(f"write-back to {job.source} is not configured")

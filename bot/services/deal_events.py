@@ -7,7 +7,8 @@ rather than hundreds of ORM round trips.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm.event import CLOSED_LOST, DealEvent
 from bot.services import outbox
 from storage import queries
-from storage.models import LossState, OutboxKind
+from storage.models import LossState
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,22 @@ OPTIONAL_FIELDS = ("account", "amount", "currency", "url", "crm_reason")
 
 
 @dataclass(frozen=True)
+class PromptPolicy:
+    """Which new losses get a prompt, and when."""
+
+    bulk_window: timedelta
+    """A prompt waits this long, so that a rep's losses arriving together make one DM."""
+    min_amount: Decimal
+    """Losses of deals below this amount (in their own currency) are recorded but not prompted."""
+
+
+@dataclass(frozen=True)
 class IngestResult:
     is_new: list[bool]
     """One flag per event, in order: False for an event already seen."""
     messages_queued: int
+    losses_opened: int
+    """New losses that await a prompt."""
 
 
 @dataclass
@@ -45,12 +58,18 @@ class _DealState:
 
 
 async def record_deal_events(
-    *, session_factory: async_sessionmaker[AsyncSession], events: list[DealEvent], received_at: datetime
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    events: list[DealEvent],
+    received_at: datetime,
+    policy: PromptPolicy,
 ) -> IngestResult:
     """Stores a batch of events in one transaction, in the order given.
 
     An event already seen (same idempotency key) has no effect. An event older than what is recorded
     for its deal joins the audit trail but changes nothing, so deliveries out of order are safe.
+    New losses are prompted by the scheduler once `policy.bulk_window` has passed; a loss that
+    changes owner starts over with the new owner, and the messages about it are updated.
     """
     is_new: list[bool] = []
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
@@ -72,7 +91,7 @@ async def record_deal_events(
             if applied:
                 if state is None:
                     state = deals[deal_key] = _new_deal(event, received_at)
-                cancelled.extend(_apply(state, event, received_at))
+                cancelled.extend(_apply(state, event, received_at, policy))
             else:
                 logger.info("older event for deal %s:%s kept in the audit trail only", *deal_key)
             audit.append(
@@ -90,17 +109,19 @@ async def record_deal_events(
             )
 
         deal_ids = await _write_deals(session, deals)
-        prompts = await _write_new_losses(session, deals, deal_ids)
+        opened = await _write_new_losses(session, deals, deal_ids)
         if cancelled:
             await queries.cancel_losses(session, cancelled, received_at)
-        prompts += await _prompt_new_owners(session, deals)
-        await outbox.queue_messages(session, kind=OutboxKind.PROMPT, loss_ids=prompts, now=received_at)
-        queued = len(prompts) + await outbox.queue_refreshes(session, loss_ids=cancelled, now=received_at)
+        reassigned = _reassigned_losses(deals)
+        if reassigned:
+            await queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
+        messages = await queries.message_ids_about(session, cancelled + reassigned)
+        queued = await outbox.queue_updates(session, message_ids=messages, now=received_at)
         if audit:
             await queries.insert_deal_events(
                 session, [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
             )
-    return IngestResult(is_new=is_new, messages_queued=queued)
+    return IngestResult(is_new=is_new, messages_queued=queued, losses_opened=opened)
 
 
 async def _load_deals(session: AsyncSession, events: list[DealEvent]) -> dict[tuple[str, str], _DealState]:
@@ -124,7 +145,7 @@ def _new_deal(event: DealEvent, now: datetime) -> _DealState:
     return _DealState(id=None, values=values)
 
 
-def _apply(state: _DealState, event: DealEvent, now: datetime) -> list[int]:
+def _apply(state: _DealState, event: DealEvent, now: datetime, policy: PromptPolicy) -> list[int]:
     """Brings the deal to the event's state and opens or closes its loss. Returns the stored losses
     this event cancelled."""
     values = state.values
@@ -144,7 +165,16 @@ def _apply(state: _DealState, event: DealEvent, now: datetime) -> list[int]:
     state.owner_changed |= owner_before != (values["owner_email"], values["owner_slack_id"])
 
     if event.stage == CLOSED_LOST and previous_stage != CLOSED_LOST:
-        loss = {"lost_at": event.changed_at, "state": LossState.AWAITING, "created_at": now, "cancelled_at": None}
+        excluded_because = _excluded_because(event, values["amount"], policy)
+        loss = {
+            "lost_at": event.changed_at,
+            "state": LossState.EXCLUDED if excluded_because else LossState.AWAITING,
+            "excluded_because": excluded_because,
+            "prompt_after": None if excluded_because else now + policy.bulk_window,
+            "reminders_sent": 0,
+            "created_at": now,
+            "cancelled_at": None,
+        }
         state.new_losses.append(loss)
     elif event.stage != CLOSED_LOST and previous_stage == CLOSED_LOST:
         if state.new_losses and state.new_losses[-1]["state"] == LossState.AWAITING:
@@ -167,22 +197,27 @@ async def _write_deals(session: AsyncSession, deals: dict[tuple[str, str], _Deal
     return {key: state.id for key, state in deals.items() if state.id is not None}
 
 
+def _excluded_because(event: DealEvent, amount: Decimal | None, policy: PromptPolicy) -> str | None:
+    if not event.prompt:
+        return "the CRM sent prompt: false"
+    if amount is not None and amount < policy.min_amount:
+        return f"the amount is below PROMPT_MIN_AMOUNT ({policy.min_amount})"
+    return None
+
+
 async def _write_new_losses(
     session: AsyncSession, deals: dict[tuple[str, str], _DealState], deal_ids: dict[tuple[str, str], int]
-) -> list[int]:
-    """Inserts the losses this batch opened; returns those still awaiting a reason, to prompt."""
+) -> int:
+    """Inserts the losses this batch opened; returns how many await a prompt."""
     rows = [{**loss, "deal_id": deal_ids[key]} for key, state in deals.items() for loss in state.new_losses]
-    if not rows:
-        return []
-    inserted = await queries.insert_losses(session, rows)
-    return [loss_id for loss_id, state in inserted if state == LossState.AWAITING]
+    if rows:
+        await queries.insert_losses(session, rows)
+    return sum(row["state"] == LossState.AWAITING for row in rows)
 
 
-async def _prompt_new_owners(session: AsyncSession, deals: dict[tuple[str, str], _DealState]) -> list[int]:
-    """A deal whose owner changed while its prompt never reached anyone (an email Slack did not
-    know, since corrected in the CRM) gets its prompt again, for the new owner. A prompt already
-    delivered stays with the rep who has it."""
-    changed = [
+def _reassigned_losses(deals: dict[tuple[str, str], _DealState]) -> list[int]:
+    """Stored losses awaiting a reason whose deal changed owner: the prompt, its reminders and its
+    escalation follow the new owner (a corrected email included)."""
+    return [
         state.awaiting_loss_id for state in deals.values() if state.owner_changed and state.awaiting_loss_id is not None
     ]
-    return await queries.reopen_undelivered_prompts(session, changed) if changed else []

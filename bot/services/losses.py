@@ -11,8 +11,9 @@ from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import Catalogue, code_for_crm_reason
 from bot.services import crm_jobs, outbox
 from bot.validation import ReasonForm
+from bot.views.reason_modal import DealOption
 from storage import queries
-from storage.models import Deal, Loss, LossState, ReasonEntry
+from storage.models import Deal, Loss, LossState, Message, MessageKind, ReasonEntry
 
 
 @dataclass(frozen=True)
@@ -88,23 +89,14 @@ async def record_reason(
                 if view_id is not None and latest.view_id == view_id:
                     return latest
                 raise AlreadyLogged()
-            entry = ReasonEntry(
-                loss_id=loss.id,
-                revision=revision + 1,
-                reason_code=form.reason_code or "",
-                detail=form.detail if _needs_detail(catalogue, form) else None,
-                explanation=form.explanation.strip(),
-                revisit_on=form.revisit_on,
-                logged_by=user_id,
-                logged_at=now,
-                view_id=view_id,
-            )
+            entry = _entry(loss.id, revision + 1, form, catalogue, user_id, view_id, now)
             session.add(entry)
             await session.flush()
             if loss.state == LossState.AWAITING:
                 loss.state = LossState.LOGGED
                 loss.logged_at = now
-            await outbox.queue_refreshes(session, loss_ids=[loss.id], now=now)
+            messages = await queries.message_ids_about(session, [loss.id])
+            await outbox.queue_updates(session, message_ids=messages, now=now)
             if deal.source in write_back_to:
                 await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
     except IntegrityError as error:
@@ -130,6 +122,84 @@ def _check_can_log(loss: Loss, deal: Deal, user_id: str) -> None:
         raise NotOwner(deal.owner_slack_id)
 
 
+def _entry(
+    loss_id: int,
+    revision: int,
+    form: ReasonForm,
+    catalogue: Catalogue,
+    user_id: str,
+    view_id: str | None,
+    now: datetime,
+) -> ReasonEntry:
+    return ReasonEntry(
+        loss_id=loss_id,
+        revision=revision,
+        reason_code=form.reason_code or "",
+        detail=form.detail if _needs_detail(catalogue, form) else None,
+        explanation=form.explanation.strip(),
+        revisit_on=form.revisit_on,
+        logged_by=user_id,
+        logged_at=now,
+        view_id=view_id,
+    )
+
+
 def _needs_detail(catalogue: Catalogue, form: ReasonForm) -> bool:
     reason = catalogue.get(form.reason_code or "")
     return reason is not None and reason.requires is not None
+
+
+@dataclass(frozen=True)
+class SeveralLogged:
+    logged: int
+    skipped: int
+    """Deals picked that no longer await this rep's reason (logged meanwhile, reopened, moved)."""
+
+
+async def awaiting_losses_of(*, session_factory: async_sessionmaker[AsyncSession], user_id: str) -> list[DealOption]:
+    """The rep's losses still awaiting a reason, oldest first, for the several-deals modal."""
+    async with session_factory() as session, session.begin():
+        rows = await queries.awaiting_losses_of(session, user_id)
+    return [DealOption(loss_id=loss.id, deal=deal) for loss, deal in rows]
+
+
+async def record_reason_for_several(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    loss_ids: list[int],
+    form: ReasonForm,
+    catalogue: Catalogue,
+    user_id: str,
+    view_id: str | None,
+    now: datetime,
+    write_back_to: Collection[str],
+) -> SeveralLogged:
+    """Stores one validated reason as the answer of each picked loss that still awaits this rep's
+    reason, in one transaction, and queues the updates of the messages that list them and the
+    write-backs to the deals' CRMs that are in `write_back_to`."""
+    logged: list[int] = []
+    async with session_factory() as session, session.begin():
+        for loss, deal in await queries.losses_with_deals(session, loss_ids, for_update=True):
+            if loss.state != LossState.AWAITING or deal.owner_slack_id != user_id:
+                continue
+            session.add(_entry(loss.id, 1, form, catalogue, user_id, view_id, now))
+            loss.state = LossState.LOGGED
+            loss.logged_at = now
+            logged.append(loss.id)
+            if deal.source in write_back_to:
+                await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
+        messages = await queries.message_ids_about(session, logged)
+        await outbox.queue_updates(session, message_ids=messages, now=now)
+    return SeveralLogged(logged=len(logged), skipped=len(set(loss_ids)) - len(logged))
+
+
+async def turn_page(
+    *, session_factory: async_sessionmaker[AsyncSession], message_id: int, page: int, user_id: str, now: datetime
+) -> None:
+    """Shows another page of a rep's list of deals (the message is updated through the outbox)."""
+    async with session_factory() as session, session.begin():
+        message = await session.get(Message, message_id)
+        if message is None or message.rep_slack_id != user_id or message.kind != MessageKind.PROMPT:
+            return
+        message.page = max(page, 0)
+        await outbox.queue_updates(session, message_ids=[message_id], now=now)

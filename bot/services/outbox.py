@@ -1,10 +1,12 @@
-"""Every Slack message the bot owes goes through here: recorded first, sent by `deliver_due_messages`.
+"""Every Slack call the bot owes goes through here: recorded first, made by `deliver_due_messages`.
 
-A message row is written in the same transaction as the change that calls for it, so a crash never
-loses one. Sending claims the row in the database first, so two processes never send it twice.
-The content is built at send time from the loss's current state. Rate limits (429 + Retry-After)
-and 5xx answers are retried inside the Slack client (see `bot.slack_client`); what still fails is
-retried here with backoff, and errors that retrying cannot fix are recorded on the loss.
+An outbox row is written in the same transaction as the change that calls for it, so a crash never
+loses one. Delivering claims the row in the database first, for this process and for a lease that
+the scheduler renews every tick (`renew_claims`): two processes never send the same row, and the
+rows of a process that died are sent by another (or by the same, restarted) once its lease runs
+out. Rate limits (429 + Retry-After) and 5xx answers are retried inside the Slack client (see
+`bot.slack_client`); what still fails is retried here with backoff, and failures that retrying
+cannot fix are recorded by `record_failure` and not retried.
 """
 
 import logging
@@ -13,101 +15,82 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.reasons import Catalogue
-from bot.views.prompt import build_prompt_message
+from bot.slack_client import PermanentFailure
 from storage import queries
-from storage.models import Deal, Loss, LossState, OutboxKind, OutboxMessage, OutboxState, SlackUser
+from storage.models import OutboxKind, OutboxMessage, OutboxState
 
 logger = logging.getLogger(__name__)
 
-
-CLAIM_FOR = timedelta(minutes=10)
-# Longer than one message can take, Slack's Retry-After waits included.
-CLAIM_MARGIN = timedelta(minutes=5)
 MAX_ATTEMPTS = 12
 BATCH_SIZE = 50
-# Errors about this one message or recipient: sending again cannot succeed.
-PERMANENT_ERRORS = frozenset(
-    {
-        "users_not_found",
-        "user_not_found",
-        "channel_not_found",
-        "account_inactive",
-        "user_disabled",
-        "not_in_channel",
-        "is_archived",
-        "cannot_dm_bot",
-        "message_not_found",
-        "cant_update_message",
-        "invalid_blocks",
-        "msg_too_long",
-    }
-)
+
+Send = Callable[[queries.ClaimedMessage, datetime], Awaitable[None]]
+RecordFailure = Callable[[queries.ClaimedMessage, str, datetime], Awaitable[None]]
 
 
-class PermanentFailure(Exception):
-    """Sending cannot succeed; the message says why, for the loss and the log."""
+async def queue_posts(session: AsyncSession, *, message_ids: list[int], now: datetime) -> None:
+    await _queue(session, OutboxKind.POST, message_ids, now)
 
 
-async def queue_messages(session: AsyncSession, *, kind: OutboxKind, loss_ids: list[int], now: datetime) -> None:
-    if loss_ids:
-        rows = [
-            {
-                "kind": kind,
-                "loss_id": loss_id,
-                "state": OutboxState.PENDING,
-                "due_at": now,
-                "attempts": 0,
-                "created_at": now,
-            }
-            for loss_id in loss_ids
-        ]
-        await queries.insert_outbox_messages(session, rows)
-
-
-async def queue_refreshes(session: AsyncSession, *, loss_ids: list[int], now: datetime) -> int:
-    """Queues an update of each loss's DM, unless one not yet picked up is already waiting (it will
-    read the same state). Returns the number of messages queued."""
-    if not loss_ids:
+async def queue_updates(session: AsyncSession, *, message_ids: list[int], now: datetime) -> int:
+    """Queues a `chat.update` of each message, unless a call not yet picked up is already waiting
+    (it will read the same state). Returns the number of calls queued."""
+    if not message_ids:
         return 0
-    waiting = await queries.bring_forward_waiting_refreshes(session, loss_ids, now)
-    needed = [loss_id for loss_id in loss_ids if loss_id not in waiting]
-    await queue_messages(session, kind=OutboxKind.REFRESH, loss_ids=needed, now=now)
+    waiting = await queries.bring_forward_waiting_calls(session, message_ids, now)
+    needed = sorted(set(message_ids) - waiting)
+    await _queue(session, OutboxKind.UPDATE, needed, now)
     return len(needed)
+
+
+async def _queue(session: AsyncSession, kind: OutboxKind, message_ids: list[int], now: datetime) -> None:
+    if message_ids:
+        rows = [
+            {"kind": kind, "message_id": message_id, "state": OutboxState.PENDING, "due_at": now, "attempts": 0}
+            for message_id in message_ids
+        ]
+        await queries.insert_outbox_messages(session, [{**row, "created_at": now} for row in rows])
 
 
 async def deliver_due_messages(
     *,
     session_factory: async_sessionmaker[AsyncSession],
-    slack: AsyncWebClient,
-    catalogue: Catalogue,
+    send: Send,
+    record_failure: RecordFailure,
+    process_id: str,
+    lease: timedelta,
     clock: Callable[[], datetime],
+    stopping: Callable[[], bool],
 ) -> int:
-    """Sends every due message that no other process holds. Returns how many were handled.
-
-    Messages are claimed a batch at a time. A batch that is still not sent when its claim nears
-    its end (Slack rate-limiting us hard) hands the rest back and returns, rather than let another
-    process claim messages this one is about to send; the next round claims them afresh.
-    """
+    """Makes every due call that no other process holds, a claimed batch at a time, until none is
+    left or `stopping()`. Returns how many were handled."""
     handled = 0
     while True:
-        claimed_at = clock()
-        until = claimed_at + CLAIM_FOR
+        now = clock()
         async with session_factory() as session, session.begin():
-            claimed = await queries.claim_due_messages(session, now=claimed_at, until=until, limit=BATCH_SIZE)
+            claimed = await queries.claim_due_messages(
+                session, now=now, process_id=process_id, until=now + lease, limit=BATCH_SIZE
+            )
         if not claimed:
             return handled
-        for position, message in enumerate(claimed):
-            now = clock()
-            if now >= until - CLAIM_MARGIN:
-                async with session_factory() as session, session.begin():
-                    await queries.release_claims(session, [rest.id for rest in claimed[position:]], until)
-                return handled
-            await _deliver(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
+        for message in claimed:
+            if stopping():
+                return handled  # the rest is handed back by `release_claims`
+            await _deliver(message, session_factory, send, record_failure, clock())
             handled += 1
+
+
+async def renew_claims(session_factory: async_sessionmaker[AsyncSession], *, process_id: str, until: datetime) -> None:
+    async with session_factory() as session, session.begin():
+        await queries.renew_claims(session, process_id=process_id, until=until)
+
+
+async def release_claims(session_factory: async_sessionmaker[AsyncSession], *, process_id: str) -> None:
+    """Hands back what this process claimed but did not send, for a clean shutdown."""
+    async with session_factory() as session, session.begin():
+        await queries.release_claims(session, process_id=process_id)
 
 
 async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:
@@ -117,129 +100,24 @@ async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: da
 
 async def _deliver(
     message: queries.ClaimedMessage,
-    *,
     session_factory: async_sessionmaker[AsyncSession],
-    slack: AsyncWebClient,
-    catalogue: Catalogue,
+    send: Send,
+    record_failure: RecordFailure,
     now: datetime,
 ) -> None:
     try:
-        if message.kind == OutboxKind.PROMPT:
-            await _send_prompt(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
-        else:
-            await _refresh_prompt(message, session_factory=session_factory, slack=slack, catalogue=catalogue, now=now)
+        await send(message, now)
     except PermanentFailure as failure:
-        await _record_failure(session_factory, message, str(failure), now)
+        async with session_factory() as session, session.begin():
+            await queries.mark_failed(session, message.id, str(failure))
+        await record_failure(message, str(failure), now)
     except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
         await _retry_later(session_factory, message, _describe(error), now)
     except Exception:
-        logger.exception("unexpected error sending %s for loss %s; it will be retried", message.kind, message.loss_id)
+        logger.exception(
+            "unexpected error making the %s of message %s; it will be retried", message.kind, message.message_id
+        )
         await _retry_later(session_factory, message, "unexpected error (see the log)", now)
-
-
-async def _send_prompt(
-    message: queries.ClaimedMessage,
-    *,
-    session_factory: async_sessionmaker[AsyncSession],
-    slack: AsyncWebClient,
-    catalogue: Catalogue,
-    now: datetime,
-) -> None:
-    async with session_factory() as session, session.begin():
-        found = await queries.loss_with_deal(session, message.loss_id)
-        if found is None or found[0].state != LossState.AWAITING or found[0].prompt_ts is not None:
-            await queries.mark_sent(session, message.id, now)  # nothing is owed any more
-            return
-        loss, deal = found
-        owner = deal.owner_slack_id
-        cached = await queries.slack_user_id(session, deal.owner_email) if owner is None and deal.owner_email else None
-    if owner is None:
-        owner = cached or await _look_up_owner(deal, slack)
-        # Stored before the DM goes out: the owner may click its button at once.
-        async with session_factory() as session, session.begin():
-            if cached is None and deal.owner_email is not None:
-                await session.merge(SlackUser(email=deal.owner_email, user_id=owner, looked_up_at=now))
-            await queries.set_owner_slack_id(session, deal.id, email=deal.owner_email, user_id=owner)
-    content = build_prompt_message(deal=deal, loss=loss, entry=None, catalogue=catalogue)
-    response = await _call(slack.chat_postMessage(channel=owner, **content.as_kwargs()))
-    async with session_factory() as session, session.begin():
-        # Locked so that a cancel or a log racing with this send either sees the prompt or is seen by it.
-        sent = await session.get_one(Loss, loss.id, with_for_update=True, populate_existing=True)
-        sent.prompt_channel = response["channel"]
-        sent.prompt_ts = response["ts"]
-        sent.prompted_at = now
-        sent.delivery_error = None
-        if sent.state != LossState.AWAITING:
-            await queue_refreshes(session, loss_ids=[sent.id], now=now)
-        await queries.mark_sent(session, message.id, now)
-
-
-async def _refresh_prompt(
-    message: queries.ClaimedMessage,
-    *,
-    session_factory: async_sessionmaker[AsyncSession],
-    slack: AsyncWebClient,
-    catalogue: Catalogue,
-    now: datetime,
-) -> None:
-    async with session_factory() as session, session.begin():
-        found = await queries.loss_with_deal(session, message.loss_id)
-        entry = await queries.latest_entry(session, message.loss_id)
-    if found is not None:
-        loss, deal = found
-        channel, ts = loss.prompt_channel, loss.prompt_ts
-        # A prompt not sent yet needs no update: it will show the current state when it goes out.
-        if channel is not None and ts is not None:
-            content = build_prompt_message(deal=deal, loss=loss, entry=entry, catalogue=catalogue)
-            await _call(slack.chat_update(channel=channel, ts=ts, **content.as_kwargs()))
-    async with session_factory() as session, session.begin():
-        await queries.mark_sent(session, message.id, now)
-
-
-async def _look_up_owner(deal: Deal, slack: AsyncWebClient) -> str:
-    """Finds the deal owner's Slack id by the email the CRM gave (`users.lookupByEmail`)."""
-    if deal.owner_email is None:
-        raise PermanentFailure("the CRM gave no owner for this deal")
-    try:
-        response = await _call(slack.users_lookupByEmail(email=deal.owner_email))
-    except PermanentFailure:
-        raise PermanentFailure(f"no Slack user has the email {deal.owner_email}") from None
-    return str(response["user"]["id"])
-
-
-async def _call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
-    """Awaits a Slack Web API call, turning errors that retrying cannot fix into PermanentFailure."""
-    try:
-        return await request
-    except SlackApiError as error:
-        code = error.response.get("error")
-        if code in PERMANENT_ERRORS:
-            raise PermanentFailure(f"Slack answered {code}") from error
-        raise
-
-
-async def _record_failure(
-    session_factory: async_sessionmaker[AsyncSession], claimed: queries.ClaimedMessage, reason: str, now: datetime
-) -> None:
-    loss_id = claimed.loss_id
-    async with session_factory() as session, session.begin():
-        message = await session.get_one(OutboxMessage, claimed.id)
-        message.state = OutboxState.FAILED
-        message.attempts += 1
-        message.last_error = reason
-        found = await queries.loss_with_deal(session, loss_id)
-        if found is not None:
-            loss, deal = found
-            loss.delivery_error = reason
-            logger.warning(
-                "cannot send the %s for deal %s:%s (%r, owner %s): %s",
-                message.kind,
-                deal.source,
-                deal.external_id,
-                deal.name,
-                deal.owner_email or deal.owner_slack_id,
-                reason,
-            )
 
 
 async def _retry_later(
@@ -249,22 +127,23 @@ async def _retry_later(
         message = await session.get_one(OutboxMessage, claimed.id)
         message.attempts += 1
         message.last_error = reason
+        message.claimed_by = None
         message.claimed_until = None
         if message.attempts >= MAX_ATTEMPTS:
             message.state = OutboxState.FAILED
             logger.error(
-                "giving up on the %s for loss %s after %d attempts: %s",
+                "giving up on the %s of message %s after %d attempts: %s",
                 message.kind,
-                message.loss_id,
+                message.message_id,
                 message.attempts,
                 reason,
             )
         else:
             message.due_at = now + backoff(message.attempts)
             logger.warning(
-                "the %s for loss %s failed (%s); retrying at %s",
+                "the %s of message %s failed (%s); retrying at %s",
                 message.kind,
-                message.loss_id,
+                message.message_id,
                 reason,
                 message.due_at.isoformat(),
             )

@@ -1,7 +1,9 @@
-"""The DM a rep gets for a lost deal, in each state of its loss: awaiting, logged or cancelled.
+"""The DM a rep gets for lost deals, in each state of their losses: awaiting, logged, cancelled,
+or moved to another owner.
 
-The same message is updated in place (`chat.update`) as the loss changes, so the rep's DM always
-shows where the deal stands.
+One loss gets a detailed message; several (a bulk closure) get a list with a Log button per deal,
+paginated within Block Kit's 50 blocks. The same message is updated in place (`chat.update`) as
+the losses change, so the rep's DM always shows where each deal stands.
 """
 
 from dataclasses import dataclass
@@ -29,6 +31,26 @@ SECTION_MAX_LENGTH = 3000
 FIELD_MAX_LENGTH = 1900
 
 
+# Deals listed on one page of a bulk prompt: with the header, the buttons, the page line and the
+# page buttons, a page stays under Block Kit's 50 blocks.
+PAGE_SIZE = 40
+
+
+@dataclass(frozen=True)
+class DealLoss:
+    """One loss as a message shows it."""
+
+    deal: Deal
+    loss: Loss
+    entry: ReasonEntry | None
+    moved: bool = False
+    """The deal changed owner after this message listed it."""
+
+    @property
+    def awaiting(self) -> bool:
+        return self.loss.state == LossState.AWAITING and not self.moved
+
+
 @dataclass(frozen=True)
 class Message:
     text: str
@@ -39,11 +61,22 @@ class Message:
         return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
 
 
-def build_prompt_message(*, deal: Deal, loss: Loss, entry: ReasonEntry | None, catalogue: Catalogue) -> Message:
+def build_prompt_message(*, items: list[DealLoss], catalogue: Catalogue, message_id: int, page: int) -> Message:
+    """The prompt for one loss, or the list of several."""
+    if len(items) == 1:
+        return build_single_prompt(items[0], catalogue=catalogue)
+    return build_bulk_prompt(items, catalogue=catalogue, message_id=message_id, page=page)
+
+
+def build_single_prompt(item: DealLoss, *, catalogue: Catalogue) -> Message:
+    deal, loss, entry = item.deal, item.loss, item.entry
     blocks: list[Block] = [
         HeaderBlock(text=truncate(f"Closed lost: {deal.name}", HEADER_MAX_LENGTH)),
         _deal_fields(deal, loss),
     ]
+    if item.moved:
+        blocks.append(SectionBlock(text=f"This deal now belongs to {_owner(deal)}: they will log its reason."))
+        return Message(text=f"{escape(deal.name)} now belongs to {_owner(deal)}.", blocks=blocks)
     if loss.state == LossState.CANCELLED:
         blocks.append(
             SectionBlock(text=f"This deal moved back to *{escape(deal.stage)}* in the CRM: no reason is needed.")
@@ -61,6 +94,83 @@ def build_prompt_message(*, deal: Deal, loss: Loss, entry: ReasonEntry | None, c
     blocks.append(_buttons(deal, ids.LOG_REASON, "Log reason", loss.id, primary=True))
     amount = format_amount(deal.amount, deal.currency)
     return Message(text=f"Closed lost: {escape(deal.name)} ({amount}). Log why it was lost.", blocks=blocks)
+
+
+def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id: int, page: int) -> Message:
+    """A list of a rep's lost deals, each with its own button, one page at a time."""
+    awaiting = sum(item.awaiting for item in items)
+    pages = (len(items) + PAGE_SIZE - 1) // PAGE_SIZE
+    page = min(max(page, 0), pages - 1)
+    headline = f"{awaiting} closed-lost deals need a reason" if awaiting else "Every deal here has its reason"
+    blocks: list[Block] = [
+        HeaderBlock(text=headline),
+        SectionBlock(
+            text=f"{len(items)} of your deals were closed lost together. Log why each was lost, "
+            "or log one reason for several that were lost for the same reason."
+        ),
+    ]
+    if awaiting > 1:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text="Log one reason for several",
+                        action_id=ids.LOG_SEVERAL,
+                        value=str(message_id),
+                        style="primary",
+                    )
+                ]
+            )
+        )
+    shown = items[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    blocks.extend(deal_line(item, catalogue) for item in shown)
+    if pages > 1:
+        first = page * PAGE_SIZE + 1
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Deals {first}–{first + len(shown) - 1} of {len(items)} · page {page + 1} of {pages}"
+                    )
+                ]
+            )
+        )
+        turns = []
+        if page > 0:
+            turns.append(ButtonElement(text="← Previous", action_id=ids.PAGE_BACK, value=f"{message_id}:{page - 1}"))
+        if page < pages - 1:
+            turns.append(ButtonElement(text="Next →", action_id=ids.PAGE_NEXT, value=f"{message_id}:{page + 1}"))
+        blocks.append(ActionsBlock(elements=turns))
+    return Message(text=f"{headline}.", blocks=blocks)
+
+
+def deal_line(item: DealLoss, catalogue: Catalogue) -> SectionBlock:
+    """One deal in a list: what it was and where its reason stands, with the button that fits."""
+    deal, loss, entry = item.deal, item.loss, item.entry
+    summary = f"*{escape(deal.name)}*"
+    if deal.account:
+        summary += f" · {escape(deal.account)}"
+    summary += f" · {format_amount(deal.amount, deal.currency)} · lost {slack_date(loss.lost_at)}"
+    button = None
+    if item.moved:
+        status = f"Now belongs to {_owner(deal)}."
+    elif loss.state == LossState.CANCELLED:
+        status = "Reopened in the CRM: no reason is needed."
+    elif loss.state == LossState.LOGGED and entry is not None:
+        status = f":white_check_mark: {escape(catalogue.label(entry.reason_code))}"
+        if entry.detail:
+            status += f": {escape(entry.detail)}"
+        button = ButtonElement(text="Edit", action_id=ids.EDIT_REASON, value=str(loss.id))
+    else:
+        status = "Needs a reason."
+        button = ButtonElement(text="Log reason", action_id=ids.LOG_REASON, value=str(loss.id))
+    return SectionBlock(text=fit(f"{summary}\n{status}", SECTION_MAX_LENGTH), accessory=button)
+
+
+def _owner(deal: Deal) -> str:
+    if deal.owner_slack_id:
+        return f"<@{deal.owner_slack_id}>"
+    return escape(deal.owner_email or "another rep")
 
 
 def _deal_fields(deal: Deal, loss: Loss) -> SectionBlock:

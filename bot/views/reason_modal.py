@@ -15,8 +15,10 @@ from slack_sdk.models.blocks import (
     DatePickerElement,
     InputBlock,
     Option,
+    OptionGroup,
     PlainTextInputElement,
     SectionBlock,
+    StaticMultiSelectElement,
     StaticSelectElement,
 )
 from slack_sdk.models.views import View
@@ -28,6 +30,9 @@ from bot.views.text import escape, fit, format_amount, truncate
 from storage.models import Deal
 
 INTRO_MAX_LENGTH = 3000
+# https://docs.slack.dev/reference/block-kit/block-elements/multi-select-menu-element
+OPTIONS_PER_GROUP = 100
+OPTION_MAX_LENGTH = 75
 DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
 DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
 
@@ -51,14 +56,7 @@ class ModalContext:
 def build_reason_modal(
     *, deal: Deal, context: ModalContext, catalogue: Catalogue, chosen: ReasonForm | None, today: date
 ) -> View:
-    reason = catalogue.get(chosen.reason_code) if chosen and chosen.reason_code else None
-    if reason is not None and reason.retired:
-        reason = None
-    blocks: list[Block] = [SectionBlock(text=_intro(deal)), _reason_input(catalogue, reason)]
-    if reason is not None and reason.requires is not None:
-        blocks.append(_detail_input(reason.requires, chosen.detail if chosen else None))
-    blocks.append(_explanation_input(chosen.explanation if chosen else ""))
-    blocks.append(_revisit_input(reason, chosen.revisit_on if chosen else None, today))
+    blocks: list[Block] = [SectionBlock(text=_intro(deal)), *_reason_inputs(catalogue, chosen, today)]
     return View(
         type="modal",
         callback_id=ids.REASON_MODAL,
@@ -70,9 +68,64 @@ def build_reason_modal(
     )
 
 
+@dataclass(frozen=True)
+class DealOption:
+    loss_id: int
+    deal: Deal
+
+
+def build_several_modal(
+    *, deals: list[DealOption], catalogue: Catalogue, chosen: ReasonForm | None, today: date
+) -> View:
+    """One reason and one explanation for several of the rep's awaiting deals (a bulk closure):
+    the deals are picked from a menu, in groups of Slack's 100 options."""
+    options = [
+        Option(value=str(option.loss_id), label=truncate(_option_label(option.deal), OPTION_MAX_LENGTH))
+        for option in deals
+    ]
+    groups = [
+        OptionGroup(label=f"Deals {start + 1}–{start + len(chunk)}", options=chunk)
+        for start in range(0, len(options), OPTIONS_PER_GROUP)
+        for chunk in [options[start : start + OPTIONS_PER_GROUP]]
+    ]
+    menu = StaticMultiSelectElement(
+        action_id=ids.DEALS_SELECT,
+        placeholder="Pick the deals",
+        **({"options": options} if len(groups) == 1 else {"option_groups": groups}),
+    )
+    blocks: list[Block] = [
+        InputBlock(block_id=ids.DEALS_BLOCK, label="Deals lost for this reason", element=menu),
+        *_reason_inputs(catalogue, chosen, today),
+    ]
+    return View(
+        type="modal",
+        callback_id=ids.SEVERAL_MODAL,
+        title="Why were they lost?",
+        submit="Save",
+        close="Cancel",
+        blocks=blocks,
+    )
+
+
 def build_notice_modal(*, title: str, text: str) -> View:
     """A modal that only tells something, for `response_action: update` when nothing can be stored."""
     return View(type="modal", title=truncate(title, 24), close="Close", blocks=[SectionBlock(text=text)])
+
+
+def _reason_inputs(catalogue: Catalogue, chosen: ReasonForm | None, today: date) -> list[Block]:
+    reason = catalogue.get(chosen.reason_code) if chosen and chosen.reason_code else None
+    if reason is not None and reason.retired:
+        reason = None
+    blocks: list[Block] = [_reason_input(catalogue, reason)]
+    if reason is not None and reason.requires is not None:
+        blocks.append(_detail_input(reason.requires, chosen.detail if chosen else None))
+    blocks.append(_explanation_input(chosen.explanation if chosen else ""))
+    blocks.append(_revisit_input(reason, chosen.revisit_on if chosen else None, today))
+    return blocks
+
+
+def _option_label(deal: Deal) -> str:
+    return f"{deal.name} · {format_amount(deal.amount, deal.currency)}"
 
 
 def _intro(deal: Deal) -> str:
@@ -138,6 +191,8 @@ def _revisit_input(reason: Reason | None, chosen: date | None, today: date) -> I
 @dataclass(frozen=True)
 class Submission:
     form: ReasonForm
+    loss_ids: list[int]
+    """The deals picked in the several-deals modal; empty in the one-deal modal."""
     block_ids: dict[str, str]
     """Field name (`reason`, `detail`, `explanation`, `revisit`) to the block it came from, for errors."""
 
@@ -160,6 +215,7 @@ def parse_reason_submission(state_values: dict[str, dict[str, Any]]) -> Submissi
         ids.DETAIL_INPUT: "detail",
         ids.EXPLANATION_INPUT: "explanation",
         ids.REVISIT_INPUT: "revisit",
+        ids.DEALS_SELECT: "deals",
     }
     for block_id, actions in state_values.items():
         for action_id, state in actions.items():
@@ -171,6 +227,8 @@ def parse_reason_submission(state_values: dict[str, dict[str, Any]]) -> Submissi
                 values[field] = (state.get("selected_option") or {}).get("value")
             elif field == "revisit":
                 values[field] = state.get("selected_date")
+            elif field == "deals":
+                values[field] = [int(option["value"]) for option in state.get("selected_options") or []]
             else:
                 values[field] = (state.get("value") or "").strip() or None
     revisit = values.get("revisit")
@@ -180,4 +238,13 @@ def parse_reason_submission(state_values: dict[str, dict[str, Any]]) -> Submissi
         explanation=values.get("explanation") or "",
         revisit_on=date.fromisoformat(revisit) if revisit else None,
     )
-    return Submission(form=form, block_ids=block_ids)
+    return Submission(form=form, loss_ids=values.get("deals", []), block_ids=block_ids)
+
+
+def describe_several(*, logged: int, skipped: int) -> str:
+    """What a several-deals submission did, when some picked deals could not take the reason."""
+    saved = f"Saved for {logged} {'deal' if logged == 1 else 'deals'}."
+    return (
+        f"{saved} {skipped} of the deals you picked no longer needed your reason "
+        "(already logged, reopened in the CRM, or moved to another rep), so nothing was saved for them."
+    )

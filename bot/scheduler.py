@@ -1,0 +1,113 @@
+"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind and escalate, on the server's
+own event loop (APScheduler 3's AsyncIOScheduler).
+
+Jobs claim their work in the database (see `bot.services.chasing`), so any number of processes can
+tick against one database. Each tick also renews this process's claims on the outbox rows it is
+sending: the claims of a process that died run out after LEASE_TICKS ticks, and another process
+(or this one, restarted) sends what it left.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.services import chasing, outbox
+from bot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LEASE_TICKS = 3
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    return settings.scheduler_tick * LEASE_TICKS
+
+
+class Jobs:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session_factory: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime],
+        process_id: str,
+        on_messages_queued: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._session_factory = session_factory
+        self._clock = clock
+        self._process_id = process_id
+        self._on_messages_queued = on_messages_queued
+        # One tick at a time in this process, whether the timer or `prompt_soon` started it.
+        self._ticking = asyncio.Lock()
+        self._prompt_timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self._settings.scheduler_tick.total_seconds(),
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stops ticking, and waits for a tick under way to finish its transaction."""
+        self._scheduler.shutdown(wait=False)
+        if self._prompt_timer is not None:
+            self._prompt_timer.cancel()
+        async with self._ticking:
+            pass
+
+    def prompt_soon(self) -> None:
+        """New losses were recorded: tick as soon as their BULK_WINDOW is over, rather than up to a
+        whole SCHEDULER_TICK later. Losses arriving meanwhile are in the same window."""
+        if self._prompt_timer is None:
+            delay = self._settings.bulk_window.total_seconds()
+            self._prompt_timer = asyncio.get_running_loop().call_later(delay, self._tick_for_prompts)
+
+    def _tick_for_prompts(self) -> None:
+        self._prompt_timer = None
+        task = asyncio.create_task(self.tick())
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def tick(self) -> None:
+        """One round of every job; a job that fails is logged and tried again next tick."""
+        async with self._ticking:
+            await self._tick()
+
+    async def _tick(self) -> None:
+        now = self._clock()
+        try:
+            until = now + claim_lease(self._settings)
+            await outbox.renew_claims(self._session_factory, process_id=self._process_id, until=until)
+        except Exception:
+            logger.exception("renewing this process's outbox claims failed; trying again next tick")
+        jobs = {
+            "prompts": partial(chasing.queue_due_prompts, session_factory=self._session_factory, now=now),
+            "reminders": partial(
+                chasing.queue_due_reminders, session_factory=self._session_factory, settings=self._settings, now=now
+            ),
+            "escalations": partial(
+                chasing.queue_due_escalations, session_factory=self._session_factory, settings=self._settings, now=now
+            ),
+        }
+        queued = 0
+        for what, job in jobs.items():
+            try:
+                queued += await job()
+            except Exception:
+                logger.exception("queueing due %s failed; trying again next tick", what)
+        if queued:
+            self._on_messages_queued()

@@ -1,0 +1,190 @@
+"""The scheduler's work on losses awaiting a reason: prompt them, remind the rep, escalate.
+
+Each function runs in one transaction that locks the losses it takes (SKIP LOCKED on PostgreSQL),
+writes the messages they call for, and queues those messages in the outbox. So two processes
+ticking together never take the same loss, and nothing is sent twice (DESIGN.md §6, §7).
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.services import outbox
+from bot.settings import Settings
+from bot.working_time import add_working_time, is_working_time, next_working_moment
+from storage import queries
+from storage.models import MessageKind
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession], now: datetime) -> int:
+    """One DM per rep for their losses not yet prompted, once the oldest has waited out BULK_WINDOW.
+    Returns the number of DMs queued."""
+    async with session_factory() as session, session.begin():
+        waiting = await queries.losses_to_prompt(session)
+        by_rep = _grouped(waiting, key=lambda row: row.rep_key)
+        due = {
+            rep: rows
+            for rep, rows in by_rep.items()
+            if any(row.prompt_after and row.prompt_after <= now for row in rows)
+        }
+        if not due:
+            return 0
+        message_ids = await queries.insert_messages(
+            session,
+            [
+                {
+                    "kind": MessageKind.PROMPT,
+                    "rep_key": rep,
+                    "rep_slack_id": rows[0].rep_slack_id,
+                    "rep_email": rows[0].rep_email,
+                    "created_at": now,
+                }
+                for rep, rows in due.items()
+            ],
+        )
+        for message_id, rows in zip(message_ids, due.values(), strict=True):
+            await queries.link_losses(session, message_id, [row.loss_id for row in rows])
+            await queries.update_losses(session, [{"id": row.loss_id, "prompt_message_id": message_id} for row in rows])
+        await outbox.queue_posts(session, message_ids=message_ids, now=now)
+        return len(message_ids)
+
+
+async def queue_due_reminders(
+    *, session_factory: async_sessionmaker[AsyncSession], settings: Settings, now: datetime
+) -> int:
+    """One reminder per rep covering every loss of theirs that is due one, as a reply in the
+    thread of their oldest prompt; a rep outside their working hours is reminded when these
+    begin. Returns the number of reminders queued."""
+    hours = settings.hours
+    queued = 0
+    async with session_factory() as session, session.begin():
+        due = await queries.losses_to_remind(session, now)
+        for rep, rows in _grouped(due, key=lambda row: row.rep_slack_id).items():
+            tz = rep_zone(rows[0].tz, settings)
+            if not is_working_time(now, tz, hours):
+                later = next_working_moment(now, tz, hours)
+                await queries.update_losses(session, [{"id": row.loss_id, "reminder_due_at": later} for row in rows])
+                continue
+            thread = next((row for row in rows if row.prompt_ts is not None), rows[0])
+            [message_id] = await queries.insert_messages(
+                session,
+                [
+                    {
+                        "kind": MessageKind.REMINDER,
+                        "rep_key": rep,
+                        "rep_slack_id": rep,
+                        "rep_email": rows[0].rep_email,
+                        "post_to": thread.prompt_channel,
+                        "thread_ts": thread.prompt_ts,
+                        "created_at": now,
+                    }
+                ],
+            )
+            await queries.link_losses(session, message_id, [row.loss_id for row in rows])
+            await queries.update_losses(
+                session,
+                [
+                    {
+                        "id": row.loss_id,
+                        "reminders_sent": row.reminders_sent + 1,
+                        "last_reminded_at": now,
+                        "reminder_due_at": next_reminder_at(
+                            row.prompted_at, row.reminders_sent + 1, settings, tz=tz, now=now
+                        ),
+                    }
+                    for row in rows
+                ],
+            )
+            await outbox.queue_posts(session, message_ids=[message_id], now=now)
+            queued += 1
+    return queued
+
+
+async def queue_due_escalations(
+    *, session_factory: async_sessionmaker[AsyncSession], settings: Settings, now: datetime
+) -> int:
+    """Overdue losses go to MANAGER_CHANNEL in one post per rep and day (in TIMEZONE): the day's
+    post is updated with losses that become overdue later that day. Returns the number of posts
+    queued or updated."""
+    if settings.manager_channel is None:
+        return 0
+    day = now.astimezone(settings.tz).date()
+    touched = 0
+    async with session_factory() as session, session.begin():
+        due = await queries.losses_to_escalate(session, now)
+        for rep, rows in _grouped(due, key=lambda row: row.rep_slack_id).items():
+            message_id = await queries.escalation_message_id(session, rep, day)
+            if message_id is None:
+                [message_id] = await queries.insert_messages(
+                    session,
+                    [
+                        {
+                            "kind": MessageKind.ESCALATION,
+                            "rep_key": rep,
+                            "rep_slack_id": rep,
+                            "rep_email": rows[0].rep_email,
+                            "post_to": settings.manager_channel,
+                            "escalation_day": day,
+                            "created_at": now,
+                        }
+                    ],
+                )
+                await outbox.queue_posts(session, message_ids=[message_id], now=now)
+            else:
+                await outbox.queue_updates(session, message_ids=[message_id], now=now)
+            await queries.link_losses(session, message_id, [row.loss_id for row in rows])
+            await queries.update_losses(
+                session,
+                [{"id": row.loss_id, "escalated_at": now, "escalation_message_id": message_id} for row in rows],
+            )
+            touched += 1
+    return touched
+
+
+def chase_schedule(prompted_at: datetime, settings: Settings, *, tz: ZoneInfo) -> dict[str, datetime | None]:
+    """When a loss just prompted is due its first reminder and its escalation, in working time."""
+    return {
+        "reminder_due_at": next_reminder_at(prompted_at, 0, settings, tz=tz, now=prompted_at),
+        "escalation_due_at": add_working_time(prompted_at, settings.escalate_after, tz, settings.hours),
+    }
+
+
+def next_reminder_at(
+    prompted_at: datetime, sent: int, settings: Settings, *, tz: ZoneInfo, now: datetime
+) -> datetime | None:
+    """When the reminder after the `sent` already sent is due, or None when there is no other. A
+    reminder that fell due while the bot was not running waits its gap after the last one, so two
+    never go out back to back."""
+    offsets = settings.reminder_after
+    if sent >= len(offsets):
+        return None
+    due = add_working_time(prompted_at, offsets[sent], tz, settings.hours)
+    if due <= now and sent > 0:
+        due = add_working_time(now, offsets[sent] - offsets[sent - 1], tz, settings.hours)
+    return due
+
+
+def rep_zone(tz: str | None, settings: Settings) -> ZoneInfo:
+    """The rep's own time zone from Slack, or the team's when Slack gave none we know."""
+    if tz:
+        try:
+            return ZoneInfo(tz)
+        except (KeyError, ValueError):
+            logger.warning("unknown time zone %r from Slack; using TIMEZONE %s", tz, settings.timezone)
+    return settings.tz
+
+
+def _grouped(rows: Iterable[T], *, key: Callable[[T], str]) -> dict[str, list[T]]:
+    """Rows by `key`, each group in the order given."""
+    groups: dict[str, list[T]] = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return groups

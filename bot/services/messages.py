@@ -1,0 +1,195 @@
+"""Making the Slack calls the outbox holds: posting and updating prompts, reminders and escalations.
+
+A message's content is built from its losses as they are when the call is made. A prompt finds its
+rep on the way out (`users.lookupByEmail`, which also gives their time zone, cached) and, once
+posted, starts the clock on the losses' reminders and escalation.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.reasons import Catalogue
+from bot.services import outbox
+from bot.services.chasing import chase_schedule, rep_zone
+from bot.settings import Settings
+from bot.slack_client import PermanentFailure, call
+from bot.views.chasing import build_escalation, build_reminder
+from bot.views.prompt import DealLoss, Message, build_prompt_message
+from storage import queries
+from storage.models import Message as MessageRow
+from storage.models import MessageKind, OutboxKind, Rep, SlackUser
+
+logger = logging.getLogger(__name__)
+
+
+class NotPostedYet(Exception):
+    """An update found its message still waiting to be posted; it is retried after a backoff."""
+
+
+@dataclass(frozen=True)
+class SlackDelivery:
+    session_factory: async_sessionmaker[AsyncSession]
+    slack: AsyncWebClient
+    catalogue: Catalogue
+    settings: Settings
+    team: dict[str, str]
+    """Rep email to manager email (TEAM_FILE)."""
+    clock: Callable[[], datetime]
+
+    async def send(self, claimed: queries.ClaimedMessage, now: datetime) -> None:
+        if claimed.kind == OutboxKind.POST:
+            await self._post(claimed, now)
+        else:
+            await self._update(claimed, now)
+
+    async def record_failure(self, claimed: queries.ClaimedMessage, reason: str, now: datetime) -> None:
+        """Records a call that cannot succeed on the losses it was about, and tells the admin."""
+        async with self.session_factory() as session, session.begin():
+            message = await session.get_one(MessageRow, claimed.message_id)
+            items = _shown(message, await queries.message_items(session, message.id, for_update=True))
+            failed = [item for item in items if item.awaiting]
+            for item in failed:
+                item.loss.delivery_error = f"{message.kind} not delivered: {reason}"
+            deals = ", ".join(f"{item.deal.source}:{item.deal.external_id} ({item.deal.name!r})" for item in failed)
+            logger.warning(
+                "cannot %s the %s for %s (rep %s): %s",
+                claimed.kind,
+                message.kind,
+                deals or "deals no longer awaiting a reason",
+                message.rep_slack_id or message.rep_email,
+                reason,
+            )
+
+    async def _post(self, claimed: queries.ClaimedMessage, now: datetime) -> None:
+        async with self.session_factory() as session, session.begin():
+            message = await session.get_one(MessageRow, claimed.message_id)
+            items = _shown(message, await queries.message_items(session, message.id))
+            if message.ts is not None or not any(item.awaiting for item in items):
+                await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
+                return
+            known = message.rep_slack_id is not None and await queries.has_rep(session, message.rep_slack_id)
+        if not known:
+            await self._find_rep(message, items, now)
+        content = await self._content(message, items)
+        response = await call(
+            self.slack.chat_postMessage(
+                channel=message.post_to or message.rep_slack_id or "",
+                thread_ts=message.thread_ts,
+                **content.as_kwargs(),
+            )
+        )
+        async with self.session_factory() as session, session.begin():
+            posted = await session.get_one(MessageRow, message.id)
+            posted.channel = response["channel"]
+            posted.ts = response["ts"]
+            posted.posted_at = now
+            await queries.mark_sent(session, claimed.id, now)
+            if message.kind == MessageKind.PROMPT:
+                await self._start_chasing(session, posted, now)
+
+    async def _update(self, claimed: queries.ClaimedMessage, now: datetime) -> None:
+        async with self.session_factory() as session, session.begin():
+            message = await session.get_one(MessageRow, claimed.message_id)
+            if message.ts is None:
+                if await queries.post_pending(session, message.id):
+                    raise NotPostedYet(f"message {message.id} is not posted yet")
+                await queries.mark_sent(session, claimed.id, now)  # never posted: nothing to update
+                return
+            items = _shown(message, await queries.message_items(session, message.id))
+        content = await self._content(message, items)
+        assert message.channel is not None
+        await call(self.slack.chat_update(channel=message.channel, ts=message.ts, **content.as_kwargs()))
+        async with self.session_factory() as session, session.begin():
+            await queries.mark_sent(session, claimed.id, now)
+
+    async def _find_rep(self, message: MessageRow, items: list[DealLoss], now: datetime) -> None:
+        """Finds the rep's Slack id (by email) and time zone, and stores them before the message goes
+        out: the rep may click its button at once."""
+        user_id = message.rep_slack_id
+        if user_id is None and message.rep_email is not None:
+            async with self.session_factory() as session, session.begin():
+                user_id = await queries.slack_user_id(session, message.rep_email)
+        if user_id is not None:
+            response = await call(self.slack.users_info(user=user_id))
+        elif message.rep_email is not None:
+            try:
+                response = await call(self.slack.users_lookupByEmail(email=message.rep_email))
+            except PermanentFailure:
+                raise PermanentFailure(f"no Slack user has the email {message.rep_email}") from None
+        else:
+            raise PermanentFailure("the CRM gave no owner for this deal")
+        user_id, tz = str(response["user"]["id"]), response["user"].get("tz")
+        async with self.session_factory() as session, session.begin():
+            if message.rep_email is not None:
+                await session.merge(SlackUser(email=message.rep_email, user_id=user_id, looked_up_at=now))
+            await session.merge(Rep(slack_id=user_id, tz=tz, looked_up_at=now))
+            stored = await session.get_one(MessageRow, message.id)
+            stored.rep_slack_id = user_id
+            for item in items:
+                await queries.set_owner_slack_id(session, item.deal.id, email=item.deal.owner_email, user_id=user_id)
+        message.rep_slack_id = user_id
+
+    async def _content(self, message: MessageRow, items: list[DealLoss]) -> Message:
+        if message.kind == MessageKind.PROMPT:
+            return build_prompt_message(items=items, catalogue=self.catalogue, message_id=message.id, page=message.page)
+        if message.kind == MessageKind.REMINDER:
+            waiting = [item for item in items if item.awaiting]
+            return build_reminder(waiting, catalogue=self.catalogue, message_id=message.id)
+        assert message.rep_slack_id is not None
+        return build_escalation(
+            items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
+        )
+
+    async def _manager(self, message: MessageRow) -> str | None:
+        """The rep's manager as TEAM_FILE names them: their Slack id, or their email when Slack has
+        no such user (the post still goes out)."""
+        email = self.team.get((message.rep_email or "").lower())
+        if email is None:
+            return None
+        async with self.session_factory() as session, session.begin():
+            cached = await queries.slack_user_id(session, email)
+        if cached is not None:
+            return cached
+        try:
+            response = await call(self.slack.users_lookupByEmail(email=email))
+        except PermanentFailure:
+            return email
+        user_id = str(response["user"]["id"])
+        async with self.session_factory() as session, session.begin():
+            await session.merge(SlackUser(email=email, user_id=user_id, looked_up_at=self.clock()))
+        return user_id
+
+    async def _start_chasing(self, session: AsyncSession, message: MessageRow, now: datetime) -> None:
+        """The prompt is out: its losses are prompted now, and due their reminders and escalation. A
+        loss that changed while the prompt was on its way gets the message updated."""
+        assert message.rep_slack_id is not None
+        tz = rep_zone(await queries.rep_tz(session, message.rep_slack_id), self.settings)
+        schedule = chase_schedule(now, self.settings, tz=tz)
+        items = _shown(message, await queries.message_items(session, message.id, for_update=True))
+        await queries.update_losses(
+            session,
+            [{"id": item.loss.id, "prompted_at": now, **schedule} for item in items if item.awaiting],
+        )
+        if not all(item.awaiting for item in items):
+            await outbox.queue_updates(session, message_ids=[message.id], now=now)
+
+
+def _shown(message: MessageRow, rows: list[queries.MessageItem]) -> list[DealLoss]:
+    """The message's losses as it shows them: a loss whose deal changed owner since the message
+    listed it is shown as moved (for a prompt: the loss's prompt is now another message)."""
+    return [
+        DealLoss(
+            deal=row.deal,
+            loss=row.loss,
+            entry=row.entry,
+            moved=row.loss.prompt_message_id != message.id
+            if message.kind == MessageKind.PROMPT
+            else row.deal.owner_slack_id != message.rep_slack_id,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,89 @@
+"""The reminder a rep gets in their prompt's thread, and the escalation post in the manager channel."""
+
+from decimal import Decimal
+
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
+
+from bot.reasons import Catalogue
+from bot.views import ids
+from bot.views.prompt import SECTION_MAX_LENGTH, DealLoss, Message, deal_line, slack_date
+from bot.views.text import escape, fit, format_amount
+
+# A reminder lists the first few deals; the prompt above it lists them all.
+REMINDER_DEALS = 10
+# An escalation lists up to this many deals, several to a section, within 50 blocks.
+ESCALATION_DEALS = 100
+LINES_PER_SECTION = 10
+
+
+def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: int) -> Message:
+    """A reply in the prompt's thread about the deals still without a reason."""
+    count = len(items)
+    deals = "1 closed-lost deal still needs" if count == 1 else f"{count} closed-lost deals still need"
+    blocks: list[Block] = [SectionBlock(text=f":wave: Reminder: {deals} a reason. It takes under a minute each.")]
+    blocks.extend(deal_line(item, catalogue) for item in items[:REMINDER_DEALS])
+    if count > REMINDER_DEALS:
+        blocks.append(
+            ContextBlock(
+                elements=[MarkdownTextObject(text=f"…and {count - REMINDER_DEALS} more in the message above.")]
+            )
+        )
+    if count > 1:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(text="Log one reason for several", action_id=ids.LOG_SEVERAL, value=str(message_id))
+                ]
+            )
+        )
+    return Message(text=f"Reminder: {deals} a reason.", blocks=blocks)
+
+
+def build_escalation(items: list[DealLoss], *, rep_slack_id: str, manager: str | None, catalogue: Catalogue) -> Message:
+    """The day's post about one rep's overdue losses; updated as they are logged. `manager` is
+    the manager's Slack id, or their email when Slack does not know it."""
+    waiting = [item for item in items if item.awaiting]
+    cc = ""
+    if manager is not None:
+        cc = f" (cc <@{manager}>)" if "@" not in manager else f" (cc {escape(manager)})"
+    if waiting:
+        headline = (
+            f":alarm_clock: <@{rep_slack_id}> has {len(waiting)} closed-lost "
+            f"{'deal' if len(waiting) == 1 else 'deals'} with no reason logged after the reminders{cc}. "
+            f"Total: {_totals(waiting)}."
+        )
+    else:
+        headline = f":white_check_mark: <@{rep_slack_id}> has logged every reason below{cc}."
+    lines = [_line(item, catalogue) for item in items[:ESCALATION_DEALS]]
+    blocks: list[Block] = [SectionBlock(text=fit(headline, SECTION_MAX_LENGTH))]
+    for start in range(0, len(lines), LINES_PER_SECTION):
+        blocks.append(SectionBlock(text=fit("\n".join(lines[start : start + LINES_PER_SECTION]), SECTION_MAX_LENGTH)))
+    if len(items) > ESCALATION_DEALS:
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(items) - ESCALATION_DEALS} more deals.")])
+        )
+    text = f"{len(waiting)} overdue closed-lost reasons for <@{rep_slack_id}>" if waiting else headline
+    return Message(text=text, blocks=blocks)
+
+
+def _line(item: DealLoss, catalogue: Catalogue) -> str:
+    deal, loss, entry = item.deal, item.loss, item.entry
+    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {slack_date(loss.lost_at)}"
+    if item.moved:
+        return f"{line} · moved to another rep"
+    if entry is not None:
+        return f"{line} · :white_check_mark: logged late: {escape(catalogue.label(entry.reason_code))}"
+    if not item.awaiting:
+        return f"{line} · reopened in the CRM"
+    return line
+
+
+def _totals(items: list[DealLoss]) -> str:
+    """The amounts added up per currency: different currencies are never summed together."""
+    totals: dict[str | None, Decimal] = {}
+    for item in items:
+        if item.deal.amount is not None:
+            totals[item.deal.currency] = totals.get(item.deal.currency, Decimal(0)) + item.deal.amount
+    if not totals:
+        return "no amounts"
+    return ", ".join(format_amount(amount, currency) for currency, amount in totals.items())
