@@ -273,13 +273,20 @@ async def set_owner_slack_id(session: AsyncSession, deal_id: int, *, email: str 
 
 
 async def next_message_due_at(session: AsyncSession, now: datetime) -> datetime | None:
-    """When the next message no other process holds falls due."""
-    return await session.scalar(
+    """When a process can next claim a pending call: the earliest due time of those no process
+    holds, or the earliest end of a claim (a process that died leaves its claims to run out)."""
+    unclaimed = await session.scalar(
         select(func.min(OutboxMessage.due_at)).where(
             OutboxMessage.state == OutboxState.PENDING,
             or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
         )
     )
+    claim_ends = await session.scalar(
+        select(func.min(OutboxMessage.claimed_until)).where(
+            OutboxMessage.state == OutboxState.PENDING, OutboxMessage.claimed_until >= now
+        )
+    )
+    return min(filter(None, (unclaimed, claim_ends)), default=None)
 
 
 class LossToPrompt(NamedTuple):
@@ -410,6 +417,25 @@ async def rep_tz(session: AsyncSession, slack_id: str) -> str | None:
 
 async def has_rep(session: AsyncSession, slack_id: str) -> bool:
     return await session.get(Rep, slack_id) is not None
+
+
+async def awaiting_losses_of(session: AsyncSession, slack_id: str) -> list[tuple[Loss, Deal]]:
+    """The losses awaiting this rep's reason, oldest first."""
+    rows = await session.execute(
+        select(Loss, Deal)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(Loss.state == LossState.AWAITING, Deal.owner_slack_id == slack_id)
+        .order_by(Loss.lost_at, Loss.id)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def losses_with_deals(
+    session: AsyncSession, loss_ids: list[int], *, for_update: bool = False
+) -> list[tuple[Loss, Deal]]:
+    query = select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id.in_(loss_ids)).order_by(Loss.id)
+    rows = await session.execute(query.with_for_update(of=Loss) if for_update else query)
+    return [(row[0], row[1]) for row in rows]
 
 
 async def insert_new_crm_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> int:

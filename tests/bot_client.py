@@ -13,16 +13,29 @@ from urllib.parse import quote
 
 import aiohttp
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import inspect as sql_inspect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Deal, DealEventRecord, Loss, OutboxMessage, ReasonEntry
+from storage.models import (
+    Deal,
+    DealEventRecord,
+    Loss,
+    Message,
+    MessageLoss,
+    OutboxMessage,
+    ReasonEntry,
+    Rep,
+    SlackUser,
+)
 from tests.fake_slack import WAIT_SECONDS, FakeSlack
 
 T = TypeVar("T")
 
 SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 DEALS_WEBHOOK_SECRET = "deals-secret-for-tests"
+SETTLE_REP = "U0SETTLE1"
+"""The owner of the deals `BotClient.settle_worker` posts; no test deal belongs to them."""
 
 
 def sign_deals(body: bytes, *, secret: str = DEALS_WEBHOOK_SECRET, timestamp: int | None = None) -> dict[str, str]:
@@ -89,12 +102,22 @@ class BotClient:
 
     async def settle_worker(self) -> dict[str, Any]:
         """Shows that the outbox worker has handled everything queued so far: posts an unrelated
-        closed-lost deal (id `settle-N`, owner given as Slack id U0SAM0001, so no email lookup) and
+        closed-lost deal (id `settle-N`, lost now, so after every deal a test posts; owner given as
+        the Slack id SETTLE_REP, a rep of its own, so its prompt never lists a test's deals) and
         waits for its DM, which the worker sends after every message queued before it. Leaves that
-        deal, its event, its loss and its DM behind; returns the DM."""
+        deal, its event, its loss, its prompt message and its DM behind (and the one `users.info`
+        call for SETTLE_REP, on the first settle); returns the DM."""
         self._settle_count += 1
         name = f"Settle deal {self._settle_count}"
-        event = deal(deal_id=f"settle-{self._settle_count}", name=name, owner_email=None, owner_slack_id="U0SAM0001")
+        event = deal(
+            deal_id=f"settle-{self._settle_count}",
+            name=name,
+            account=None,
+            url=None,
+            owner_email=None,
+            owner_slack_id=SETTLE_REP,
+            changed_at=None,
+        )
         answer = await self.post_deals(event)
         assert answer.status == 202, answer
 
@@ -201,8 +224,17 @@ class BotClient:
 
     async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Everything stored, as plain tuples: compare two snapshots to show nothing changed."""
-        tables = {"deal": Deal, "deal_event": DealEventRecord, "loss": Loss, "reason_entry": ReasonEntry}
-        tables["outbox"] = OutboxMessage
+        tables = {
+            "deal": Deal,
+            "deal_event": DealEventRecord,
+            "loss": Loss,
+            "reason_entry": ReasonEntry,
+            "message": Message,
+            "message_loss": MessageLoss,
+            "outbox": OutboxMessage,
+            "rep": Rep,
+            "slack_user": SlackUser,
+        }
         result = {}
         for name, model in tables.items():
             columns = model.__table__.columns.keys()
@@ -211,9 +243,9 @@ class BotClient:
 
 
 async def rows(session_factory: async_sessionmaker[AsyncSession], model: type) -> list[Any]:
-    """Every row of `model`'s table, in id order."""
+    """Every row of `model`'s table, in primary key order."""
     async with session_factory() as session:
-        return list(await session.scalars(select(model).order_by(model.id)))
+        return list(await session.scalars(select(model).order_by(*sql_inspect(model).primary_key)))
 
 
 def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:

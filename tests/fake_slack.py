@@ -36,6 +36,8 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
+    _hanging: set[str] = field(default_factory=set)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -55,12 +57,18 @@ class FakeSlack:
         self._socket_url = f"ws://127.0.0.1:{port}/socket-mode"
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
     def fail(self, method: str, *failures: Failure) -> None:
         """The next calls to `method` get these answers, in order; then it works again."""
         self._failures.setdefault(method, []).extend(failures)
+
+    def hang(self, method: str) -> None:
+        """The next call to `method` is received (and recorded in `calls`) but never answered, as if
+        the connection died on the way: Slack did nothing with it."""
+        self._hanging.add(method)
 
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
@@ -78,6 +86,10 @@ class FakeSlack:
         method = request.match_info["method"]
         params = await _read_params(request)
         self.calls.append(Call(method, params))
+        if method in self._hanging:
+            self._hanging.discard(method)
+            await self._stopping.wait()
+            return web.json_response({"ok": False, "error": "fake_slack_stopped"}, status=503)
         pending = self._failures.get(method)
         if pending:
             failure = pending.pop(0)

@@ -20,8 +20,9 @@ ONE_MIB = 1024 * 1024
 
 
 def dms_about(bot: BotClient, name: str) -> list[dict[str, Any]]:
-    """Every DM the fake Slack stored whose fallback text names the deal."""
-    return [message for message in bot.slack.messages.values() if name in str(message.get("text"))]
+    """Every DM the fake Slack stored that names the deal: in its fallback text (a prompt about one
+    deal) or in its blocks (a prompt listing several)."""
+    return [message for message in bot.slack.messages.values() if name in str(message)]
 
 
 async def outbox_drained(bot: BotClient) -> bool:
@@ -157,11 +158,20 @@ async def test_duplicates_inside_one_array_are_counted(bot: BotClient) -> None:
 
     assert (answer.status, answer.body) == (202, {"accepted": 3, "duplicates": 2})
     assert len(await bot.rows(DealEventRecord)) == 3
-    assert len(await bot.rows(Loss)) == 3
-    await bot.slack.wait_for("chat.postMessage", 3)
+    losses = await bot.rows(Loss)
+    assert len(losses) == 3
+    await bot.slack.wait_for("chat.postMessage")
     await bot.settle_worker()
-    for name in ("Deal one", "Deal two", "Deal three"):
-        assert len(dms_about(bot, name)) == 1, name
+    # One owner, one batch: one DM lists the three deals, each once, each with its own button.
+    (dm,) = dms_about(bot, "Deal one")
+    for name in ("Deal two", "Deal three"):
+        assert dms_about(bot, name) == [dm], name
+    buttons = [
+        block["accessory"]["value"]
+        for block in dm["blocks"]
+        if block.get("accessory", {}).get("action_id") == "log_reason"
+    ]
+    assert sorted(buttons) == sorted(str(loss.id) for loss in losses)
 
 
 async def test_a_batch_resent_after_it_was_accepted_counts_only_duplicates(bot: BotClient) -> None:

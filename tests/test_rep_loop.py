@@ -3,7 +3,7 @@ answer stored → DM updated."""
 
 from datetime import date, timedelta
 
-from storage.models import Deal, DealEventRecord, Loss, ReasonEntry
+from storage.models import Deal, DealEventRecord, Loss, Message, MessageKind, MessageLoss, ReasonEntry, Rep
 from tests.bot_client import BotClient, button, deal
 
 GOOD_EXPLANATION = "Initech undercut us by 30% and bundled onboarding for free."
@@ -15,6 +15,7 @@ async def test_a_closed_lost_deal_becomes_a_logged_reason(bot: BotClient) -> Non
 
     prompt, where = await bot.prompt()
     assert bot.slack.calls_to("users.lookupByEmail") == [{"email": "dana@example.com"}]
+    assert bot.slack.calls_to("users.info") == []  # the lookup gave the rep's time zone too
     assert prompt["channel"] == "U0DANA001"
     text = str(prompt["blocks"])
     assert "Acme — 200 seats" in text and "Acme Corp" in text and "48,000 USD" in text
@@ -64,7 +65,19 @@ async def test_a_closed_lost_deal_becomes_a_logged_reason(bot: BotClient) -> Non
     assert (entry.revisit_on, entry.logged_by, entry.revision) == (revisit_on, "U0DANA001", 1)
     (loss,) = await bot.rows(Loss)
     assert loss.state == "logged" and loss.logged_at is not None
-    assert (loss.prompt_channel, loss.prompt_ts) == where
+    assert loss.prompted_at is not None and loss.delivery_error is None
+    # The loss points at its prompt: the one message, the DM Slack posted, listing this loss only.
+    (message,) = await bot.rows(Message)
+    assert loss.prompt_message_id == message.id
+    assert (message.kind, message.rep_slack_id, message.rep_email) == (
+        MessageKind.PROMPT,
+        "U0DANA001",
+        "dana@example.com",
+    )
+    assert (message.channel, message.ts) == where
+    assert [(link.message_id, link.loss_id) for link in await bot.rows(MessageLoss)] == [(message.id, loss.id)]
+    (rep,) = await bot.rows(Rep)
+    assert (rep.slack_id, rep.tz) == ("U0DANA001", "America/New_York")
     (stored_deal,) = await bot.rows(Deal)
     assert stored_deal.owner_slack_id == "U0DANA001"
     assert len(await bot.rows(DealEventRecord)) == 1

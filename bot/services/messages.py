@@ -132,6 +132,9 @@ class SlackDelivery:
             stored.rep_slack_id = user_id
             for item in items:
                 await queries.set_owner_slack_id(session, item.deal.id, email=item.deal.owner_email, user_id=user_id)
+            # Earlier messages about these deals (a previous owner's prompt) can now name the rep.
+            others = await queries.message_ids_about(session, [item.loss.id for item in items])
+            await outbox.queue_updates(session, message_ids=[other for other in others if other != message.id], now=now)
         message.rep_slack_id = user_id
 
     async def _content(self, message: MessageRow, items: list[DealLoss]) -> Message:

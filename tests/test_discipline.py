@@ -1,0 +1,352 @@
+"""Issue 3 end to end over HTTP: every loss gets its reason, and nobody is spammed.
+
+The bot runs with a clock the test moves, and with working time equal to real time
+(`WORKING_HOURS=00:00-24:00`, `WORKING_DAYS=mon-sun`), so a whole prompt → reminders → escalation
+cycle takes seconds. The scheduler ticks every real second; after moving the clock, a test waits
+for what the next tick sends.
+"""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Loss, LossState, ReasonEntry
+from tests.bot_client import BotClient, deal, eventually, sign_deals
+from tests.conftest import make_settings, serve
+from tests.fake_slack import Failure, FakeSlack
+
+GOOD_EXPLANATION = "Their CFO froze every new tool purchase until the next fiscal year."
+CYCLE = {
+    "reminder_after": "1h,2h",
+    "escalate_after": "3h",
+    "working_hours": "00:00-24:00",
+    "working_days": "mon-sun",
+    "manager_channel": "C0MANAGERS",
+}
+# Long enough for the scheduler (one tick a second) to have run twice: how a test shows that
+# nothing more was sent.
+TWO_TICKS = 2.5
+
+
+class Clock:
+    """The bot's clock: starts at the real time (request signatures are checked against it) and
+    moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+async def post(bot: BotClient, clock: Clock, *events: dict[str, Any]) -> None:
+    body = json.dumps(list(events)).encode()
+    answer = await bot.post_deals(body, headers=sign_deals(body, timestamp=int(clock().timestamp())))
+    assert answer.status == 202, answer
+
+
+def posted_to(slack: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    """The messages Slack accepted in `channel`, in order."""
+    return [message for (where, _), message in slack.messages.items() if where == channel]
+
+
+async def log_reason(bot: BotClient, *, user_id: str, loss_id: int, message: tuple[str, str]) -> None:
+    view = await bot.open_modal(user_id=user_id, value=str(loss_id), message=message)
+    answer = await bot.submit(
+        user_id=user_id, view=view, values={"reason_select": "price", "explanation_input": GOOD_EXPLANATION}
+    )
+    assert (answer.status, answer.body) == (200, "")
+
+
+def team_file(tmp_path: Path) -> str:
+    path = tmp_path / "team.csv"
+    path.write_text("rep_email,manager_email\ndana@example.com,lee@example.com\n")
+    return str(path)
+
+
+async def test_an_unanswered_loss_is_reminded_twice_then_escalated_and_the_post_shows_the_late_log(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    fake_slack.users_by_email["lee@example.com"] = "U0LEE0001"
+    clock = Clock()
+    settings = make_settings(database_url, fake_slack.url, team_file=team_file(tmp_path), **CYCLE)
+    async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal())
+        prompt, (dm, prompt_ts) = await bot.prompt(1)
+        assert prompt["channel"] == "U0DANA001"
+
+        clock.advance(minutes=59)
+        await asyncio.sleep(TWO_TICKS)
+        assert len(fake_slack.calls_to("chat.postMessage")) == 1, "a reminder went out before REMINDER_AFTER"
+
+        clock.advance(minutes=1)
+        first = (await fake_slack.wait_for("chat.postMessage", 2))[1]
+        assert (first["channel"], first["thread_ts"]) == (dm, prompt_ts)
+        assert "Reminder: 1 closed-lost deal still needs a reason" in first["text"]
+        assert "log_reason" in json.dumps(first["blocks"])
+
+        clock.advance(hours=1)
+        second = (await fake_slack.wait_for("chat.postMessage", 3))[2]
+        assert (second["channel"], second["thread_ts"]) == (dm, prompt_ts)
+
+        clock.advance(hours=1)
+        escalation = (await fake_slack.wait_for("chat.postMessage", 4))[3]
+        assert escalation["channel"] == "C0MANAGERS"
+        headline = escalation["blocks"][0]["text"]["text"]
+        assert "<@U0DANA001>" in headline and "(cc <@U0LEE0001>)" in headline and "48,000 USD" in headline
+        assert "Acme — 200 seats" in json.dumps(escalation["blocks"], ensure_ascii=False)
+        assert len(posted_to(fake_slack, dm)) == 3, "the rep got an extra DM when escalated"
+
+        [loss] = await bot.rows(Loss)
+        assert loss.prompted_at is not None and loss.reminders_sent == 2 and loss.escalated_at is not None
+        assert loss.last_reminded_at is not None and loss.last_reminded_at < loss.escalated_at
+
+        await log_reason(bot, user_id="U0DANA001", loss_id=loss.id, message=(dm, prompt_ts))
+
+        def escalation_updated() -> dict[str, Any] | None:
+            return next((call for call in fake_slack.calls_to("chat.update") if call["channel"] == "C0MANAGERS"), None)
+
+        updated = await eventually(escalation_updated, what="the escalation post updated")
+        assert "logged late: Price" in json.dumps(updated["blocks"])
+        assert "has logged every reason" in updated["blocks"][0]["text"]["text"]
+        [loss] = await bot.rows(Loss)
+        assert loss.state == LossState.LOGGED and loss.logged_at is not None
+
+        clock.advance(hours=10)
+        await asyncio.sleep(TWO_TICKS)
+        assert len(fake_slack.calls_to("chat.postMessage")) == 4, "something was sent after the reason was logged"
+
+
+async def test_a_reopen_cuts_the_cycle_short(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = Clock()
+    settings = make_settings(database_url, fake_slack.url, **CYCLE)
+    async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal())
+        await bot.prompt(1)
+        clock.advance(minutes=30)
+        await post(bot, clock, deal(stage="negotiation", changed_at="2026-11-20T16:00:00Z"))
+        updated = (await fake_slack.wait_for("chat.update"))[0]
+        assert "no reason is needed" in updated["text"]
+
+        clock.advance(hours=5)
+        await asyncio.sleep(TWO_TICKS)
+        assert len(fake_slack.calls_to("chat.postMessage")) == 1, "a reopened deal was reminded or escalated"
+        [loss] = await bot.rows(Loss)
+        assert loss.state == LossState.CANCELLED and loss.reminders_sent == 0 and loss.escalated_at is None
+
+
+async def test_a_reminder_survives_a_500_and_a_429_and_goes_out_once(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = Clock()
+    settings = make_settings(database_url, fake_slack.url, **CYCLE)
+    async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal())
+        _, (dm, _) = await bot.prompt(1)
+        fake_slack.fail("chat.postMessage", Failure(500), Failure(429, retry_after=1))
+        clock.advance(hours=1)
+
+        def reminders() -> list[dict[str, Any]]:
+            return [message for message in posted_to(fake_slack, dm) if "Reminder" in message["text"]]
+
+        await eventually(reminders, what="the reminder")
+        await asyncio.sleep(TWO_TICKS)
+        assert len(reminders()) == 1
+        assert len(fake_slack.calls_to("chat.postMessage")) == 4  # the prompt, the 500, the 429, the reminder
+
+
+async def test_a_burst_of_300_losses_makes_one_paginated_dm_and_the_several_modal_logs_them(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = make_settings(database_url, fake_slack.url, bulk_window="2s")
+    async with serve(settings, fake_slack, session_factory) as bot:
+        for batch in range(3):
+            events = [
+                deal(deal_id=f"bulk-{n}", name=f"Stale deal {n}", amount=1000 + n)
+                for n in range(batch * 100, (batch + 1) * 100)
+            ]
+            answer = await bot.post_deals(events)
+            assert answer.status == 202, answer
+        prompt, where = await bot.prompt(1)
+        await asyncio.sleep(TWO_TICKS)
+        assert len(fake_slack.calls_to("chat.postMessage")) == 1
+        assert len(fake_slack.calls) == 2, fake_slack.calls  # users.lookupByEmail and chat.postMessage
+        assert prompt["text"] == "300 closed-lost deals need a reason."
+        assert len(prompt["blocks"]) <= 50
+        assert json.dumps(prompt["blocks"]).count('"log_reason"') == 40
+        assert "Deals 1–40 of 300 · page 1 of 8" in json.dumps(prompt["blocks"], ensure_ascii=False)
+
+        next_page = _button(prompt, "page_next")
+        await bot.click(user_id="U0DANA001", action_id="page_next", value=next_page["value"], message=where)
+        page_two = (await fake_slack.wait_for("chat.update"))[0]
+        assert "Deals 41–80 of 300 · page 2 of 8" in json.dumps(page_two["blocks"], ensure_ascii=False)
+        assert "Stale deal 40" in json.dumps(page_two["blocks"]) and "Stale deal 39*" not in json.dumps(
+            page_two["blocks"]
+        )
+
+        several = _button(prompt, "log_several")
+        await bot.click(user_id="U0DANA001", action_id="log_several", value=several["value"], message=where)
+        view = (await fake_slack.wait_for("views.open"))[0]["view"]
+        menu = view["blocks"][0]["element"]
+        assert menu["type"] == "multi_static_select" and len(menu["option_groups"]) == 3
+        picked = [option for group in menu["option_groups"] for option in group["options"]]
+        assert len(picked) == 300
+
+        state = _state(view, picked)
+        answer = await bot.post_slack(_submission({**view, "id": "V0SEVERAL", "hash": "h"}, state))
+        assert answer.status == 200 and answer.body == "", answer
+        entries = await bot.rows(ReasonEntry)
+        assert len(entries) == 300 and {entry.reason_code for entry in entries} == {"price"}
+        assert {loss.state for loss in await bot.rows(Loss)} == {LossState.LOGGED}
+
+        def all_logged() -> dict[str, Any] | None:
+            return next(
+                (
+                    call
+                    for call in fake_slack.calls_to("chat.update")
+                    if "Every deal here has its reason" in call["text"]
+                ),
+                None,
+            )
+
+        await eventually(all_logged, what="the DM updated to show every reason logged")
+
+
+async def test_two_schedulers_on_one_database_send_each_message_once(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = Clock()
+    settings = make_settings(database_url, fake_slack.url, **{**CYCLE, "bulk_window": "2m"})
+    async with (
+        serve(settings, fake_slack, session_factory, clock=clock) as first,
+        serve(settings, fake_slack, session_factory, clock=clock),
+    ):
+        reps = {"dana@example.com": "D0DANA001", "sam@example.com": "D0SAM0001"}
+        for n in range(20):
+            await post(first, clock, deal(deal_id=f"two-{n}", owner_email=list(reps)[n % 2]))
+        clock.advance(minutes=2)
+        await eventually(lambda: all(posted_to(fake_slack, dm) for dm in reps.values()), what="a DM for each rep")
+        for hours, expected in ((1, 2), (1, 3), (1, 3)):
+            clock.advance(hours=hours)
+            await asyncio.sleep(TWO_TICKS)
+            for dm in reps.values():
+                assert len(posted_to(fake_slack, dm)) == expected, [
+                    (m["text"], m.get("thread_ts")) for m in posted_to(fake_slack, dm)
+                ]
+        escalations = posted_to(fake_slack, "C0MANAGERS")
+        assert len(escalations) == 2, [m["text"] for m in escalations]
+        prompts = [m for dm in reps.values() for m in posted_to(fake_slack, dm) if "thread_ts" not in m]
+        assert [m["text"] for m in prompts] == ["10 closed-lost deals need a reason."] * 2
+
+
+async def test_small_deals_and_prompt_false_are_recorded_but_not_prompted(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = make_settings(database_url, fake_slack.url, prompt_min_amount="1000")
+    async with serve(settings, fake_slack, session_factory) as bot:
+        await bot.post_deals(
+            [deal(deal_id="small", name="Small deal", amount=999), deal(deal_id="quiet", prompt=False)]
+        )
+        await bot.post_deals(deal(deal_id="big", name="Big deal", amount=1000))
+        prompt, _ = await bot.prompt(1)
+        assert "Big deal" in prompt["text"]
+        await asyncio.sleep(TWO_TICKS)
+        assert len(fake_slack.calls_to("chat.postMessage")) == 1
+        losses = {loss.deal_id: loss for loss in await bot.rows(Loss)}
+        states = sorted((loss.state, loss.excluded_because or "") for loss in losses.values())
+        assert states == [
+            (LossState.AWAITING, ""),
+            (LossState.EXCLUDED, "the CRM sent prompt: false"),
+            (LossState.EXCLUDED, "the amount is below PROMPT_MIN_AMOUNT (1000)"),
+        ]
+
+
+async def test_a_bad_prompt_flag_is_refused_and_nothing_is_stored(bot: BotClient) -> None:
+    before = await bot.snapshot()
+    answer = await bot.post_deals(deal(prompt="no"))
+    assert answer.status == 400
+    assert answer.body == {"errors": [{"index": 0, "field": "prompt", "message": "must be true or false: 'no'"}]}
+    assert await bot.snapshot() == before
+
+
+async def test_a_reassigned_deal_follows_the_new_owner_and_the_old_dm_says_so(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = Clock()
+    settings = make_settings(database_url, fake_slack.url, **CYCLE)
+    async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal())
+        _, (dana_dm, _) = await bot.prompt(1)
+        clock.advance(minutes=30)
+        await post(bot, clock, deal(owner_email="sam@example.com", changed_at="2026-11-20T15:30:00Z"))
+        new_prompt, (sam_dm, _) = await bot.prompt(2)
+        assert sam_dm == "D0SAM0001" and "Acme — 200 seats" in new_prompt["text"]
+
+        def old_dm_names_sam() -> dict[str, Any] | None:
+            updates = fake_slack.calls_to("chat.update")
+            return next((call for call in updates if "now belongs to <@U0SAM0001>" in call["text"]), None)
+
+        old = await eventually(old_dm_names_sam, what="the old owner's DM updated to name the new owner")
+        assert old["channel"] == dana_dm
+
+        clock.advance(minutes=45)
+        await asyncio.sleep(TWO_TICKS)
+        assert len(posted_to(fake_slack, dana_dm)) == 1, "the old owner was reminded"
+        assert posted_to(fake_slack, sam_dm) == [new_prompt], "the new owner's first reminder came too early"
+        clock.advance(minutes=15)
+        reminder = (await fake_slack.wait_for("chat.postMessage", 3))[2]
+        assert reminder["channel"] == sam_dm and "Reminder" in reminder["text"]
+
+
+def _button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    for block in message["blocks"]:
+        for element in block.get("elements", []) + [block.get("accessory") or {}]:
+            if element.get("action_id") == action_id:
+                return dict(element)
+    raise AssertionError(f"no {action_id} button")
+
+
+def _state(view: dict[str, Any], picked: list[dict[str, Any]]) -> dict[str, Any]:
+    """The several-deals modal's `state.values` as Slack sends it: every deal picked, price, an explanation."""
+    state: dict[str, Any] = {}
+    for block in view["blocks"]:
+        if block["type"] != "input":
+            continue
+        element = block["element"]
+        if element["type"] == "multi_static_select":
+            entry: dict[str, Any] = {"type": "multi_static_select", "selected_options": picked}
+        elif element["type"] == "static_select":
+            entry = {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": "Price"}, "value": "price"},
+            }
+        elif element["type"] == "datepicker":
+            entry = {"type": "datepicker", "selected_date": None}
+        else:
+            entry = {"type": "plain_text_input", "value": GOOD_EXPLANATION}
+        state[block["block_id"]] = {element["action_id"]: entry}
+    return state
+
+
+def _submission(view: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0001", "domain": "acme"},
+        "user": {"id": "U0DANA001", "username": "dana", "name": "dana", "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "trigger_id": "1234.5678.trigger",
+        "view": {**view, "state": {"values": state}},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
