@@ -16,10 +16,9 @@ from bot.crm.connectors import build_connectors
 from bot.crm.event import DealEvent
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services import crm_jobs
-from bot.services.crm_jobs import PendingEvent, queue_fetches
+from bot.services.crm_jobs import PendingEvent, backoff, queue_fetches
 from bot.services.deal_events import PromptPolicy, record_deal_events
 from bot.services.losses import record_reason
-from bot.services.outbox import backoff
 from bot.validation import ReasonForm
 from storage.models import CrmJob, CrmJobState, Deal, DealEventRecord, Loss
 from tests.bot_client import rows
