@@ -37,7 +37,6 @@ class WriteBack:
 
     deal_id: str
     """The CRM's id of the deal."""
-    reason_code: str
     reason: str
     """The reason's label, with the competitor or missing feature when there is one."""
     explanation: str

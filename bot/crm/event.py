@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 CLOSED_LOST = "closed_lost"
@@ -57,3 +57,22 @@ class PayloadError(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(error.message for error in errors))
         self.errors = errors
+
+
+def parse_amount(value: Any) -> Decimal | None:
+    """A deal amount as the bot stores it (0 or more, below 10^16, two decimals), from a number or
+    a numeric string; None for anything else."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
+        return None
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_currency(value: Any) -> str | None:
+    """A three-letter currency code in upper case; None for anything else."""
+    return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None

@@ -7,13 +7,12 @@ payload in one round trip; a batch with any bad event is refused whole.
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.crm.event import DealEvent, FieldError, PayloadError
+from bot.crm.event import DealEvent, FieldError, PayloadError, parse_amount
 
 SOURCE = "generic"
 MAX_BODY_BYTES = 1024 * 1024
@@ -121,7 +120,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
     ):
         fail("owner_slack_id", f"not a Slack user id such as U0123ABCD: {owner_slack_id!r}")
 
-    amount = _amount(item.get("amount"))
+    amount = parse_amount(item.get("amount"))
     if amount is None and item.get("amount") is not None:
         fail("amount", 'must be a number of 0 or more, such as 48000 or "48000.50"')
     currency = item.get("currency")
@@ -195,18 +194,6 @@ def _text(value: Any, max_length: int) -> str | None:
         return None
     value = value.strip()
     return value if 0 < len(value) <= max_length else None
-
-
-def _amount(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
-        return None
-    return amount.quantize(Decimal("0.01"))
 
 
 def _timestamp(value: Any) -> datetime | None:

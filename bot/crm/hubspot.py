@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
-from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError
+from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
 
 SOURCE = "hubspot"
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
@@ -189,6 +189,7 @@ async def fetch_deal_event(client: HubSpotClient, payload: dict[str, Any], *, re
     deal_id = str(payload["objectId"])
     properties = await client.deal(deal_id, [name for name in (*DEAL_PROPERTIES, reason_property) if name])
     owner_id = properties.get("hubspot_owner_id")
+    reason = (properties.get(reason_property) or "").strip() if reason_property else ""
     stage = await client.stage_outcome(str(payload["propertyValue"]))
     return DealEvent(
         source=SOURCE,
@@ -198,10 +199,10 @@ async def fetch_deal_event(client: HubSpotClient, payload: dict[str, Any], *, re
         owner_email=await client.owner_email(owner_id) if owner_id else None,
         owner_slack_id=None,
         changed_at=datetime.fromtimestamp(payload["occurredAt"] / 1000, tz=UTC),
-        amount=_amount(properties.get("amount")),
+        amount=parse_amount(properties.get("amount")),
         url=f"https://app.hubspot.com/contacts/{payload['portalId']}/deal/{deal_id}",
-        currency=_currency(properties.get("deal_currency_code")),
-        crm_reason=(properties.get(reason_property) or "").strip() or None if reason_property else None,
+        currency=parse_currency(properties.get("deal_currency_code")),
+        crm_reason=reason or None,
         event_id=_event_key(payload),
         raw=payload,
     )
@@ -214,17 +215,3 @@ async def write_back(
     if explanation_property:
         properties[explanation_property] = reason.explanation
     await client.update_deal(reason.deal_id, properties)
-
-
-def _amount(value: str | None) -> Decimal | None:
-    try:
-        amount = Decimal(value) if value else None
-    except InvalidOperation:
-        return None
-    if amount is None or not amount.is_finite() or not 0 <= amount < Decimal("1e16"):
-        return None
-    return amount.quantize(Decimal("0.01"))
-
-
-def _currency(value: str | None) -> str | None:
-    return value.upper() if value and len(value) == 3 and value.isalpha() else None

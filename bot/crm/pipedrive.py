@@ -14,13 +14,12 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
-from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError
+from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
 
 SOURCE = "pipedrive"
 STAGES = {"lost": CLOSED_LOST, "won": "closed_won", "open": "open"}
@@ -104,8 +103,8 @@ def read_deal_change(document: Any) -> DealChange | None:
         owner_email=None,
         owner_slack_id=None,
         changed_at=changed_at,
-        amount=_amount(deal.get("value")),
-        currency=_currency(deal.get("currency")),
+        amount=parse_amount(deal.get("value")),
+        currency=parse_currency(deal.get("currency")),
         url=f"https://{host}/deal/{deal_id}" if isinstance(host, str) and host else None,
         crm_reason=lost_reason.strip() or None if isinstance(lost_reason, str) else None,
         raw=document,
@@ -126,22 +125,6 @@ def _time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _amount(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    if not amount.is_finite() or not 0 <= amount < Decimal("1e16"):
-        return None
-    return amount.quantize(Decimal("0.01"))
-
-
-def _currency(value: Any) -> str | None:
-    return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None
 
 
 class PipedriveClient:

@@ -12,14 +12,13 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
-from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError
+from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
 
 SOURCE = "salesforce"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -129,8 +128,8 @@ def _parse_notification(
         owner_email=owner_email.lower(),
         owner_slack_id=None,
         changed_at=changed_at,
-        amount=_amount(value("Amount")),
-        currency=_currency(value("CurrencyIsoCode")),
+        amount=parse_amount(value("Amount")),
+        currency=parse_currency(value("CurrencyIsoCode")),
         url=f"{base_url}/{opportunity_id}" if base_url else None,
         crm_reason=value(reason_field) if reason_field else None,
         event_id=notification_id,
@@ -150,20 +149,6 @@ def _time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
-
-
-def _amount(value: str | None) -> Decimal | None:
-    try:
-        amount = Decimal(value) if value else None
-    except InvalidOperation:
-        return None
-    if amount is None or not amount.is_finite() or not 0 <= amount < Decimal("1e16"):
-        return None
-    return amount.quantize(Decimal("0.01"))
-
-
-def _currency(value: str | None) -> str | None:
-    return value.upper() if value and len(value) == 3 and value.isalpha() else None
 
 
 def build_ack() -> bytes:

@@ -175,7 +175,6 @@ async def _reason_to_write(
     reason = catalogue.label(entry.reason_code)
     return WriteBack(
         deal_id=found[1].external_id,
-        reason_code=entry.reason_code,
         reason=f"{reason}: {entry.detail}" if entry.detail else reason,
         explanation=entry.explanation,
     )
