@@ -352,6 +352,9 @@ async def test_missing_signature_headers_are_refused(hubspot_bot: BotClient) -> 
             id="no-time",
         ),
         pytest.param(json.dumps([["not", "an", "event"]]).encode(), "subscriptionType", id="not-an-object"),
+        pytest.param(
+            json.dumps([stage_change(stage="closed\x00lost", occurred_at_ms=1)]).encode(), None, id="nul-character"
+        ),
     ],
 )
 async def test_a_malformed_body_is_refused_naming_the_problem_and_nothing_stored(

@@ -181,6 +181,7 @@ def without(field: str) -> bytes:
     [
         pytest.param(b"not json", None, id="not-json"),
         pytest.param(b"[]", "meta", id="no-meta"),
+        pytest.param(V2.read_bytes().replace(b"Globex", b"Glo\\ud800bex"), None, id="lone-surrogate"),
         pytest.param(without("owner_id"), "owner_id", id="no-owner"),
         pytest.param(without("update_time"), "update_time", id="no-time"),
         pytest.param(v2_change(status="gone", update_time="2024-06-10T14:51:00Z"), "status", id="unknown-status"),

@@ -76,3 +76,18 @@ def parse_amount(value: Any) -> Decimal | None:
 def parse_currency(value: Any) -> str | None:
     """A three-letter currency code in upper case; None for anything else."""
     return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None
+
+
+def is_storable(value: Any) -> bool:
+    """False for text neither database can store: NUL characters and lone surrogates."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")  # fails on a lone surrogate
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, list):
+        return all(is_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(is_storable(key) and is_storable(item) for key, item in value.items())
+    return True

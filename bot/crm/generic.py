@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.crm.event import DealEvent, FieldError, PayloadError, parse_amount
+from bot.crm.event import DealEvent, FieldError, PayloadError, is_storable, parse_amount
 
 SOURCE = "generic"
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,7 +88,7 @@ def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
 def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[FieldError]:
     if not isinstance(item, dict):
         return [FieldError(index, None, "each event must be a JSON object")]
-    unstorable = [name for name, value in item.items() if not _storable(name) or not _storable(value)]
+    unstorable = [name for name, value in item.items() if not is_storable(name) or not is_storable(value)]
     if unstorable:
         message = "contains a NUL character or a lone surrogate, which cannot be stored"
         return [FieldError(index, name, message) for name in unstorable]
@@ -208,21 +208,6 @@ def _timestamp(value: Any) -> datetime | None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _storable(value: Any) -> bool:
-    """False for text neither database can store: NUL characters and lone surrogates."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")  # fails on a lone surrogate
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    if isinstance(value, dict):
-        return all(_storable(key) and _storable(item) for key, item in value.items())
-    return True
 
 
 def _is_web_url(value: Any) -> bool:

@@ -21,7 +21,15 @@ from typing import Any
 import aiohttp
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
-from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
+from bot.crm.event import (
+    CLOSED_LOST,
+    DealEvent,
+    FieldError,
+    PayloadError,
+    is_storable,
+    parse_amount,
+    parse_currency,
+)
 
 SOURCE = "hubspot"
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
@@ -69,6 +77,9 @@ def parse_stage_changes(body: bytes) -> list[StageChange]:
         document = json.loads(body)
     except (ValueError, RecursionError):
         raise PayloadError([FieldError(None, None, "the body is not valid JSON")]) from None
+    if not is_storable(document):
+        message = "contains a NUL character or a lone surrogate, which cannot be stored"
+        raise PayloadError([FieldError(None, None, message)])
     if not isinstance(document, list) or not document:
         raise PayloadError([FieldError(None, None, "the body must be a JSON array of events")])
     if len(document) > MAX_EVENTS:

@@ -19,7 +19,15 @@ from typing import Any
 import aiohttp
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
-from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
+from bot.crm.event import (
+    CLOSED_LOST,
+    DealEvent,
+    FieldError,
+    PayloadError,
+    is_storable,
+    parse_amount,
+    parse_currency,
+)
 
 SOURCE = "pipedrive"
 STAGES = {"lost": CLOSED_LOST, "won": "closed_won", "open": "open"}
@@ -55,6 +63,9 @@ def parse_deal_change(body: bytes) -> DealChange | None:
         document = json.loads(body)
     except (ValueError, RecursionError):
         raise PayloadError([FieldError(None, None, "the body is not valid JSON")]) from None
+    if not is_storable(document):
+        message = "contains a NUL character or a lone surrogate, which cannot be stored"
+        raise PayloadError([FieldError(None, None, message)])
     return read_deal_change(document)
 
 
