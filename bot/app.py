@@ -59,6 +59,8 @@ def create_app(
     catalogue = catalogue or load_catalogue(settings.reasons_file)
     if team is None:
         team = load_team(settings.team_file) if settings.team_file else {}
+    if settings.manager_channel is None:
+        logger.warning("MANAGER_CHANNEL is not set: losses left without a reason will not be escalated")
     # Names this process's claims on outbox rows (see bot.scheduler).
     process_id = str(uuid.uuid4())
     delivery = SlackDelivery(

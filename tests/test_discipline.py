@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -350,3 +351,32 @@ def _submission(view: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         "is_enterprise_install": False,
         "enterprise": None,
     }
+
+
+async def test_a_reminder_due_outside_the_reps_working_hours_waits_for_their_next_morning(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    fake_slack.tz_by_user["U0DANA001"] = "Asia/Tokyo"
+    clock = Clock()
+    settings = make_settings(database_url, fake_slack.url, reminder_after="8h", escalate_after="100h")
+    async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal())
+        _, (dm, _) = await bot.prompt(1)
+        # A Saturday noon in Tokyo, weeks after the prompt: the reminder is overdue, but not now.
+        tokyo = ZoneInfo("Asia/Tokyo")
+        local = (clock.now.astimezone(tokyo) + timedelta(days=14)).replace(hour=12, minute=0, second=0, microsecond=0)
+        saturday = local + timedelta(days=(5 - local.weekday()) % 7)
+        clock.now = saturday.astimezone(UTC)
+
+        monday_nine = (saturday + timedelta(days=2)).replace(hour=9).astimezone(UTC)
+
+        async def deferred() -> bool:
+            [loss] = await bot.rows(Loss)
+            return loss.reminder_due_at == monday_nine
+
+        await eventually(deferred, what="the reminder moved to Monday 09:00 in Tokyo")
+        assert len(posted_to(fake_slack, dm)) == 1
+
+        clock.now = monday_nine + timedelta(seconds=30)
+        reminder = (await fake_slack.wait_for("chat.postMessage", 2))[1]
+        assert reminder["channel"] == dm and "Reminder" in reminder["text"]
