@@ -56,7 +56,8 @@ def run_fake_slack(pipe: Any) -> None:
     serve(app, pipe, {"calls": lambda: dict(calls)})
 
 
-def run_bot(pipe: Any, database_url: str, slack_url: str) -> None:
+def run_bot(pipe: Any, database_url: str, slack_url: str, overrides: dict[str, Any] | None = None) -> None:
+    """The bot's app as `closedlost serve` builds it; `overrides` are further Settings fields."""
     from bot.app import create_app
     from bot.settings import Settings
     from storage.migrate import upgrade_to_head
@@ -70,6 +71,7 @@ def run_bot(pipe: Any, database_url: str, slack_url: str) -> None:
         database_url=database_url,
         deals_webhook_secret=DEALS_SECRET,
         log_level="WARNING",
+        **(overrides or {}),
     )
     serve(create_app(settings), pipe)
 
@@ -104,6 +106,10 @@ class Server:
         self._process = multiprocessing.get_context("spawn").Process(target=target, args=(child, *args))
         self._process.start()
         self.url = f"http://127.0.0.1:{self._pipe.recv()}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
     def ask(self, command: str) -> Any:
         self._pipe.send(command)

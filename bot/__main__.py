@@ -132,9 +132,13 @@ def _migrate(database_url: str) -> None:
 
 def _load_catalogue(settings: Settings) -> Catalogue:
     try:
-        return load_catalogue(settings.reasons_file)
+        catalogue = load_catalogue(settings.reasons_file)
     except CatalogueError as error:
         raise StartupError(f"REASONS_FILE {error}") from None
+    unknown = sorted(set(settings.reason_aliases.values()) - catalogue.codes)
+    if unknown:
+        raise StartupError(f"REASON_ALIASES names reason codes the catalogue does not have: {', '.join(unknown)}")
+    return catalogue
 
 
 def _load_team(settings: Settings) -> dict[str, str]:

@@ -18,7 +18,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import handlers
+from bot.crm.connectors import write_back_sources
 from bot.crm.generic import MAX_BODY_BYTES
+from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
@@ -80,6 +82,13 @@ def create_app(
         on_messages_queued=worker.kick,
         on_losses_opened=jobs.prompt_soon,
     )
+    crm_jobs = CrmJobWorker(
+        settings=settings,
+        session_factory=session_factory,
+        catalogue=catalogue,
+        clock=clock,
+        ingest=ingest,
+    )
     runtime = Runtime(
         settings=settings,
         session_factory=session_factory,
@@ -87,6 +96,8 @@ def create_app(
         catalogue=catalogue,
         worker=worker,
         ingest=ingest,
+        crm_jobs=crm_jobs,
+        write_back_sources=write_back_sources(settings),
         clock=clock,
     )
 
@@ -104,17 +115,19 @@ def create_app(
             await socket_mode.connect_async()
         delivering = asyncio.create_task(worker.run(), name="outbox-worker")
         ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
+        running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
         jobs.start()
         yield
         await jobs.stop()
         if socket_mode is not None:
             await socket_mode.close_async()
         # By now aiohttp has answered every request, so the ingest queue is idle. The worker is let
-        # finish what it is sending, within reason, rather than be cut off inside a transaction.
+        # finish what it is sending, within reason, rather than be cut off inside a transaction;
+        # so are the CRM jobs.
         worker.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(delivering), timeout=SHUTDOWN_GRACE_SECONDS)
-        for task in (delivering, ingesting):
+        crm_jobs.stop()
+        await asyncio.wait([delivering, running_crm_jobs], timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in (delivering, ingesting, running_crm_jobs):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

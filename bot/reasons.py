@@ -11,7 +11,7 @@ A file looks like this; `requires` is "competitor", "feature" or absent, `group`
 
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -80,6 +80,25 @@ class Catalogue:
         """The label of a code, or the code itself for one the catalogue no longer knows."""
         reason = self.get(code)
         return reason.label if reason is not None else code
+
+
+def code_for_crm_reason(text: str | None, *, aliases: Mapping[str, str], catalogue: Catalogue) -> str | None:
+    """The active reason a CRM's own loss reason stands for: through REASON_ALIASES, or else a
+    reason whose code or label it is. Compared ignoring case and repeated spaces."""
+    if not text:
+        return None
+    wanted = _comparable(text)
+    code = next((code for alias, code in aliases.items() if _comparable(alias) == wanted), None)
+    if code is None:
+        code = next(
+            (reason.code for reason in catalogue.active if wanted in {reason.code, _comparable(reason.label)}), None
+        )
+    reason = catalogue.get(code) if code is not None else None
+    return reason.code if reason is not None and not reason.retired else None
+
+
+def _comparable(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def load_catalogue(path: Path | None) -> Catalogue:

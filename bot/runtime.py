@@ -9,6 +9,7 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.settings import Settings
@@ -26,6 +27,9 @@ class Runtime:
     catalogue: Catalogue
     worker: OutboxWorker
     ingest: IngestQueue
+    crm_jobs: CrmJobWorker
+    write_back_sources: frozenset[str]
+    """The CRMs a logged reason is written back to."""
     clock: Callable[[], datetime]
 
     def today(self) -> date:

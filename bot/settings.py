@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -121,6 +122,64 @@ class Settings(DatabaseSettings):
         default=timedelta(seconds=60), description="a duration of at least 1s, such as 60s"
     )
 
+    # The CRMs (README.md, "Connecting a CRM"). A CRM's webhook answers 503 until its secret is set;
+    # writing reasons back is off until its API credentials are set.
+    public_url: str | None = Field(
+        default=None, description="the bot's public base URL, such as https://bot.example.com"
+    )
+    reason_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description='a JSON object from a CRM loss reason to a reason code, such as {"Too expensive": "price"}',
+    )
+    hubspot_client_secret: SecretStr | None = Field(
+        default=None, description="the HubSpot app's client secret, which signs POST /webhooks/hubspot"
+    )
+    hubspot_token: SecretStr | None = Field(
+        default=None, description="a HubSpot access token with the crm.objects.deals and owners scopes"
+    )
+    hubspot_api_url: str = Field(
+        default="https://api.hubapi.com/", description="the HubSpot API base URL, http:// or https://"
+    )
+    hubspot_reason_property: str = Field(
+        default="closed_lost_reason", description="the deal property that holds the loss reason (empty: none)"
+    )
+    hubspot_explanation_property: str | None = Field(
+        default=None, description="the deal property the rep's explanation is written to"
+    )
+    salesforce_org_id: str | None = Field(
+        default=None, description="the Salesforce organization id (15 or 18 characters, starting with 00D)"
+    )
+    salesforce_owner_email_field: str = Field(
+        default="Owner_Email__c", description="the Opportunity field the outbound message carries the owner's email in"
+    )
+    salesforce_reason_field: str | None = Field(
+        default=None, description="the Opportunity field that holds the loss reason, such as Loss_Reason__c"
+    )
+    salesforce_explanation_field: str | None = Field(
+        default=None, description="the Opportunity field the rep's explanation is written to"
+    )
+    salesforce_instance_url: str | None = Field(
+        default=None, description="the org's My Domain URL, such as https://acme.my.salesforce.com"
+    )
+    salesforce_client_id: SecretStr | None = Field(
+        default=None, description="the consumer key of the external client app (client credentials flow)"
+    )
+    salesforce_client_secret: SecretStr | None = Field(
+        default=None, description="the consumer secret of the external client app (client credentials flow)"
+    )
+    pipedrive_webhook_user: str | None = Field(
+        default=None, description="the HTTP Basic user name given to the Pipedrive webhook"
+    )
+    pipedrive_webhook_password: SecretStr | None = Field(
+        default=None, description="the HTTP Basic password given to the Pipedrive webhook"
+    )
+    pipedrive_api_token: SecretStr | None = Field(
+        default=None, description="a Pipedrive API token, to look up deal owners and write reasons back"
+    )
+    pipedrive_api_url: str = Field(
+        default="https://api.pipedrive.com", description="the Pipedrive API base URL without a version"
+    )
+
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
@@ -141,6 +200,23 @@ class Settings(DatabaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("is not an http:// or https:// URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_url", "hubspot_api_url", "salesforce_instance_url", "pipedrive_api_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("salesforce_org_id")
+    @classmethod
+    def _org_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) not in {15, 18} or not value.isalnum()):
+            raise ValueError("is not a 15- or 18-character Salesforce id")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -182,6 +258,21 @@ class Settings(DatabaseSettings):
     def _http_mode_needs_signing_secret(self) -> "Settings":
         if self.slack_app_token is None and self.slack_signing_secret is None:
             raise ValueError("SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN is set")
+        return self
+
+    @model_validator(mode="after")
+    def _crm_settings_come_in_pairs(self) -> "Settings":
+        if (self.pipedrive_webhook_user is None) != (self.pipedrive_webhook_password is None):
+            raise ValueError("PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD are set together")
+        if self.pipedrive_webhook_user is not None and self.pipedrive_api_token is None:
+            raise ValueError("PIPEDRIVE_API_TOKEN is required with PIPEDRIVE_WEBHOOK_USER, to look up deal owners")
+        if self.hubspot_client_secret is not None and self.hubspot_token is None:
+            raise ValueError("HUBSPOT_TOKEN is required with HUBSPOT_CLIENT_SECRET, to fetch the deals")
+        salesforce_api = (self.salesforce_instance_url, self.salesforce_client_id, self.salesforce_client_secret)
+        if any(value is not None for value in salesforce_api) and None in salesforce_api:
+            raise ValueError(
+                "SALESFORCE_INSTANCE_URL, SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET are set together"
+            )
         return self
 
     @property

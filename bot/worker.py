@@ -53,7 +53,11 @@ class OutboxWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
-        await outbox.release_claims(delivery.session_factory, process_id=self._process_id)
+        try:
+            await outbox.release_claims(delivery.session_factory, process_id=self._process_id)
+        except Exception:
+            # The claims then run out by themselves, within three scheduler ticks.
+            logger.exception("handing back this process's unsent messages failed")
 
     async def _seconds_until_next_due(self) -> float:
         now = self._delivery.clock()

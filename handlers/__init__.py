@@ -3,7 +3,7 @@
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from handlers import actions, commands, errors, events, http, views
+from handlers import actions, commands, crm_webhooks, errors, events, http, views
 
 
 def register_listeners(app: AsyncApp) -> None:
@@ -17,3 +17,4 @@ def register_listeners(app: AsyncApp) -> None:
 def register_routes(web_app: web.Application, bolt_app: AsyncApp | None) -> None:
     """The HTTP routes; `/slack/events` only in HTTP mode (`bolt_app` given)."""
     http.register(web_app, bolt_app)
+    crm_webhooks.register(web_app)

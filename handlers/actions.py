@@ -29,12 +29,19 @@ def register(app: AsyncApp) -> None:
 async def handle_open_reason(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
 ) -> None:
-    """Opens the reason modal for the deal's owner, pre-filled with the current reason on Edit."""
+    """Opens the reason modal for the deal's owner, pre-filled with the current reason on Edit, or
+    with the reason the CRM already has."""
     await ack()
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     try:
-        loss = await open_loss(session_factory=runtime.session_factory, loss_id=int(action["value"]), user_id=user_id)
+        loss = await open_loss(
+            session_factory=runtime.session_factory,
+            loss_id=int(action["value"]),
+            user_id=user_id,
+            catalogue=runtime.catalogue,
+            reason_aliases=runtime.settings.reason_aliases,
+        )
     except LossError as error:
         if body["container"]["type"] == "view":
             # A click on the Home tab: there is no channel to answer in, so the answer is a modal.
@@ -101,7 +108,11 @@ async def handle_reason_picked(
     modal = ModalContext.decode(view["private_metadata"])
     try:
         loss = await open_loss(
-            session_factory=runtime.session_factory, loss_id=modal.loss_id, user_id=body["user"]["id"]
+            session_factory=runtime.session_factory,
+            loss_id=modal.loss_id,
+            user_id=body["user"]["id"],
+            catalogue=runtime.catalogue,
+            reason_aliases=runtime.settings.reason_aliases,
         )
     except LossError:
         return  # The submission will say why; a menu change has nowhere to show it.

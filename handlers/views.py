@@ -42,6 +42,7 @@ async def handle_reason_submitted(
             user_id=body["user"]["id"],
             view_id=view.get("id"),
             now=runtime.clock(),
+            write_back_to=runtime.write_back_sources,
         )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
@@ -54,6 +55,7 @@ async def handle_reason_submitted(
         return
     await ack()
     runtime.worker.kick()
+    runtime.crm_jobs.kick()
     await refresh_home(runtime, body["user"]["id"])
 
 
@@ -79,6 +81,7 @@ async def handle_several_submitted(
             user_id=body["user"]["id"],
             view_id=view.get("id"),
             now=runtime.clock(),
+            write_back_to=runtime.write_back_sources,
         )
     except Exception:
         logger.exception("saving one reason for %d losses failed", len(submission.loss_ids))
@@ -90,4 +93,5 @@ async def handle_several_submitted(
     else:
         await ack()
     runtime.worker.kick()
+    runtime.crm_jobs.kick()
     await refresh_home(runtime, body["user"]["id"])

@@ -72,6 +72,8 @@ class Deal(Base):
     stage: Mapped[str] = mapped_column(String(100))
     stage_changed_at: Mapped[datetime]
     url: Mapped[str | None] = mapped_column(String(2000))
+    crm_reason: Mapped[str | None] = mapped_column(Text)
+    """The loss reason as the CRM last reported it, to pre-select a reason in the modal."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -243,3 +245,42 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class CrmJobKind(StrEnum):
+    FETCH = "fetch"
+    """A CRM event that names a deal without describing it: fetch the deal, then record the event."""
+    WRITE_BACK = "write_back"
+    """Write a loss's newest reason to its deal in the CRM."""
+
+
+class CrmJobState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class CrmJob(Base):
+    """Work against a CRM's API that must survive an outage of that API, and a restart of the bot.
+
+    A fetch carries the CRM's own event (`payload`) and its idempotency key (`event_key`, unique, so a
+    redelivered event is stored once); a write-back names its loss and reads the newest reason when
+    it runs. `claimed_until` lets one process at a time work on a row, as in the outbox.
+    """
+
+    __tablename__ = "crm_job"
+    __table_args__ = (Index("ix_crm_job_state_due_at", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[CrmJobKind] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str | None] = mapped_column(String(600), unique=True)
+    payload: Mapped[dict[str, Any] | None]
+    loss_id: Mapped[int | None] = mapped_column(ForeignKey("loss.id"), index=True)
+    state: Mapped[CrmJobState] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 from tests.bot_client import DEALS_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, BotClient
+from tests.fake_crm import FakeCrm
 from tests.fake_slack import FakeSlack
 from tests.seed import seed_team
 
@@ -69,6 +70,14 @@ async def team(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, i
     return await seed_team(session_factory)
 
 
+@pytest.fixture
+async def fake_crm() -> AsyncIterator[FakeCrm]:
+    crm = FakeCrm()
+    await crm.start()
+    yield crm
+    await crm.stop()
+
+
 def make_settings(database_url: str, slack_api_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "slack_bot_token": "xoxb-test-token",
@@ -94,7 +103,7 @@ async def bot(
 
 
 class serve:  # noqa: N801 - used as `async with serve(...)`, like a function
-    """Starts the bot's server for `settings`; yields a BotClient; stops it on exit."""
+    """Starts the bot's server for `settings` (on `clock`, when given); yields a BotClient; stops it on exit."""
 
     def __init__(
         self,

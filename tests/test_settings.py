@@ -134,6 +134,41 @@ def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) ->
     assert [problem["loc"] for problem in caught.value.errors()] == [(name,)]
 
 
+def test_the_crm_settings_default_to_off_and_hubspots_public_api() -> None:
+    loaded = settings()
+
+    assert (loaded.hubspot_client_secret, loaded.salesforce_org_id, loaded.pipedrive_webhook_user) == (None, None, None)
+    assert loaded.hubspot_api_url == "https://api.hubapi.com"
+    assert loaded.pipedrive_api_url == "https://api.pipedrive.com"
+    assert loaded.hubspot_reason_property == "closed_lost_reason"
+    assert loaded.salesforce_owner_email_field == "Owner_Email__c"
+    assert loaded.reason_aliases == {}
+
+
+def test_reason_aliases_are_read_as_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REASON_ALIASES", '{"Too expensive": "price", "Went with Initech": "competitor"}')
+
+    assert settings().reason_aliases == {"Too expensive": "price", "Went with Initech": "competitor"}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"public_url": "bot.example.com"}, "public_url"),
+        ({"salesforce_org_id": "00D5g000004XyZ"}, "salesforce_org_id"),
+        ({"pipedrive_webhook_user": "closedlost", "pipedrive_api_token": "t"}, "PIPEDRIVE_WEBHOOK_PASSWORD"),
+        ({"pipedrive_webhook_user": "u", "pipedrive_webhook_password": "p"}, "PIPEDRIVE_API_TOKEN"),
+        ({"hubspot_client_secret": "s"}, "HUBSPOT_TOKEN"),
+        ({"salesforce_instance_url": "https://acme.my.salesforce.com"}, "SALESFORCE_CLIENT_ID"),
+    ],
+)
+def test_incomplete_crm_settings_are_refused_naming_what_is_missing(values: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+
+    assert named in str(caught.value)
+
+
 def test_secrets_are_not_shown_in_the_repr() -> None:
     assert "xoxb-test-token" not in repr(settings())
 
@@ -272,3 +307,10 @@ def test_a_port_in_use_stops_start_up_in_one_line(tmp_path: Path) -> None:
         result = serve(tmp_path, **GOOD_ENV, DATABASE_URL=database, HOST="127.0.0.1", PORT=str(port))
 
     assert_one_error_line_naming(result, "PORT")
+
+
+def test_reason_aliases_naming_an_unknown_code_stop_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, REASON_ALIASES='{"Too expensive": "pricing"}')
+
+    assert_one_line_naming(result, "REASON_ALIASES")
+    assert "pricing" in result.stderr

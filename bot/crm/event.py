@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 CLOSED_LOST = "closed_lost"
@@ -25,6 +25,8 @@ class DealEvent:
     currency: str | None = None
     account: str | None = None
     url: str | None = None
+    crm_reason: str | None = None
+    """The loss reason the CRM already has, which pre-selects a reason for the rep to confirm."""
     event_id: str | None = None
     prompt: bool = True
     """False when the CRM asks that no reason be asked for this loss (it is still recorded)."""
@@ -36,3 +38,57 @@ class DealEvent:
         if self.event_id is not None:
             return f"{self.source}:event:{self.event_id}"
         return f"{self.source}:deal:{self.deal_id}:{self.stage}:{self.changed_at.isoformat()}"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a webhook body: which event (`index`) and field, when it is about one."""
+
+    index: int | None
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class PayloadError(ValueError):
+    """A webhook body that cannot be stored; every problem found is in `errors`."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
+def parse_amount(value: Any) -> Decimal | None:
+    """A deal amount as the bot stores it (0 or more, below 10^16, two decimals), from a number or
+    a numeric string; None for anything else."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
+        return None
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_currency(value: Any) -> str | None:
+    """A three-letter currency code in upper case; None for anything else."""
+    return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None
+
+
+def is_storable(value: Any) -> bool:
+    """False for text neither database can store: NUL characters and lone surrogates."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")  # fails on a lone surrogate
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, list):
+        return all(is_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(is_storable(key) and is_storable(item) for key, item in value.items())
+    return True

@@ -6,15 +6,13 @@ payload in one round trip; a batch with any bad event is refused whole.
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.crm.event import DealEvent
+from bot.crm.event import DealEvent, FieldError, PayloadError, is_storable, parse_amount
 
 SOURCE = "generic"
 MAX_BODY_BYTES = 1024 * 1024
@@ -26,22 +24,6 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SLACK_USER_PATTERN = re.compile(r"^[UW][A-Z0-9]{2,31}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    index: int | None
-    field: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "field": self.field, "message": self.message}
-
-
-class PayloadError(ValueError):
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(error.message for error in errors))
-        self.errors = errors
 
 
 class _Clock:
@@ -106,7 +88,7 @@ def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
 def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[FieldError]:
     if not isinstance(item, dict):
         return [FieldError(index, None, "each event must be a JSON object")]
-    unstorable = [name for name, value in item.items() if not _storable(name) or not _storable(value)]
+    unstorable = [name for name, value in item.items() if not is_storable(name) or not is_storable(value)]
     if unstorable:
         message = "contains a NUL character or a lone surrogate, which cannot be stored"
         return [FieldError(index, name, message) for name in unstorable]
@@ -138,7 +120,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
     ):
         fail("owner_slack_id", f"not a Slack user id such as U0123ABCD: {owner_slack_id!r}")
 
-    amount = _amount(item.get("amount"))
+    amount = parse_amount(item.get("amount"))
     if amount is None and item.get("amount") is not None:
         fail("amount", 'must be a number of 0 or more, such as 48000 or "48000.50"')
     currency = item.get("currency")
@@ -214,18 +196,6 @@ def _text(value: Any, max_length: int) -> str | None:
     return value if 0 < len(value) <= max_length else None
 
 
-def _amount(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
-        return None
-    return amount.quantize(Decimal("0.01"))
-
-
 def _timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -238,21 +208,6 @@ def _timestamp(value: Any) -> datetime | None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _storable(value: Any) -> bool:
-    """False for text neither database can store: NUL characters and lone surrogates."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")  # fails on a lone surrogate
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    if isinstance(value, dict):
-        return all(_storable(key) and _storable(item) for key, item in value.items())
-    return True
 
 
 def _is_web_url(value: Any) -> bool:

@@ -21,7 +21,7 @@ from storage.models import LossState
 logger = logging.getLogger(__name__)
 
 # The deal columns an event may change; optional fields an event leaves out keep their value.
-OPTIONAL_FIELDS = ("account", "amount", "currency", "url")
+OPTIONAL_FIELDS = ("account", "amount", "currency", "url", "crm_reason")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """A rep's side of a loss: opening it to log or edit a reason, and storing that reason."""
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -7,8 +8,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
-from bot.reasons import Catalogue
-from bot.services import outbox
+from bot.reasons import Catalogue, code_for_crm_reason
+from bot.services import crm_jobs, outbox
 from bot.validation import ReasonForm
 from bot.views.reason_modal import DealOption
 from storage import queries
@@ -21,10 +22,18 @@ class LossForModal:
     revision: int
     """The loss's newest revision: a submission made from this modal must build on it."""
     current: ReasonForm | None
-    """The reason logged so far, to pre-fill an edit; None for a first answer."""
+    """What the modal opens with: the reason logged so far, to edit; for a first answer, the reason
+    the CRM already has (mapped through REASON_ALIASES), for the rep to confirm; or None."""
 
 
-async def open_loss(*, session_factory: async_sessionmaker[AsyncSession], loss_id: int, user_id: str) -> LossForModal:
+async def open_loss(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    loss_id: int,
+    user_id: str,
+    catalogue: Catalogue,
+    reason_aliases: Mapping[str, str],
+) -> LossForModal:
     """What the reason modal needs, for the deal's owner only."""
     async with session_factory() as session, session.begin():
         found = await queries.loss_with_deal(session, loss_id)
@@ -41,6 +50,10 @@ async def open_loss(*, session_factory: async_sessionmaker[AsyncSession], loss_i
             explanation=entry.explanation,
             revisit_on=entry.revisit_on,
         )
+    else:
+        suggested = code_for_crm_reason(deal.crm_reason, aliases=reason_aliases, catalogue=catalogue)
+        if suggested is not None:
+            current = ReasonForm(reason_code=suggested, detail=None, explanation="", revisit_on=None)
     revision = entry.revision if entry is not None else 0
     return LossForModal(deal=deal, revision=revision, current=current)
 
@@ -55,8 +68,10 @@ async def record_reason(
     user_id: str,
     view_id: str | None,
     now: datetime,
+    write_back_to: Collection[str],
 ) -> ReasonEntry:
-    """Stores a validated reason as the loss's next revision and queues the DM's update.
+    """Stores a validated reason as the loss's next revision and queues the DM's update, and the
+    reason's write-back to the deal's CRM when that CRM is in `write_back_to`.
 
     `revision` is the one the modal was opened on; a second submission made against the same
     revision (a double click, a second window) is refused by the unique (loss, revision) key, and
@@ -82,6 +97,8 @@ async def record_reason(
                 loss.logged_at = now
             messages = await queries.message_ids_about(session, [loss.id])
             await outbox.queue_updates(session, message_ids=messages, now=now)
+            if deal.source in write_back_to:
+                await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
     except IntegrityError as error:
         if "revision" not in str(error.orig):
             raise
@@ -155,9 +172,11 @@ async def record_reason_for_several(
     user_id: str,
     view_id: str | None,
     now: datetime,
+    write_back_to: Collection[str],
 ) -> SeveralLogged:
     """Stores one validated reason as the answer of each picked loss that still awaits this rep's
-    reason, in one transaction, and queues the updates of the messages that list them."""
+    reason, in one transaction, and queues the updates of the messages that list them and the
+    write-backs to the deals' CRMs that are in `write_back_to`."""
     logged: list[int] = []
     async with session_factory() as session, session.begin():
         for loss, deal in await queries.losses_with_deals(session, loss_ids, for_update=True):
@@ -167,6 +186,8 @@ async def record_reason_for_several(
             loss.state = LossState.LOGGED
             loss.logged_at = now
             logged.append(loss.id)
+            if deal.source in write_back_to:
+                await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
         messages = await queries.message_ids_about(session, logged)
         await outbox.queue_updates(session, message_ids=messages, now=now)
     return SeveralLogged(logged=len(logged), skipped=len(set(loss_ids)) - len(logged))

@@ -72,9 +72,7 @@ class SlackDelivery:
             if message.ts is not None or not any(item.awaiting for item in items):
                 await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
-            known = message.rep_slack_id is not None and await queries.has_rep(session, message.rep_slack_id)
-        if not known:
-            await self._find_rep(message, items, now)
+        await self._find_rep(message, items, now)
         content = await self._content(message, items)
         response = await call(
             self.slack.chat_postMessage(
@@ -108,26 +106,36 @@ class SlackDelivery:
             await queries.mark_sent(session, claimed.id, now)
 
     async def _find_rep(self, message: MessageRow, items: list[DealLoss], now: datetime) -> None:
-        """Finds the rep's Slack id (by email) and time zone, and stores them before the message goes
-        out: the rep may click its button at once."""
+        """Makes sure the rep's Slack id and time zone are known before the message goes out (the rep
+        may click its button at once): from the CRM's Slack id or the email cache, else from Slack
+        (`users.lookupByEmail` gives both; `users.info` the time zone of a known id), once per rep."""
         user_id = message.rep_slack_id
-        if user_id is None and message.rep_email is not None:
-            async with self.session_factory() as session, session.begin():
-                user_id = await queries.slack_user_id(session, message.rep_email)
-        if user_id is not None:
-            response = await call(self.slack.users_info(user=user_id))
-        elif message.rep_email is not None:
-            try:
-                response = await call(self.slack.users_lookupByEmail(email=message.rep_email))
-            except PermanentFailure:
-                raise PermanentFailure(f"no Slack user has the email {message.rep_email}") from None
-        else:
-            raise PermanentFailure("the CRM gave no owner for this deal")
-        user_id, tz = str(response["user"]["id"]), response["user"].get("tz")
         async with self.session_factory() as session, session.begin():
-            if message.rep_email is not None:
+            if user_id is None and message.rep_email is not None:
+                user_id = await queries.slack_user_id(session, message.rep_email)
+            rep_known = user_id is not None and await queries.has_rep(session, user_id)
+        if rep_known and user_id == message.rep_slack_id:
+            return
+        looked_up_by_email = False
+        tz = None
+        if not rep_known:
+            if user_id is not None:
+                response = await call(self.slack.users_info(user=user_id))
+            elif message.rep_email is not None:
+                try:
+                    response = await call(self.slack.users_lookupByEmail(email=message.rep_email))
+                except PermanentFailure:
+                    raise PermanentFailure(f"no Slack user has the email {message.rep_email}") from None
+                looked_up_by_email = True
+            else:
+                raise PermanentFailure("the CRM gave no owner for this deal")
+            user_id, tz = str(response["user"]["id"]), response["user"].get("tz")
+        assert user_id is not None
+        async with self.session_factory() as session, session.begin():
+            if looked_up_by_email:
                 await session.merge(SlackUser(email=message.rep_email, user_id=user_id, looked_up_at=now))
-            await session.merge(Rep(slack_id=user_id, tz=tz, looked_up_at=now))
+            if not rep_known:
+                await session.merge(Rep(slack_id=user_id, tz=tz, looked_up_at=now))
             stored = await session.get_one(MessageRow, message.id)
             stored.rep_slack_id = user_id
             for item in items:

@@ -132,7 +132,10 @@ def _intro(deal: Deal) -> str:
     line = f"*{escape(deal.name)}*"
     if deal.account:
         line += f" · {escape(deal.account)}"
-    return fit(f"{line} · {format_amount(deal.amount, deal.currency)}", INTRO_MAX_LENGTH)
+    line += f" · {format_amount(deal.amount, deal.currency)}"
+    if deal.crm_reason:
+        line += f"\nIn the CRM: _{escape(deal.crm_reason)}_"
+    return fit(line, INTRO_MAX_LENGTH)
 
 
 def _reason_input(catalogue: Catalogue, chosen: Reason | None) -> InputBlock:

@@ -1,0 +1,95 @@
+"""What the CRM API clients share: one JSON call, and the one error it raises.
+
+Retrying is not done here but by the durable CRM jobs (`bot.services.crm_jobs`), which outlive a
+restart; an error says whether retrying can help and, for a 429, when the CRM allows it.
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot.crm.event import DealEvent
+
+# Answers about this one request (no such deal, no such field): sending it again cannot succeed.
+PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 422})
+DEFAULT_RETRY_AFTER_SECONDS = 10.0
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
+
+
+class CrmApiError(Exception):
+    """A CRM API call failed; the message says what happened, and never holds a token."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class WriteBack:
+    """A logged reason as a CRM receives it."""
+
+    deal_id: str
+    """The CRM's id of the deal."""
+    reason: str
+    """The reason's label, with the competitor or missing feature when there is one."""
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Connector:
+    """What the bot can do with one connected CRM's API."""
+
+    fetch: Callable[[dict[str, Any]], Awaitable[DealEvent]] | None
+    """Turns a stored webhook event into the full DealEvent; None when the CRM sends full events."""
+    write_back: Callable[[WriteBack], Awaitable[None]] | None
+    """Writes a reason to the deal; None when write-back is not configured."""
+
+
+async def call_json(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    crm: str,
+    headers: dict[str, str],
+    json_body: Any = None,
+    data: dict[str, str] | None = None,
+) -> Any:
+    """Sends one request and returns its JSON answer (None for an empty one), or raises CrmApiError."""
+    try:
+        async with http.request(
+            method, url, headers=headers, json=json_body, data=data, timeout=REQUEST_TIMEOUT
+        ) as response:
+            text = await response.text()
+            if response.status == 429:
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                raise CrmApiError(f"{crm} is rate-limiting us (429)", status=429, retry_after=retry_after)
+            if response.status >= 400:
+                raise CrmApiError(
+                    f"{crm} answered {response.status} to {method} {response.url.path}: {text[:300]}",
+                    status=response.status,
+                    permanent=response.status in PERMANENT_STATUSES,
+                )
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise CrmApiError(f"{crm} could not be reached: {type(error).__name__}: {error}") from None
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CrmApiError(f"{crm} answered {method} {response.url.path} with something that is not JSON") from None
+
+
+def _retry_after(value: str | None) -> float:
+    """Retry-After in seconds; the HTTP-date form is rare from APIs and falls back to a default."""
+    try:
+        return max(float(value or ""), 0.0)
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_SECONDS

@@ -1,0 +1,236 @@
+"""Salesforce: Outbound Messages (SOAP) for Opportunities in, a REST update of the Opportunity out.
+
+Outbound Messages carry no signature: a message is trusted when its `OrganizationId` is ours. Each
+notification has an id of its own, which is the event's idempotency key: Salesforce resends a
+message until it gets an `Ack`, for up to 24 hours, and may deliver notifications out of order.
+
+Outbound Messaging: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+WSDL (envelope, Ack): https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-wsdl.html
+"""
+
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bot.crm.api import CrmApiError, WriteBack, call_json
+from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
+
+SOURCE = "salesforce"
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
+SOBJECT = "urn:sobject.enterprise.soap.sforce.com"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+MAX_NOTIFICATIONS = 100
+API_VERSION = "v61.0"
+# Salesforce does not say how long its tokens last; they are fetched again on a 401 in any case.
+TOKEN_LIFETIME_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    organization_id: str
+    base_url: str | None
+    """The org's URL, from `PartnerUrl`, for links to the Opportunities."""
+    notifications: list[ET.Element] = field(repr=False)
+
+
+def read_outbound_message(body: bytes) -> OutboundMessage:
+    """The envelope of an Outbound Message: its organization, and its notifications unread."""
+    # Salesforce never sends a DTD; refusing one keeps entity tricks out of the parser.
+    if b"<!DOCTYPE" in body.upper():
+        raise PayloadError([FieldError(None, None, "a document type declaration is not allowed")])
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as error:
+        raise PayloadError([FieldError(None, None, f"the body is not XML: {error}")]) from None
+    message = root.find(f"{{{SOAP}}}Body/{{{OUTBOUND}}}notifications")
+    if root.tag != f"{{{SOAP}}}Envelope" or message is None:
+        raise PayloadError([FieldError(None, None, "the body is not a SOAP envelope with notifications")])
+    organization_id = _text(message.find(f"{{{OUTBOUND}}}OrganizationId"))
+    if organization_id is None:
+        raise PayloadError([FieldError(None, "OrganizationId", "required")])
+    notifications = message.findall(f"{{{OUTBOUND}}}Notification")
+    if not 0 < len(notifications) <= MAX_NOTIFICATIONS:
+        message_text = f"a message carries 1 to {MAX_NOTIFICATIONS} notifications, not {len(notifications)}"
+        raise PayloadError([FieldError(None, "Notification", message_text)])
+    partner_url = urlsplit(_text(message.find(f"{{{OUTBOUND}}}PartnerUrl")) or "")
+    base_url = f"https://{partner_url.netloc}" if partner_url.scheme == "https" and partner_url.netloc else None
+    return OutboundMessage(organization_id=organization_id, base_url=base_url, notifications=notifications)
+
+
+def is_our_organization(organization_id: str, ours: str) -> bool:
+    """Salesforce sends the 18-character id; an admin may have copied the 15-character one, which is
+    its first 15 characters (the last 3 only encode letter case)."""
+    return organization_id[:15] == ours[:15]
+
+
+def parse_opportunities(
+    message: OutboundMessage, *, owner_email_field: str, reason_field: str | None
+) -> list[DealEvent]:
+    events: list[DealEvent] = []
+    errors: list[FieldError] = []
+    for index, notification in enumerate(message.notifications):
+        event_or_errors = _parse_notification(
+            notification, index, message.base_url, owner_email_field=owner_email_field, reason_field=reason_field
+        )
+        if isinstance(event_or_errors, DealEvent):
+            events.append(event_or_errors)
+        else:
+            errors.extend(event_or_errors)
+    if errors:
+        raise PayloadError(errors)
+    return events
+
+
+def _parse_notification(
+    notification: ET.Element, index: int, base_url: str | None, *, owner_email_field: str, reason_field: str | None
+) -> DealEvent | list[FieldError]:
+    notification_id = _text(notification.find(f"{{{OUTBOUND}}}Id"))
+    opportunity = notification.find(f"{{{OUTBOUND}}}sObject")
+    if notification_id is None or opportunity is None:
+        return [FieldError(index, "Notification", "each notification has an Id and an sObject")]
+    if (opportunity.get(f"{{{XSI}}}type") or "").rpartition(":")[2] != "Opportunity":
+        return [FieldError(index, "sObject", "the outbound message must be on the Opportunity object")]
+
+    def value(name: str) -> str | None:
+        return _text(opportunity.find(f"{{{SOBJECT}}}{name}"))
+
+    errors: list[FieldError] = []
+    fields = {name: value(name) for name in ("Id", "Name", "IsClosed", "IsWon", "LastModifiedDate")}
+    for name, found in fields.items():
+        if found is None:
+            errors.append(FieldError(index, name, "required: add this field to the outbound message"))
+    owner_email = value(owner_email_field)
+    if owner_email is None or "@" not in owner_email or len(owner_email) > 320:
+        message = "required: the owner's email, from a formula field added to the outbound message"
+        errors.append(FieldError(index, owner_email_field, message))
+    changed_at = _time(fields["LastModifiedDate"])
+    if fields["LastModifiedDate"] is not None and changed_at is None:
+        errors.append(FieldError(index, "LastModifiedDate", "must be a dateTime such as 2024-06-10T14:51:00.000Z"))
+    if errors:
+        return errors
+    assert changed_at is not None and owner_email is not None
+    opportunity_id = fields["Id"] or ""
+    if fields["IsClosed"] == "true":
+        stage = "closed_won" if fields["IsWon"] == "true" else CLOSED_LOST
+    else:
+        stage = "open"
+    return DealEvent(
+        source=SOURCE,
+        deal_id=opportunity_id,
+        name=(fields["Name"] or "")[:500],
+        stage=stage,
+        owner_email=owner_email.lower(),
+        owner_slack_id=None,
+        changed_at=changed_at,
+        amount=parse_amount(value("Amount")),
+        currency=parse_currency(value("CurrencyIsoCode")),
+        url=f"{base_url}/{opportunity_id}" if base_url else None,
+        crm_reason=value(reason_field) if reason_field else None,
+        event_id=notification_id,
+        raw={"notification_id": notification_id, **{child.tag.rpartition("}")[2]: child.text for child in opportunity}},
+    )
+
+
+def _text(element: ET.Element | None) -> str | None:
+    if element is None or element.get(f"{{{XSI}}}nil") == "true" or element.text is None:
+        return None
+    return element.text.strip() or None
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
+
+
+def build_ack() -> bytes:
+    """The reply that tells Salesforce every notification of the message is taken."""
+    return _envelope(_element(f"{{{OUTBOUND}}}notificationsResponse", _element(f"{{{OUTBOUND}}}Ack", "true")))
+
+
+def build_fault(message: str, *, client_error: bool) -> bytes:
+    """A SOAP fault: Salesforce shows its text in the outbound message delivery status."""
+    code = "soapenv:Client" if client_error else "soapenv:Server"
+    return _envelope(_element(f"{{{SOAP}}}Fault", _element("faultcode", code), _element("faultstring", message)))
+
+
+def _element(tag: str, *children: ET.Element | str) -> ET.Element:
+    element = ET.Element(tag)
+    for child in children:
+        if isinstance(child, str):
+            element.text = child
+        else:
+            element.append(child)
+    return element
+
+
+def _envelope(content: ET.Element) -> bytes:
+    ET.register_namespace("soapenv", SOAP)
+    envelope = _element(f"{{{SOAP}}}Envelope", _element(f"{{{SOAP}}}Body", content))
+    return ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
+
+
+class SalesforceClient:
+    """REST calls with a token from the OAuth 2.0 client credentials flow.
+    https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_client_credentials_flow.htm"""
+
+    def __init__(self, http: aiohttp.ClientSession, *, instance_url: str, client_id: str, client_secret: str) -> None:
+        self._http = http
+        self._instance_url = instance_url
+        self._credentials = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+        self._token: tuple[str, float] | None = None
+
+    async def update_opportunity(self, opportunity_id: str, fields: dict[str, str]) -> None:
+        """PATCH /services/data/vXX.X/sobjects/Opportunity/{id}; a refused token is renewed once."""
+        path = f"/services/data/{API_VERSION}/sobjects/Opportunity/{opportunity_id}"
+        try:
+            await self._patch(path, fields)
+        except CrmApiError as error:
+            if error.status != 401:
+                raise
+            self._token = None
+            await self._patch(path, fields)
+
+    async def _patch(self, path: str, fields: dict[str, str]) -> None:
+        headers = {"Authorization": f"Bearer {await self._access_token()}"}
+        await call_json(
+            self._http, "PATCH", self._instance_url + path, crm="Salesforce", headers=headers, json_body=fields
+        )
+
+    async def _access_token(self) -> str:
+        if self._token is not None and time.monotonic() < self._token[1]:
+            return self._token[0]
+        try:
+            answer: Any = await call_json(
+                self._http,
+                "POST",
+                self._instance_url + "/services/oauth2/token",
+                crm="Salesforce",
+                headers={},
+                data=self._credentials,
+            )
+        except CrmApiError as error:
+            # Refused credentials are fixed by the admin, after which every waiting write must go.
+            raise CrmApiError(str(error), status=error.status, retry_after=error.retry_after) from None
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str):
+            raise CrmApiError("Salesforce answered the token request without an access_token")
+        self._token = (token, time.monotonic() + TOKEN_LIFETIME_SECONDS)
+        return token
+
+
+async def write_back(
+    client: SalesforceClient, reason: WriteBack, *, reason_field: str, explanation_field: str | None
+) -> None:
+    fields = {reason_field: reason.reason}
+    if explanation_field:
+        fields[explanation_field] = reason.explanation
+    await client.update_opportunity(reason.deal_id, fields)

@@ -1,0 +1,206 @@
+"""POST /webhooks/salesforce over real HTTP with Outbound Messages (SOAP) in Salesforce's shape: the
+Ack only once stored, the organization checked, notifications deduplicated and ordered."""
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Deal, DealEventRecord, Loss
+from tests.bot_client import BotClient
+from tests.conftest import make_settings, serve
+from tests.fake_slack import FakeSlack
+
+FIXTURES = Path(__file__).parent / "fixtures" / "crm"
+MESSAGE = (FIXTURES / "salesforce_outbound.xml").read_text()
+ORG_ID_18 = "00D5g000004XyZaEAK"
+SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"
+OUTBOUND = "{http://soap.sforce.com/2005/09/outbound}"
+SOAP_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
+
+
+@pytest.fixture
+async def salesforce_bot(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[BotClient]:
+    settings = make_settings(
+        database_url,
+        fake_slack.url,
+        salesforce_org_id=ORG_ID_18[:15],  # as an admin copies it from Company Information
+        salesforce_owner_email_field="Owner_Email__c",
+        salesforce_reason_field="Loss_Reason__c",
+    )
+    async with serve(settings, fake_slack, session_factory) as client:
+        yield client
+
+
+def with_owner_email(message: str, email: str = "dana@example.com") -> str:
+    """The fixture with the owner-email formula field the README has the admin add."""
+    return message.replace("<sf:OwnerId>", f"<sf:Owner_Email__c>{email}</sf:Owner_Email__c>\n     <sf:OwnerId>")
+
+
+def notification(notification_id: str, *, opportunity_id: str, closed: bool, won: bool, modified: str) -> str:
+    """One more Notification element, shaped like the fixture's."""
+    return f"""<Notification>
+    <Id>{notification_id}</Id>
+    <sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
+     <sf:Id>{opportunity_id}</sf:Id>
+     <sf:IsClosed>{str(closed).lower()}</sf:IsClosed>
+     <sf:IsWon>{str(won).lower()}</sf:IsWon>
+     <sf:LastModifiedDate>{modified}</sf:LastModifiedDate>
+     <sf:Name>Opportunity {opportunity_id}</sf:Name>
+     <sf:Owner_Email__c>dana@example.com</sf:Owner_Email__c>
+    </sObject>
+   </Notification>"""
+
+
+def message_with(*notifications: str) -> str:
+    """The fixture's envelope carrying these notifications instead of its own."""
+    return re.sub(r"<Notification>.*</Notification>", "\n".join(notifications), MESSAGE, flags=re.DOTALL)
+
+
+async def post_salesforce(bot: BotClient, body: str | bytes) -> tuple[int, ET.Element]:
+    data = body.encode() if isinstance(body, str) else body
+    async with bot.http.post("/webhooks/salesforce", data=data, headers=SOAP_HEADERS) as response:
+        assert response.content_type == "text/xml"
+        return response.status, ET.fromstring(await response.read())
+
+
+def acked(reply: ET.Element) -> bool:
+    ack = reply.find(f"{SOAP}Body/{OUTBOUND}notificationsResponse/{OUTBOUND}Ack")
+    return ack is not None and ack.text == "true"
+
+
+def fault(reply: ET.Element) -> str:
+    found = reply.find(f"{SOAP}Body/{SOAP}Fault/faultstring")
+    assert found is not None and found.text
+    return found.text
+
+
+async def test_the_documented_message_is_stored_then_acknowledged(salesforce_bot: BotClient) -> None:
+    status, reply = await post_salesforce(salesforce_bot, with_owner_email(MESSAGE))
+
+    assert status == 200 and acked(reply)
+    (deal,) = await salesforce_bot.rows(Deal)
+    assert (deal.source, deal.external_id, deal.name, deal.stage) == (
+        "salesforce",
+        "0065g00000LmNoPAAV",
+        "Globex - 250 seats",
+        "closed_lost",
+    )
+    assert (deal.amount, deal.owner_email, deal.crm_reason) == (Decimal("48000.00"), "dana@example.com", "Price")
+    assert deal.url == "https://acme.my.salesforce.com/0065g00000LmNoPAAV"
+    (record,) = await salesforce_bot.rows(DealEventRecord)
+    assert record.idempotency_key == "salesforce:event:04l5g00000QwErTAAZ"
+    (prompt,) = await salesforce_bot.slack.wait_for("chat.postMessage")
+    assert prompt["channel"] == "U0DANA001"
+
+
+async def test_the_ack_is_the_documented_envelope(salesforce_bot: BotClient) -> None:
+    expected = ET.fromstring((FIXTURES / "salesforce_outbound_ack.xml").read_bytes())
+
+    _, reply = await post_salesforce(salesforce_bot, with_owner_email(MESSAGE))
+
+    assert [(element.tag, (element.text or "").strip()) for element in reply.iter()] == [
+        (element.tag, (element.text or "").strip()) for element in expected.iter()
+    ]
+
+
+async def test_a_resent_message_is_acknowledged_again_with_one_effect(salesforce_bot: BotClient) -> None:
+    first = await post_salesforce(salesforce_bot, with_owner_email(MESSAGE))
+    again = await post_salesforce(salesforce_bot, with_owner_email(MESSAGE))
+
+    assert acked(first[1]) and acked(again[1])
+    assert len(await salesforce_bot.rows(DealEventRecord)) == 1
+    assert len(await salesforce_bot.rows(Loss)) == 1
+    await salesforce_bot.slack.wait_for("chat.postMessage")
+    assert len(salesforce_bot.slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_notifications_delivered_out_of_order_leave_the_newest_state(salesforce_bot: BotClient) -> None:
+    reopened = notification(
+        "04l000000000002AAA", opportunity_id="006A", closed=False, won=False, modified="2024-06-11T09:00:00.000Z"
+    )
+    lost = notification(
+        "04l000000000001AAA", opportunity_id="006A", closed=True, won=False, modified="2024-06-10T14:51:00.000Z"
+    )
+
+    newer_first = await post_salesforce(salesforce_bot, message_with(reopened))
+    older_later = await post_salesforce(salesforce_bot, message_with(lost))
+
+    assert acked(newer_first[1]) and acked(older_later[1])
+    (deal,) = await salesforce_bot.rows(Deal)
+    assert deal.stage == "open"
+    assert [(r.stage, r.applied) for r in await salesforce_bot.rows(DealEventRecord)] == [
+        ("open", True),
+        ("closed_lost", False),
+    ]
+    assert await salesforce_bot.rows(Loss) == []
+
+
+async def test_a_message_of_100_notifications_is_stored_whole(salesforce_bot: BotClient) -> None:
+    notifications = [
+        notification(
+            f"04l{n:015d}",
+            opportunity_id=f"006{n:015d}",
+            closed=True,
+            won=n % 2 == 0,
+            modified="2024-06-10T14:51:00.000Z",
+        )
+        for n in range(100)
+    ]
+
+    status, reply = await post_salesforce(salesforce_bot, message_with(*notifications))
+
+    assert status == 200 and acked(reply)
+    stages = [deal.stage for deal in await salesforce_bot.rows(Deal)]
+    assert (len(stages), stages.count("closed_lost"), stages.count("closed_won")) == (100, 50, 50)
+
+
+# --- refused, no Ack, nothing stored -------------------------------------------------------------
+
+
+async def test_another_organization_gets_a_403_and_no_ack(salesforce_bot: BotClient) -> None:
+    other = with_owner_email(MESSAGE).replace(ORG_ID_18, "00D5g000009ZzZzEAK")
+
+    status, reply = await post_salesforce(salesforce_bot, other)
+
+    assert status == 403 and not acked(reply)
+    assert "00D5g000009ZzZzEAK" in fault(reply)
+    assert await salesforce_bot.rows(DealEventRecord) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        pytest.param("<notifications>", "not XML", id="not-xml"),
+        pytest.param("<a>not soap</a>", "SOAP envelope", id="not-soap"),
+        pytest.param(MESSAGE, "Owner_Email__c", id="no-owner-email-field"),
+        pytest.param(with_owner_email(MESSAGE).replace("<sf:IsWon>false</sf:IsWon>", ""), "IsWon", id="no-is-won"),
+        pytest.param(message_with(), "1 to 100", id="no-notification"),
+        pytest.param(
+            '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>' + MESSAGE.split("?>", 1)[1],
+            "document type",
+            id="doctype",
+        ),
+    ],
+)
+async def test_a_malformed_message_gets_a_400_fault_naming_the_problem_and_nothing_stored(
+    salesforce_bot: BotClient, body: str, named: str
+) -> None:
+    status, reply = await post_salesforce(salesforce_bot, body)
+
+    assert status == 400 and not acked(reply)
+    assert named in fault(reply)
+    assert await salesforce_bot.rows(DealEventRecord) == []
+
+
+async def test_the_route_answers_503_until_salesforce_is_configured(bot: BotClient) -> None:
+    status, reply = await post_salesforce(bot, with_owner_email(MESSAGE))
+
+    assert status == 503 and "SALESFORCE_ORG_ID" in fault(reply)
+    assert await bot.rows(DealEventRecord) == []
