@@ -30,6 +30,8 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -196,8 +198,9 @@ def run_once(
     profiler = None
     if arguments.py_spy:
         profile = Path(arguments.py_spy) / f"{arguments.database}-{name}.txt"
+        py_spy = shutil.which("py-spy", path=Path(sys.executable).parent) or "py-spy"
         profiler = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(bot.pid), "--format", "raw", "--rate", "50", "-o", str(profile)],
+            [py_spy, "record", "--pid", str(bot.pid), "--format", "raw", "--rate", "50", "-o", str(profile)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -218,7 +221,7 @@ def run_once(
         rss = bot.ask("rss")
     finally:
         if profiler is not None:
-            profiler.terminate()
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C, not on SIGTERM
             profiler.wait(timeout=30)
         bot.stop()
         slack.stop()

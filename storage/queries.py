@@ -263,12 +263,11 @@ async def post_pending(session: AsyncSession, message_id: int) -> bool:
     )
 
 
-async def set_owner_slack_id(session: AsyncSession, deal_id: int, *, email: str | None, user_id: str) -> None:
-    """Records the owner's Slack id on the deal, unless the CRM changed the owner meanwhile."""
+async def set_owner_slack_id(session: AsyncSession, deal_ids: list[int], *, email: str, user_id: str) -> None:
+    """Records the Slack id of the owner with this email on these deals, in one statement; a deal
+    whose owner the CRM changed meanwhile keeps the new one."""
     await session.execute(
-        update(Deal)
-        .where(Deal.id == deal_id, Deal.owner_email == email if email is not None else Deal.owner_email.is_(None))
-        .values(owner_slack_id=user_id)
+        update(Deal).where(Deal.id.in_(deal_ids), Deal.owner_email == email).values(owner_slack_id=user_id)
     )
 
 

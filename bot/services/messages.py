@@ -138,8 +138,9 @@ class SlackDelivery:
                 await session.merge(Rep(slack_id=user_id, tz=tz, looked_up_at=now))
             stored = await session.get_one(MessageRow, message.id)
             stored.rep_slack_id = user_id
-            for item in items:
-                await queries.set_owner_slack_id(session, item.deal.id, email=item.deal.owner_email, user_id=user_id)
+            if message.rep_slack_id is None and message.rep_email is not None:
+                deal_ids = [item.deal.id for item in items]
+                await queries.set_owner_slack_id(session, deal_ids, email=message.rep_email, user_id=user_id)
             # Earlier messages about these deals (a previous owner's prompt) can now name the rep.
             others = await queries.message_ids_about(session, [item.loss.id for item in items])
             await outbox.queue_updates(session, message_ids=[other for other in others if other != message.id], now=now)
