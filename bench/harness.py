@@ -118,6 +118,3 @@ class Server:
     def stop(self) -> None:
         self._pipe.send("stop")
         self._process.join(timeout=10)
-
-
-# --- the deals the bot's buttons and modals refer to -----------------------------------------
