@@ -8,10 +8,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import LossError
 from bot.runtime import Runtime
-from bot.services.losses import awaiting_losses_of, open_loss, turn_page
+from bot.services.home import awaiting_losses
+from bot.services.losses import open_loss, turn_page
 from bot.validation import ReasonForm
 from bot.views import ids
-from bot.views.reason_modal import ModalContext, build_notice_modal, build_reason_modal, build_several_modal
+from bot.views.reason_modal import (
+    SEVERAL_MAX_DEALS,
+    ModalContext,
+    build_notice_modal,
+    build_reason_modal,
+    build_several_modal,
+)
 
 NOTHING_AWAITING = "Every one of your closed-lost deals has its reason: there is nothing left to log."
 
@@ -67,7 +74,7 @@ async def handle_open_several(
     await ack()
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
-    deals = await awaiting_losses_of(session_factory=runtime.session_factory, user_id=user_id)
+    deals, _ = await awaiting_losses(session_factory=runtime.session_factory, user_id=user_id, limit=SEVERAL_MAX_DEALS)
     if not deals:
         await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=NOTHING_AWAITING)
         return
@@ -101,7 +108,9 @@ async def handle_reason_picked(
     view = body["view"]
     chosen = ReasonForm(reason_code=action["selected_option"]["value"], detail=None, explanation="", revisit_on=None)
     if view["callback_id"] == ids.SEVERAL_MODAL:
-        deals = await awaiting_losses_of(session_factory=runtime.session_factory, user_id=body["user"]["id"])
+        deals, _ = await awaiting_losses(
+            session_factory=runtime.session_factory, user_id=body["user"]["id"], limit=SEVERAL_MAX_DEALS
+        )
         several = build_several_modal(deals=deals, catalogue=runtime.catalogue, chosen=chosen, today=runtime.today())
         await client.views_update(view_id=view["id"], hash=view["hash"], view=several)
         return

@@ -418,17 +418,6 @@ async def has_rep(session: AsyncSession, slack_id: str) -> bool:
     return await session.get(Rep, slack_id) is not None
 
 
-async def awaiting_losses_of(session: AsyncSession, slack_id: str) -> list[tuple[Loss, Deal]]:
-    """The losses awaiting this rep's reason, oldest first."""
-    rows = await session.execute(
-        select(Loss, Deal)
-        .join(Deal, Deal.id == Loss.deal_id)
-        .where(Loss.state == LossState.AWAITING, Deal.owner_slack_id == slack_id)
-        .order_by(Loss.lost_at, Loss.id)
-    )
-    return [(row[0], row[1]) for row in rows]
-
-
 async def losses_with_deals(
     session: AsyncSession, loss_ids: list[int], *, for_update: bool = False
 ) -> list[tuple[Loss, Deal]]:

@@ -22,10 +22,11 @@ HOME_PERIOD = PeriodName.DAYS_90
 
 
 async def awaiting_losses(
-    *, session_factory: async_sessionmaker[AsyncSession], user_id: str
+    *, session_factory: async_sessionmaker[AsyncSession], user_id: str, limit: int = AWAITING_SHOWN
 ) -> tuple[list[AwaitingLoss], int]:
+    """The rep's losses awaiting a reason, newest first, at most `limit`; and how many there are."""
     async with session_factory() as session, session.begin():
-        return await stats.awaiting_losses(session, owner_slack_id=user_id, limit=AWAITING_SHOWN)
+        return await stats.awaiting_losses(session, owner_slack_id=user_id, limit=limit)
 
 
 async def upcoming_revisits(

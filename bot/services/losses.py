@@ -11,7 +11,6 @@ from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import Catalogue, code_for_crm_reason
 from bot.services import crm_jobs, outbox
 from bot.validation import ReasonForm
-from bot.views.reason_modal import DealOption
 from storage import queries
 from storage.models import Deal, Loss, LossState, Message, MessageKind, ReasonEntry
 
@@ -154,13 +153,6 @@ class SeveralLogged:
     logged: int
     skipped: int
     """Deals picked that no longer await this rep's reason (logged meanwhile, reopened, moved)."""
-
-
-async def awaiting_losses_of(*, session_factory: async_sessionmaker[AsyncSession], user_id: str) -> list[DealOption]:
-    """The rep's losses still awaiting a reason, oldest first, for the several-deals modal."""
-    async with session_factory() as session, session.begin():
-        rows = await queries.awaiting_losses_of(session, user_id)
-    return [DealOption(loss_id=loss.id, deal=deal) for loss, deal in rows]
 
 
 async def record_reason_for_several(

@@ -28,10 +28,13 @@ from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, MIN_EXPLAN
 from bot.views import ids
 from bot.views.text import escape, fit, format_amount, truncate
 from storage.models import Deal
+from storage.stats import AwaitingLoss
 
 INTRO_MAX_LENGTH = 3000
 # https://docs.slack.dev/reference/block-kit/block-elements/multi-select-menu-element
 OPTIONS_PER_GROUP = 100
+# A menu takes at most 100 option groups.
+SEVERAL_MAX_DEALS = 100 * OPTIONS_PER_GROUP
 OPTION_MAX_LENGTH = 75
 DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
 DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
@@ -68,20 +71,17 @@ def build_reason_modal(
     )
 
 
-@dataclass(frozen=True)
-class DealOption:
-    loss_id: int
-    deal: Deal
-
-
 def build_several_modal(
-    *, deals: list[DealOption], catalogue: Catalogue, chosen: ReasonForm | None, today: date
+    *, deals: list[AwaitingLoss], catalogue: Catalogue, chosen: ReasonForm | None, today: date
 ) -> View:
     """One reason and one explanation for several of the rep's awaiting deals (a bulk closure):
     the deals are picked from a menu, in groups of Slack's 100 options."""
     options = [
-        Option(value=str(option.loss_id), label=truncate(_option_label(option.deal), OPTION_MAX_LENGTH))
-        for option in deals
+        Option(
+            value=str(deal.loss_id),
+            label=truncate(f"{deal.deal_name} · {format_amount(deal.amount, deal.currency)}", OPTION_MAX_LENGTH),
+        )
+        for deal in deals
     ]
     groups = [
         OptionGroup(label=f"Deals {start + 1}–{start + len(chunk)}", options=chunk)
@@ -122,10 +122,6 @@ def _reason_inputs(catalogue: Catalogue, chosen: ReasonForm | None, today: date)
     blocks.append(_explanation_input(chosen.explanation if chosen else ""))
     blocks.append(_revisit_input(reason, chosen.revisit_on if chosen else None, today))
     return blocks
-
-
-def _option_label(deal: Deal) -> str:
-    return f"{deal.name} · {format_amount(deal.amount, deal.currency)}"
 
 
 def _intro(deal: Deal) -> str:
