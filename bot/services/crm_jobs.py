@@ -19,6 +19,7 @@ from bot.crm.api import Connector, CrmApiError, WriteBack
 from bot.crm.event import DealEvent
 from bot.ingest import IngestFailed
 from bot.reasons import Catalogue
+from bot.services.outbox import backoff
 from storage import queries
 from storage.models import CrmJob, CrmJobKind, CrmJobState
 
@@ -28,7 +29,6 @@ CLAIM_FOR = timedelta(minutes=10)
 CLAIM_MARGIN = timedelta(minutes=5)
 # With `backoff` this keeps trying for about a day, as HubSpot and Salesforce do with their webhooks.
 MAX_ATTEMPTS = 56
-MAX_BACKOFF = timedelta(minutes=30)
 BATCH_SIZE = 20
 
 
@@ -130,11 +130,6 @@ async def run_due_jobs(
                     done = await session.get_one(CrmJob, job.id)
                     done.state, done.done_at, done.attempts = CrmJobState.DONE, now, done.attempts + 1
             handled += 1
-
-
-def backoff(attempts: int) -> timedelta:
-    """10 s, 20 s, 40 s … up to 30 minutes between tries."""
-    return min(timedelta(seconds=10 * 2 ** min(attempts - 1, 10)), MAX_BACKOFF)
 
 
 async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:

@@ -150,8 +150,8 @@ async def _retry_later(
 
 
 def backoff(attempts: int) -> timedelta:
-    """10 s, 20 s, 40 s … up to 30 minutes between tries."""
-    return min(timedelta(seconds=10 * 2 ** (attempts - 1)), timedelta(minutes=30))
+    """10 s, 20 s, 40 s … up to 30 minutes between tries (the CRM jobs wait the same way)."""
+    return min(timedelta(seconds=10 * 2 ** min(attempts - 1, 8)), timedelta(minutes=30))
 
 
 def _describe(error: Exception) -> str:
