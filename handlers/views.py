@@ -54,9 +54,7 @@ async def handle_reason_submitted(
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
     await ack()
-    runtime.worker.kick()
-    runtime.crm_jobs.kick()
-    await refresh_home(runtime, body["user"]["id"])
+    await _after_saving(runtime, body["user"]["id"])
 
 
 async def handle_several_submitted(
@@ -92,6 +90,12 @@ async def handle_several_submitted(
         await ack(response_action="update", view=build_notice_modal(title="Saved", text=notice))
     else:
         await ack()
+    await _after_saving(runtime, body["user"]["id"])
+
+
+async def _after_saving(runtime: Runtime, user_id: str) -> None:
+    """What a stored reason sets off: the DM updates and the CRM write-back it queued go out now,
+    and the rep's Home tab is drawn again."""
     runtime.worker.kick()
     runtime.crm_jobs.kick()
-    await refresh_home(runtime, body["user"]["id"])
+    await refresh_home(runtime, user_id)
