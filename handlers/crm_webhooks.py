@@ -12,6 +12,7 @@ from bot.crm.generic import MAX_BODY_BYTES
 from bot.ingest import IngestFailed
 from bot.runtime import RUNTIME
 from bot.services.crm_jobs import PendingEvent, queue_fetches
+from handlers.webhook_io import field_errors, json_error, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +31,14 @@ async def handle_hubspot_webhook(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     settings = runtime.settings
     if settings.hubspot_client_secret is None:
-        return _error(503, "this webhook is off: set HUBSPOT_CLIENT_SECRET and HUBSPOT_TOKEN to turn it on")
-    body = await _read_body(request)
+        return json_error(503, "this webhook is off: set HUBSPOT_CLIENT_SECRET and HUBSPOT_TOKEN to turn it on")
+    body = await read_body(request)
     if body is None:
-        return _error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB")
+        return json_error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB")
     timestamp = request.headers.get(hubspot.TIMESTAMP_HEADER)
     signature = request.headers.get(hubspot.SIGNATURE_HEADER)
     if not timestamp or not signature:
-        return _error(401, f"missing {hubspot.TIMESTAMP_HEADER} or {hubspot.SIGNATURE_HEADER} header")
+        return json_error(401, f"missing {hubspot.TIMESTAMP_HEADER} or {hubspot.SIGNATURE_HEADER} header")
     # HubSpot signs the URL it called; behind a proxy that is the public one, not the one we see.
     uri = settings.public_url + request.path_qs if settings.public_url else str(request.url)
     signed = hubspot.is_signed(
@@ -50,11 +51,11 @@ async def handle_hubspot_webhook(request: web.Request) -> web.Response:
         now=runtime.clock(),
     )
     if not signed:
-        return _error(401, "the signature does not match, or the timestamp is more than 300 s from now")
+        return json_error(401, "the signature does not match, or the timestamp is more than 300 s from now")
     try:
         changes = hubspot.parse_stage_changes(body)
     except PayloadError as error:
-        return _invalid(error.errors)
+        return field_errors(error.errors)
     events = [PendingEvent(key=change.key, payload=change.payload) for change in changes]
     return await _queue(request, hubspot.SOURCE, events)
 
@@ -65,19 +66,19 @@ async def handle_pipedrive_webhook(request: web.Request) -> web.Response:
     settings = runtime.settings
     user, password = settings.pipedrive_webhook_user, settings.pipedrive_webhook_password
     if user is None or password is None:
-        return _error(503, "this webhook is off: set PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD")
+        return json_error(503, "this webhook is off: set PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD")
     authorization = request.headers.get("Authorization")
     if not pipedrive.is_authorized(authorization, user=user, password=password.get_secret_value()):
-        response = _error(401, "the webhook's HTTP Basic user or password is wrong")
+        response = json_error(401, "the webhook's HTTP Basic user or password is wrong")
         response.headers["WWW-Authenticate"] = 'Basic realm="closedlost"'
         return response
-    body = await _read_body(request)
+    body = await read_body(request)
     if body is None:
-        return _error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB")
+        return json_error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB")
     try:
         change = pipedrive.parse_deal_change(body)
     except PayloadError as error:
-        return _invalid(error.errors)
+        return field_errors(error.errors)
     events = [] if change is None else [PendingEvent(key=change.event.idempotency_key, payload=change.event.raw)]
     return await _queue(request, pipedrive.SOURCE, events)
 
@@ -89,7 +90,7 @@ async def handle_salesforce_webhook(request: web.Request) -> web.Response:
     settings = runtime.settings
     if settings.salesforce_org_id is None:
         return _fault(503, "this webhook is off: set SALESFORCE_ORG_ID to turn it on")
-    body = await _read_body(request)
+    body = await read_body(request)
     if body is None:
         return _fault(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB")
     try:
@@ -121,33 +122,15 @@ async def _queue(request: web.Request, source: str, events: list[PendingEvent]) 
         )
     except SQLAlchemyError:
         logger.exception("storing %d %s events failed; their sender is told to retry", len(events), source)
-        return _error(503, NOT_STORED)
+        return json_error(503, NOT_STORED)
     if accepted:
         runtime.crm_jobs.kick()
     return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted})
 
 
-async def _read_body(request: web.Request) -> bytes | None:
-    """The body, or None when it is over the limit (aiohttp refuses to read more)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return None
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return None
-
-
 def _describe(problem: FieldError) -> str:
     where = f"notification {problem.index}" if problem.index is not None else "the message"
     return f"{where}, {problem.field}: {problem.message}" if problem.field else f"{where}: {problem.message}"
-
-
-def _invalid(errors: list[FieldError]) -> web.Response:
-    return web.json_response({"errors": [problem.as_dict() for problem in errors]}, status=400)
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def _fault(status: int, message: str) -> web.Response:

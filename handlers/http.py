@@ -12,6 +12,7 @@ from bot.crm.generic import MAX_BODY_BYTES, FieldError, PayloadError, is_signed,
 from bot.ingest import IngestFailed
 from bot.runtime import RUNTIME
 from bot.services.health import database_answers
+from handlers.webhook_io import field_errors, json_error, read_body
 
 TIMESTAMP_HEADER = "X-Closedlost-Timestamp"
 SIGNATURE_HEADER = "X-Closedlost-Signature"
@@ -58,32 +59,29 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     secret = runtime.settings.deals_webhook_secret
     if secret is None:
-        return _error(503, "this webhook is off: set DEALS_WEBHOOK_SECRET to turn it on")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _too_large()
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+        return json_error(503, "this webhook is off: set DEALS_WEBHOOK_SECRET to turn it on")
+    body = await read_body(request)
+    if body is None:
         return _too_large()
 
     if not is_utf8(body):
-        return _invalid([FieldError(None, None, "the body is not UTF-8: JSON must be")])
+        return field_errors([FieldError(None, None, "the body is not UTF-8: JSON must be")])
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
-        return _error(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
+        return json_error(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
     now = runtime.clock()
     if not is_signed(secret=secret.get_secret_value(), body=body, timestamp=timestamp, signature=signature, now=now):
-        return _error(401, "the signature does not match, or the timestamp is more than 300 s from now")
+        return json_error(401, "the signature does not match, or the timestamp is more than 300 s from now")
 
     try:
         events = parse_deal_events(body, now=now)
     except PayloadError as error:
-        return _invalid(error.errors)
+        return field_errors(error.errors)
     try:
         receipt = await runtime.ingest.submit(events)
     except IngestFailed:
-        return _error(503, "the events could not be stored just now; nothing was kept, send them again")
+        return json_error(503, "the events could not be stored just now; nothing was kept, send them again")
     return web.json_response({"accepted": receipt.accepted, "duplicates": receipt.duplicates}, status=202)
 
 
@@ -93,13 +91,5 @@ async def handle_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "unavailable", "error": "the database does not answer"}, status=503)
 
 
-def _invalid(errors: list[FieldError]) -> web.Response:
-    return web.json_response({"errors": [problem.as_dict() for problem in errors]}, status=400)
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _too_large() -> web.Response:
-    return _error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB: send at most 100 events a request")
+    return json_error(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB: send at most 100 events a request")
