@@ -138,6 +138,9 @@ def _load_catalogue(settings: Settings) -> Catalogue:
     unknown = sorted(set(settings.reason_aliases.values()) - catalogue.codes)
     if unknown:
         raise StartupError(f"REASON_ALIASES names reason codes the catalogue does not have: {', '.join(unknown)}")
+    unknown = sorted(set(settings.reason_routes) - catalogue.codes)
+    if unknown:
+        raise StartupError(f"REASON_ROUTES names reason codes the catalogue does not have: {', '.join(unknown)}")
     return catalogue
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.durations import parse_duration, parse_durations
+from bot.weekly_schedule import WeeklyTime, parse_weekly_time
 from bot.working_time import WorkingHours, parse_working_days, parse_working_hours
 
 
@@ -32,6 +33,33 @@ def _durations(value: object) -> object:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 # A comma list of durations; NoDecode keeps pydantic-settings from reading it as JSON.
 Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_durations)]
+
+
+def is_channel_id(value: str) -> bool:
+    # chat.postMessage takes a name too, but chat.update needs the id, and names change.
+    return value[:1] in "CG" and value[1:].isalnum() and len(value) > 1
+
+
+def parse_reason_routes(text: str) -> dict[str, tuple[str, ...]]:
+    """`"missing_feature=C0PRODUCT,price=C0PRICING"` → each reason code's channels, in the order
+    given; a code may be named more than once to reach several channels."""
+    routes: dict[str, tuple[str, ...]] = {}
+    for part in text.split(","):
+        code, equals, channel = (piece.strip() for piece in part.partition("="))
+        if not equals or not code:
+            raise ValueError(f"{part.strip()!r} is not code=channel")
+        if not is_channel_id(channel):
+            raise ValueError(f"{channel!r} is not a channel id (channel details in Slack show it)")
+        if channel not in routes.get(code, ()):
+            routes[code] = (*routes.get(code, ()), channel)
+    return routes
+
+
+def _reason_routes(value: object) -> object:
+    return parse_reason_routes(value) if isinstance(value, str) else value
+
+
+ReasonRoutes = Annotated[dict[str, tuple[str, ...]], NoDecode, BeforeValidator(_reason_routes)]
 
 
 class DatabaseSettings(BaseSettings):
@@ -120,6 +148,18 @@ class Settings(DatabaseSettings):
     )
     scheduler_tick: Duration = Field(
         default=timedelta(seconds=60), description="a duration of at least 1s, such as 60s"
+    )
+    digest_channel: str | None = Field(
+        default=None, description="the id of the Slack channel for the weekly digest, such as C0123ABCD"
+    )
+    digest_schedule: str = Field(
+        default="mon 09:00", description="a day name and a time in TIMEZONE, such as mon 09:00"
+    )
+    debrief_min_amount: Decimal | None = Field(
+        default=None, ge=0, description="a non-negative amount in the deal's own currency"
+    )
+    reason_routes: ReasonRoutes = Field(
+        default_factory=dict, description="a comma list of code=channel id, such as missing_feature=C0PRODUCT"
     )
 
     # The CRMs (README.md, "Connecting a CRM"). A CRM's webhook answers 503 until its secret is set;
@@ -239,12 +279,17 @@ class Settings(DatabaseSettings):
         parse_working_days(value)
         return value
 
-    @field_validator("manager_channel")
+    @field_validator("manager_channel", "digest_channel")
     @classmethod
     def _channel_id_shape(cls, value: str | None) -> str | None:
-        # chat.postMessage takes a name too, but chat.update needs the id, and names change.
-        if value is not None and not (value[:1] in "CG" and value[1:].isalnum() and len(value) > 1):
+        if value is not None and not is_channel_id(value):
             raise ValueError(f"{value!r} is not a channel id (channel details in Slack show it)")
+        return value
+
+    @field_validator("digest_schedule")
+    @classmethod
+    def _digest_schedule_shape(cls, value: str) -> str:
+        parse_weekly_time(value)
         return value
 
     @field_validator("scheduler_tick")
@@ -283,6 +328,15 @@ class Settings(DatabaseSettings):
     def hours(self) -> WorkingHours:
         start, end = parse_working_hours(self.working_hours)
         return WorkingHours(start=start, end=end, days=parse_working_days(self.working_days))
+
+    @property
+    def digest_at(self) -> WeeklyTime:
+        return parse_weekly_time(self.digest_schedule)
+
+    @property
+    def digest_to(self) -> str | None:
+        """Where the weekly digest goes: DIGEST_CHANNEL, else MANAGER_CHANNEL; None: no digest."""
+        return self.digest_channel or self.manager_channel
 
     @property
     def socket_mode(self) -> bool:

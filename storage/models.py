@@ -34,6 +34,14 @@ class MessageKind(StrEnum):
     """A reply in the prompt's thread listing the rep's losses still without a reason."""
     ESCALATION = "escalation"
     """The day's post in the manager channel about one rep's overdue losses."""
+    REVISIT = "revisit"
+    """The DM that nudges a rep to revisit a deal on its revisit date (see `Revisit`)."""
+    DEBRIEF = "debrief"
+    """A card in the manager channel about a large loss whose reason was logged (DEBRIEF_MIN_AMOUNT)."""
+    ROUTE = "route"
+    """A post in a team's channel about losses logged with a reason routed to it (REASON_ROUTES)."""
+    DIGEST = "digest"
+    """The weekly digest (see `DigestRun`); it lists no losses of its own."""
 
 
 class OutboxKind(StrEnum):
@@ -178,8 +186,8 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[MessageKind] = mapped_column(String(16))
-    rep_key: Mapped[str] = mapped_column(String(320))
-    """The rep as the CRM names them: their Slack id, or else their email (lower case)."""
+    rep_key: Mapped[str | None] = mapped_column(String(320))
+    """The rep as the CRM names them: their Slack id, or else their email (lower case); None for a digest."""
     rep_slack_id: Mapped[str | None] = mapped_column(String(32))
     rep_email: Mapped[str | None] = mapped_column(String(320))
     post_to: Mapped[str | None] = mapped_column(String(32))
@@ -284,3 +292,57 @@ class CrmJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None]
+
+
+class RevisitState(StrEnum):
+    DUE = "due"
+    """Waiting for its date, or for the rep's answer to its nudge."""
+    SNOOZED = "snoozed"
+    """The rep put it off: due again on its new date."""
+    DONE = "done"
+    """No longer asked for: the reason was edited to have no revisit date."""
+    DROPPED = "dropped"
+    """The rep judged the deal not worth another try."""
+    REOPENED = "reopened"
+    """The deal came back, a win-back: the rep reopened it, or the CRM reports it open or won again."""
+
+
+class Revisit(Base):
+    """A logged loss to look at again on a date: the rep's revisit date, or the reason's default delay.
+
+    `nudge_at` is when the nudge DM is due (the start of the rep's working hours on `due_on`, in their
+    time zone); the job that sends it clears it in the transaction that queues the DM, so a nudge goes
+    out once however many processes run. A snooze moves `due_on` and sets `nudge_at` again.
+    """
+
+    __tablename__ = "revisit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    loss_id: Mapped[int] = mapped_column(ForeignKey("loss.id"), unique=True)
+    due_on: Mapped[date] = mapped_column(index=True)
+    state: Mapped[RevisitState] = mapped_column(String(16))
+    nudge_at: Mapped[datetime | None] = mapped_column(index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
+    """The latest nudge."""
+    nudged_at: Mapped[datetime | None]
+    snoozes: Mapped[int] = mapped_column(default=0)
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When it became done, dropped or reopened."""
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    """The Slack user who answered the nudge, or the deal's CRM source when the CRM reopened it."""
+    created_at: Mapped[datetime]
+
+
+class DigestRun(Base):
+    """One weekly digest for one channel: the unique key makes it posted once, whatever the number
+    of processes or restarts. Its message goes through the outbox like any other."""
+
+    __tablename__ = "digest_run"
+    __table_args__ = (UniqueConstraint("channel", "week_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    week_start: Mapped[date]
+    """The Monday, in TIMEZONE, of the week the digest covers."""
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), unique=True)
+    created_at: Mapped[datetime]
