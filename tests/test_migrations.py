@@ -1,0 +1,86 @@
+"""Migration 0005 on a database that already holds answers: revisit dates logged before it become
+revisits, and it can be undone."""
+
+import asyncio
+from datetime import UTC, date, datetime
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.migrate import MIGRATIONS, upgrade_to_head
+from storage.models import Revisit, RevisitState
+
+LOST_AT = datetime(2026, 10, 1, 15, tzinfo=UTC)
+
+
+def _downgrade(database_url: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url)
+    command.downgrade(config, revision)
+
+
+async def _seed_before_0005(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    """Three logged losses: one with a revisit date on its newest revision, one whose newest revision
+    dropped the date, one without; and an awaiting loss, which has no answer to carry over."""
+    rows = {"lost": LOST_AT, "now": LOST_AT}
+    async with session_factory() as session, session.begin():
+        for deal_id, state in ((1, "logged"), (2, "logged"), (3, "logged"), (4, "awaiting")):
+            await session.execute(
+                text(
+                    "INSERT INTO deal (id, source, external_id, name, stage, stage_changed_at, created_at, updated_at)"
+                    " VALUES (:id, 'api', :external, 'Deal', 'closed_lost', :lost, :now, :now)"
+                ),
+                {"id": deal_id, "external": f"d{deal_id}", **rows},
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO loss (id, deal_id, lost_at, state, reminders_sent, created_at)"
+                    " VALUES (:id, :id, :lost, :state, 0, :now)"
+                ),
+                {"id": deal_id, "state": state, **rows},
+            )
+        answers = [(1, 1, date(2027, 1, 4)), (2, 1, date(2027, 2, 1)), (2, 2, None), (3, 1, None)]
+        for loss_id, revision, revisit_on in answers:
+            await session.execute(
+                text(
+                    "INSERT INTO reason_entry (loss_id, revision, reason_code, explanation, revisit_on, logged_by,"
+                    " logged_at) VALUES (:loss, :revision, 'timing', 'Their budget opens in January.', :revisit,"
+                    " 'U0DANA001', :now)"
+                ),
+                {"loss": loss_id, "revision": revision, "revisit": revisit_on, **rows},
+            )
+
+
+async def test_revisit_dates_logged_before_0005_become_revisits(
+    database_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await asyncio.to_thread(_downgrade, database_url, "0004")
+    await _seed_before_0005(session_factory)
+
+    await asyncio.to_thread(upgrade_to_head, database_url)
+
+    async with session_factory() as session:
+        revisits = (await session.scalars(select(Revisit))).all()
+    assert [(r.loss_id, r.due_on, r.state, r.nudged_at) for r in revisits] == [
+        (1, date(2027, 1, 4), RevisitState.DUE, None)
+    ]
+    # The date begins first at UTC+14: from then on the nudge job waits for the rep's own morning.
+    assert revisits[0].nudge_at == datetime(2027, 1, 3, 10, tzinfo=UTC)
+
+
+async def test_0005_can_be_undone_and_done_again(
+    database_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await asyncio.to_thread(_downgrade, database_url, "0004")
+
+    async with session_factory() as session:
+        tables = await session.run_sync(lambda sync: inspect(sync.connection()).get_table_names())
+    assert "revisit" not in tables and "digest_run" not in tables
+
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    async with session_factory() as session:
+        tables = await session.run_sync(lambda sync: inspect(sync.connection()).get_table_names())
+    assert {"revisit", "digest_run"} <= set(tables)
