@@ -36,7 +36,7 @@ from storage.models import (
 from tests.bot_client import BotClient, button, deal, eventually, rows
 from tests.conftest import make_settings, serve
 from tests.fake_slack import FakeSlack
-from tests.test_discipline import TWO_TICKS, Clock, post, posted_to
+from tests.test_discipline import TWO_TICKS, Clock, _state, _submission, post, posted_to
 
 DANA = "U0DANA001"
 SAM = "U0SAM0001"
@@ -424,3 +424,27 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
         nudge, where = await nudged(bot, clock, day, number=1)
         assert where[0] == DANAS_DM and nudge["text"].startswith("Time to revisit Old deal: lost")
         assert "Bad timing / postponed" in nudge["text"]
+
+
+async def test_one_reason_for_several_deals_makes_a_revisit_for_each(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = Clock()
+    day = coming(WEDNESDAY, clock)
+    async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal(deal_id="one", name="One"), deal(deal_id="two", name="Two"))
+        prompt, where = await bot.prompt(1)
+        several = button(prompt, "log_several")
+        await bot.click(user_id=DANA, action_id="log_several", value=several["value"], message=where)
+        view = (await fake_slack.wait_for("views.open"))[0]["view"]
+        state = _state(view, view["blocks"][0]["element"]["options"])
+        revisit_block = next(block_id for block_id, value in state.items() if "revisit_input" in value)
+        state[revisit_block]["revisit_input"]["selected_date"] = day.isoformat()
+        answer = await bot.post_slack(_submission({**view, "id": "V0SEVERAL", "hash": "h"}, state))
+        assert (answer.status, answer.body) == (200, "")
+
+        revisits = await bot.rows(Revisit)
+        losses = await bot.rows(Loss)
+        assert sorted((r.loss_id, r.due_on, r.state) for r in revisits) == [
+            (loss.id, day, RevisitState.DUE) for loss in losses
+        ]
