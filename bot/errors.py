@@ -28,3 +28,14 @@ class AlreadyLogged(LossError):
             "A reason was already saved for this deal from another window. Nothing new was saved: "
             "use *Edit* on the message to change it."
         )
+
+
+class RevisitNotFound(LossError):
+    def __init__(self) -> None:
+        super().__init__("This revisit is no longer tracked by closedlost.")
+
+
+class NotRevisitOwner(LossError):
+    def __init__(self, owner_slack_id: str | None) -> None:
+        owner = f"<@{owner_slack_id}>" if owner_slack_id else "its owner in the CRM"
+        super().__init__(f"This deal belongs to {owner}: only they can answer its revisit. Nothing was changed.")

@@ -1,4 +1,4 @@
-"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind and escalate, on the server's
+"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind, escalate and nudge, on the server's
 own event loop (APScheduler 3's AsyncIOScheduler).
 
 Jobs claim their work in the database (see `bot.services.chasing`), so any number of processes can
@@ -16,7 +16,7 @@ from functools import partial
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import chasing, outbox
+from bot.services import chasing, outbox, revisits
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,9 @@ class Jobs:
             ),
             "escalations": partial(
                 chasing.queue_due_escalations, session_factory=self._session_factory, settings=self._settings, now=now
+            ),
+            "revisit nudges": partial(
+                revisits.queue_due_nudges, session_factory=self._session_factory, settings=self._settings, now=now
             ),
         }
         queued = 0

@@ -1,5 +1,5 @@
 """Buttons and menus: Log reason / Edit / Log one reason for several and the page buttons on the DM,
-and the reason menu inside the modals."""
+the reason menu inside the modals, and the answers to a revisit nudge."""
 
 from typing import Any
 
@@ -10,6 +10,7 @@ from bot.errors import LossError
 from bot.runtime import Runtime
 from bot.services.home import awaiting_losses
 from bot.services.losses import open_loss, turn_page
+from bot.services.revisits import answer_nudge
 from bot.validation import ReasonForm
 from bot.views import ids
 from bot.views.reason_modal import (
@@ -19,7 +20,14 @@ from bot.views.reason_modal import (
     build_reason_modal,
     build_several_modal,
 )
+from handlers.events import refresh_home
+from storage.models import RevisitState
 
+REVISIT_ANSWERS = {
+    ids.REVISIT_REOPENED: RevisitState.REOPENED,
+    ids.REVISIT_SNOOZE: RevisitState.SNOOZED,
+    ids.REVISIT_DROP: RevisitState.DROPPED,
+}
 NOTHING_AWAITING = "Every one of your closed-lost deals has its reason: there is nothing left to log."
 
 
@@ -31,6 +39,8 @@ def register(app: AsyncApp) -> None:
     app.action(ids.PAGE_BACK)(handle_page_turned)
     app.action(ids.PAGE_NEXT)(handle_page_turned)
     app.action(ids.OPEN_IN_CRM)(handle_link_clicked)
+    for action_id in REVISIT_ANSWERS:
+        app.action(action_id)(handle_revisit_answered)
 
 
 async def handle_open_reason(
@@ -134,3 +144,27 @@ async def handle_reason_picked(
 async def handle_link_clicked(ack: AsyncAck) -> None:
     """Slack sends an action for link buttons too; it only needs acknowledging."""
     await ack()
+
+
+async def handle_revisit_answered(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+) -> None:
+    """Reopened it / Snooze 30 days / Not worth it on a nudge: stored, the DM updated, the Home tab
+    drawn again. Anyone but the deal's owner is told why nothing changed."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    try:
+        await answer_nudge(
+            session_factory=runtime.session_factory,
+            revisit_id=int(action["value"]),
+            answer=REVISIT_ANSWERS[action["action_id"]],
+            user_id=user_id,
+            settings=runtime.settings,
+            now=runtime.clock(),
+        )
+    except LossError as error:
+        await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
+        return
+    runtime.worker.kick()
+    await refresh_home(runtime, user_id)

@@ -12,7 +12,8 @@ from sqlalchemy import ColumnElement, Result, Select, String, exists, func, lite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.models import Deal, Loss, LossState, ReasonEntry
+from storage.models import Deal, Loss, LossState, ReasonEntry, RevisitState
+from storage.models import Revisit as RevisitRecord
 
 LOST = "lost"
 WON = "won"
@@ -124,28 +125,34 @@ class Revisit(NamedTuple):
 async def upcoming_revisits(
     session: AsyncSession, *, start: date, end: date | None, owner_slack_id: str | None, limit: int
 ) -> tuple[list[Revisit], int]:
-    """Revisit dates in [start, end) on the current reason of logged losses, soonest first, at most
-    `limit`; and how many there are. `end` None: no end; `owner_slack_id` narrows to one rep's deals."""
+    """Open revisits (due, or snoozed to a later date) due in [start, end), soonest first, with their
+    loss's current reason, at most `limit`; and how many there are. `end` None: no end;
+    `owner_slack_id` narrows to one rep's deals."""
     query = (
         select(
             Loss.id,
-            ReasonEntry.revisit_on,
+            RevisitRecord.due_on,
             Deal.name,
             Deal.amount,
             Deal.currency,
             Deal.owner_slack_id,
             ReasonEntry.reason_code,
         )
-        .select_from(ReasonEntry)
-        .join(Loss, Loss.id == ReasonEntry.loss_id)
+        .select_from(RevisitRecord)
+        .join(Loss, Loss.id == RevisitRecord.loss_id)
         .join(Deal, Deal.id == Loss.deal_id)
-        .where(Loss.state == LossState.LOGGED, ReasonEntry.revisit_on >= start, _is_current_entry())
+        .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
+        .where(
+            RevisitRecord.state.in_((RevisitState.DUE, RevisitState.SNOOZED)),
+            RevisitRecord.due_on >= start,
+            _is_current_entry(),
+        )
     )
     if end is not None:
-        query = query.where(ReasonEntry.revisit_on < end)
+        query = query.where(RevisitRecord.due_on < end)
     if owner_slack_id is not None:
         query = query.where(Deal.owner_slack_id == owner_slack_id)
-    rows = await session.execute(query.order_by(ReasonEntry.revisit_on, Loss.id).limit(limit))
+    rows = await session.execute(query.order_by(RevisitRecord.due_on, Loss.id).limit(limit))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     return [Revisit._make(row) for row in rows], total or 0
 

@@ -8,7 +8,8 @@ from itertools import count
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Deal, Loss, LossState, ReasonEntry
+from bot.services.revisits import first_moment
+from storage.models import Deal, Loss, LossState, ReasonEntry, Revisit, RevisitState
 
 EXPLANATION = "The buyer chose to spend the budget elsewhere this year."
 
@@ -107,6 +108,27 @@ class Seed:
             for entry, loss in self.entries:
                 entry.loss_id = loss.id
             session.add_all(entry for entry, _ in self.entries)
+            session.add_all(self._revisits())
+
+    def _revisits(self) -> list[Revisit]:
+        """A due revisit for each logged loss whose newest reason has a revisit date, as storing
+        that reason makes."""
+        newest: dict[int, ReasonEntry] = {}
+        for entry, loss in self.entries:
+            if loss.state == LossState.LOGGED and entry.revision > getattr(newest.get(loss.id), "revision", 0):
+                newest[loss.id] = entry
+        return [
+            Revisit(
+                loss_id=loss_id,
+                due_on=entry.revisit_on,
+                state=RevisitState.DUE,
+                nudge_at=first_moment(entry.revisit_on),
+                snoozes=0,
+                created_at=entry.logged_at,
+            )
+            for loss_id, entry in newest.items()
+            if entry.revisit_on is not None
+        ]
 
 
 def utc(*parts: int) -> datetime:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, DealEvent
-from bot.services import outbox
+from bot.services import outbox, revisits
 from storage import queries
 from storage.models import LossState
 
@@ -55,6 +55,8 @@ class _DealState:
     """The loss stored before this batch that still awaits a reason."""
     new_losses: list[dict[str, Any]] = field(default_factory=list)
     owner_changed: bool = False
+    reopened: bool = False
+    """The deal left closed-lost in this batch: its open revisits are win-backs."""
 
 
 async def record_deal_events(
@@ -69,7 +71,8 @@ async def record_deal_events(
     An event already seen (same idempotency key) has no effect. An event older than what is recorded
     for its deal joins the audit trail but changes nothing, so deliveries out of order are safe.
     New losses are prompted by the scheduler once `policy.bulk_window` has passed; a loss that
-    changes owner starts over with the new owner, and the messages about it are updated.
+    changes owner starts over with the new owner, and the messages about it are updated. A deal
+    that leaves closed-lost closes its open revisits as win-backs.
     """
     is_new: list[bool] = []
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
@@ -116,6 +119,9 @@ async def record_deal_events(
         if reassigned:
             await queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
         messages = await queries.message_ids_about(session, cancelled + reassigned)
+        messages += await revisits.close_reopened_deals(
+            session, deal_ids=[deal_ids[key] for key, state in deals.items() if state.reopened], now=received_at
+        )
         queued = await outbox.queue_updates(session, message_ids=messages, now=received_at)
         if audit:
             await queries.insert_deal_events(
@@ -177,6 +183,7 @@ def _apply(state: _DealState, event: DealEvent, now: datetime, policy: PromptPol
         }
         state.new_losses.append(loss)
     elif event.stage != CLOSED_LOST and previous_stage == CLOSED_LOST:
+        state.reopened = True
         if state.new_losses and state.new_losses[-1]["state"] == LossState.AWAITING:
             state.new_losses[-1].update(state=LossState.CANCELLED, cancelled_at=now)
         elif state.awaiting_loss_id is not None:

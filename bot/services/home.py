@@ -32,7 +32,7 @@ async def awaiting_losses(
 async def upcoming_revisits(
     *, session_factory: async_sessionmaker[AsyncSession], user_id: str, today: date
 ) -> tuple[list[Revisit], int]:
-    """Revisit dates from today on, on the current reason of the rep's logged losses."""
+    """The rep's open revisits due from today on, soonest first."""
     async with session_factory() as session, session.begin():
         return await stats.upcoming_revisits(
             session, start=today, end=None, owner_slack_id=user_id, limit=REVISITS_SHOWN

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import Catalogue, code_for_crm_reason
-from bot.services import crm_jobs, outbox
+from bot.services import crm_jobs, outbox, revisits
 from bot.validation import ReasonForm
 from storage import queries
 from storage.models import Deal, Loss, LossState, Message, MessageKind, ReasonEntry
@@ -69,8 +69,9 @@ async def record_reason(
     now: datetime,
     write_back_to: Collection[str],
 ) -> ReasonEntry:
-    """Stores a validated reason as the loss's next revision and queues the DM's update, and the
-    reason's write-back to the deal's CRM when that CRM is in `write_back_to`.
+    """Stores a validated reason as the loss's next revision, with the loss's revisit on its date,
+    and queues the DM's update, and the reason's write-back to the deal's CRM when that CRM is in
+    `write_back_to`.
 
     `revision` is the one the modal was opened on; a second submission made against the same
     revision (a double click, a second window) is refused by the unique (loss, revision) key, and
@@ -91,6 +92,14 @@ async def record_reason(
             entry = _entry(loss.id, revision + 1, form, catalogue, user_id, view_id, now)
             session.add(entry)
             await session.flush()
+            await revisits.record_revisit_date(
+                session,
+                loss_id=loss.id,
+                before=latest.revisit_on if latest is not None else None,
+                after=entry.revisit_on,
+                user_id=user_id,
+                now=now,
+            )
             if loss.state == LossState.AWAITING:
                 loss.state = LossState.LOGGED
                 loss.logged_at = now
@@ -167,14 +176,17 @@ async def record_reason_for_several(
     write_back_to: Collection[str],
 ) -> SeveralLogged:
     """Stores one validated reason as the answer of each picked loss that still awaits this rep's
-    reason, in one transaction, and queues the updates of the messages that list them and the
-    write-backs to the deals' CRMs that are in `write_back_to`."""
+    reason (with its revisit, when it has a date), in one transaction, and queues the updates of the
+    messages that list them and the write-backs to the deals' CRMs that are in `write_back_to`."""
     logged: list[int] = []
     async with session_factory() as session, session.begin():
         for loss, deal in await queries.losses_with_deals(session, loss_ids, for_update=True):
             if loss.state != LossState.AWAITING or deal.owner_slack_id != user_id:
                 continue
             session.add(_entry(loss.id, 1, form, catalogue, user_id, view_id, now))
+            await revisits.record_revisit_date(
+                session, loss_id=loss.id, before=None, after=form.revisit_on, user_id=user_id, now=now
+            )
             loss.state = LossState.LOGGED
             loss.logged_at = now
             logged.append(loss.id)

@@ -1,4 +1,5 @@
-"""Making the Slack calls the outbox holds: posting and updating prompts, reminders and escalations.
+"""Making the Slack calls the outbox holds: posting and updating prompts, reminders, escalations
+and revisit nudges.
 
 A message's content is built from its losses as they are when the call is made. A prompt finds its
 rep on the way out (`users.lookupByEmail`, which also gives their time zone, cached) and, once
@@ -20,9 +21,10 @@ from bot.settings import Settings
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.prompt import DealLoss, Message, build_prompt_message
-from storage import queries
+from bot.views.revisit import build_revisit_nudge
+from storage import queries, revisits
 from storage.models import Message as MessageRow
-from storage.models import MessageKind, OutboxKind, Rep, SlackUser
+from storage.models import MessageKind, OutboxKind, Rep, RevisitState, SlackUser
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class SlackDelivery:
         async with self.session_factory() as session, session.begin():
             message = await session.get_one(MessageRow, claimed.message_id)
             items = _shown(message, await queries.message_items(session, message.id))
-            if message.ts is not None or not any(item.awaiting for item in items):
+            if message.ts is not None or not await _still_owed(session, message, items):
                 await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
         await self._find_rep(message, items, now)
@@ -152,6 +154,12 @@ class SlackDelivery:
         if message.kind == MessageKind.REMINDER:
             waiting = [item for item in items if item.awaiting]
             return build_reminder(waiting, catalogue=self.catalogue, message_id=message.id)
+        if message.kind == MessageKind.REVISIT:
+            [item] = items
+            async with self.session_factory() as session, session.begin():
+                revisit = await revisits.revisit_of_loss(session, item.loss.id)
+            assert revisit is not None
+            return build_revisit_nudge(item, revisit=revisit, catalogue=self.catalogue, now=self.clock())
         assert message.rep_slack_id is not None
         return build_escalation(
             items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
@@ -189,6 +197,21 @@ class SlackDelivery:
         )
         if not all(item.awaiting for item in items):
             await outbox.queue_updates(session, message_ids=[message.id], now=now)
+
+
+async def _still_owed(session: AsyncSession, message: MessageRow, items: list[DealLoss]) -> bool:
+    """Whether the message is still worth posting: a nudge while its revisit waits for this nudge's
+    answer (not answered, closed or moved to another date meanwhile), any other message while one
+    of its losses awaits a reason."""
+    if message.kind == MessageKind.REVISIT:
+        revisit = await revisits.revisit_of_loss(session, items[0].loss.id) if items else None
+        return (
+            revisit is not None
+            and revisit.state == RevisitState.DUE
+            and revisit.nudge_at is None
+            and revisit.message_id == message.id
+        )
+    return any(item.awaiting for item in items)
 
 
 def _shown(message: MessageRow, rows: list[queries.MessageItem]) -> list[DealLoss]:

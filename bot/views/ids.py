@@ -24,3 +24,8 @@ EXPLANATION_INPUT = "explanation_input"
 # date to that reason's default (Slack keeps an input's value while its block_id is unchanged).
 REVISIT_BLOCK_PREFIX = "revisit"
 REVISIT_INPUT = "revisit_input"
+
+# The revisit nudge's answers; each button's value is the revisit's id.
+REVISIT_REOPENED = "revisit_reopened"
+REVISIT_SNOOZE = "revisit_snooze"
+REVISIT_DROP = "revisit_drop"

@@ -1,0 +1,105 @@
+"""Unit tests of the revisit nudge's pure parts: the DM in each state of a revisit, and when a nudge
+is due. Models are built in memory; nothing touches a database or Slack."""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.services.revisits import first_moment, nudge_moment
+from bot.validation import MAX_EXPLANATION_LENGTH
+from bot.views.prompt import DealLoss
+from bot.views.revisit import build_revisit_nudge, lost_ago
+from bot.working_time import WorkingHours
+from storage.models import LossState, Revisit, RevisitState
+from tests.test_views import (
+    CATALOGUE,
+    ESCAPED_INJECTION,
+    INJECTION,
+    MAX_MESSAGE_BLOCKS,
+    NOW,
+    check_limits,
+    make_deal,
+    make_entry,
+    make_loss,
+    mrkdwn_texts,
+)
+
+WEEKDAYS_NINE_TO_SIX = WorkingHours(start=9 * 60, end=18 * 60, days=frozenset(range(5)))
+
+
+def nudge(state: RevisitState = RevisitState.DUE, *, closed_by: str | None = None, **overrides: Any) -> dict[str, Any]:
+    deal = make_deal(**overrides.pop("deal", {}))
+    item = DealLoss(deal=deal, loss=make_loss(LossState.LOGGED), entry=make_entry(**overrides))
+    revisit = Revisit(id=12, loss_id=7, due_on=date(2027, 1, 4), state=state, snoozes=0, closed_by=closed_by)
+    rendered = build_revisit_nudge(item, revisit=revisit, catalogue=CATALOGUE, now=NOW + timedelta(days=40)).as_kwargs()
+    check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
+    return rendered
+
+
+def action_ids(message: dict[str, Any]) -> list[str]:
+    return [element["action_id"] for block in message["blocks"] for element in block.get("elements", [])]
+
+
+def test_a_due_nudge_shows_the_deal_the_reason_and_three_answers() -> None:
+    message = nudge()
+    assert message["text"] == "Time to revisit Acme — 200 seats: lost 40 days ago, Lost to a competitor."
+    texts = mrkdwn_texts(message["blocks"])
+    assert (
+        "*Logged reason: Lost to a competitor*: Initech\n>Initech undercut us by 30% and bundled onboarding." in texts
+    )
+    assert any(text.startswith("*Lost*\n40 days ago, <!date^") for text in texts)
+    assert action_ids(message) == ["revisit_reopened", "revisit_snooze", "revisit_drop", "open_in_crm"]
+
+
+@pytest.mark.parametrize(
+    ("state", "closed_by", "outcome"),
+    [
+        (RevisitState.REOPENED, "U0DANA", ":tada: Reopened — counted as a win-back."),
+        (RevisitState.REOPENED, "generic", ":tada: Reopened in the CRM — counted as a win-back."),
+        (RevisitState.SNOOZED, None, ":zzz: Snoozed until Mon Jan 4."),
+        (RevisitState.DROPPED, "U0DANA", "Dropped: not worth another try."),
+        (RevisitState.DONE, "U0DANA", "No longer planned: the revisit date was removed from the reason."),
+    ],
+)
+def test_an_answered_nudge_shows_its_outcome_and_no_answers(
+    state: RevisitState, closed_by: str | None, outcome: str
+) -> None:
+    message = nudge(state, closed_by=closed_by)
+    assert message["text"] == f"Acme — 200 seats: {outcome}"
+    assert outcome in mrkdwn_texts(message["blocks"])
+    assert action_ids(message) == ["open_in_crm"]
+
+
+def test_what_people_typed_is_escaped_and_long_text_fits() -> None:
+    message = nudge(
+        deal={"name": INJECTION * 40, "account": INJECTION * 400, "url": None},
+        detail=INJECTION,
+        explanation=(INJECTION + " ") * (MAX_EXPLANATION_LENGTH // len(INJECTION)),
+    )
+    for text in mrkdwn_texts(message["blocks"]) + [message["text"]]:
+        assert "<!channel>" not in text and "<@U123>" not in text
+    assert ESCAPED_INJECTION in message["text"]
+    assert action_ids(message) == ["revisit_reopened", "revisit_snooze", "revisit_drop"]
+
+
+def test_lost_ago() -> None:
+    assert [lost_ago(NOW, NOW + timedelta(hours=hours)) for hours in (1, 24, 24 * 12)] == [
+        "today",
+        "1 day ago",
+        "12 days ago",
+    ]
+
+
+def test_a_date_begins_first_at_utc_plus_14() -> None:
+    assert first_moment(date(2027, 1, 6)) == datetime(2027, 1, 5, 10, tzinfo=UTC)
+
+
+def test_a_nudge_is_due_at_the_start_of_the_reps_working_hours_on_the_date_or_the_next_working_day() -> None:
+    tokyo, new_york = ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York")
+    wednesday, saturday = date(2027, 1, 6), date(2027, 1, 9)
+    assert nudge_moment(wednesday, tokyo, WEEKDAYS_NINE_TO_SIX) == datetime(2027, 1, 6, 0, tzinfo=UTC)
+    assert nudge_moment(saturday, tokyo, WEEKDAYS_NINE_TO_SIX) == datetime(2027, 1, 11, 0, tzinfo=UTC)
+    # Clocks go forward in New York on Sunday March 14, 2027: Monday 09:00 is EDT, 13:00 UTC.
+    assert nudge_moment(date(2027, 3, 13), new_york, WEEKDAYS_NINE_TO_SIX) == datetime(2027, 3, 15, 13, tzinfo=UTC)
