@@ -99,7 +99,21 @@ def test_a_date_begins_first_at_utc_plus_14() -> None:
 def test_a_nudge_is_due_at_the_start_of_the_reps_working_hours_on_the_date_or_the_next_working_day() -> None:
     tokyo, new_york = ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York")
     wednesday, saturday = date(2027, 1, 6), date(2027, 1, 9)
-    assert nudge_moment(wednesday, tokyo, WEEKDAYS_NINE_TO_SIX) == datetime(2027, 1, 6, 0, tzinfo=UTC)
-    assert nudge_moment(saturday, tokyo, WEEKDAYS_NINE_TO_SIX) == datetime(2027, 1, 11, 0, tzinfo=UTC)
+    before = datetime(2027, 1, 1, tzinfo=UTC)
+    assert nudge_moment(wednesday, tokyo, WEEKDAYS_NINE_TO_SIX, now=before) == datetime(2027, 1, 6, 0, tzinfo=UTC)
+    assert nudge_moment(saturday, tokyo, WEEKDAYS_NINE_TO_SIX, now=before) == datetime(2027, 1, 11, 0, tzinfo=UTC)
     # Clocks go forward in New York on Sunday March 14, 2027: Monday 09:00 is EDT, 13:00 UTC.
-    assert nudge_moment(date(2027, 3, 13), new_york, WEEKDAYS_NINE_TO_SIX) == datetime(2027, 3, 15, 13, tzinfo=UTC)
+    assert nudge_moment(date(2027, 3, 13), new_york, WEEKDAYS_NINE_TO_SIX, now=before) == datetime(
+        2027, 3, 15, 13, tzinfo=UTC
+    )
+
+
+def test_a_late_nudge_waits_for_the_reps_working_hours_then_goes_at_once() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    wednesday = date(2027, 1, 6)
+    wednesday_night = datetime(2027, 1, 6, 22, tzinfo=tokyo)
+    thursday_noon = datetime(2027, 1, 7, 12, tzinfo=tokyo)
+    assert nudge_moment(wednesday, tokyo, WEEKDAYS_NINE_TO_SIX, now=wednesday_night) == datetime(
+        2027, 1, 7, 0, tzinfo=UTC
+    )
+    assert nudge_moment(wednesday, tokyo, WEEKDAYS_NINE_TO_SIX, now=thursday_noon) == thursday_noon

@@ -34,9 +34,12 @@ def first_moment(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=FIRST_ZONE).astimezone(UTC)
 
 
-def nudge_moment(day: date, tz: ZoneInfo, hours: WorkingHours) -> datetime:
-    """The start of the rep's working hours on `day`, or on their next working day after it."""
-    return next_working_moment(datetime.combine(day, time(), tzinfo=tz), tz, hours)
+def nudge_moment(day: date, tz: ZoneInfo, hours: WorkingHours, *, now: datetime) -> datetime:
+    """The start of the rep's working hours on `day`, or on their next working day after it. Once
+    that has passed, the next moment of working time from `now`: a nudge the bot could not send on
+    time (it was down, or the revisit was carried over by migration 0005) still waits for the rep's
+    working hours."""
+    return next_working_moment(max(datetime.combine(day, time(), tzinfo=tz), now), tz, hours)
 
 
 async def record_revisit_date(
@@ -90,7 +93,7 @@ async def queue_due_nudges(
                 # The deal came back without an event closing this revisit (one carried over by 0005).
                 _close(revisit, RevisitState.REOPENED, by=deal.source, now=now)
                 continue
-            moment = nudge_moment(revisit.due_on, rep_zone(tz, settings), settings.hours)
+            moment = nudge_moment(revisit.due_on, rep_zone(tz, settings), settings.hours, now=now)
             if moment > now:
                 revisit.nudge_at = moment
                 continue
