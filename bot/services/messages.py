@@ -19,12 +19,16 @@ from bot.services.chasing import chase_schedule, rep_zone
 from bot.settings import Settings
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
+from bot.views.debrief import build_debrief, build_route_post
 from bot.views.prompt import DealLoss, Message, build_prompt_message
 from storage import queries
 from storage.models import Message as MessageRow
 from storage.models import MessageKind, OutboxKind, Rep, SlackUser
 
 logger = logging.getLogger(__name__)
+
+ANNOUNCEMENTS = frozenset({MessageKind.DEBRIEF, MessageKind.ROUTE})
+"""Posts about logged reasons (`bot.services.debriefs`): to a channel, about losses no longer awaiting."""
 
 
 class NotPostedYet(Exception):
@@ -51,6 +55,16 @@ class SlackDelivery:
         """Records a call that cannot succeed on the losses it was about, and tells the admin."""
         async with self.session_factory() as session, session.begin():
             message = await session.get_one(MessageRow, claimed.message_id)
+            if message.kind in ANNOUNCEMENTS:
+                # The reason is stored; only its announcement is lost, and the channel needs fixing.
+                logger.warning(
+                    "cannot %s the %s about a logged reason in %s: %s (is the bot invited to it?)",
+                    claimed.kind,
+                    message.kind,
+                    message.post_to,
+                    reason,
+                )
+                return
             items = _shown(message, await queries.message_items(session, message.id, for_update=True))
             failed = [item for item in items if item.awaiting]
             for item in failed:
@@ -69,10 +83,11 @@ class SlackDelivery:
         async with self.session_factory() as session, session.begin():
             message = await session.get_one(MessageRow, claimed.message_id)
             items = _shown(message, await queries.message_items(session, message.id))
-            if message.ts is not None or not any(item.awaiting for item in items):
+            if message.ts is not None or not _still_owed(message, items):
                 await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
-        await self._find_rep(message, items, now)
+        if message.kind not in ANNOUNCEMENTS:  # these name the rep who logged, a known Slack user
+            await self._find_rep(message, items, now)
         content = await self._content(message, items)
         response = await call(
             self.slack.chat_postMessage(
@@ -152,6 +167,10 @@ class SlackDelivery:
         if message.kind == MessageKind.REMINDER:
             waiting = [item for item in items if item.awaiting]
             return build_reminder(waiting, catalogue=self.catalogue, message_id=message.id)
+        if message.kind == MessageKind.DEBRIEF:
+            return build_debrief(items, catalogue=self.catalogue)
+        if message.kind == MessageKind.ROUTE:
+            return build_route_post(items, catalogue=self.catalogue)
         assert message.rep_slack_id is not None
         return build_escalation(
             items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
@@ -189,6 +208,14 @@ class SlackDelivery:
         )
         if not all(item.awaiting for item in items):
             await outbox.queue_updates(session, message_ids=[message.id], now=now)
+
+
+def _still_owed(message: MessageRow, items: list[DealLoss]) -> bool:
+    """A message asking for reasons is owed while one of its losses awaits one; an announcement of
+    a logged reason is owed until posted (the reason stays stored whatever the deal does next)."""
+    if message.kind in ANNOUNCEMENTS:
+        return True
+    return any(item.awaiting for item in items)
 
 
 def _shown(message: MessageRow, rows: list[queries.MessageItem]) -> list[DealLoss]:
