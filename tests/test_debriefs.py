@@ -14,12 +14,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.debriefs import Audience
-from bot.views.prompt import SECTION_MAX_LENGTH
-from storage.models import Deal, Message, MessageKind, OutboxMessage, OutboxState, ReasonEntry
+from bot.views.debrief import build_debrief, build_route_post
+from bot.views.prompt import SECTION_MAX_LENGTH, DealLoss
+from storage.models import Deal, LossState, Message, MessageKind, OutboxMessage, OutboxState, ReasonEntry
 from tests.bot_client import BotClient, button, deal, eventually
 from tests.conftest import make_settings, serve
 from tests.fake_slack import Failure, FakeSlack
 from tests.test_discipline import _state, _submission, posted_to
+from tests.test_views import CATALOGUE, MAX_MESSAGE_BLOCKS, check_limits, make_deal, make_entry, make_loss, mrkdwn_texts
 
 EXPLANATION = "Initech bundled onboarding for free and undercut us by 30% on seats."
 MANAGERS = "C0MANAGERS"
@@ -77,22 +79,9 @@ async def submit(
 
 
 def mrkdwn(message: dict[str, Any]) -> str:
-    """Every mrkdwn text of a message (its fallback `text`, its sections and contexts), one a line:
-    what Slack would act on `<!channel>` in. Plain text (the header) is shown as typed."""
-    texts = [message["text"]]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "mrkdwn":
-                texts.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(message["blocks"])
-    return "\n".join(texts)
+    """Every mrkdwn text of a message, its fallback `text` first, one a line: what Slack would act
+    on `<!channel>` in. Plain text (the header) is shown as typed."""
+    return "\n".join([message["text"], *mrkdwn_texts(message["blocks"])])
 
 
 async def the_post_in(slack: FakeSlack, channel: str) -> dict[str, Any]:
@@ -351,3 +340,32 @@ def test_the_audience_wants_a_debrief_from_the_threshold_up_with_a_channel_only(
     assert not Audience(debrief_channel=MANAGERS, debrief_min_amount=Decimal("40000.01")).wants_debrief(big)
     assert not Audience(debrief_channel=None, debrief_min_amount=Decimal(0)).wants_debrief(big)
     assert not Audience(debrief_channel=MANAGERS).wants_debrief(big)
+
+
+def test_a_post_for_deals_whose_reasons_were_edited_apart_stays_within_block_kit_limits() -> None:
+    items = [
+        DealLoss(
+            deal=make_deal(id=n, name=f"Deal {n}"),
+            loss=make_loss(LossState.LOGGED),
+            entry=make_entry(explanation=f"Edited on its own, explanation number {n}, long enough."),
+        )
+        for n in range(40)
+    ]
+    for build in (build_route_post, build_debrief):
+        rendered = build(items, catalogue=CATALOGUE).as_kwargs()
+
+        check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
+        assert "…and 25 more deals with other reasons." in str(rendered["blocks"])
+
+
+def test_the_longest_text_people_can_write_stays_within_block_kit_limits() -> None:
+    item = DealLoss(
+        deal=make_deal(name="<" * 500, account="&" * 500),
+        loss=make_loss(LossState.LOGGED),
+        entry=make_entry(detail=">" * 150, explanation="<" * 2000),
+    )
+    for build in (build_route_post, build_debrief):
+        rendered = build([item], catalogue=CATALOGUE).as_kwargs()
+
+        check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
+        assert "<<" not in "".join(mrkdwn_texts(rendered["blocks"]))
