@@ -61,6 +61,8 @@ def create_app(
         team = load_team(settings.team_file) if settings.team_file else {}
     if settings.manager_channel is None:
         logger.warning("MANAGER_CHANNEL is not set: losses left without a reason will not be escalated")
+    if settings.debrief_min_amount is not None and settings.manager_channel is None:
+        logger.warning("DEBRIEF_MIN_AMOUNT needs MANAGER_CHANNEL: no debrief cards will be posted")
     # Names this process's claims on outbox rows (see bot.scheduler).
     process_id = str(uuid.uuid4())
     delivery = SlackDelivery(

@@ -485,3 +485,15 @@ async def next_crm_job_due_at(session: AsyncSession, now: datetime) -> datetime 
             or_(CrmJob.claimed_until.is_(None), CrmJob.claimed_until < now),
         )
     )
+
+
+async def routed_losses(session: AsyncSession, loss_ids: list[int]) -> set[tuple[int, str]]:
+    """(loss, channel) for each of these losses that a route post (REASON_ROUTES) already lists."""
+    if not loss_ids:
+        return set()
+    rows = await session.execute(
+        select(MessageLoss.loss_id, Message.post_to)
+        .join(Message, Message.id == MessageLoss.message_id)
+        .where(MessageLoss.loss_id.in_(loss_ids), Message.kind == MessageKind.ROUTE)
+    )
+    return {(loss_id, channel) for loss_id, channel in rows if channel is not None}

@@ -18,6 +18,7 @@ from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services import crm_jobs
 from bot.services.crm_jobs import PendingEvent, backoff, queue_fetches
 from bot.services.deal_events import PromptPolicy, record_deal_events
+from bot.services.debriefs import Audience
 from bot.services.losses import record_reason
 from bot.validation import ReasonForm
 from storage.models import CrmJob, CrmJobState, Deal, DealEventRecord, Loss
@@ -210,6 +211,7 @@ async def log_reason(
         view_id=None,
         now=NOW,
         write_back_to={"hubspot", "pipedrive", "salesforce"},
+        audience=Audience(),
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from bot.settings import Settings
+from bot.settings import Settings, parse_reason_routes
 
 REQUIRED = {"slack_bot_token": "xoxb-test-token", "slack_signing_secret": "signing-secret"}
 
@@ -149,6 +149,35 @@ def test_reason_aliases_are_read_as_json_from_the_environment(monkeypatch: pytes
     monkeypatch.setenv("REASON_ALIASES", '{"Too expensive": "price", "Went with Initech": "competitor"}')
 
     assert settings().reason_aliases == {"Too expensive": "price", "Went with Initech": "competitor"}
+
+
+def test_reason_routes_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().reason_routes == {}
+    monkeypatch.setenv("REASON_ROUTES", "missing_feature=C0PRODUCT,price=C0PRICING")
+
+    assert settings().reason_routes == {"missing_feature": ("C0PRODUCT",), "price": ("C0PRICING",)}
+
+
+def test_a_code_named_twice_in_reason_routes_reaches_both_channels_in_order() -> None:
+    routes = parse_reason_routes(" price = C0PRICING , missing_feature=G0PRODUCT, price=C0FINANCE,price=C0PRICING")
+
+    assert routes == {"price": ("C0PRICING", "C0FINANCE"), "missing_feature": ("G0PRODUCT",)}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("price", "'price' is not code=channel"),
+        ("=C0PRICING", "'=C0PRICING' is not code=channel"),
+        ("price=C0PRICING,", "'' is not code=channel"),
+        ("price=#pricing", "'#pricing' is not a channel id"),
+        ("price=", "'' is not a channel id"),
+        ("price=U0DANA001", "'U0DANA001' is not a channel id"),
+    ],
+)
+def test_a_reason_route_that_is_not_code_equals_channel_id_is_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_reason_routes(text)
 
 
 @pytest.mark.parametrize(
@@ -313,4 +342,19 @@ def test_reason_aliases_naming_an_unknown_code_stop_start_up_in_one_line(tmp_pat
     result = serve(tmp_path, **GOOD_ENV, REASON_ALIASES='{"Too expensive": "pricing"}')
 
     assert_one_line_naming(result, "REASON_ALIASES")
+    assert "pricing" in result.stderr
+
+
+@pytest.mark.parametrize("routes", ["price", "price=#pricing", "=C0PRICING"])
+def test_a_badly_shaped_reason_route_stops_start_up_in_one_line(tmp_path: Path, routes: str) -> None:
+    result = serve(tmp_path, **GOOD_ENV, REASON_ROUTES=routes)
+
+    assert_one_line_naming(result, "REASON_ROUTES")
+    assert "code=channel id" in result.stderr
+
+
+def test_reason_routes_naming_an_unknown_code_stop_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, REASON_ROUTES="price=C0PRICING,pricing=C0PRICING")
+
+    assert_one_line_naming(result, "REASON_ROUTES")
     assert "pricing" in result.stderr

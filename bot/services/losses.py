@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import Catalogue, code_for_crm_reason
 from bot.services import crm_jobs, outbox, revisits
+from bot.services.debriefs import Audience, queue_reason_posts
 from bot.validation import ReasonForm
 from storage import queries
 from storage.models import Deal, Loss, LossState, Message, MessageKind, ReasonEntry
@@ -68,10 +69,11 @@ async def record_reason(
     view_id: str | None,
     now: datetime,
     write_back_to: Collection[str],
+    audience: Audience,
 ) -> ReasonEntry:
     """Stores a validated reason as the loss's next revision, with the loss's revisit on its date,
-    and queues the DM's update, and the reason's write-back to the deal's CRM when that CRM is in
-    `write_back_to`.
+    and queues the DM's update, the reason's write-back to the deal's CRM when that CRM is in
+    `write_back_to`, and the posts it calls for in `audience`'s channels.
 
     `revision` is the one the modal was opened on; a second submission made against the same
     revision (a double click, a second window) is refused by the unique (loss, revision) key, and
@@ -107,6 +109,15 @@ async def record_reason(
             await outbox.queue_updates(session, message_ids=messages, now=now)
             if deal.source in write_back_to:
                 await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
+            await queue_reason_posts(
+                session,
+                audience=audience,
+                logged=[(loss, deal)],
+                reason_code=entry.reason_code,
+                first=latest is None,
+                rep_slack_id=user_id,
+                now=now,
+            )
     except IntegrityError as error:
         if "revision" not in str(error.orig):
             raise
@@ -174,11 +185,15 @@ async def record_reason_for_several(
     view_id: str | None,
     now: datetime,
     write_back_to: Collection[str],
+    audience: Audience,
 ) -> SeveralLogged:
     """Stores one validated reason as the answer of each picked loss that still awaits this rep's
     reason (with its revisit, when it has a date), in one transaction, and queues the updates of the
-    messages that list them and the write-backs to the deals' CRMs that are in `write_back_to`."""
+    messages that list them, the write-backs to the deals' CRMs that are in `write_back_to`, and the
+    posts the reason calls for in `audience`'s channels: one a channel for the whole submission,
+    however many deals it logs."""
     logged: list[int] = []
+    announced: list[tuple[Loss, Deal]] = []
     async with session_factory() as session, session.begin():
         for loss, deal in await queries.losses_with_deals(session, loss_ids, for_update=True):
             if loss.state != LossState.AWAITING or deal.owner_slack_id != user_id:
@@ -190,10 +205,21 @@ async def record_reason_for_several(
             loss.state = LossState.LOGGED
             loss.logged_at = now
             logged.append(loss.id)
+            announced.append((loss, deal))
             if deal.source in write_back_to:
                 await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
         messages = await queries.message_ids_about(session, logged)
         await outbox.queue_updates(session, message_ids=messages, now=now)
+        # After the updates are queued: the new posts list these losses too, and need no update.
+        await queue_reason_posts(
+            session,
+            audience=audience,
+            logged=announced,
+            reason_code=form.reason_code or "",
+            first=True,
+            rep_slack_id=user_id,
+            now=now,
+        )
     return SeveralLogged(logged=len(logged), skipped=len(set(loss_ids)) - len(logged))
 
 

@@ -20,6 +20,7 @@ from bot.services.chasing import chase_schedule, rep_zone
 from bot.settings import Settings
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
+from bot.views.debrief import build_debrief, build_route_post
 from bot.views.prompt import DealLoss, Message, build_prompt_message
 from bot.views.revisit import build_revisit_nudge
 from storage import queries, revisits
@@ -27,6 +28,9 @@ from storage.models import Message as MessageRow
 from storage.models import MessageKind, OutboxKind, Rep, RevisitState, SlackUser
 
 logger = logging.getLogger(__name__)
+
+ANNOUNCEMENTS = frozenset({MessageKind.DEBRIEF, MessageKind.ROUTE})
+"""Posts about logged reasons (`bot.services.debriefs`): to a channel, about losses no longer awaiting."""
 
 
 class NotPostedYet(Exception):
@@ -53,6 +57,16 @@ class SlackDelivery:
         """Records a call that cannot succeed on the losses it was about, and tells the admin."""
         async with self.session_factory() as session, session.begin():
             message = await session.get_one(MessageRow, claimed.message_id)
+            if message.kind in ANNOUNCEMENTS:
+                # The reason is stored; only its announcement is lost, and the channel needs fixing.
+                logger.warning(
+                    "cannot %s the %s about a logged reason in %s: %s (is the bot invited to it?)",
+                    claimed.kind,
+                    message.kind,
+                    message.post_to,
+                    reason,
+                )
+                return
             items = _shown(message, await queries.message_items(session, message.id, for_update=True))
             failed = [item for item in items if item.awaiting]
             for item in failed:
@@ -74,7 +88,8 @@ class SlackDelivery:
             if message.ts is not None or not await _still_owed(session, message, items):
                 await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
-        await self._find_rep(message, items, now)
+        if message.kind not in ANNOUNCEMENTS:  # these name the rep who logged, a known Slack user
+            await self._find_rep(message, items, now)
         content = await self._content(message, items)
         response = await call(
             self.slack.chat_postMessage(
@@ -160,6 +175,10 @@ class SlackDelivery:
                 revisit = await revisits.revisit_of_loss(session, item.loss.id)
             assert revisit is not None
             return build_revisit_nudge(item, revisit=revisit, catalogue=self.catalogue, now=self.clock())
+        if message.kind == MessageKind.DEBRIEF:
+            return build_debrief(items, catalogue=self.catalogue)
+        if message.kind == MessageKind.ROUTE:
+            return build_route_post(items, catalogue=self.catalogue)
         assert message.rep_slack_id is not None
         return build_escalation(
             items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
@@ -201,8 +220,11 @@ class SlackDelivery:
 
 async def _still_owed(session: AsyncSession, message: MessageRow, items: list[DealLoss]) -> bool:
     """Whether the message is still worth posting: a nudge while its revisit waits for this nudge's
-    answer (not answered, closed or moved to another date meanwhile), any other message while one
-    of its losses awaits a reason."""
+    answer (not answered, closed or moved to another date meanwhile); a message asking for reasons while one
+    of its losses awaits a reason; an announcement of a logged reason until posted (the reason stays
+    stored whatever the deal does next)."""
+    if message.kind in ANNOUNCEMENTS:
+        return True
     if message.kind == MessageKind.REVISIT:
         revisit = await revisits.revisit_of_loss(session, items[0].loss.id) if items else None
         return (
