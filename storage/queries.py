@@ -186,9 +186,10 @@ class ClaimedMessage(NamedTuple):
 
 
 async def claim_due_messages(
-    session: AsyncSession, *, now: datetime, process_id: str, until: datetime, limit: int
+    session: AsyncSession, *, now: datetime, process_id: str, until: datetime, limit: int, message_id: int | None = None
 ) -> list[ClaimedMessage]:
-    """Claims up to `limit` due calls that no other process holds, for `process_id` until `until`.
+    """Claims up to `limit` due calls that no other process holds, for `process_id` until `until`;
+    only the calls of `message_id` when given.
 
     On PostgreSQL the candidates are locked with SKIP LOCKED, so processes claiming at the same
     moment take different rows; SQLite runs one writing transaction at a time.
@@ -197,6 +198,7 @@ async def claim_due_messages(
         OutboxMessage.state == OutboxState.PENDING,
         OutboxMessage.due_at <= now,
         or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        *([OutboxMessage.message_id == message_id] if message_id is not None else []),
     )
     # Two statements: inside `UPDATE … WHERE id IN (SELECT … LIMIT … FOR UPDATE SKIP LOCKED)`
     # PostgreSQL may run the subquery more than once and claim far more than `limit` rows.

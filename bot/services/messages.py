@@ -1,4 +1,5 @@
-"""Making the Slack calls the outbox holds: posting and updating prompts, reminders and escalations.
+"""Making the Slack calls the outbox holds: posting and updating prompts, reminders and escalations,
+and posting the weekly digest.
 
 A message's content is built from its losses as they are when the call is made. A prompt finds its
 rep on the way out (`users.lookupByEmail`, which also gives their time zone, cached) and, once
@@ -11,18 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.periods import week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
 from bot.services.chasing import chase_schedule, rep_zone
+from bot.services.digest import build_digest
 from bot.settings import Settings
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
+from bot.views.digest import build_digest_message
 from bot.views.prompt import DealLoss, Message, build_prompt_message
 from storage import queries
+from storage.models import DigestRun, MessageKind, OutboxKind, Rep, SlackUser
 from storage.models import Message as MessageRow
-from storage.models import MessageKind, OutboxKind, Rep, SlackUser
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,9 @@ class SlackDelivery:
         """Records a call that cannot succeed on the losses it was about, and tells the admin."""
         async with self.session_factory() as session, session.begin():
             message = await session.get_one(MessageRow, claimed.message_id)
+            if message.kind == MessageKind.DIGEST:
+                logger.error("cannot post the weekly digest to %s: %s", message.post_to, reason)
+                return
             items = _shown(message, await queries.message_items(session, message.id, for_update=True))
             failed = [item for item in items if item.awaiting]
             for item in failed:
@@ -69,10 +77,11 @@ class SlackDelivery:
         async with self.session_factory() as session, session.begin():
             message = await session.get_one(MessageRow, claimed.message_id)
             items = _shown(message, await queries.message_items(session, message.id))
-            if message.ts is not None or not any(item.awaiting for item in items):
+            if message.ts is not None or not _still_owed(message, items):
                 await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
-        await self._find_rep(message, items, now)
+        if message.kind != MessageKind.DIGEST:  # a digest goes to a channel and is about no rep
+            await self._find_rep(message, items, now)
         content = await self._content(message, items)
         response = await call(
             self.slack.chat_postMessage(
@@ -147,6 +156,8 @@ class SlackDelivery:
         message.rep_slack_id = user_id
 
     async def _content(self, message: MessageRow, items: list[DealLoss]) -> Message:
+        if message.kind == MessageKind.DIGEST:
+            return await self._digest(message)
         if message.kind == MessageKind.PROMPT:
             return build_prompt_message(items=items, catalogue=self.catalogue, message_id=message.id, page=message.page)
         if message.kind == MessageKind.REMINDER:
@@ -156,6 +167,18 @@ class SlackDelivery:
         return build_escalation(
             items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
         )
+
+    async def _digest(self, message: MessageRow) -> Message:
+        """The digest of its run's week, from the data as it is now."""
+        async with self.session_factory() as session, session.begin():
+            run = await session.scalar(select(DigestRun).where(DigestRun.message_id == message.id))
+        assert run is not None  # a digest message is always recorded with its run
+        now, tz = self.clock(), self.settings.tz
+        week = week_of(run.week_start, tz=tz, today=now.astimezone(tz).date())
+        digest = await build_digest(
+            session_factory=self.session_factory, catalogue=self.catalogue, week=week, now=now, tz=tz
+        )
+        return build_digest_message(digest, self.catalogue)
 
     async def _manager(self, message: MessageRow) -> str | None:
         """The rep's manager as TEAM_FILE names them: their Slack id, or their email when Slack has
@@ -189,6 +212,11 @@ class SlackDelivery:
         )
         if not all(item.awaiting for item in items):
             await outbox.queue_updates(session, message_ids=[message.id], now=now)
+
+
+def _still_owed(message: MessageRow, items: list[DealLoss]) -> bool:
+    """A digest is owed until posted; a message about losses only while one of them awaits a reason."""
+    return message.kind == MessageKind.DIGEST or any(item.awaiting for item in items)
 
 
 def _shown(message: MessageRow, rows: list[queries.MessageItem]) -> list[DealLoss]:
