@@ -7,7 +7,7 @@ does) and a DIGEST_SCHEDULE set relative to that clock, in UTC.
 """
 
 import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +30,8 @@ from tests.test_discipline import TWO_TICKS, Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
 PARIS = ZoneInfo("Europe/Paris")
+TEAM_ZONE = ZoneInfo("UTC")
+"""TIMEZONE in the scheduler tests."""
 DIGESTS = "C0DIGESTS"
 MANAGERS = "C0MANAGERS"
 
@@ -112,9 +114,9 @@ def test_a_time_that_does_not_exist_on_the_night_the_clocks_go_forward_is_moved_
         ({"digest_channel": "#sales"}, "DIGEST_CHANNEL '#sales' is not a channel id"),
     ],
 )
-def test_a_bad_digest_setting_is_one_line_naming_it(values: dict[str, str], line: str) -> None:
+def test_a_bad_digest_setting_is_one_line_naming_it(values: dict[str, object], line: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(_env_file=None, slack_bot_token="xoxb-1", slack_signing_secret="s", **values)  # type: ignore[call-arg]
+        Settings(_env_file=None, **{"slack_bot_token": "xoxb-1", "slack_signing_secret": "s", **values})  # type: ignore[arg-type, call-arg]
 
     described = describe_settings_error(caught.value)
     assert len(described.splitlines()) == 1 and described.startswith(line)
@@ -157,7 +159,7 @@ async def test_the_digest_is_posted_once_at_its_time_and_not_again_after_a_resta
 
         clock.advance(hours=1)
         [digest] = await fake_slack.wait_for("chat.postMessage")
-        week = last_full_week(now=scheduled, tz=UTC)
+        week = last_full_week(now=scheduled, tz=TEAM_ZONE)
         assert digest["channel"] == DIGESTS
         assert digest["text"] == f"Closed-lost digest, {week.period.label}: 1 lost, 0 won."
         assert "42,000 USD" in digest["blocks"][1]["text"]["text"]
@@ -209,7 +211,7 @@ async def test_without_digest_channel_the_digest_goes_to_the_manager_channel_and
     async with serve(settings, fake_slack, session_factory, clock=clock):
         [digest] = await fake_slack.wait_for("chat.postMessage")
 
-    label = last_full_week(now=clock.now, tz=UTC).period.label
+    label = last_full_week(now=clock.now, tz=TEAM_ZONE).period.label
     assert digest["channel"] == MANAGERS
     assert digest["text"] == f"Closed-lost digest, {label}: no closed-lost deals."
     assert digest["blocks"][1]["text"]["text"] == f"No closed-lost deals {label}."
@@ -240,7 +242,7 @@ async def test_a_bot_down_at_the_scheduled_time_catches_up_within_a_day(
     assert len(posted_to(fake_slack, DIGESTS)) == (1 if posted else 0)
     if posted:
         [run] = await rows(session_factory, DigestRun)
-        assert run.week_start == last_full_week(now=scheduled, tz=UTC).monday
+        assert run.week_start == last_full_week(now=scheduled, tz=TEAM_ZONE).monday
 
 
 async def test_a_rate_limit_and_a_server_error_are_retried_and_the_digest_posted_once(
