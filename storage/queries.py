@@ -14,6 +14,7 @@ from storage.models import (
     CrmJobState,
     Deal,
     DealEventRecord,
+    DigestRun,
     Loss,
     LossState,
     Message,
@@ -487,3 +488,19 @@ async def next_crm_job_due_at(session: AsyncSession, now: datetime) -> datetime 
             or_(CrmJob.claimed_until.is_(None), CrmJob.claimed_until < now),
         )
     )
+
+
+async def digest_recorded(session: AsyncSession, *, channel: str, week_start: date) -> bool:
+    found = await session.scalar(
+        select(DigestRun.id).where(DigestRun.channel == channel, DigestRun.week_start == week_start)
+    )
+    return found is not None
+
+
+async def digest_week_start(session: AsyncSession, message_id: int) -> date:
+    """The Monday of the week a digest message covers."""
+    return (await session.scalars(select(DigestRun.week_start).where(DigestRun.message_id == message_id))).one()
+
+
+async def outbox_calls(session: AsyncSession, message_id: int) -> list[OutboxMessage]:
+    return list(await session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == message_id)))

@@ -80,9 +80,9 @@ async def fake_crm() -> AsyncIterator[FakeCrm]:
 
 
 def digest_schedule_far_from_now() -> str:
-    """A DIGEST_SCHEDULE whose last moment is over three days ago (past the catch-up window) and whose
-    next is over two days ahead, so that a test with MANAGER_CHANNEL set gets no digest it did not ask
-    for, whatever day it runs on and however far its clock moves within two days."""
+    """A DIGEST_SCHEDULE three or four days away from now both ways (in any TIMEZONE, the last moment
+    is well past the 24-hour catch-up window, and the next is over a day ahead), so that a test with
+    MANAGER_CHANNEL set gets no digest it did not ask for, whatever day it runs on."""
     day = (datetime.now(UTC).weekday() + 3) % 7
     return f"{DAY_NAMES[day]} 12:00"
 

@@ -13,7 +13,6 @@ restarted later in the week waits for the next scheduled moment rather than post
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +20,7 @@ from bot.periods import last_full_week
 from bot.services import outbox
 from bot.settings import Settings
 from storage import queries
-from storage.models import DigestRun, MessageKind, OutboxMessage, OutboxState
+from storage.models import DigestRun, MessageKind, OutboxState
 from storage.models import Message as MessageRow
 
 CATCH_UP_WINDOW = timedelta(hours=24)
@@ -51,7 +50,7 @@ async def record_digest(
     Returns its message id; None when that channel already has that week's digest."""
     try:
         async with session_factory() as session, session.begin():
-            if await _recorded(session, channel=channel, week_start=week_start):
+            if await queries.digest_recorded(session, channel=channel, week_start=week_start):
                 return None
             [message_id] = await queries.insert_messages(
                 session, [{"kind": MessageKind.DIGEST, "rep_key": None, "post_to": channel, "created_at": now}]
@@ -65,21 +64,13 @@ async def record_digest(
         return None
 
 
-async def _recorded(session: AsyncSession, *, channel: str, week_start: date) -> bool:
-    found = await session.scalar(
-        select(DigestRun.id).where(DigestRun.channel == channel, DigestRun.week_start == week_start)
-    )
-    return found is not None
-
-
 async def posting_problem(*, session_factory: async_sessionmaker[AsyncSession], message_id: int) -> str | None:
     """Why a digest the CLI queued is not posted yet, in a few words; None when it is posted."""
     async with session_factory() as session, session.begin():
         message = await session.get_one(MessageRow, message_id)
-        call = await session.scalar(select(OutboxMessage).where(OutboxMessage.message_id == message_id))
+        [call] = await queries.outbox_calls(session, message_id)
     if message.ts is not None:
         return None
-    assert call is not None  # queued with its message
     if call.state == OutboxState.FAILED:
         return f"Slack refused it ({call.last_error})"
     if call.last_error is not None:

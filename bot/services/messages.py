@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import week_of
@@ -26,8 +25,8 @@ from bot.views.chasing import build_escalation, build_reminder
 from bot.views.digest import build_digest_message
 from bot.views.prompt import DealLoss, Message, build_prompt_message
 from storage import queries
-from storage.models import DigestRun, MessageKind, OutboxKind, Rep, SlackUser
 from storage.models import Message as MessageRow
+from storage.models import MessageKind, OutboxKind, Rep, SlackUser
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +170,9 @@ class SlackDelivery:
     async def _digest(self, message: MessageRow) -> Message:
         """The digest of its run's week, from the data as it is now."""
         async with self.session_factory() as session, session.begin():
-            run = await session.scalar(select(DigestRun).where(DigestRun.message_id == message.id))
-        assert run is not None  # a digest message is always recorded with its run
+            week_start = await queries.digest_week_start(session, message.id)
         now, tz = self.clock(), self.settings.tz
-        week = week_of(run.week_start, tz=tz, today=now.astimezone(tz).date())
+        week = week_of(week_start, tz=tz, today=now.astimezone(tz).date())
         digest = await build_digest(
             session_factory=self.session_factory, catalogue=self.catalogue, week=week, now=now, tz=tz
         )
