@@ -317,3 +317,27 @@ async def test_the_cli_does_not_post_the_week_that_is_not_over(
     assert result.stderr.endswith(" is not over yet: only --dry-run shows it\n")
     assert fake_slack.calls == []
     assert await rows(session_factory, DigestRun) == []
+
+
+async def test_the_cli_says_when_slack_refuses_the_digest(
+    tmp_path: Path, database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    fake_slack.fail("chat.postMessage", Failure(200, error="not_in_channel"))
+
+    result = await asyncio.to_thread(
+        closedlost,
+        tmp_path,
+        "digest",
+        "--week",
+        "2026-11-11",
+        database_url=database_url,
+        SLACK_API_URL=fake_slack.url,
+        DIGEST_CHANNEL=DIGESTS,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"closedlost: the digest of the week of Nov 9, 2026 for {DIGESTS} is not posted: "
+        "Slack refused it (Slack answered not_in_channel)\n"
+    )
+    assert posted_to(fake_slack, DIGESTS) == []
