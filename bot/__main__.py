@@ -7,19 +7,25 @@ import json
 import logging
 import socket
 import sys
+import uuid
 from datetime import UTC, date, datetime
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
-from bot.app import create_app
-from bot.periods import last_full_week, week_of
+from bot.app import create_app, utc_now
+from bot.periods import Week, last_full_week, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
+from bot.scheduler import claim_lease
+from bot.services import digest_posting, outbox
 from bot.services.digest import build_digest
 from bot.services.losses import reason_codes_missing_from
+from bot.services.messages import SlackDelivery
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
+from bot.slack_client import create_slack_client
 from bot.team import TeamFileError, load_team
 from bot.views.digest import build_digest_message, render_text
 from storage.engine import create_engine, create_session_factory
@@ -30,6 +36,10 @@ SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
 
 class StartupError(Exception):
     """A problem the admin must fix before the bot can start; its message is one line."""
+
+
+class DigestNotPosted(Exception):
+    """`closedlost digest` did not post the digest; its message is one line saying why."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,23 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     digest = commands.add_parser(
         "digest",
-        help="print the weekly digest",
-        description="Compute the weekly digest from the database and print it: readable text, then the "
-        "Block Kit message as JSON. Weeks start on Monday in TIMEZONE. This version prints it only; "
-        "posting it to a channel comes with the scheduler.",
+        help="post the weekly digest now, or print it with --dry-run",
+        description="Post the weekly digest of a past week to DIGEST_CHANNEL (default MANAGER_CHANNEL), "
+        "once: a week already posted to that channel, by the scheduler or by this command, is not posted "
+        "again. Weeks start on Monday in TIMEZONE.",
     )
     digest.add_argument(
         "--dry-run",
         action="store_true",
-        required=True,
-        help="print the digest instead of posting it (required: this version does not post)",
+        help="print the digest instead of posting it: readable text, then the Block Kit message as JSON",
     )
     digest.add_argument(
         "--week",
         type=date.fromisoformat,
         metavar="DATE",
         help="any date (YYYY-MM-DD) in the week to cover; default: the last full week. "
-        "The current week is allowed and marked 'so far'",
+        "The current week can only be printed (--dry-run), marked 'so far'",
     )
     arguments = parser.parse_args(argv)
 
@@ -75,7 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.command == "digest":
             settings = _load(Settings)
             _configure_logging(settings.log_level)
-            print(asyncio.run(_print_digest(settings, _load_catalogue(settings), arguments.week)))
+            catalogue = _load_catalogue(settings)
+            if arguments.dry_run:
+                print(asyncio.run(_print_digest(settings, catalogue, arguments.week)))
+                return 0
+            if settings.digest_to is None:
+                raise StartupError("no channel to post the digest to: set DIGEST_CHANNEL or MANAGER_CHANNEL")
+            try:
+                print(asyncio.run(_post_digest(settings, catalogue, _load_team(settings), arguments.week)))
+            except DigestNotPosted as error:
+                print(f"closedlost: {error}", file=sys.stderr)
+                return 1
             return 0
         if arguments.command == "migrate":
             database = _load(DatabaseSettings)
@@ -166,10 +185,14 @@ async def _check_catalogue_keeps_stored_codes(settings: Settings, catalogue: Cat
         )
 
 
+def _week(day: date | None, *, now: datetime, tz: ZoneInfo) -> Week:
+    return week_of(day, tz=tz, today=now.astimezone(tz).date()) if day else last_full_week(now=now, tz=tz)
+
+
 async def _print_digest(settings: Settings, catalogue: Catalogue, day: date | None) -> str:
     now = datetime.now(UTC)
     tz = settings.tz
-    week = week_of(day, tz=tz, today=now.astimezone(tz).date()) if day else last_full_week(now=now, tz=tz)
+    week = _week(day, now=now, tz=tz)
     engine = create_engine(settings.database_url)
     try:
         digest = await build_digest(
@@ -179,6 +202,52 @@ async def _print_digest(settings: Settings, catalogue: Catalogue, day: date | No
         await engine.dispose()
     message = build_digest_message(digest, catalogue)
     return f"{render_text(message)}\n\n{json.dumps(message.as_kwargs(), indent=2, ensure_ascii=False)}"
+
+
+async def _post_digest(settings: Settings, catalogue: Catalogue, team: dict[str, str], day: date | None) -> str:
+    """Records the week's digest for its channel and posts it now, through the outbox like the
+    scheduler's; returns what to print."""
+    channel = settings.digest_to
+    assert channel is not None
+    now = utc_now()
+    week = _week(day, now=now, tz=settings.tz)
+    if week.so_far:
+        # Posting it would take the place of the full week's digest, which is posted once.
+        raise DigestNotPosted(f"{week.period.label} is not over yet: only --dry-run shows it")
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    try:
+        message_id = await digest_posting.record_digest(
+            session_factory=session_factory, channel=channel, week_start=week.monday, now=now
+        )
+        if message_id is None:
+            raise DigestNotPosted(
+                f"the digest of {week.period.label} already went to {channel} (once per channel and week); "
+                "nothing posted"
+            )
+        delivery = SlackDelivery(
+            session_factory=session_factory,
+            slack=create_slack_client(settings),
+            catalogue=catalogue,
+            settings=settings,
+            team=team,
+            clock=utc_now,
+        )
+        await outbox.deliver_message_now(
+            session_factory=session_factory,
+            send=delivery.send,
+            record_failure=delivery.record_failure,
+            process_id=str(uuid.uuid4()),
+            lease=claim_lease(settings),
+            clock=utc_now,
+            message_id=message_id,
+        )
+        problem = await digest_posting.posting_problem(session_factory=session_factory, message_id=message_id)
+    finally:
+        await engine.dispose()
+    if problem is not None:
+        raise DigestNotPosted(f"the digest of {week.period.label} for {channel} is not posted: {problem}")
+    return f"closedlost: posted the digest of {week.period.label} to {channel}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind, escalate and nudge, on the server's
-own event loop (APScheduler 3's AsyncIOScheduler).
+"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind, escalate, nudge and post the
+weekly digest, on the server's own event loop (APScheduler 3's AsyncIOScheduler).
 
 Jobs claim their work in the database (see `bot.services.chasing`), so any number of processes can
 tick against one database. Each tick also renews this process's claims on the outbox rows it is
@@ -16,7 +16,7 @@ from functools import partial
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import chasing, outbox, revisits
+from bot.services import chasing, digest_posting, outbox, revisits
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class Jobs:
             ),
             "revisit nudges": partial(
                 revisits.queue_due_nudges, session_factory=self._session_factory, settings=self._settings, now=now
+            ),
+            "digest": partial(
+                digest_posting.queue_due_digest, session_factory=self._session_factory, settings=self._settings, now=now
             ),
         }
         queued = 0

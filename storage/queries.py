@@ -14,6 +14,7 @@ from storage.models import (
     CrmJobState,
     Deal,
     DealEventRecord,
+    DigestRun,
     Loss,
     LossState,
     Message,
@@ -186,9 +187,10 @@ class ClaimedMessage(NamedTuple):
 
 
 async def claim_due_messages(
-    session: AsyncSession, *, now: datetime, process_id: str, until: datetime, limit: int
+    session: AsyncSession, *, now: datetime, process_id: str, until: datetime, limit: int, message_id: int | None = None
 ) -> list[ClaimedMessage]:
-    """Claims up to `limit` due calls that no other process holds, for `process_id` until `until`.
+    """Claims up to `limit` due calls that no other process holds, for `process_id` until `until`;
+    only the calls of `message_id` when given.
 
     On PostgreSQL the candidates are locked with SKIP LOCKED, so processes claiming at the same
     moment take different rows; SQLite runs one writing transaction at a time.
@@ -197,6 +199,7 @@ async def claim_due_messages(
         OutboxMessage.state == OutboxState.PENDING,
         OutboxMessage.due_at <= now,
         or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        *([OutboxMessage.message_id == message_id] if message_id is not None else []),
     )
     # Two statements: inside `UPDATE … WHERE id IN (SELECT … LIMIT … FOR UPDATE SKIP LOCKED)`
     # PostgreSQL may run the subquery more than once and claim far more than `limit` rows.
@@ -497,3 +500,19 @@ async def routed_losses(session: AsyncSession, loss_ids: list[int]) -> set[tuple
         .where(MessageLoss.loss_id.in_(loss_ids), Message.kind == MessageKind.ROUTE)
     )
     return {(loss_id, channel) for loss_id, channel in rows if channel is not None}
+
+
+async def digest_recorded(session: AsyncSession, *, channel: str, week_start: date) -> bool:
+    found = await session.scalar(
+        select(DigestRun.id).where(DigestRun.channel == channel, DigestRun.week_start == week_start)
+    )
+    return found is not None
+
+
+async def digest_week_start(session: AsyncSession, message_id: int) -> date:
+    """The Monday of the week a digest message covers."""
+    return (await session.scalars(select(DigestRun.week_start).where(DigestRun.message_id == message_id))).one()
+
+
+async def outbox_calls(session: AsyncSession, message_id: int) -> list[OutboxMessage]:
+    return list(await session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == message_id)))

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Result, Select, String, exists, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Result, Select, String, exists, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -215,17 +215,51 @@ async def reason_delays(session: AsyncSession, *, since: datetime, until: dateti
     return [(asked, logged) for asked, logged in rows if logged is not None]
 
 
-async def overdue_by_rep(session: AsyncSession, *, lost_before: datetime) -> list[tuple[str | None, int]]:
-    """Reps with losses lost before `lost_before` still awaiting a reason, most first."""
+async def overdue_by_rep(session: AsyncSession, *, now: datetime) -> list[tuple[str | None, int]]:
+    """Reps with losses still awaiting a reason that are overdue as of `now`, most first: past their
+    escalation time (ESCALATE_AFTER of working time after the prompt), or whose prompt could not be
+    delivered, so that the rep was never asked (`delivery_error`)."""
     rows = await session.execute(
         select(Deal.owner_slack_id, func.count())
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
-        .where(Loss.state == LossState.AWAITING, Loss.lost_at < lost_before)
+        .where(
+            Loss.state == LossState.AWAITING,
+            or_(Loss.escalation_due_at <= now, Loss.delivery_error.is_not(None)),
+        )
         .group_by(Deal.owner_slack_id)
         .order_by(func.count().desc(), Deal.owner_slack_id)
     )
     return [(owner, count) for owner, count in rows]
+
+
+class WinBack(NamedTuple):
+    deal_name: str
+    amount: Decimal | None
+    currency: str | None
+    owner_slack_id: str | None
+    closed_at: datetime
+
+
+async def win_backs(
+    session: AsyncSession, *, since: datetime, until: datetime, limit: int
+) -> tuple[list[WinBack], int]:
+    """Revisited deals that came back (revisit state `reopened`) with `closed_at` in [since, until),
+    in the order they came back, at most `limit`; and how many there are."""
+    query = (
+        select(Deal.name, Deal.amount, Deal.currency, Deal.owner_slack_id, RevisitRecord.closed_at)
+        .select_from(RevisitRecord)
+        .join(Loss, Loss.id == RevisitRecord.loss_id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            RevisitRecord.state == RevisitState.REOPENED,
+            RevisitRecord.closed_at >= since,
+            RevisitRecord.closed_at < until,
+        )
+    )
+    rows = await session.execute(query.order_by(RevisitRecord.closed_at, RevisitRecord.id).limit(limit))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    return [WinBack._make(row) for row in rows], total or 0
 
 
 class Explained(NamedTuple):

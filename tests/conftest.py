@@ -5,7 +5,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import create_app, utc_now
 from bot.settings import Settings
+from bot.working_time import DAY_NAMES
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 from tests.bot_client import DEALS_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, BotClient
@@ -78,6 +79,14 @@ async def fake_crm() -> AsyncIterator[FakeCrm]:
     await crm.stop()
 
 
+def digest_schedule_far_from_now() -> str:
+    """A DIGEST_SCHEDULE three or four days away from now both ways (in any TIMEZONE, the last moment
+    is well past the 24-hour catch-up window, and the next is over a day ahead), so that a test with
+    MANAGER_CHANNEL set gets no digest it did not ask for, whatever day it runs on."""
+    day = (datetime.now(UTC).weekday() + 3) % 7
+    return f"{DAY_NAMES[day]} 12:00"
+
+
 def make_settings(database_url: str, slack_api_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "slack_bot_token": "xoxb-test-token",
@@ -88,6 +97,7 @@ def make_settings(database_url: str, slack_api_url: str, **overrides: object) ->
         # Prompts go out as soon as a deal is lost, and the scheduler ticks every second.
         "bulk_window": "0s",
         "scheduler_tick": "1s",
+        "digest_schedule": digest_schedule_far_from_now(),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

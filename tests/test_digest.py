@@ -1,12 +1,13 @@
 """The weekly digest: its content computed from a seeded week (exact figures), an empty week, a
-200-rep team within Block Kit's limits, and `closedlost digest --dry-run`."""
+200-rep team within Block Kit's limits, and `closedlost digest --dry-run`. Posting it:
+tests/test_digest_posting.py."""
 
 import asyncio
 import json
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,8 +19,9 @@ from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
 from bot.services.digest import Digest, RepLine, build_digest
 from bot.services.stats import ClosedStats, ReasonFigures
 from bot.views.digest import build_digest_message, render_text
-from storage.models import LossState
-from storage.stats import Explained, Revisit
+from storage.models import Loss, LossState, Revisit, RevisitState
+from storage.stats import Explained, WinBack
+from storage.stats import Revisit as UpcomingRevisit
 from tests.seed import DANA, SAM, Seed, utc
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -27,11 +29,13 @@ CATALOGUE = Catalogue(DEFAULT_REASONS)
 # The digest of the week of Monday Nov 9, 2026 in Paris, built on Wednesday Nov 18.
 NOW = utc(2026, 11, 18, 10, 0)
 WEEK = week_of(date(2026, 11, 11), tz=PARIS, today=date(2026, 11, 18))
+REPOSITORY = Path(__file__).resolve().parent.parent
 MAX_MESSAGE_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 
 
-async def seed_two_weeks(session_factory: async_sessionmaker[AsyncSession]) -> None:
+async def seed_two_weeks(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, Loss]:
+    """Returns some of the losses, by what they are."""
     seed = Seed()
     # 00:30 on Monday in Paris is still Sunday in UTC: in the week all the same.
     first = seed.loss(owner=DANA, lost_at=utc(2026, 11, 8, 23, 30), amount="40000", name="Acme <!here>")
@@ -49,22 +53,46 @@ async def seed_two_weeks(session_factory: async_sessionmaker[AsyncSession]) -> N
     seed.reason(gap, "missing_feature", logged_at=utc(2026, 11, 11, 16), detail="SSO", revisit_on=date(2026, 12, 5))
     dark = seed.loss(owner=SAM, lost_at=utc(2026, 11, 12, 10), amount="5000")
     seed.reason(dark, "no_decision", logged_at=utc(2026, 11, 12, 20))
-    seed.loss(owner=SAM, lost_at=utc(2026, 11, 13, 10), amount="8000", state=LossState.AWAITING)
+    late = seed.loss(owner=SAM, lost_at=utc(2026, 11, 13, 10), amount="8000", state=LossState.AWAITING)
+    late.escalation_due_at = utc(2026, 11, 14, 10)
     seed.loss(owner=SAM, lost_at=utc(2026, 11, 13, 11), amount="70000", state=LossState.CANCELLED)
     seed.deal(owner=DANA, stage="closed_won", changed_at=utc(2026, 11, 12, 9), amount="20000")
     # 00:30 on the next Monday in Paris: the week after.
-    seed.loss(owner=DANA, lost_at=utc(2026, 11, 15, 23, 30), amount="90000", state=LossState.AWAITING)
+    recent = seed.loss(owner=DANA, lost_at=utc(2026, 11, 15, 23, 30), amount="90000", state=LossState.AWAITING)
+    recent.escalation_due_at = utc(2026, 11, 18, 11)  # an hour after NOW: not overdue yet
 
     # The week before.
     before = seed.loss(owner=DANA, lost_at=utc(2026, 11, 3, 10), amount="15000")
     seed.reason(before, "price", logged_at=utc(2026, 11, 3, 12), revisit_on=date(2026, 11, 20))
-    seed.loss(owner=SAM, lost_at=utc(2026, 11, 4, 10), amount="3000", state=LossState.AWAITING)
+    never_asked = seed.loss(owner=SAM, lost_at=utc(2026, 11, 4, 10), amount="3000", state=LossState.AWAITING)
+    never_asked.delivery_error = "prompt not delivered: Slack answered account_inactive"
     seed.deal(owner=SAM, stage="closed_won", changed_at=utc(2026, 11, 5, 10), amount="10000", currency="EUR")
     await seed.save(session_factory)
+    return {"first": first, "gap": gap, "dark": dark, "before": before}
+
+
+async def add_revisit(
+    session_factory: async_sessionmaker[AsyncSession], loss: Loss, state: RevisitState, closed_at: datetime
+) -> None:
+    async with session_factory() as session, session.begin():
+        session.add(
+            Revisit(
+                loss_id=loss.id,
+                due_on=closed_at.date(),
+                state=state,
+                closed_at=closed_at,
+                closed_by="U0SAM0001",
+                created_at=closed_at,
+            )
+        )
 
 
 async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[AsyncSession]) -> None:
-    await seed_two_weeks(session_factory)
+    losses = await seed_two_weeks(session_factory)
+    # Win-backs: revisits reopened during the week. Not one reopened the week after, nor one dropped.
+    await add_revisit(session_factory, losses["before"], RevisitState.REOPENED, utc(2026, 11, 12, 15))
+    await add_revisit(session_factory, losses["gap"], RevisitState.REOPENED, utc(2026, 11, 15, 23, 30))
+    await add_revisit(session_factory, losses["dark"], RevisitState.DROPPED, utc(2026, 11, 12, 16))
 
     digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
 
@@ -94,13 +122,15 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert digest.competitors == [("Initech", 2)]
     assert digest.product_gaps == [("SSO", 1)]
     assert digest.median_time_to_reason == timedelta(hours=5)
-    assert digest.overdue == [(SAM, 1)]
+    assert digest.overdue == [(SAM, 2)]
     assert digest.reps == [RepLine(SAM, 3, 2, "missing_feature"), RepLine(DANA, 2, 2, "competitor")]
     assert [(r.revisit_on, r.deal_name) for r in digest.revisits] == [
         (date(2026, 11, 20), "Deal 9"),
         (date(2026, 11, 25), "Acme <!here>"),
     ]
     assert digest.revisits_total == 2
+    assert digest.win_backs == [WinBack("Deal 9", Decimal("15000"), "USD", DANA, utc(2026, 11, 12, 15))]
+    assert digest.win_backs_total == 1
     assert [(quote.deal_name, quote.amount, quote.logged_by) for quote in digest.quotes] == [
         ("Acme <!here>", Decimal("40000"), DANA),
         ("Deal 3", Decimal("25000"), SAM),
@@ -125,7 +155,7 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert text[7] == "*Product gaps*\nSSO (1)"
     assert text[8] == (
         "*Discipline* 80% of losses have a reason _(week before 50%)_ · median time to reason 5 h 0 min\n"
-        f"Waiting for a reason for over a week: <@{SAM}> (1)"
+        f"Overdue (past their escalation, or the rep could not be asked): <@{SAM}> (2)"
     )
     assert text[9] == (
         "*By rep*\n"
@@ -137,11 +167,12 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         f"• Fri Nov 20 — *Deal 9* (15,000 USD) · <@{DANA}> · Price / budget\n"
         f"• Wed Nov 25 — *Acme &lt;!here&gt;* (40,000 USD) · <@{DANA}> · Lost to a competitor"
     )
-    assert text[11] == (
+    assert text[11] == f"*Win-backs: revisited deals reopened* (1)\n• *Deal 9* (15,000 USD) · <@{DANA}>"
+    assert text[12] == (
         ">Initech bundled onboarding &lt;!channel&gt; for free &amp; we could not match it.\n"
         f"— <@{DANA}>, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
     )
-    assert text[12].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
+    assert text[13].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
 
 
 async def test_an_empty_week_is_a_short_note(session_factory: async_sessionmaker[AsyncSession]) -> None:
@@ -177,8 +208,12 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
         median_time_to_reason=timedelta(days=3, hours=4),
         overdue=[(f"U{n:08d}", 4) for n in range(200)],
         reps=[RepLine(f"U{n:08d}", 50, 40, "r001") for n in range(200)],
-        revisits=[Revisit(n, date(2026, 11, 20), "d" * 500, Decimal(1), "USD", "U1", "r001") for n in range(15)],
+        revisits=[
+            UpcomingRevisit(n, date(2026, 11, 20), "d" * 500, Decimal(1), "USD", "U1", "r001") for n in range(15)
+        ],
         revisits_total=480,
+        win_backs=[WinBack("w" * 500, Decimal(1), "USD", "U1", NOW) for _ in range(15)],
+        win_backs_total=300,
         quotes=[Explained("q" * 500, Decimal(10), "EUR", "U1", "r001", "x" * 2000) for _ in range(3)],
     )
 
@@ -198,17 +233,23 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
     revisits = next(text for text in sections if text.startswith("*Revisits"))
     shown = revisits.count("• Fri Nov 20")
     assert 0 < shown <= 15 and revisits.endswith(f"\nand {480 - shown} more")
+    win_backs = next(text for text in sections if text.startswith("*Win-backs"))
+    shown = win_backs.count("• *www")
+    assert 0 < shown <= 15 and win_backs.endswith(f"\nand {300 - shown} more")
 
 
-def closedlost(tmp_path: Path, *arguments: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a fresh process, with only the environment given and no .env around."""
+def closedlost(tmp_path: Path, *arguments: str, database_url: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """The CLI of this checkout in a fresh process, with only the environment given (and `settings`,
+    named as environment variables) and no .env around."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPOSITORY),
         "HOME": str(tmp_path),
         "DATABASE_URL": database_url,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": "secret",
         "TIMEZONE": "Europe/Paris",
+        **settings,
     }
     return subprocess.run(
         [sys.executable, "-m", "bot", *arguments],
@@ -240,8 +281,9 @@ async def test_dry_run_prints_the_text_then_the_block_kit_json(
     assert [block["text"]["text"] for block in message["blocks"][:2]] == paragraphs[:2]
 
 
-async def test_digest_without_dry_run_is_refused(tmp_path: Path) -> None:
+async def test_posting_without_a_channel_is_refused_in_one_line(tmp_path: Path) -> None:
     result = await asyncio.to_thread(closedlost, tmp_path, "digest", database_url="sqlite:///unused.db")
 
     assert result.returncode == 2
-    assert "the following arguments are required: --dry-run" in result.stderr
+    assert result.stderr == "closedlost: no channel to post the digest to: set DIGEST_CHANNEL or MANAGER_CHANNEL\n"
+    assert not (tmp_path / "unused.db").exists()

@@ -13,13 +13,13 @@ from bot.periods import Week
 from bot.reasons import Catalogue
 from bot.services.stats import ClosedStats, read_closed_stats
 from storage import stats
-from storage.stats import Explained, Revisit
+from storage.stats import Explained, Revisit, WinBack
 
 COMPETITOR = "competitor"
 MISSING_FEATURE = "missing_feature"
-OVERDUE_AFTER = timedelta(days=7)
 REVISITS_AHEAD = timedelta(days=14)
 REVISITS_LISTED = 15
+WIN_BACKS_LISTED = 15
 QUOTES = 3
 
 
@@ -42,11 +42,15 @@ class Digest:
     product_gaps: list[tuple[str, int]]
     median_time_to_reason: timedelta | None
     overdue: list[tuple[str | None, int]]
-    """Reps with losses awaiting a reason for more than a week, as of when the digest is built."""
+    """Reps with overdue losses (past their escalation, or never asked: the prompt could not be
+    delivered), as of when the digest is built."""
     reps: list[RepLine]
     """Most losses first."""
     revisits: list[Revisit]
     revisits_total: int
+    win_backs: list[WinBack]
+    """Revisited deals that came back during the week."""
+    win_backs_total: int
     quotes: list[Explained]
 
     @property
@@ -73,11 +77,12 @@ async def build_digest(
         competitors = await stats.detail_counts(session, since=since, until=until, reason_code=COMPETITOR)
         gaps = await stats.detail_counts(session, since=since, until=until, reason_code=MISSING_FEATURE)
         delays = await stats.reason_delays(session, since=since, until=until)
-        overdue = await stats.overdue_by_rep(session, lost_before=now - OVERDUE_AFTER)
+        overdue = await stats.overdue_by_rep(session, now=now)
         rep_groups = await stats.rep_groups(session, since=since, until=until)
         revisits, revisits_total = await stats.upcoming_revisits(
             session, start=today, end=today + REVISITS_AHEAD, owner_slack_id=None, limit=REVISITS_LISTED
         )
+        win_backs, win_backs_total = await stats.win_backs(session, since=since, until=until, limit=WIN_BACKS_LISTED)
         quotes = await stats.largest_explained(session, since=since, until=until, limit=QUOTES)
     seconds = [(logged - asked).total_seconds() for asked, logged in delays]
     median = timedelta(seconds=statistics.median(seconds)) if seconds else None
@@ -92,6 +97,8 @@ async def build_digest(
         _rep_lines(rep_groups),
         revisits,
         revisits_total,
+        win_backs,
+        win_backs_total,
         quotes,
     )
 

@@ -1,5 +1,5 @@
-"""Making the Slack calls the outbox holds: posting and updating prompts, reminders, escalations
-and revisit nudges.
+"""Making the Slack calls the outbox holds: posting and updating prompts, reminders, escalations,
+revisit nudges, debriefs and route posts, and posting the weekly digest.
 
 A message's content is built from its losses as they are when the call is made. A prompt finds its
 rep on the way out (`users.lookupByEmail`, which also gives their time zone, cached) and, once
@@ -14,13 +14,16 @@ from datetime import datetime
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.periods import week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
 from bot.services.chasing import chase_schedule, rep_zone
+from bot.services.digest import build_digest
 from bot.settings import Settings
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.debrief import build_debrief, build_route_post
+from bot.views.digest import build_digest_message
 from bot.views.prompt import DealLoss, Message, build_prompt_message
 from bot.views.revisit import build_revisit_nudge
 from storage import queries, revisits
@@ -67,7 +70,20 @@ class SlackDelivery:
                     reason,
                 )
                 return
+            if message.kind == MessageKind.DIGEST:
+                logger.error("cannot post the weekly digest to %s: %s", message.post_to, reason)
+                return
             items = _shown(message, await queries.message_items(session, message.id, for_update=True))
+            if message.kind == MessageKind.REVISIT:
+                # The revisit stays open: /closedlost revisit and the Home tab still list it.
+                logger.warning(
+                    "cannot %s the revisit nudge for %s (rep %s): %s",
+                    claimed.kind,
+                    ", ".join(f"{item.deal.source}:{item.deal.external_id} ({item.deal.name!r})" for item in items),
+                    message.rep_slack_id or message.rep_email,
+                    reason,
+                )
+                return
             failed = [item for item in items if item.awaiting]
             for item in failed:
                 item.loss.delivery_error = f"{message.kind} not delivered: {reason}"
@@ -88,7 +104,8 @@ class SlackDelivery:
             if message.ts is not None or not await _still_owed(session, message, items):
                 await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
-        if message.kind not in ANNOUNCEMENTS:  # these name the rep who logged, a known Slack user
+        if message.kind not in ANNOUNCEMENTS and message.kind != MessageKind.DIGEST:
+            # An announcement names the rep who logged, a known Slack user; a digest is about no rep.
             await self._find_rep(message, items, now)
         content = await self._content(message, items)
         response = await call(
@@ -164,6 +181,8 @@ class SlackDelivery:
         message.rep_slack_id = user_id
 
     async def _content(self, message: MessageRow, items: list[DealLoss]) -> Message:
+        if message.kind == MessageKind.DIGEST:
+            return await self._digest(message)
         if message.kind == MessageKind.PROMPT:
             return build_prompt_message(items=items, catalogue=self.catalogue, message_id=message.id, page=message.page)
         if message.kind == MessageKind.REMINDER:
@@ -183,6 +202,17 @@ class SlackDelivery:
         return build_escalation(
             items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
         )
+
+    async def _digest(self, message: MessageRow) -> Message:
+        """The digest of its run's week, from the data as it is now."""
+        async with self.session_factory() as session, session.begin():
+            week_start = await queries.digest_week_start(session, message.id)
+        now, tz = self.clock(), self.settings.tz
+        week = week_of(week_start, tz=tz, today=now.astimezone(tz).date())
+        digest = await build_digest(
+            session_factory=self.session_factory, catalogue=self.catalogue, week=week, now=now, tz=tz
+        )
+        return build_digest_message(digest, self.catalogue)
 
     async def _manager(self, message: MessageRow) -> str | None:
         """The rep's manager as TEAM_FILE names them: their Slack id, or their email when Slack has
@@ -222,8 +252,8 @@ async def _still_owed(session: AsyncSession, message: MessageRow, items: list[De
     """Whether the message is still worth posting: a nudge while its revisit waits for this nudge's
     answer (not answered, closed or moved to another date meanwhile); a message asking for reasons while one
     of its losses awaits a reason; an announcement of a logged reason until posted (the reason stays
-    stored whatever the deal does next)."""
-    if message.kind in ANNOUNCEMENTS:
+    stored whatever the deal does next); a digest until posted."""
+    if message.kind in ANNOUNCEMENTS or message.kind == MessageKind.DIGEST:
         return True
     if message.kind == MessageKind.REVISIT:
         revisit = await revisits.revisit_of_loss(session, items[0].loss.id) if items else None

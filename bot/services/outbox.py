@@ -82,6 +82,27 @@ async def deliver_due_messages(
             handled += 1
 
 
+async def deliver_message_now(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    send: Send,
+    record_failure: RecordFailure,
+    process_id: str,
+    lease: timedelta,
+    clock: Callable[[], datetime],
+    message_id: int,
+) -> None:
+    """Makes the due calls of one message now, unless another process holds them: for the CLI, which
+    sends what it queued and nothing else. A call that fails is left for the server to retry."""
+    now = clock()
+    async with session_factory() as session, session.begin():
+        claimed = await queries.claim_due_messages(
+            session, now=now, process_id=process_id, until=now + lease, limit=BATCH_SIZE, message_id=message_id
+        )
+    for message in claimed:
+        await _deliver(message, session_factory, send, record_failure, clock())
+
+
 async def renew_claims(session_factory: async_sessionmaker[AsyncSession], *, process_id: str, until: datetime) -> None:
     async with session_factory() as session, session.begin():
         await queries.renew_claims(session, process_id=process_id, until=until)

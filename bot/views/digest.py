@@ -28,9 +28,12 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> Message:
         note = f"No closed-lost deals {digest.week.period.label}."
         if current.won:
             note += f" {current.won} won · {amounts_text(current.won_value)}."
-        return Message(text=f"{title}: no closed-lost deals.", blocks=[header, SectionBlock(text=note)])
+        blocks: list[Block] = [header, SectionBlock(text=note)]
+        if digest.win_backs:
+            blocks.append(_section(_win_backs(digest)))
+        return Message(text=f"{title}: no closed-lost deals.", blocks=blocks)
 
-    blocks: list[Block] = [header, _section(_headline(current, digest.previous)), DividerBlock()]
+    blocks = [header, _section(_headline(current, digest.previous)), DividerBlock()]
     real = [figures for figures in current.reasons if _group(catalogue, figures.code) == ReasonGroup.LOSS]
     if real:
         blocks.append(_section("*Why we lost* (real losses: deals, share, change on the week before, value)"))
@@ -43,6 +46,8 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> Message:
     blocks += [_section(_discipline(digest)), _section(_reps(digest, catalogue))]
     if digest.revisits:
         blocks.append(_section(_revisits(digest, catalogue)))
+    if digest.win_backs:
+        blocks.append(_section(_win_backs(digest)))
     for quote in digest.quotes:
         quoted = "\n".join(f">{line}" for line in fit(escape(quote.explanation), QUOTE_MAX_LENGTH).splitlines())
         amount = format_amount(quote.amount, quote.currency)
@@ -155,9 +160,9 @@ def _discipline(digest: Digest) -> str:
     if digest.overdue:
         reps = [f"<@{rep}> ({count})" if rep else f"no Slack user ({count})" for rep, count in digest.overdue]
         listed = fit_list("", reps[:NAMES_LISTED], len(reps), separator=", ")
-        lines.append(f"Waiting for a reason for over a week: {listed}")
+        lines.append(f"Overdue (past their escalation, or the rep could not be asked): {listed}")
     else:
-        lines.append("No loss has waited for a reason for over a week.")
+        lines.append("No loss is overdue for a reason.")
     return "\n".join(lines)
 
 
@@ -180,3 +185,12 @@ def _revisits(digest: Digest, catalogue: Catalogue) -> str:
         for revisit in digest.revisits
     ]
     return fit_list(f"*Revisits in the next two weeks* ({digest.revisits_total})", lines, digest.revisits_total)
+
+
+def _win_backs(digest: Digest) -> str:
+    lines = [
+        f"• *{escape(win_back.deal_name)}* ({format_amount(win_back.amount, win_back.currency)}) · "
+        f"{f'<@{win_back.owner_slack_id}>' if win_back.owner_slack_id else 'no Slack user'}"
+        for win_back in digest.win_backs
+    ]
+    return fit_list(f"*Win-backs: revisited deals reopened* ({digest.win_backs_total})", lines, digest.win_backs_total)
