@@ -218,7 +218,7 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, team: dict[str,
     session_factory = create_session_factory(engine)
     try:
         message_id = await digest_posting.record_digest(
-            session_factory=session_factory, channel=channel, week_start=week.monday, now=now
+            session_factory=session_factory, channel=channel, week_start=week.monday, now=now, again_if_refused=True
         )
         if message_id is None:
             raise DigestNotPosted(

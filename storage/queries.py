@@ -502,11 +502,13 @@ async def routed_losses(session: AsyncSession, loss_ids: list[int]) -> set[tuple
     return {(loss_id, channel) for loss_id, channel in rows if channel is not None}
 
 
-async def digest_recorded(session: AsyncSession, *, channel: str, week_start: date) -> bool:
-    found = await session.scalar(
-        select(DigestRun.id).where(DigestRun.channel == channel, DigestRun.week_start == week_start)
+async def digest_message(session: AsyncSession, *, channel: str, week_start: date) -> Message | None:
+    """The message of the digest recorded for this channel and week, if there is one."""
+    return await session.scalar(
+        select(Message)
+        .join(DigestRun, DigestRun.message_id == Message.id)
+        .where(DigestRun.channel == channel, DigestRun.week_start == week_start)
     )
-    return found is not None
 
 
 async def digest_week_start(session: AsyncSession, message_id: int) -> date:
@@ -515,4 +517,9 @@ async def digest_week_start(session: AsyncSession, message_id: int) -> date:
 
 
 async def outbox_calls(session: AsyncSession, message_id: int) -> list[OutboxMessage]:
-    return list(await session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == message_id)))
+    """The calls queued for a message, oldest first."""
+    return list(
+        await session.scalars(
+            select(OutboxMessage).where(OutboxMessage.message_id == message_id).order_by(OutboxMessage.id)
+        )
+    )

@@ -319,7 +319,7 @@ async def test_the_cli_does_not_post_the_week_that_is_not_over(
     assert await rows(session_factory, DigestRun) == []
 
 
-async def test_the_cli_says_when_slack_refuses_the_digest(
+async def test_the_cli_says_when_slack_refuses_the_digest_and_posts_it_once_the_cause_is_fixed(
     tmp_path: Path, database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     fake_slack.fail("chat.postMessage", Failure(200, error="not_in_channel"))
@@ -341,3 +341,22 @@ async def test_the_cli_says_when_slack_refuses_the_digest(
         "Slack refused it (Slack answered not_in_channel)\n"
     )
     assert posted_to(fake_slack, DIGESTS) == []
+
+    # The admin invites the bot to the channel and runs the command again.
+    again = await asyncio.to_thread(
+        closedlost,
+        tmp_path,
+        "digest",
+        "--week",
+        "2026-11-11",
+        database_url=database_url,
+        SLACK_API_URL=fake_slack.url,
+        DIGEST_CHANNEL=DIGESTS,
+    )
+
+    assert (again.returncode, again.stdout) == (
+        0,
+        f"closedlost: posted the digest of the week of Nov 9, 2026 to {DIGESTS}\n",
+    )
+    assert len(posted_to(fake_slack, DIGESTS)) == 1
+    assert len(await rows(session_factory, DigestRun)) == 1

@@ -44,14 +44,25 @@ async def queue_due_digest(
 
 
 async def record_digest(
-    *, session_factory: async_sessionmaker[AsyncSession], channel: str, week_start: date, now: datetime
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    channel: str,
+    week_start: date,
+    now: datetime,
+    again_if_refused: bool = False,
 ) -> int | None:
     """Records the digest of the week starting `week_start` for `channel` and queues its post.
-    Returns its message id; None when that channel already has that week's digest."""
+    Returns its message id; None when that channel already has that week's digest. With
+    `again_if_refused`, a digest Slack refused for good (the bot was not in the channel, say) is
+    queued again, for the admin who fixed the cause."""
     try:
         async with session_factory() as session, session.begin():
-            if await queries.digest_recorded(session, channel=channel, week_start=week_start):
-                return None
+            recorded = await queries.digest_message(session, channel=channel, week_start=week_start)
+            if recorded is not None:
+                if not (again_if_refused and await _refused(session, recorded)):
+                    return None
+                await outbox.queue_posts(session, message_ids=[recorded.id], now=now)
+                return recorded.id
             [message_id] = await queries.insert_messages(
                 session, [{"kind": MessageKind.DIGEST, "rep_key": None, "post_to": channel, "created_at": now}]
             )
@@ -64,11 +75,16 @@ async def record_digest(
         return None
 
 
+async def _refused(session: AsyncSession, message: MessageRow) -> bool:
+    calls = await queries.outbox_calls(session, message.id)
+    return message.ts is None and all(call.state == OutboxState.FAILED for call in calls)
+
+
 async def posting_problem(*, session_factory: async_sessionmaker[AsyncSession], message_id: int) -> str | None:
     """Why a digest the CLI queued is not posted yet, in a few words; None when it is posted."""
     async with session_factory() as session, session.begin():
         message = await session.get_one(MessageRow, message_id)
-        [call] = await queries.outbox_calls(session, message_id)
+        *_, call = await queries.outbox_calls(session, message_id)
     if message.ts is not None:
         return None
     if call.state == OutboxState.FAILED:
