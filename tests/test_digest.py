@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import week_of
@@ -71,28 +72,27 @@ async def seed_two_weeks(session_factory: async_sessionmaker[AsyncSession]) -> d
     return {"first": first, "gap": gap, "dark": dark, "before": before}
 
 
-async def add_revisit(
+async def close_revisit(
     session_factory: async_sessionmaker[AsyncSession], loss: Loss, state: RevisitState, closed_at: datetime
 ) -> None:
+    """Closes the loss's revisit (seeded with its revisit date, or made here for a loss without one)."""
     async with session_factory() as session, session.begin():
-        session.add(
-            Revisit(
-                loss_id=loss.id,
-                due_on=closed_at.date(),
-                state=state,
-                closed_at=closed_at,
-                closed_by="U0SAM0001",
-                created_at=closed_at,
-            )
-        )
+        revisit = await session.scalar(select(Revisit).where(Revisit.loss_id == loss.id))
+        if revisit is None:
+            revisit = Revisit(loss_id=loss.id, due_on=closed_at.date(), snoozes=0, created_at=closed_at)
+            session.add(revisit)
+        revisit.state = state
+        revisit.nudge_at = None
+        revisit.closed_at = closed_at
+        revisit.closed_by = "U0SAM0001"
 
 
 async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[AsyncSession]) -> None:
     losses = await seed_two_weeks(session_factory)
     # Win-backs: revisits reopened during the week. Not one reopened the week after, nor one dropped.
-    await add_revisit(session_factory, losses["before"], RevisitState.REOPENED, utc(2026, 11, 12, 15))
-    await add_revisit(session_factory, losses["gap"], RevisitState.REOPENED, utc(2026, 11, 15, 23, 30))
-    await add_revisit(session_factory, losses["dark"], RevisitState.DROPPED, utc(2026, 11, 12, 16))
+    await close_revisit(session_factory, losses["before"], RevisitState.REOPENED, utc(2026, 11, 12, 15))
+    await close_revisit(session_factory, losses["gap"], RevisitState.REOPENED, utc(2026, 11, 15, 23, 30))
+    await close_revisit(session_factory, losses["dark"], RevisitState.DROPPED, utc(2026, 11, 12, 16))
 
     digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
 
@@ -125,10 +125,9 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert digest.overdue == [(SAM, 2)]
     assert digest.reps == [RepLine(SAM, 3, 2, "missing_feature"), RepLine(DANA, 2, 2, "competitor")]
     assert [(r.revisit_on, r.deal_name) for r in digest.revisits] == [
-        (date(2026, 11, 20), "Deal 9"),
         (date(2026, 11, 25), "Acme <!here>"),
     ]
-    assert digest.revisits_total == 2
+    assert digest.revisits_total == 1  # Deal 9 was won back: no longer to revisit
     assert digest.win_backs == [WinBack("Deal 9", Decimal("15000"), "USD", DANA, utc(2026, 11, 12, 15))]
     assert digest.win_backs_total == 1
     assert [(quote.deal_name, quote.amount, quote.logged_by) for quote in digest.quotes] == [
@@ -163,8 +162,7 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         f"• <@{DANA}> — 2 lost · 100% logged · top: Lost to a competitor"
     )
     assert text[10] == (
-        "*Revisits in the next two weeks* (2)\n"
-        f"• Fri Nov 20 — *Deal 9* (15,000 USD) · <@{DANA}> · Price / budget\n"
+        "*Revisits in the next two weeks* (1)\n"
         f"• Wed Nov 25 — *Acme &lt;!here&gt;* (40,000 USD) · <@{DANA}> · Lost to a competitor"
     )
     assert text[11] == f"*Win-backs: revisited deals reopened* (1)\n• *Deal 9* (15,000 USD) · <@{DANA}>"
