@@ -66,10 +66,10 @@ class Deal(Base):
         # Stats and App Home: a rep's deals, and deals won in a period (overall and per rep).
         Index("ix_deal_owner_stage_changed", "owner_slack_id", "stage", "stage_changed_at"),
         Index("ix_deal_stage_changed", "stage", "stage_changed_at"),
-        # A deal's figures without reading the table: stats look them up for every loss of a period,
-        # and for every loss of one rep, whose deals the second index lists. Without them PostgreSQL
-        # reads the whole table for a month's losses.
-        Index("ix_deal_figures", "id", "currency", "amount"),
+        # A deal's owner and figures without reading the table: stats and the digest look them up for
+        # every loss of a period (or every loss awaiting a reason), and for one rep's deals, which
+        # the second index lists. Without them PostgreSQL reads the whole table for a month's losses.
+        Index("ix_deal_figures", "id", "owner_slack_id", "currency", "amount"),
         Index("ix_deal_owner_figures", "owner_slack_id", "id", "currency", "amount"),
     )
 

@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("deal", schema=None) as batch_op:
-        batch_op.create_index("ix_deal_figures", ["id", "currency", "amount"], unique=False)
+        batch_op.create_index("ix_deal_figures", ["id", "owner_slack_id", "currency", "amount"], unique=False)
         batch_op.create_index("ix_deal_owner_figures", ["owner_slack_id", "id", "currency", "amount"], unique=False)
 
     with op.batch_alter_table("loss", schema=None) as batch_op:
