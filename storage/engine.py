@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # asyncpg prepares every statement and keeps it per connection; after five runs PostgreSQL may
 # switch to a generic plan, made without the parameters' values. For stats that plan guesses how
-# many losses a period holds (30 days and all time are the same statement) and is then several
+# many losses a period holds (the last 7 days and this year are one statement) and is then several
 # times slower than the plan for the actual dates, on some connections and not others. Planning a
 # statement for its values takes a millisecond or two.
 # https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-PLAN-CACHE-MODE

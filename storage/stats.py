@@ -99,9 +99,10 @@ async def awaiting_losses(session: AsyncSession, *, owner_slack_id: str, limit: 
     """The rep's losses still awaiting a reason, newest first, at most `limit`; and how many there are.
 
     One statement. The rep's awaiting losses are found first, in full, from two indexes (the rep's
-    deals, and the losses awaiting a reason by deal); only then are they sorted and cut. Written as
-    one ordered, limited join, PostgreSQL instead walks all losses newest first, expecting the
-    rep's among them soon, and on a large team reads most of the table."""
+    deals, and the losses awaiting a reason by deal); only then are they sorted and cut. The CTE is
+    MATERIALIZED so that the planner cannot fold it back into one ordered, limited join: for that,
+    PostgreSQL walks the index of all losses newest first, expecting the rep's among them soon, and
+    on a large team reads most of it."""
     mine = (
         select(Loss.id, Loss.deal_id, Loss.lost_at)
         .join(Deal, Deal.id == Loss.deal_id)
