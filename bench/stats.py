@@ -13,12 +13,15 @@ and this process sends it signed requests over HTTP, one at a time:
 - `/closedlost stats 30d`, `stats all`, `stats 90d @user`: from sending the command to its
   ephemeral answer reaching the command's response_url (the fake Slack, in this process);
 - App Home: from sending `app_home_opened` to the `views.publish` call reaching the fake Slack Web
-  API, which runs in this process.
+  API, which runs in this process;
+- the digest build: `build_digest` for the last full week and its Block Kit message, called in this
+  process as the scheduler calls it (no HTTP request leads to it), on the bot's own engine settings.
 
 Before each request the same SQL runs here straight on the database driver (sqlite3 or asyncpg),
-without SQLAlchemy, HTTP or Slack: the baseline. For App Home that is its five statements in a row.
-Prints p50 and the fastest of --repeat runs for both, their ratio (budget 2x), and the bot's
-peak RSS. Other work on the machine shows up in these figures: run it more than once.
+without SQLAlchemy, HTTP or Slack: the baseline. For App Home that is its four statements in a
+row, for the digest its ten. Prints p50 and the fastest of --repeat runs for both, their ratio
+(budget 2x), and the bot's peak RSS. Other work on the machine shows up in these figures: run it
+more than once.
 """
 
 import argparse
@@ -36,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -46,12 +50,16 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.reasons import DEFAULT_REASONS
-from storage.engine import create_engine
+from bot.periods import Week, last_full_week
+from bot.reasons import DEFAULT_REASONS, Catalogue
+from bot.services.digest import OVERDUE_AFTER, REVISITS_AHEAD, REVISITS_LISTED, build_digest
+from bot.views.digest import build_digest_message
+from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 from storage.models import Deal, Loss, ReasonEntry
 
 YEARS = 5
+TZ = ZoneInfo("UTC")  # the TIMEZONE setting's default, which the bot below runs with
 CHUNK = 20_000
 REP = "U00000007"
 CURRENCIES = (("USD", 0.7), ("EUR", 0.2), ("GBP", 0.1))
@@ -84,17 +92,45 @@ FROM deal d WHERE d.stage = 'closed_won' AND {won}
 GROUP BY d.currency
 """
 AWAITING = """
-SELECT l.id, d.name, d.account, d.amount, d.currency, l.lost_at FROM loss l JOIN deal d ON d.id = l.deal_id
-WHERE d.owner_slack_id = ? AND l.state = 'awaiting' ORDER BY l.lost_at DESC, l.id DESC LIMIT 20
-"""
-AWAITING_COUNT = """
-SELECT count(*) FROM loss l JOIN deal d ON d.id = l.deal_id WHERE d.owner_slack_id = ? AND l.state = 'awaiting'
+WITH mine AS MATERIALIZED (
+  SELECT l.id, l.deal_id, l.lost_at FROM loss l JOIN deal d ON d.id = l.deal_id
+  WHERE d.owner_slack_id = ? AND l.state = 'awaiting'
+)
+SELECT mine.id, d.name, d.account, d.amount, d.currency, mine.lost_at, (SELECT count(*) FROM mine)
+FROM mine JOIN deal d ON d.id = mine.deal_id ORDER BY mine.lost_at DESC, mine.id DESC LIMIT 20
 """
 REVISITS = """
 SELECT l.id, re.revisit_on, d.name, d.amount, d.currency, d.owner_slack_id, re.reason_code
 FROM reason_entry re JOIN loss l ON l.id = re.loss_id JOIN deal d ON d.id = l.deal_id
-WHERE l.state = 'logged' AND re.revisit_on >= ? AND d.owner_slack_id = ?
+WHERE l.state = 'logged' AND re.revisit_on >= ? AND {narrower}
   AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
+"""
+CURRENT_ANSWERS = """
+FROM loss l JOIN deal d ON d.id = l.deal_id JOIN reason_entry re ON re.loss_id = l.id
+WHERE l.state = 'logged' AND l.lost_at >= ? AND l.lost_at < ?
+  AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
+"""
+DETAILS = f"""
+SELECT min(trim(re.detail)), count(*) {CURRENT_ANSWERS} AND re.reason_code = ? AND re.detail IS NOT NULL
+GROUP BY lower(trim(re.detail)) ORDER BY count(*) DESC, lower(trim(re.detail))
+"""
+DELAYS = """
+SELECT coalesce(prompted_at, lost_at), logged_at FROM loss WHERE state = 'logged' AND lost_at >= ? AND lost_at < ?
+"""
+OVERDUE = """
+SELECT d.owner_slack_id, count(*) FROM loss l JOIN deal d ON d.id = l.deal_id
+WHERE l.state = 'awaiting' AND l.lost_at < ? GROUP BY d.owner_slack_id ORDER BY count(*) DESC, d.owner_slack_id
+"""
+REP_GROUPS = """
+SELECT d.owner_slack_id, re.reason_code, count(*)
+FROM loss l JOIN deal d ON d.id = l.deal_id LEFT OUTER JOIN reason_entry re ON re.loss_id = l.id
+WHERE l.state != 'cancelled' AND l.lost_at >= ? AND l.lost_at < ?
+  AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
+GROUP BY d.owner_slack_id, re.reason_code
+"""
+LARGEST = f"""
+SELECT d.name, d.amount, d.currency, re.logged_by, re.reason_code, re.explanation {CURRENT_ANSWERS}
+  AND d.amount IS NOT NULL ORDER BY d.amount DESC, l.id LIMIT 3
 """
 
 
@@ -111,8 +147,15 @@ class RawDatabase:
     async def open(self) -> None:
         if self.postgresql:
             url = self._url
+            # No statement cache: each statement is planned for its values, as the bot's are
+            # (storage/engine.py), rather than switching to a generic plan after five runs.
             self._pg = await asyncpg.connect(
-                host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+                host=url.host,
+                port=url.port,
+                user=url.username,
+                password=url.password,
+                database=url.database,
+                statement_cache_size=0,
             )
         else:
             self._sqlite = sqlite3.connect(self._url.database or "")
@@ -151,10 +194,28 @@ class RawDatabase:
 
     async def home(self, owner: str, today: date, now: datetime) -> None:
         await self.rows(AWAITING, [owner])
-        await self.rows(AWAITING_COUNT, [owner])
-        await self.rows(REVISITS + " ORDER BY re.revisit_on, l.id LIMIT 25", [today, owner])
-        await self.rows(f"SELECT count(*) FROM ({REVISITS}) AS upcoming", [today, owner])
+        revisits = REVISITS.format(narrower="d.owner_slack_id = ?")
+        await self.rows(revisits + " ORDER BY re.revisit_on, l.id LIMIT 25", [today, owner])
+        await self.rows(f"SELECT count(*) FROM ({revisits}) AS upcoming", [today, owner])
         await self.closed_groups(now - timedelta(days=90), now, owner)
+
+    async def digest(self, week: Week, now: datetime, tz: ZoneInfo) -> None:
+        """bot.services.digest.build_digest's statements, in its order."""
+        since, until = week.period.since, week.period.until
+        previous = week.before(tz).period
+        today = now.astimezone(tz).date()
+        await self.closed_groups(since, until, None)
+        await self.closed_groups(previous.since, previous.until, None)
+        await self.rows(DETAILS, [since, until, "competitor"])
+        await self.rows(DETAILS, [since, until, "missing_feature"])
+        await self.rows(DELAYS, [since, until])
+        await self.rows(OVERDUE, [now - OVERDUE_AFTER])
+        await self.rows(REP_GROUPS, [since, until])
+        revisits = REVISITS.format(narrower="re.revisit_on < ?")
+        ahead = [today, today + REVISITS_AHEAD]
+        await self.rows(revisits + f" ORDER BY re.revisit_on, l.id LIMIT {REVISITS_LISTED}", ahead)
+        await self.rows(f"SELECT count(*) FROM ({revisits}) AS upcoming", ahead)
+        await self.rows(LARGEST, [since, until])
 
 
 # --- filling the database ------------------------------------------------------------------------
@@ -267,10 +328,15 @@ async def fill(engine: AsyncEngine, deals: int, reps: int, now: datetime) -> Non
                 await connection.execute(
                     text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
                 )
-    # Fresh planner statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite) keep them.
+    # Fresh planner statistics, as `PRAGMA optimize` (SQLite) or autovacuum (PostgreSQL) keep them;
+    # autovacuum also marks the pages all-visible, which lets PostgreSQL answer from indexes alone.
     async with engine.connect() as connection:
-        await connection.execute(text("ANALYZE"))
-        await connection.commit()
+        if engine.dialect.name == "postgresql":
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("VACUUM ANALYZE"))
+        else:
+            await connection.execute(text("ANALYZE"))
+            await connection.commit()
 
 
 # --- Slack's side ----------------------------------------------------------------------------------
@@ -382,6 +448,10 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - started
 
 
+def timer(call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[float]]:
+    return lambda: timed(call)
+
+
 async def compare(
     name: str, repeat: int, raw: Callable[[], Awaitable[Any]], bot: Callable[[], Awaitable[float]], note: str = ""
 ) -> None:
@@ -399,12 +469,28 @@ async def compare(
     )
 
 
+def digest_builder(engine: AsyncEngine) -> Callable[[], Awaitable[Any]]:
+    """The digest for the last full week as the scheduler builds it, and its message as posted."""
+    session_factory = create_session_factory(engine)
+    catalogue = Catalogue(DEFAULT_REASONS)
+
+    async def build() -> Any:
+        now = datetime.now(UTC)
+        digest = await build_digest(
+            session_factory=session_factory, catalogue=catalogue, week=last_full_week(now=now, tz=TZ), now=now, tz=TZ
+        )
+        return build_digest_message(digest, catalogue).as_kwargs()
+
+    return build
+
+
 async def measure(database_url: str, repeat: int) -> None:
     slack = FakeSlack()
     slack_url = await slack.start()
     bot = await asyncio.to_thread(Server, run_bot, database_url, slack_url)
     raw = RawDatabase(database_url)
     await raw.open()
+    engine = create_engine(database_url)
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -441,8 +527,21 @@ async def measure(database_url: str, repeat: int) -> None:
                 "  (budget 2x)",
             )
             await compare("App Home", repeat, home_raw, lambda: open_home(http, bot.url, slack), "  (budget 2x)")
+
+            async def digest_raw() -> None:
+                now = datetime.now(UTC)
+                await raw.digest(last_full_week(now=now, tz=TZ), now, TZ)
+
+            await compare(
+                "digest build",
+                repeat,
+                digest_raw,
+                timer(digest_builder(engine)),
+                "  (budget 2x; built in this process, as the scheduler does, not over HTTP)",
+            )
         print(f"  closedlost peak RSS: {await asyncio.to_thread(bot.ask, 'rss')} MiB (budget < 150 MiB)")
     finally:
+        await engine.dispose()
         await raw.close()
         await asyncio.to_thread(bot.stop)
         await slack.stop()

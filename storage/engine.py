@@ -6,6 +6,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# asyncpg prepares every statement and keeps it per connection; after five runs PostgreSQL may
+# switch to a generic plan, made without the parameters' values. For stats that plan guesses how
+# many losses a period holds (the last 7 days and this year are one statement) and is then several
+# times slower than the plan for the actual dates, on some connections and not others. Planning a
+# statement for its values takes a millisecond or two.
+# https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-PLAN-CACHE-MODE
+POSTGRESQL_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -14,6 +21,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # queue is far faster than several connections waiting on each other's lock, where
         # SQLite's busy handler sleeps in steps of up to 100 ms.
         kwargs.update(pool_size=1, max_overflow=0)
+    if url.startswith("postgresql+asyncpg"):
+        kwargs["connect_args"] = {"server_settings": POSTGRESQL_SETTINGS, **kwargs.get("connect_args", {})}
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

@@ -66,6 +66,11 @@ class Deal(Base):
         # Stats and App Home: a rep's deals, and deals won in a period (overall and per rep).
         Index("ix_deal_owner_stage_changed", "owner_slack_id", "stage", "stage_changed_at"),
         Index("ix_deal_stage_changed", "stage", "stage_changed_at"),
+        # A deal's owner and figures without reading the table: stats and the digest look them up for
+        # every loss of a period (or every loss awaiting a reason), and for one rep's deals, which
+        # the second index lists. Without them PostgreSQL reads the whole table for a month's losses.
+        Index("ix_deal_figures", "id", "owner_slack_id", "currency", "amount"),
+        Index("ix_deal_owner_figures", "owner_slack_id", "id", "currency", "amount"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -111,6 +116,16 @@ class Loss(Base):
             "uq_loss_awaiting_per_deal",
             "deal_id",
             unique=True,
+            postgresql_where=text("state = 'awaiting'"),
+            sqlite_where=text("state = 'awaiting'"),
+        ),
+        # A rep's losses awaiting a reason (App Home, /closedlost pending) from indexes alone,
+        # joined to ix_deal_owner_figures.
+        Index(
+            "ix_loss_awaiting_by_deal",
+            "deal_id",
+            "lost_at",
+            "id",
             postgresql_where=text("state = 'awaiting'"),
             sqlite_where=text("state = 'awaiting'"),
         ),

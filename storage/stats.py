@@ -97,19 +97,30 @@ class AwaitingLoss(NamedTuple):
 
 
 async def awaiting_losses(session: AsyncSession, *, owner_slack_id: str, limit: int) -> tuple[list[AwaitingLoss], int]:
-    """The rep's losses still awaiting a reason, newest first, at most `limit`; and how many there are."""
-    mine = (Deal.owner_slack_id == owner_slack_id, Loss.state == LossState.AWAITING)
-    rows = await session.execute(
-        select(Loss.id, Deal.name, Deal.account, Deal.amount, Deal.currency, Loss.lost_at)
+    """The rep's losses still awaiting a reason, newest first, at most `limit`; and how many there are.
+
+    One statement. The rep's awaiting losses are found first, in full, from two indexes (the rep's
+    deals, and the losses awaiting a reason by deal); only then are they sorted and cut. The CTE is
+    MATERIALIZED so that the planner cannot fold it back into one ordered, limited join: for that,
+    PostgreSQL walks the index of all losses newest first, expecting the rep's among them soon, and
+    on a large team reads most of it."""
+    mine = (
+        select(Loss.id, Loss.deal_id, Loss.lost_at)
         .join(Deal, Deal.id == Loss.deal_id)
-        .where(*mine)
-        .order_by(Loss.lost_at.desc(), Loss.id.desc())
-        .limit(limit)
+        .where(Deal.owner_slack_id == owner_slack_id, Loss.state == LossState.AWAITING)
+        .cte("mine")
+        .prefix_with("MATERIALIZED")
     )
-    total = await session.scalar(
-        select(func.count()).select_from(Loss).join(Deal, Deal.id == Loss.deal_id).where(*mine)
-    )
-    return [AwaitingLoss(*row) for row in rows], total or 0
+    total = select(func.count()).select_from(mine).scalar_subquery()
+    rows = (
+        await session.execute(
+            select(mine.c.id, Deal.name, Deal.account, Deal.amount, Deal.currency, mine.c.lost_at, total)
+            .join(Deal, Deal.id == mine.c.deal_id)
+            .order_by(mine.c.lost_at.desc(), mine.c.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [AwaitingLoss(*row[:-1]) for row in rows], rows[0][-1] if rows else 0
 
 
 class Revisit(NamedTuple):

@@ -200,3 +200,24 @@ async def test_losses_that_need_no_reason_count_as_lost_but_not_against_logging(
     summary = sections(answer.body)[1].splitlines()
     assert summary[0] == "*3* lost · 3,050 USD"
     assert summary[3] == "*Logged* 50% (1 of 2 losses have a reason; 1 more need none)"
+
+
+async def test_pending_shows_the_newest_twenty_and_counts_them_all(
+    bot: BotClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    seed = Seed()
+    for day in range(1, 24):
+        seed.loss(owner=DANA, lost_at=days_ago(day), amount="1000", state=LossState.AWAITING, name=f"Dana {day}")
+    seed.loss(owner=SAM, lost_at=days_ago(1), amount="1000", state=LossState.AWAITING, name="Sam's")
+    seed.loss(owner=DANA, lost_at=days_ago(1), amount="1000", state=LossState.CANCELLED, name="Reopened")
+    seed.reason(
+        seed.loss(owner=DANA, lost_at=days_ago(1), amount="1000", name="Logged"), "price", logged_at=days_ago(1)
+    )
+    await seed.save(session_factory)
+
+    answer = await bot.command("pending", user_id=DANA)
+
+    header, *losses = sections(answer.body)
+    assert header == "*Your deals waiting for a reason: 23*"
+    assert [loss.split(" · ")[0] for loss in losses] == [f"*Dana {day}*" for day in range(1, 21)]
+    assert answer.body["blocks"][-1]["elements"][0]["text"] == "and 3 more: log these first, or see the DMs."
