@@ -9,10 +9,12 @@ hours (09:00-18:00, Monday to Friday); the scheduler ticks every real second.
 
 import asyncio
 import json
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
@@ -35,7 +37,7 @@ from storage.models import (
 )
 from tests.bot_client import BotClient, button, deal, eventually, rows
 from tests.conftest import make_settings, serve
-from tests.fake_slack import FakeSlack
+from tests.fake_slack import Failure, FakeSlack
 from tests.test_discipline import TWO_TICKS, Clock, _state, _submission, post, posted_to
 
 DANA = "U0DANA001"
@@ -448,3 +450,30 @@ async def test_one_reason_for_several_deals_makes_a_revisit_for_each(
         assert sorted((r.loss_id, r.due_on, r.state) for r in revisits) == [
             (loss.id, day, RevisitState.DUE) for loss in losses
         ]
+
+
+async def test_a_nudge_slack_refuses_is_logged_naming_the_deal_and_the_revisit_stays_open(
+    database_url: str,
+    fake_slack: FakeSlack,
+    session_factory: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_slack.tz_by_user[DANA] = "Asia/Tokyo"
+    clock = Clock()
+    day = coming(WEDNESDAY, clock)
+    async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory, clock=clock) as bot:
+        await lost_and_logged(bot, clock, revisit_on=day)
+        fake_slack.fail("chat.postMessage", Failure(200, error="account_inactive"))
+        with caplog.at_level(logging.WARNING, logger="bot.services.messages"):
+            clock.now = in_tokyo(day, 9, 0, 30)
+            await eventually(
+                lambda: [record for record in caplog.records if "revisit nudge" in record.getMessage()],
+                what="the refused nudge logged",
+            )
+
+        [logged] = [record.getMessage() for record in caplog.records if "revisit nudge" in record.getMessage()]
+        assert "Acme" in logged and "account_inactive" in logged
+        revisit = await the_revisit(bot)
+        assert (revisit.state, revisit.due_on) == (RevisitState.DUE, day)
+        [loss] = await bot.rows(Loss)
+        assert loss.delivery_error is None  # the reason was logged: nothing about it failed
