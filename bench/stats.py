@@ -5,9 +5,13 @@ raw SQL on the same database in the same run (DESIGN.md §8).
                                     [--database-url postgresql+asyncpg://…]
 
 Fills the database (an empty one, or one this script filled before with the same --deals and
---reps, which is then reused) with closed deals spread over five years: 70% lost, 30% won, amounts
-in USD, EUR and GBP, most losses with a reason (some edited once), revisit dates on half of them.
-It prints the fill's rows/s. Then the bot runs in its own process, as `closedlost serve` builds it,
+--reps, which is then reused; one filled before revisits were stored is filled again) with closed
+deals spread over five years: 70% lost, 30% won, amounts in USD, EUR and GBP, most losses with a
+reason (some edited once), revisit dates on half of those whose reason has a revisit delay. Each
+such date makes a revisit as storing the reason does: due while its date is ahead, answered once
+it has passed (mostly dropped, some snoozed, some won back). Losses still awaiting a reason are
+due for escalation three days after their prompt; a few prompts could not be delivered. It
+prints the fill's rows/s. Then the bot runs in its own process, as `closedlost serve` builds it,
 and this process sends it signed requests over HTTP, one at a time:
 
 - `/closedlost stats 30d`, `stats all`, `stats 90d @user`: from sending the command to its
@@ -19,7 +23,7 @@ and this process sends it signed requests over HTTP, one at a time:
 
 Before each request the same SQL runs here straight on the database driver (sqlite3 or asyncpg),
 without SQLAlchemy, HTTP or Slack: the baseline. For App Home that is its four statements in a
-row, for the digest its ten. Prints p50 and the fastest of --repeat runs for both, their ratio
+row, for the digest its twelve. Prints p50 and the fastest of --repeat runs for both, their ratio
 (budget 2x), and the bot's peak RSS. Other work on the machine shows up in these figures: run it
 more than once.
 """
@@ -52,11 +56,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.periods import Week, last_full_week
 from bot.reasons import DEFAULT_REASONS, Catalogue
-from bot.services.digest import OVERDUE_AFTER, REVISITS_AHEAD, REVISITS_LISTED, build_digest
+from bot.services.digest import REVISITS_AHEAD, REVISITS_LISTED, WIN_BACKS_LISTED, build_digest
+from bot.services.home import REVISITS_SHOWN
+from bot.services.revisits import SNOOZE, first_moment
 from bot.views.digest import build_digest_message
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
-from storage.models import Deal, Loss, ReasonEntry
+from storage.models import Deal, Loss, ReasonEntry, Revisit, RevisitState
 
 YEARS = 5
 TZ = ZoneInfo("UTC")  # the TIMEZONE setting's default, which the bot below runs with
@@ -76,6 +82,11 @@ REASON_WEIGHTS = {
     "other": 2,
 }
 REVISIT_DAYS = {reason.code: reason.revisit_after_days for reason in DEFAULT_REASONS}
+ESCALATED_AFTER = timedelta(days=3)
+NUDGE_HOUR = 9  # the start of working hours, in the TIMEZONE (UTC) the bot below runs with
+ANSWERS = (RevisitState.DROPPED, RevisitState.REOPENED, RevisitState.SNOOZED)
+ANSWER_WEIGHTS = (60, 15, 25)
+TABLES = ("deal", "loss", "reason_entry", "revisit")
 
 # --- the same aggregates as raw SQL ------------------------------------------------------------
 # What storage/stats.py asks SQLAlchemy to run, written out by hand; `?` marks a parameter.
@@ -100,9 +111,9 @@ SELECT mine.id, d.name, d.account, d.amount, d.currency, mine.lost_at, (SELECT c
 FROM mine JOIN deal d ON d.id = mine.deal_id ORDER BY mine.lost_at DESC, mine.id DESC LIMIT 20
 """
 REVISITS = """
-SELECT l.id, re.revisit_on, d.name, d.amount, d.currency, d.owner_slack_id, re.reason_code
-FROM reason_entry re JOIN loss l ON l.id = re.loss_id JOIN deal d ON d.id = l.deal_id
-WHERE l.state = 'logged' AND re.revisit_on >= ? AND {narrower}
+SELECT l.id, r.due_on, d.name, d.amount, d.currency, d.owner_slack_id, re.reason_code
+FROM revisit r JOIN loss l ON l.id = r.loss_id JOIN deal d ON d.id = l.deal_id JOIN reason_entry re ON re.loss_id = l.id
+WHERE r.state IN ('due', 'snoozed') AND r.due_on >= ? AND {narrower}
   AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
 """
 CURRENT_ANSWERS = """
@@ -119,7 +130,8 @@ SELECT coalesce(prompted_at, lost_at), logged_at FROM loss WHERE state = 'logged
 """
 OVERDUE = """
 SELECT d.owner_slack_id, count(*) FROM loss l JOIN deal d ON d.id = l.deal_id
-WHERE l.state = 'awaiting' AND l.lost_at < ? GROUP BY d.owner_slack_id ORDER BY count(*) DESC, d.owner_slack_id
+WHERE l.state = 'awaiting' AND (l.escalation_due_at <= ? OR l.delivery_error IS NOT NULL)
+GROUP BY d.owner_slack_id ORDER BY count(*) DESC, d.owner_slack_id
 """
 REP_GROUPS = """
 SELECT d.owner_slack_id, re.reason_code, count(*)
@@ -127,6 +139,11 @@ FROM loss l JOIN deal d ON d.id = l.deal_id LEFT OUTER JOIN reason_entry re ON r
 WHERE l.state != 'cancelled' AND l.lost_at >= ? AND l.lost_at < ?
   AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
 GROUP BY d.owner_slack_id, re.reason_code
+"""
+WIN_BACKS = """
+SELECT d.name, d.amount, d.currency, d.owner_slack_id, r.closed_at
+FROM revisit r JOIN loss l ON l.id = r.loss_id JOIN deal d ON d.id = l.deal_id
+WHERE r.state = 'reopened' AND r.closed_at >= ? AND r.closed_at < ?
 """
 LARGEST = f"""
 SELECT d.name, d.amount, d.currency, re.logged_by, re.reason_code, re.explanation {CURRENT_ANSWERS}
@@ -195,7 +212,7 @@ class RawDatabase:
     async def home(self, owner: str, today: date, now: datetime) -> None:
         await self.rows(AWAITING, [owner])
         revisits = REVISITS.format(narrower="d.owner_slack_id = ?")
-        await self.rows(revisits + " ORDER BY re.revisit_on, l.id LIMIT 25", [today, owner])
+        await self.rows(revisits + f" ORDER BY r.due_on, l.id LIMIT {REVISITS_SHOWN}", [today, owner])
         await self.rows(f"SELECT count(*) FROM ({revisits}) AS upcoming", [today, owner])
         await self.closed_groups(now - timedelta(days=90), now, owner)
 
@@ -209,12 +226,14 @@ class RawDatabase:
         await self.rows(DETAILS, [since, until, "competitor"])
         await self.rows(DETAILS, [since, until, "missing_feature"])
         await self.rows(DELAYS, [since, until])
-        await self.rows(OVERDUE, [now - OVERDUE_AFTER])
+        await self.rows(OVERDUE, [now])
         await self.rows(REP_GROUPS, [since, until])
-        revisits = REVISITS.format(narrower="re.revisit_on < ?")
+        revisits = REVISITS.format(narrower="r.due_on < ?")
         ahead = [today, today + REVISITS_AHEAD]
-        await self.rows(revisits + f" ORDER BY re.revisit_on, l.id LIMIT {REVISITS_LISTED}", ahead)
+        await self.rows(revisits + f" ORDER BY r.due_on, l.id LIMIT {REVISITS_LISTED}", ahead)
         await self.rows(f"SELECT count(*) FROM ({revisits}) AS upcoming", ahead)
+        await self.rows(WIN_BACKS + f" ORDER BY r.closed_at, r.id LIMIT {WIN_BACKS_LISTED}", [since, until])
+        await self.rows(f"SELECT count(*) FROM ({WIN_BACKS}) AS came_back", [since, until])
         await self.rows(LARGEST, [since, until])
 
 
@@ -222,20 +241,21 @@ class RawDatabase:
 
 
 def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[str, Any]], ...]]:
-    """Chunks of (deals, losses, reason entries), with ids given here so that no insert has to
-    return them. Ids grow with the time of closing, as when the CRM reports each deal as it closes.
+    """Chunks of (deals, losses, reason entries, revisits), with ids given here so that no insert has
+    to return them. Ids grow with the time of closing, as when the CRM reports each deal as it closes.
     Seeded: every run makes the same data."""
     rng = random.Random(2026)
     codes, weights = list(REASON_WEIGHTS), list(REASON_WEIGHTS.values())
     currencies, currency_weights = zip(*CURRENCIES, strict=True)
     step = timedelta(days=YEARS * 365) / count
     start_at = now - timedelta(days=YEARS * 365)
-    loss_id = entry_id = 0
+    loss_id = entry_id = revisit_id = 0
     for start in range(1, count + 1, CHUNK):
-        deals, losses, entries = [], [], []
+        deals, losses, entries, revisits = [], [], [], []
         for deal_id in range(start, min(start + CHUNK, count + 1)):
             changed_at = start_at + step * (deal_id - rng.random())
             lost = rng.random() < 0.7
+            owner = f"U{rng.randrange(reps):08d}"
             deals.append(
                 {
                     "id": deal_id,
@@ -246,7 +266,7 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
                     "amount": Decimal(rng.randrange(1_000, 250_000)),
                     "currency": rng.choices(currencies, currency_weights)[0],
                     "owner_email": None,
-                    "owner_slack_id": f"U{rng.randrange(reps):08d}",
+                    "owner_slack_id": owner,
                     "stage": "closed_lost" if lost else "closed_won",
                     "stage_changed_at": changed_at,
                     "url": None,
@@ -259,7 +279,7 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
             loss_id += 1
             recent = now - changed_at < timedelta(days=14)
             awaiting = rng.random() < (0.4 if recent else 0.03)
-            logged_at = changed_at + timedelta(hours=rng.randrange(1, 72))
+            logged_at = min(changed_at + timedelta(hours=rng.randrange(1, 72)), now)
             losses.append(
                 {
                     "id": loss_id,
@@ -269,7 +289,10 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
                     "prompt_channel": None,
                     "prompt_ts": None,
                     "prompted_at": changed_at,
-                    "delivery_error": None,
+                    # A few reps could not be sent the prompt; the others are escalated after
+                    # ESCALATE_AFTER's 24 working hours, about three days.
+                    "delivery_error": "user_not_found" if awaiting and rng.random() < 0.02 else None,
+                    "escalation_due_at": changed_at + ESCALATED_AFTER if awaiting else None,
                     "logged_at": None if awaiting else logged_at,
                     "cancelled_at": None,
                     "created_at": changed_at,
@@ -277,11 +300,13 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
             )
             if awaiting:
                 continue
+            dates: list[date | None] = []
             for revision in range(1, 3 if rng.random() < 0.05 else 2):
                 entry_id += 1
                 code = rng.choices(codes, weights)[0]
                 days = REVISIT_DAYS.get(code)
                 revisit_on = (changed_at + timedelta(days=days)).date() if days and rng.random() < 0.5 else None
+                dates.append(revisit_on)
                 entries.append(
                     {
                         "id": entry_id,
@@ -291,42 +316,109 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
                         "detail": "Initech" if code == "competitor" else "SSO" if code == "missing_feature" else None,
                         "explanation": "The buyer froze spending until the reorganisation is done next year.",
                         "revisit_on": revisit_on,
-                        "logged_by": deals[-1]["owner_slack_id"],
+                        "logged_by": owner,
                         "logged_at": logged_at + timedelta(days=revision - 1),
                         "view_id": None,
                     }
                 )
-        yield deals, losses, entries
+            stored_at = logged_at + timedelta(days=len(dates) - 1)  # when the newest reason was stored
+            revisit = revisit_row(rng, loss_id, owner, dates, stored_at, now)
+            if revisit is not None:
+                revisit_id += 1
+                revisits.append({"id": revisit_id} | revisit)
+        yield deals, losses, entries, revisits
+
+
+def revisit_row(
+    rng: random.Random, loss_id: int, owner: str, dates: list[date | None], stored_at: datetime, now: datetime
+) -> dict[str, Any] | None:
+    """The loss's revisit as `record_revisit_date` leaves it after each of its reasons (`dates` are
+    their revisit dates, oldest first; the newest was stored at `stored_at`), and as the rep answered
+    its nudge once the date has passed: most drop the deal, some snooze it, a few win it back."""
+    due_on = dates[-1]
+    if due_on is None:
+        if not any(dates):
+            return None
+        return {  # the edit cleared the date
+            "loss_id": loss_id,
+            "due_on": next(day for day in dates if day),
+            "state": RevisitState.DONE,
+            "nudge_at": None,
+            "snoozes": 0,
+            "closed_at": stored_at,
+            "closed_by": owner,
+            "nudged_at": None,
+            "created_at": stored_at,
+        }
+    revisit: dict[str, Any] = {
+        "loss_id": loss_id,
+        "due_on": due_on,
+        "state": RevisitState.DUE,
+        "nudge_at": first_moment(due_on),
+        "snoozes": 0,
+        "closed_at": None,
+        "closed_by": None,
+        "nudged_at": None,
+        "created_at": stored_at,
+    }
+    nudged_at = nudge_moment(due_on)
+    answered_at = nudged_at + timedelta(hours=rng.randrange(1, 120))
+    if nudged_at > now:
+        return revisit
+    revisit |= {"nudge_at": None, "nudged_at": nudged_at}
+    if answered_at > now:
+        return revisit  # waiting for the rep's answer
+    answer = rng.choices(ANSWERS, ANSWER_WEIGHTS)[0]
+    if answer == RevisitState.SNOOZED:
+        snoozed_to = answered_at.date() + SNOOZE
+        revisit |= {"due_on": snoozed_to, "snoozes": 1}
+        if nudge_moment(snoozed_to) > now:
+            return revisit | {"state": RevisitState.SNOOZED, "nudge_at": first_moment(snoozed_to)}
+        # Asked again 30 days later, the rep answered for good this time.
+        answer = rng.choices(ANSWERS[:2], ANSWER_WEIGHTS[:2])[0]
+        answered_at = min(answered_at + SNOOZE, now)
+    return revisit | {"state": answer, "closed_at": answered_at, "closed_by": owner}
+
+
+def nudge_moment(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, NUDGE_HOUR, tzinfo=UTC)
 
 
 async def fill(engine: AsyncEngine, deals: int, reps: int, now: datetime) -> None:
     async with engine.connect() as connection:
         stored = await connection.scalar(select(func.count()).select_from(Deal))
         owners = await connection.scalar(select(func.count(func.distinct(Deal.owner_slack_id))))
-    if stored == deals and owners == reps:
+        revisits = await connection.scalar(select(func.count()).select_from(Revisit))
+    if stored == deals and owners == reps and revisits:
         print(f"  reusing the {deals:,} deals already stored (figures are relative to their fill time)")
         return
-    if stored:
+    if stored == deals and owners == reps:
+        # A fill from before revisits and escalation times were stored: measuring it would time
+        # App Home's and the digest's revisit statements on an empty table.
+        print(f"  the {deals:,} deals stored have no revisits: filling again")
+        await empty(engine)
+    elif stored:
         raise SystemExit(f"the database holds {stored:,} deals of {owners} reps: give an empty one")
     started = time.perf_counter()
-    counts = [0, 0, 0]
+    tables = (Deal, Loss, ReasonEntry, Revisit)
+    counts = [0] * len(tables)
     for chunk in deal_rows(deals, reps, now):
         async with engine.begin() as connection:
-            for position, (table, rows) in enumerate(zip((Deal, Loss, ReasonEntry), chunk, strict=True)):
+            for position, (table, rows) in enumerate(zip(tables, chunk, strict=True)):
                 if rows:
                     await connection.execute(insert(table), rows)
                     counts[position] += len(rows)
     seconds = time.perf_counter() - started
     total = sum(counts)
     print(
-        f"  fill: {counts[0]:,} deals, {counts[1]:,} losses, {counts[2]:,} reason entries = {total:,} rows "
-        f"in {seconds:.1f} s: {total / seconds:,.0f} rows/s"
+        f"  fill: {counts[0]:,} deals, {counts[1]:,} losses, {counts[2]:,} reason entries, {counts[3]:,} revisits "
+        f"= {total:,} rows in {seconds:.1f} s: {total / seconds:,.0f} rows/s"
     )
     async with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            for table in ("deal", "loss", "reason_entry"):
+            for name in TABLES:
                 await connection.execute(
-                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                    text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT max(id) FROM {name}))")
                 )
     # Fresh planner statistics, as `PRAGMA optimize` (SQLite) or autovacuum (PostgreSQL) keep them;
     # autovacuum also marks the pages all-visible, which lets PostgreSQL answer from indexes alone.
@@ -337,6 +429,15 @@ async def fill(engine: AsyncEngine, deals: int, reps: int, now: datetime) -> Non
         else:
             await connection.execute(text("ANALYZE"))
             await connection.commit()
+
+
+async def empty(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        else:
+            for table in reversed(TABLES):
+                await connection.execute(text(f"DELETE FROM {table}"))
 
 
 # --- Slack's side ----------------------------------------------------------------------------------
