@@ -318,7 +318,8 @@ def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
 
 
 def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """`state.values` for the input blocks of `view`, filled from `values` by action id."""
+    """`state.values` for the input blocks of `view`, filled from `values` by action id (a
+    multi-select takes the list of options picked)."""
     state: dict[str, dict[str, Any]] = {}
     for block in view["blocks"]:
         if block["type"] != "input":
@@ -329,6 +330,8 @@ def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[s
         if element["type"] == "static_select":
             selected = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
             entry: dict[str, Any] = {"type": "static_select", "selected_option": selected}
+        elif element["type"] == "multi_static_select":
+            entry = {"type": "multi_static_select", "selected_options": value or []}
         elif element["type"] == "datepicker":
             entry = {"type": "datepicker", "selected_date": value}
         else:

@@ -195,3 +195,8 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         if isinstance(params.get(key), str):
             params[key] = json.loads(params[key])
     return params
+
+
+def posted_to(slack: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    """The messages Slack accepted in `channel`, in order."""
+    return [message for (where, _), message in slack.messages.items() if where == channel]

@@ -19,8 +19,7 @@ from bot.views.prompt import SECTION_MAX_LENGTH, DealLoss
 from storage.models import Deal, LossState, Message, MessageKind, OutboxMessage, OutboxState, ReasonEntry
 from tests.bot_client import BotClient, button, deal, eventually
 from tests.conftest import make_settings, serve
-from tests.fake_slack import Failure, FakeSlack
-from tests.test_discipline import _state, _submission, posted_to
+from tests.fake_slack import Failure, FakeSlack, posted_to
 from tests.test_views import CATALOGUE, MAX_MESSAGE_BLOCKS, check_limits, make_deal, make_entry, make_loss, mrkdwn_texts
 
 EXPLANATION = "Initech bundled onboarding for free and undercut us by 30% on seats."
@@ -256,7 +255,11 @@ async def test_one_reason_for_300_deals_makes_one_post_per_channel_within_block_
         await bot.click(user_id="U0DANA001", action_id="log_several", value=several["value"], message=where)
         view = (await fake_slack.wait_for("views.open"))[0]["view"]
         picked = [option for group in view["blocks"][0]["element"]["option_groups"] for option in group["options"]]
-        answer = await bot.post_slack(_submission({**view, "id": "V0SEVERAL", "hash": "h"}, _state(view, picked)))
+        answer = await bot.submit(
+            user_id="U0DANA001",
+            view={**view, "id": "V0SEVERAL", "hash": "h"},
+            values={"deals_select": picked, "reason_select": "price", "explanation_input": EXPLANATION},
+        )
         assert (answer.status, answer.body) == (200, "")
 
         for channel, deals in (("C0PRICING", 300), ("C0FINANCE", 300), (MANAGERS, 50)):

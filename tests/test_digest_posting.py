@@ -9,7 +9,6 @@ does) and a DIGEST_SCHEDULE set relative to that clock, in UTC.
 import asyncio
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,11 +21,11 @@ from bot.weekly_schedule import WeeklyTime, parse_weekly_time
 from bot.working_time import DAY_NAMES
 from storage.models import DigestRun, LossState, Message, MessageKind
 from tests.bot_client import rows
+from tests.clock import TWO_TICKS, Clock
 from tests.conftest import make_settings, serve
-from tests.fake_slack import Failure, FakeSlack
+from tests.fake_slack import Failure, FakeSlack, posted_to
 from tests.seed import DANA, Seed, utc
 from tests.test_digest import closedlost, seed_two_weeks
-from tests.test_discipline import TWO_TICKS, Clock
 
 NEW_YORK = ZoneInfo("America/New_York")
 PARIS = ZoneInfo("Europe/Paris")
@@ -128,10 +127,6 @@ def test_a_bad_digest_setting_is_one_line_naming_it(values: dict[str, object], l
 def schedule_at(moment: datetime) -> str:
     """A DIGEST_SCHEDULE (TIMEZONE being UTC) that falls on `moment`, to the minute below."""
     return f"{DAY_NAMES[moment.weekday()]} {moment:%H:%M}"
-
-
-def posted_to(slack: FakeSlack, channel: str) -> list[dict[str, Any]]:
-    return [message for (where, _), message in slack.messages.items() if where == channel]
 
 
 async def seed_a_loss_last_week(session_factory: async_sessionmaker[AsyncSession], scheduled: datetime) -> None:

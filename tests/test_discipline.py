@@ -8,7 +8,7 @@ for what the next tick sends.
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Loss, LossState, ReasonEntry
-from tests.bot_client import BotClient, deal, eventually, sign_deals
+from tests.bot_client import BotClient, deal, eventually
+from tests.clock import TWO_TICKS, Clock, post
 from tests.conftest import make_settings, serve
-from tests.fake_slack import Failure, FakeSlack
+from tests.fake_slack import Failure, FakeSlack, posted_to
 
 GOOD_EXPLANATION = "Their CFO froze every new tool purchase until the next fiscal year."
 CYCLE = {
@@ -28,34 +29,6 @@ CYCLE = {
     "working_days": "mon-sun",
     "manager_channel": "C0MANAGERS",
 }
-# Long enough for the scheduler (one tick a second) to have run twice: how a test shows that
-# nothing more was sent.
-TWO_TICKS = 2.5
-
-
-class Clock:
-    """The bot's clock: starts at the real time (request signatures are checked against it) and
-    moves only when the test says."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-async def post(bot: BotClient, clock: Clock, *events: dict[str, Any]) -> None:
-    body = json.dumps(list(events)).encode()
-    answer = await bot.post_deals(body, headers=sign_deals(body, timestamp=int(clock().timestamp())))
-    assert answer.status == 202, answer
-
-
-def posted_to(slack: FakeSlack, channel: str) -> list[dict[str, Any]]:
-    """The messages Slack accepted in `channel`, in order."""
-    return [message for (where, _), message in slack.messages.items() if where == channel]
 
 
 async def log_reason(bot: BotClient, *, user_id: str, loss_id: int, message: tuple[str, str]) -> None:
@@ -202,8 +175,11 @@ async def test_a_burst_of_300_losses_makes_one_paginated_dm_and_the_several_moda
         picked = [option for group in menu["option_groups"] for option in group["options"]]
         assert len(picked) == 300
 
-        state = _state(view, picked)
-        answer = await bot.post_slack(_submission({**view, "id": "V0SEVERAL", "hash": "h"}, state))
+        answer = await bot.submit(
+            user_id="U0DANA001",
+            view={**view, "id": "V0SEVERAL", "hash": "h"},
+            values={"deals_select": picked, "reason_select": "price", "explanation_input": GOOD_EXPLANATION},
+        )
         assert answer.status == 200 and answer.body == "", answer
         entries = await bot.rows(ReasonEntry)
         assert len(entries) == 300 and {entry.reason_code for entry in entries} == {"price"}
@@ -314,43 +290,6 @@ def _button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
             if element.get("action_id") == action_id:
                 return dict(element)
     raise AssertionError(f"no {action_id} button")
-
-
-def _state(view: dict[str, Any], picked: list[dict[str, Any]]) -> dict[str, Any]:
-    """The several-deals modal's `state.values` as Slack sends it: every deal picked, price, an explanation."""
-    state: dict[str, Any] = {}
-    for block in view["blocks"]:
-        if block["type"] != "input":
-            continue
-        element = block["element"]
-        if element["type"] == "multi_static_select":
-            entry: dict[str, Any] = {"type": "multi_static_select", "selected_options": picked}
-        elif element["type"] == "static_select":
-            entry = {
-                "type": "static_select",
-                "selected_option": {"text": {"type": "plain_text", "text": "Price"}, "value": "price"},
-            }
-        elif element["type"] == "datepicker":
-            entry = {"type": "datepicker", "selected_date": None}
-        else:
-            entry = {"type": "plain_text_input", "value": GOOD_EXPLANATION}
-        state[block["block_id"]] = {element["action_id"]: entry}
-    return state
-
-
-def _submission(view: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "view_submission",
-        "team": {"id": "T0001", "domain": "acme"},
-        "user": {"id": "U0DANA001", "username": "dana", "name": "dana", "team_id": "T0001"},
-        "api_app_id": "A0001",
-        "token": "legacy",
-        "trigger_id": "1234.5678.trigger",
-        "view": {**view, "state": {"values": state}},
-        "response_urls": [],
-        "is_enterprise_install": False,
-        "enterprise": None,
-    }
 
 
 async def test_a_reminder_due_outside_the_reps_working_hours_waits_for_their_next_morning(

@@ -36,9 +36,9 @@ from storage.models import (
     RevisitState,
 )
 from tests.bot_client import BotClient, button, deal, eventually, rows
+from tests.clock import TWO_TICKS, Clock, post
 from tests.conftest import make_settings, serve
-from tests.fake_slack import Failure, FakeSlack
-from tests.test_discipline import TWO_TICKS, Clock, _state, _submission, post, posted_to
+from tests.fake_slack import Failure, FakeSlack, posted_to
 
 DANA = "U0DANA001"
 SAM = "U0SAM0001"
@@ -439,10 +439,16 @@ async def test_one_reason_for_several_deals_makes_a_revisit_for_each(
         several = button(prompt, "log_several")
         await bot.click(user_id=DANA, action_id="log_several", value=several["value"], message=where)
         view = (await fake_slack.wait_for("views.open"))[0]["view"]
-        state = _state(view, view["blocks"][0]["element"]["options"])
-        revisit_block = next(block_id for block_id, value in state.items() if "revisit_input" in value)
-        state[revisit_block]["revisit_input"]["selected_date"] = day.isoformat()
-        answer = await bot.post_slack(_submission({**view, "id": "V0SEVERAL", "hash": "h"}, state))
+        answer = await bot.submit(
+            user_id=DANA,
+            view={**view, "id": "V0SEVERAL", "hash": "h"},
+            values={
+                "deals_select": view["blocks"][0]["element"]["options"],
+                "reason_select": "price",
+                "explanation_input": EXPLANATION,
+                "revisit_input": day.isoformat(),
+            },
+        )
         assert (answer.status, answer.body) == (200, "")
 
         revisits = await bot.rows(Revisit)
