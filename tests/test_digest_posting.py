@@ -7,7 +7,8 @@ does) and a DIGEST_SCHEDULE set relative to that clock, in UTC.
 """
 
 import asyncio
-from datetime import date, datetime, time, timedelta
+from contextlib import AsyncExitStack
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from bot.weekly_schedule import WeeklyTime, parse_weekly_time
 from bot.working_time import DAY_NAMES
 from storage.models import DigestRun, LossState, Message, MessageKind
 from tests.bot_client import rows
+from tests.bot_process import bot_process, free_port
 from tests.clock import TWO_TICKS, Clock
 from tests.conftest import make_settings, serve
 from tests.fake_slack import Failure, FakeSlack, posted_to
@@ -193,6 +195,27 @@ async def test_two_servers_on_one_database_post_the_digest_once(
         await asyncio.sleep(TWO_TICKS)
 
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert len(await rows(session_factory, DigestRun)) == 1
+
+
+async def test_two_bot_processes_started_together_post_the_digest_once(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    scheduled = datetime.now(UTC)
+    await seed_a_loss_last_week(session_factory, scheduled)
+    settings = {"DIGEST_CHANNEL": DIGESTS, "DIGEST_SCHEDULE": schedule_at(scheduled)}
+    async with AsyncExitStack() as processes:
+        await asyncio.gather(
+            *(
+                processes.enter_async_context(bot_process(database_url, fake_slack.url, free_port(), **settings))
+                for _ in range(2)
+            )
+        )
+        await fake_slack.wait_for("chat.postMessage")
+        await asyncio.sleep(3)  # three more ticks of each process: time for a second post to show up
+
+    [digest] = fake_slack.calls_to("chat.postMessage")
+    assert digest["channel"] == DIGESTS and "1 lost" in digest["text"]
     assert len(await rows(session_factory, DigestRun)) == 1
 
 
