@@ -7,6 +7,8 @@ from typing import Any
 
 CLOSED_LOST = "closed_lost"
 CLOSED_WON = "closed_won"
+OPEN = "open"
+"""Any stage but the two closed ones: the bot only tells closed from open."""
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,8 @@ def is_storable(value: Any) -> bool:
     if isinstance(value, dict):
         return all(is_storable(key) and is_storable(item) for key, item in value.items())
     return True
+
+
+def is_id(value: Any) -> bool:
+    """A positive integer id as the CRMs' JSON gives it (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63

@@ -23,9 +23,12 @@ import aiohttp
 from bot.crm.api import CrmApiError, WriteBack, call_json
 from bot.crm.event import (
     CLOSED_LOST,
+    CLOSED_WON,
+    OPEN,
     DealEvent,
     FieldError,
     PayloadError,
+    is_id,
     is_storable,
     parse_amount,
     parse_currency,
@@ -37,8 +40,6 @@ TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 SIGNATURE_WINDOW_SECONDS = 300
 MAX_EVENTS = 1000
 STAGE_PROPERTY = "dealstage"
-CLOSED_WON = "closed_won"
-OPEN = "open"
 OWNER_CACHE_SECONDS = 3600.0
 DEAL_PROPERTIES = ("dealname", "amount", "deal_currency_code", "hubspot_owner_id")
 
@@ -95,10 +96,10 @@ def parse_stage_changes(body: bytes) -> list[StageChange]:
         problems = [
             FieldError(index, name, message)
             for name, valid, message in (
-                ("objectId", _is_id(item.get("objectId")), "must be the deal's id, a positive integer"),
-                ("subscriptionId", _is_id(item.get("subscriptionId")), "must be a positive integer"),
-                ("portalId", _is_id(item.get("portalId")), "must be a positive integer"),
-                ("occurredAt", _is_id(item.get("occurredAt")), "must be a time in milliseconds since 1970"),
+                ("objectId", is_id(item.get("objectId")), "must be the deal's id, a positive integer"),
+                ("subscriptionId", is_id(item.get("subscriptionId")), "must be a positive integer"),
+                ("portalId", is_id(item.get("portalId")), "must be a positive integer"),
+                ("occurredAt", is_id(item.get("occurredAt")), "must be a time in milliseconds since 1970"),
                 ("propertyValue", _is_stage(item.get("propertyValue")), "must be a stage id of 1 to 100 characters"),
             )
             if not valid
@@ -117,10 +118,6 @@ def _event_key(item: dict[str, Any]) -> str:
     return ":".join(
         str(item[name]) for name in ("subscriptionId", "objectId", "propertyName", "propertyValue", "occurredAt")
     )
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _is_stage(value: Any) -> bool:

@@ -21,16 +21,19 @@ import aiohttp
 from bot.crm.api import CrmApiError, WriteBack, call_json
 from bot.crm.event import (
     CLOSED_LOST,
+    CLOSED_WON,
+    OPEN,
     DealEvent,
     FieldError,
     PayloadError,
+    is_id,
     is_storable,
     parse_amount,
     parse_currency,
 )
 
 SOURCE = "pipedrive"
-STAGES = {"lost": CLOSED_LOST, "won": "closed_won", "open": "open"}
+STAGES = {"lost": CLOSED_LOST, "won": CLOSED_WON, "open": OPEN}
 OWNER_CACHE_SECONDS = 3600.0
 
 
@@ -86,11 +89,11 @@ def read_deal_change(document: Any) -> DealChange | None:
 
     errors: list[FieldError] = []
     deal_id = deal.get("id")
-    if not _is_id(deal_id):
+    if not is_id(deal_id):
         errors.append(FieldError(None, "id", "must be the deal's id, a positive integer"))
     owner = deal.get(owner_field)
     owner_id = owner.get("id") if isinstance(owner, dict) else owner  # v1 may expand the user
-    if not _is_id(owner_id):
+    if not is_id(owner_id):
         errors.append(FieldError(None, owner_field, "must be the deal owner's user id"))
     title = deal.get("title")
     if not isinstance(title, str) or not 0 < len(title.strip()) <= 500:
@@ -121,10 +124,6 @@ def read_deal_change(document: Any) -> DealChange | None:
         raw=document,
     )
     return DealChange(owner_id=owner_id, event=event)
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _time(value: Any) -> datetime | None:

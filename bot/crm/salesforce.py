@@ -18,7 +18,16 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
-from bot.crm.event import CLOSED_LOST, DealEvent, FieldError, PayloadError, parse_amount, parse_currency
+from bot.crm.event import (
+    CLOSED_LOST,
+    CLOSED_WON,
+    OPEN,
+    DealEvent,
+    FieldError,
+    PayloadError,
+    parse_amount,
+    parse_currency,
+)
 
 SOURCE = "salesforce"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -117,9 +126,9 @@ def _parse_notification(
     assert changed_at is not None and owner_email is not None
     opportunity_id = fields["Id"] or ""
     if fields["IsClosed"] == "true":
-        stage = "closed_won" if fields["IsWon"] == "true" else CLOSED_LOST
+        stage = CLOSED_WON if fields["IsWon"] == "true" else CLOSED_LOST
     else:
-        stage = "open"
+        stage = OPEN
     return DealEvent(
         source=SOURCE,
         deal_id=opportunity_id,
