@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             if settings.digest_to is None:
                 raise StartupError("no channel to post the digest to: set DIGEST_CHANNEL or MANAGER_CHANNEL")
             try:
-                print(asyncio.run(_post_digest(settings, catalogue, _load_team(settings), arguments.week)))
+                print(asyncio.run(_post_digest(settings, catalogue, arguments.week)))
             except DigestNotPosted as error:
                 print(f"closedlost: {error}", file=sys.stderr)
                 return 1
@@ -204,7 +204,7 @@ async def _print_digest(settings: Settings, catalogue: Catalogue, day: date | No
     return f"{render_text(message)}\n\n{json.dumps(message.as_kwargs(), indent=2, ensure_ascii=False)}"
 
 
-async def _post_digest(settings: Settings, catalogue: Catalogue, team: dict[str, str], day: date | None) -> str:
+async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | None) -> str:
     """Records the week's digest for its channel and posts it now, through the outbox like the
     scheduler's; returns what to print."""
     channel = settings.digest_to
@@ -230,16 +230,17 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, team: dict[str,
             slack=create_slack_client(settings),
             catalogue=catalogue,
             settings=settings,
-            team=team,
+            team={},  # a digest mentions no rep's manager
             clock=utc_now,
         )
-        await outbox.deliver_message_now(
+        await outbox.deliver_due_messages(
             session_factory=session_factory,
             send=delivery.send,
             record_failure=delivery.record_failure,
             process_id=str(uuid.uuid4()),
             lease=claim_lease(settings),
             clock=utc_now,
+            stopping=lambda: False,
             message_id=message_id,
         )
         problem = await digest_posting.posting_problem(session_factory=session_factory, message_id=message_id)

@@ -63,15 +63,17 @@ async def deliver_due_messages(
     lease: timedelta,
     clock: Callable[[], datetime],
     stopping: Callable[[], bool],
+    message_id: int | None = None,
 ) -> int:
     """Makes every due call that no other process holds, a claimed batch at a time, until none is
-    left or `stopping()`. Returns how many were handled."""
+    left or `stopping()`; only the calls of `message_id` when given (the CLI sends what it queued
+    and nothing else). Returns how many were handled."""
     handled = 0
     while True:
         now = clock()
         async with session_factory() as session, session.begin():
             claimed = await queries.claim_due_messages(
-                session, now=now, process_id=process_id, until=now + lease, limit=BATCH_SIZE
+                session, now=now, process_id=process_id, until=now + lease, limit=BATCH_SIZE, message_id=message_id
             )
         if not claimed:
             return handled
@@ -80,27 +82,6 @@ async def deliver_due_messages(
                 return handled  # the rest is handed back by `release_claims`
             await _deliver(message, session_factory, send, record_failure, clock())
             handled += 1
-
-
-async def deliver_message_now(
-    *,
-    session_factory: async_sessionmaker[AsyncSession],
-    send: Send,
-    record_failure: RecordFailure,
-    process_id: str,
-    lease: timedelta,
-    clock: Callable[[], datetime],
-    message_id: int,
-) -> None:
-    """Makes the due calls of one message now, unless another process holds them: for the CLI, which
-    sends what it queued and nothing else. A call that fails is left for the server to retry."""
-    now = clock()
-    async with session_factory() as session, session.begin():
-        claimed = await queries.claim_due_messages(
-            session, now=now, process_id=process_id, until=now + lease, limit=BATCH_SIZE, message_id=message_id
-        )
-    for message in claimed:
-        await _deliver(message, session_factory, send, record_failure, clock())
 
 
 async def renew_claims(session_factory: async_sessionmaker[AsyncSession], *, process_id: str, until: datetime) -> None:
