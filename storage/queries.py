@@ -4,9 +4,10 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import RowMapping, exists, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, RowMapping, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.models import (
     CrmJob,
@@ -387,6 +388,13 @@ async def escalation_message_id(session: AsyncSession, rep_key: str, day: date) 
     )
 
 
+def is_current_entry() -> ColumnElement[bool]:
+    """True for a loss's newest reason entry, and for the NULL row of a loss with none (outer join).
+    Written as NOT EXISTS in WHERE so that PostgreSQL plans it as one anti-join."""
+    later = aliased(ReasonEntry)
+    return ~exists().where(later.loss_id == ReasonEntry.loss_id, later.revision > ReasonEntry.revision)
+
+
 class MessageItem(NamedTuple):
     loss: Loss
     deal: Deal
@@ -395,18 +403,12 @@ class MessageItem(NamedTuple):
 
 async def message_items(session: AsyncSession, message_id: int, *, for_update: bool = False) -> list[MessageItem]:
     """The losses a message lists, in order, each with its deal and its latest reason."""
-    latest = (
-        select(ReasonEntry.loss_id, func.max(ReasonEntry.revision).label("revision"))
-        .group_by(ReasonEntry.loss_id)
-        .subquery()
-    )
     query = (
         select(Loss, Deal, ReasonEntry)
         .join(MessageLoss, MessageLoss.loss_id == Loss.id)
         .join(Deal, Deal.id == Loss.deal_id)
-        .outerjoin(latest, latest.c.loss_id == Loss.id)
-        .outerjoin(ReasonEntry, (ReasonEntry.loss_id == Loss.id) & (ReasonEntry.revision == latest.c.revision))
-        .where(MessageLoss.message_id == message_id)
+        .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
+        .where(MessageLoss.message_id == message_id, is_current_entry())
         .order_by(Loss.lost_at, Loss.id)
     )
     rows = await session.execute(query.with_for_update(of=Loss) if for_update else query)

@@ -8,12 +8,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Result, Select, String, exists, func, literal, or_, select, union_all
+from sqlalchemy import Result, Select, String, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from storage.models import Deal, Loss, LossState, ReasonEntry, RevisitState
 from storage.models import Revisit as RevisitRecord
+from storage.queries import is_current_entry
 
 LOST = "lost"
 WON = "won"
@@ -30,13 +30,6 @@ class ClosedGroup(NamedTuple):
     deals: int
     amount: Decimal | None
     """The sum of the deals' amounts in `currency`; None when none of them has an amount."""
-
-
-def _is_current_entry() -> ColumnElement[bool]:
-    """True for a loss's newest reason entry, and for the NULL row of a loss with none (outer join).
-    Written as NOT EXISTS in WHERE so that PostgreSQL plans it as one anti-join."""
-    later = aliased(ReasonEntry)
-    return ~exists().where(later.loss_id == ReasonEntry.loss_id, later.revision > ReasonEntry.revision)
 
 
 async def closed_deal_groups(
@@ -62,7 +55,7 @@ async def closed_deal_groups(
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
-        .where(Loss.state != LossState.CANCELLED, Loss.lost_at < until, _is_current_entry())
+        .where(Loss.state != LossState.CANCELLED, Loss.lost_at < until, is_current_entry())
         .group_by(Loss.state, ReasonEntry.reason_code, Deal.currency)
     )
     won = (
@@ -156,7 +149,7 @@ async def upcoming_revisits(
         .where(
             RevisitRecord.state.in_((RevisitState.DUE, RevisitState.SNOOZED)),
             RevisitRecord.due_on >= start,
-            _is_current_entry(),
+            is_current_entry(),
         )
     )
     if end is not None:
@@ -175,7 +168,7 @@ def _current_answers(since: datetime, until: datetime) -> Select[tuple[()]]:
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
         .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
-        .where(Loss.state == LossState.LOGGED, Loss.lost_at >= since, Loss.lost_at < until, _is_current_entry())
+        .where(Loss.state == LossState.LOGGED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
     )
 
 
@@ -209,7 +202,7 @@ async def rep_groups(session: AsyncSession, *, since: datetime, until: datetime)
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
-        .where(Loss.state != LossState.CANCELLED, Loss.lost_at >= since, Loss.lost_at < until, _is_current_entry())
+        .where(Loss.state != LossState.CANCELLED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
         .group_by(Deal.owner_slack_id, ReasonEntry.reason_code)
     )
     return [RepGroup._make(row) for row in rows]
