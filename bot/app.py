@@ -26,6 +26,7 @@ from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
 from bot.scheduler import Jobs, claim_lease
 from bot.services.deal_events import PromptPolicy
+from bot.services.debriefs import Audience
 from bot.services.messages import SlackDelivery
 from bot.settings import Settings
 from bot.slack_client import create_slack_client
@@ -100,6 +101,7 @@ def create_app(
         ingest=ingest,
         crm_jobs=crm_jobs,
         write_back_sources=write_back_sources(settings),
+        audience=Audience.from_settings(settings),
         clock=clock,
     )
 

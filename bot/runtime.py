@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
+from bot.services.debriefs import Audience
 from bot.settings import Settings
 from bot.worker import OutboxWorker
 
@@ -30,6 +31,8 @@ class Runtime:
     crm_jobs: CrmJobWorker
     write_back_sources: frozenset[str]
     """The CRMs a logged reason is written back to."""
+    audience: Audience
+    """The channels a logged reason is announced in (debriefs, REASON_ROUTES)."""
     clock: Callable[[], datetime]
 
     def today(self) -> date:

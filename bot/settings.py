@@ -6,6 +6,7 @@ that names the setting (see `describe_settings_error`).
 
 from datetime import timedelta
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -324,12 +325,12 @@ class Settings(DatabaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def hours(self) -> WorkingHours:
         start, end = parse_working_hours(self.working_hours)
         return WorkingHours(start=start, end=end, days=parse_working_days(self.working_days))
 
-    @property
+    @cached_property
     def digest_at(self) -> WeeklyTime:
         return parse_weekly_time(self.digest_schedule)
 

@@ -7,7 +7,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.errors import LossError
 from bot.runtime import Runtime
-from bot.services.debriefs import Audience
 from bot.services.losses import record_reason, record_reason_for_several
 from bot.validation import validate_reason_form
 from bot.views import ids
@@ -44,7 +43,7 @@ async def handle_reason_submitted(
             view_id=view.get("id"),
             now=runtime.clock(),
             write_back_to=runtime.write_back_sources,
-            audience=Audience.from_settings(runtime.settings),
+            audience=runtime.audience,
         )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
@@ -82,7 +81,7 @@ async def handle_several_submitted(
             view_id=view.get("id"),
             now=runtime.clock(),
             write_back_to=runtime.write_back_sources,
-            audience=Audience.from_settings(runtime.settings),
+            audience=runtime.audience,
         )
     except Exception:
         logger.exception("saving one reason for %d losses failed", len(submission.loss_ids))
