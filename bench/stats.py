@@ -111,7 +111,7 @@ SELECT mine.id, d.name, d.account, d.amount, d.currency, mine.lost_at, (SELECT c
 FROM mine JOIN deal d ON d.id = mine.deal_id ORDER BY mine.lost_at DESC, mine.id DESC LIMIT 20
 """
 REVISITS = """
-SELECT l.id, r.due_on, d.name, d.amount, d.currency, d.owner_slack_id, re.reason_code
+SELECT l.id, r.due_on, d.name, d.amount, d.currency, d.owner_slack_id, re.reason_code, count(*) OVER ()
 FROM revisit r JOIN loss l ON l.id = r.loss_id JOIN deal d ON d.id = l.deal_id JOIN reason_entry re ON re.loss_id = l.id
 WHERE r.state IN ('due', 'snoozed') AND r.due_on >= ? AND {narrower}
   AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
@@ -141,7 +141,7 @@ WHERE l.state != 'cancelled' AND l.lost_at >= ? AND l.lost_at < ?
 GROUP BY d.owner_slack_id, re.reason_code
 """
 WIN_BACKS = """
-SELECT d.name, d.amount, d.currency, d.owner_slack_id, r.closed_at
+SELECT d.name, d.amount, d.currency, d.owner_slack_id, r.closed_at, count(*) OVER ()
 FROM revisit r JOIN loss l ON l.id = r.loss_id JOIN deal d ON d.id = l.deal_id
 WHERE r.state = 'reopened' AND r.closed_at >= ? AND r.closed_at < ?
 """
@@ -213,7 +213,6 @@ class RawDatabase:
         await self.rows(AWAITING, [owner])
         revisits = REVISITS.format(narrower="d.owner_slack_id = ?")
         await self.rows(revisits + f" ORDER BY r.due_on, l.id LIMIT {REVISITS_SHOWN}", [today, owner])
-        await self.rows(f"SELECT count(*) FROM ({revisits}) AS upcoming", [today, owner])
         await self.closed_groups(now - timedelta(days=90), now, owner)
 
     async def digest(self, week: Week, now: datetime, tz: ZoneInfo) -> None:
@@ -231,9 +230,7 @@ class RawDatabase:
         revisits = REVISITS.format(narrower="r.due_on < ?")
         ahead = [today, today + REVISITS_AHEAD]
         await self.rows(revisits + f" ORDER BY r.due_on, l.id LIMIT {REVISITS_LISTED}", ahead)
-        await self.rows(f"SELECT count(*) FROM ({revisits}) AS upcoming", ahead)
         await self.rows(WIN_BACKS + f" ORDER BY r.closed_at, r.id LIMIT {WIN_BACKS_LISTED}", [since, until])
-        await self.rows(f"SELECT count(*) FROM ({WIN_BACKS}) AS came_back", [since, until])
         await self.rows(LARGEST, [since, until])
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Deal, Loss, LossState, ReasonEntry, RevisitState
 from storage.models import Revisit as RevisitRecord
 from storage.queries import is_current_entry
+from storage.revisits import OPEN
 
 LOST = "lost"
 WON = "won"
@@ -147,7 +148,7 @@ async def upcoming_revisits(
         .join(Deal, Deal.id == Loss.deal_id)
         .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
         .where(
-            RevisitRecord.state.in_((RevisitState.DUE, RevisitState.SNOOZED)),
+            RevisitRecord.state.in_(OPEN),
             RevisitRecord.due_on >= start,
             is_current_entry(),
         )
@@ -156,9 +157,17 @@ async def upcoming_revisits(
         query = query.where(RevisitRecord.due_on < end)
     if owner_slack_id is not None:
         query = query.where(Deal.owner_slack_id == owner_slack_id)
-    rows = await session.execute(query.order_by(RevisitRecord.due_on, Loss.id).limit(limit))
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    return [Revisit._make(row) for row in rows], total or 0
+    rows, total = await _first_rows_and_count(session, query.order_by(RevisitRecord.due_on, Loss.id), limit)
+    return [Revisit._make(row) for row in rows], total
+
+
+async def _first_rows_and_count(
+    session: AsyncSession, query: Select[*tuple[Any, ...]], limit: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The first `limit` rows of an ordered query, and how many rows it has in all, in one statement:
+    the count is a window over every row, taken before the limit applies."""
+    rows = (await session.execute(query.add_columns(func.count().over()).limit(limit))).all()
+    return [tuple(row[:-1]) for row in rows], rows[0][-1] if rows else 0
 
 
 def _current_answers(since: datetime, until: datetime) -> Select[tuple[()]]:
@@ -261,9 +270,8 @@ async def win_backs(
             RevisitRecord.closed_at < until,
         )
     )
-    rows = await session.execute(query.order_by(RevisitRecord.closed_at, RevisitRecord.id).limit(limit))
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    return [WinBack._make(row) for row in rows], total or 0
+    rows, total = await _first_rows_and_count(session, query.order_by(RevisitRecord.closed_at, RevisitRecord.id), limit)
+    return [WinBack._make(row) for row in rows], total
 
 
 class Explained(NamedTuple):
