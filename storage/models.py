@@ -173,7 +173,7 @@ class ReasonEntry(Base):
     reason_code: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str | None] = mapped_column(String(200))
     explanation: Mapped[str] = mapped_column(Text)
-    revisit_on: Mapped[date | None] = mapped_column(index=True)
+    revisit_on: Mapped[date | None]
     logged_by: Mapped[str] = mapped_column(String(32))
     logged_at: Mapped[datetime]
     view_id: Mapped[str | None] = mapped_column(String(64))
