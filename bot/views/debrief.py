@@ -23,7 +23,7 @@ from bot.services.stats import Amounts
 from bot.views import ids
 from bot.views.figures import amounts_text, fit_list
 from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, DealLoss, Message, slack_date
-from bot.views.text import escape, fit, format_amount, truncate
+from bot.views.text import blockquote, escape, fit, format_amount, truncate
 from storage.models import ReasonEntry
 
 # Reasons shown in one post: each takes two blocks, well within Block Kit's 50.
@@ -114,7 +114,7 @@ def _reason_section(entry: ReasonEntry, catalogue: Catalogue) -> SectionBlock:
     if entry.detail and reason is not None and reason.requires is not None:
         lines.append(f"*{DETAIL_NAMES[reason.requires]}:* {escape(entry.detail)}")
     lines.append(f"Logged by <@{entry.logged_by}> {slack_date(entry.logged_at)}")
-    quoted = "\n".join(f">{line}" for line in escape(entry.explanation).splitlines())
+    quoted = blockquote(escape(entry.explanation))
     return SectionBlock(text=fit("\n".join([*lines, quoted]), SECTION_MAX_LENGTH))
 
 

@@ -11,7 +11,7 @@ from bot.services.digest import Digest
 from bot.services.stats import Amounts, ClosedStats
 from bot.views.figures import amounts_text, fit_list, percent
 from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, Message
-from bot.views.text import escape, fit, format_amount, truncate
+from bot.views.text import blockquote, escape, fit, format_amount, truncate
 
 BAR_WIDTH = 10
 CHART_LABEL_WIDTH = 24
@@ -49,7 +49,7 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> Message:
     if digest.win_backs:
         blocks.append(_section(_win_backs(digest)))
     for quote in digest.quotes:
-        quoted = "\n".join(f">{line}" for line in fit(escape(quote.explanation), QUOTE_MAX_LENGTH).splitlines())
+        quoted = blockquote(fit(escape(quote.explanation), QUOTE_MAX_LENGTH))
         amount = format_amount(quote.amount, quote.currency)
         reason = escape(catalogue.label(quote.reason_code))
         blocks.append(_section(f"{quoted}\n— <@{quote.logged_by}>, *{escape(quote.deal_name)}* ({amount}), {reason}"))

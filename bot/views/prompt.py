@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 
 from bot.reasons import Catalogue
 from bot.views import ids
-from bot.views.text import escape, fit, format_amount, truncate
+from bot.views.text import blockquote, escape, fit, format_amount, truncate
 from storage.models import Deal, Loss, LossState, ReasonEntry
 
 # Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks
@@ -189,7 +189,7 @@ def _logged_entry(entry: ReasonEntry, catalogue: Catalogue) -> list[Block]:
     headline = f":white_check_mark: *{escape(catalogue.label(entry.reason_code))}*"
     if entry.detail:
         headline += f": {escape(entry.detail)}"
-    quoted = "\n".join(f">{line}" for line in escape(entry.explanation).splitlines())
+    quoted = blockquote(escape(entry.explanation))
     context = f"Logged by <@{entry.logged_by}> {slack_date(entry.logged_at)}"
     if entry.revisit_on is not None:
         context += f" · revisit on {entry.revisit_on:%b %-d, %Y}"

@@ -9,7 +9,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, HeaderBl
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, DealLoss, Message, slack_date
-from bot.views.text import escape, fit, format_amount, truncate
+from bot.views.text import blockquote, escape, fit, format_amount, truncate
 from storage.models import Revisit, RevisitState
 
 
@@ -33,7 +33,7 @@ def build_revisit_nudge(item: DealLoss, *, revisit: Revisit, catalogue: Catalogu
         reason = f"*Logged reason: {escape(label)}*"
         if entry.detail:
             reason += f": {escape(entry.detail)}"
-        quoted = "\n".join(f">{line}" for line in escape(entry.explanation).splitlines())
+        quoted = blockquote(escape(entry.explanation))
         blocks.append(SectionBlock(text=fit(f"{reason}\n{quoted}", SECTION_MAX_LENGTH)))
     link = [ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url)] if deal.url else []
 

@@ -29,3 +29,8 @@ def fit(mrkdwn: str, limit: int) -> str:
     if len(mrkdwn) <= limit:
         return mrkdwn
     return re.sub(r"&[a-z]{0,3}$", "", mrkdwn[: limit - 1]) + "…"
+
+
+def blockquote(mrkdwn: str) -> str:
+    """Each line of `mrkdwn` (already escaped) as a mrkdwn quote."""
+    return "\n".join(f">{line}" for line in mrkdwn.splitlines())
