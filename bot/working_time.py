@@ -48,6 +48,12 @@ class WorkingHours:
         if not self.days <= frozenset(range(7)):
             raise ValueError(f"working days are weekday numbers 0 (Monday) to 6 (Sunday), got {sorted(self.days)}")
 
+    @property
+    def per_week(self) -> timedelta:
+        """The working time in a week by the wall clock; a week in which the clocks change can have an
+        hour more or less."""
+        return timedelta(minutes=(self.end - self.start) * len(self.days))
+
 
 def parse_working_hours(text: str) -> tuple[int, int]:
     """`"09:00-18:00"` → `(540, 1080)`: start and end in minutes after midnight; `24:00` only as an end."""
