@@ -1,4 +1,5 @@
-"""Ack latency of a button click and a modal submit, beside a bare Bolt `ack()` handler (DESIGN.md §8).
+"""Ack latency of a button click and a modal submit, beside a bare Bolt `ack()` handler (README.md,
+"Benchmarks and their budgets").
 
     .venv/bin/python bench/ack.py [--requests 1000] [--sequential-requests 500] [--concurrency 10]
                                   [--deals 200] [--database-url postgresql+asyncpg://…] [--smoke]

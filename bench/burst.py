@@ -1,5 +1,5 @@
 """A 10,000-deal bulk closure for 50 reps, against a fake Slack that enforces Slack's rate limits
-(DESIGN.md §8, issue 3's Benchmark), beside a bare aiohttp endpoint measured in the same run.
+(README.md, "Benchmarks and their budgets"), beside a bare aiohttp endpoint measured in the same run.
 
     .venv/bin/python bench/burst.py [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/closedlost_bench_burst]
                                     [--events 10000] [--reps 50] [--rounds 1] [--bulk-window 2s]
@@ -60,7 +60,7 @@ BOT_SETTINGS = {
     "escalate_after": "100h",
 }
 
-# Budgets (DESIGN.md §8).
+# Budgets (README.md, "Benchmarks and their budgets").
 SINGLE_RATIO_BUDGET = 0.15
 ARRAY_EVENTS_BUDGET = 10_000
 CALLS_PER_REP_BUDGET = 3

@@ -41,7 +41,7 @@ def parse_arguments(parser: argparse.ArgumentParser, smoke: dict[str, Any]) -> a
 
 
 def sign_deals(body: bytes) -> dict[str, str]:
-    """DESIGN.md §3: v0= + HMAC-SHA256(secret, v0:{timestamp}:{body})."""
+    """README.md ("The deal webhook"): v0= + HMAC-SHA256(secret, v0:{timestamp}:{body})."""
     ts = str(int(time.time()))
     digest = hmac.new(DEALS_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     return {"X-Closedlost-Timestamp": ts, "X-Closedlost-Signature": f"v0={digest}", "Content-Type": "application/json"}

@@ -1,5 +1,5 @@
 """`/closedlost stats` and App Home on 1,000,000 closed deals, each beside the same aggregate run as
-raw SQL on the same database in the same run (DESIGN.md §8).
+raw SQL on the same database in the same run (README.md, "Benchmarks and their budgets").
 
     .venv/bin/python bench/stats.py [--deals 1000000] [--reps 200] [--repeat 15]
                                     [--database-url postgresql+asyncpg://…] [--smoke]

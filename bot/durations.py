@@ -1,4 +1,4 @@
-"""Durations as settings write them (DESIGN.md §7): an integer with an `s`, `m` or `h` suffix.
+"""Durations as settings write them (README.md, "Settings"): an integer with an `s`, `m` or `h` suffix.
 
 `REMINDER_AFTER` is a comma list of them (`8h,16h`); `ESCALATE_AFTER`, `BULK_WINDOW` and
 `SCHEDULER_TICK` are single ones. Whether zero makes sense is the caller's decision.

@@ -1,4 +1,4 @@
-"""The bot's settings: environment variables or a `.env` file (DESIGN.md §3).
+"""The bot's settings: environment variables or a `.env` file (README.md, "Settings").
 
 Every field's description says what it expects, so that a bad value can be reported in one line
 that names the setting (see `describe_settings_error`). Every setting that is a number or a
@@ -32,7 +32,7 @@ def _durations(value: object) -> object:
     return parse_durations(value) if isinstance(value, str) else value
 
 
-# Durations are written with s, m or h suffixes (DESIGN.md §7): "90s", "2m", "8h".
+# Durations are written with s, m or h suffixes (README.md, "Settings"): "90s", "2m", "8h".
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 # A comma list of durations; NoDecode keeps pydantic-settings from reading it as JSON.
 Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_durations)]

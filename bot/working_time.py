@@ -1,4 +1,4 @@
-"""Working time in a rep's own time zone: when reminder and escalation offsets fall due (DESIGN.md §7).
+"""Working time in a rep's own time zone: when reminder and escalation offsets fall due (README.md, "Reminders").
 
 Working time is the wall-clock window `[start, end)` of `WorkingHours` on each of its days, in the
 rep's time zone. Every window is converted to UTC day by day with zoneinfo, so a day's window is the

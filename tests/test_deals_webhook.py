@@ -1,4 +1,4 @@
-"""POST /webhooks/deals over real HTTP, as DESIGN.md §3 specifies it: signature and 300 s window,
+"""POST /webhooks/deals over real HTTP, as README.md ("The deal webhook") specifies it: signature and 300 s window,
 one event or up to 100, 202 / 400 / 401 / 413 / 503, idempotent, order-safe, an audit trail."""
 
 import asyncio

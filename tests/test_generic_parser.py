@@ -1,4 +1,4 @@
-"""Unit tests of the generic deal webhook's wire format (DESIGN.md §3): parsing and signature."""
+"""Unit tests of the generic deal webhook's wire format (README.md, "The deal webhook"): parsing and signature."""
 
 import hashlib
 import hmac

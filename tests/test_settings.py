@@ -1,4 +1,4 @@
-"""Unit tests of the settings (DESIGN.md §3) and of how the CLI reports a bad one at start-up."""
+"""Unit tests of the settings (README.md, "Settings") and of how the CLI reports a bad one at start-up."""
 
 import os
 import socket

@@ -564,7 +564,8 @@ def test_a_blank_detail_reads_as_none() -> None:
 
 
 def test_inputs_the_bot_does_not_know_are_ignored() -> None:
-    # Shaped as /work/shared/facts/slack/view_submission.json: other apps' action ids are skipped.
+    # Shaped as Slack's view_submission payload (docs.slack.dev/reference/interaction-payloads): other
+    # apps' action ids are skipped.
     state = {
         "reason_block": {
             ids.REASON_SELECT: {

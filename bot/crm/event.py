@@ -36,7 +36,7 @@ class DealEvent:
 
     @property
     def idempotency_key(self) -> str:
-        """The CRM's own event id, or else the deal, its stage and when it changed (DESIGN.md §3)."""
+        """The CRM's own event id, or else the deal, its stage and when it changed (README.md, "The deal webhook")."""
         if self.event_id is not None:
             return f"{self.source}:event:{self.event_id}"
         return f"{self.source}:deal:{self.deal_id}:{self.stage}:{self.changed_at.isoformat()}"

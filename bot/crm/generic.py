@@ -1,4 +1,4 @@
-"""The generic deal webhook's wire format (DESIGN.md §3): signature, then one event or an array.
+"""The generic deal webhook's wire format (README.md, "The deal webhook"): signature, then one event or an array.
 
 Parsing checks every field of every event and reports them all at once, so a CRM admin fixes a
 payload in one round trip; a batch with any bad event is refused whole.

@@ -2,7 +2,8 @@
 
 Each function runs in one transaction that locks the losses it takes (SKIP LOCKED on PostgreSQL),
 writes the messages they call for, and queues those messages in the outbox. So two processes
-ticking together never take the same loss, and nothing is sent twice (DESIGN.md §6, §7).
+ticking together never take the same loss, and nothing is sent twice (README.md: "Reminders",
+"Escalation", "Several processes, one database").
 """
 
 import logging

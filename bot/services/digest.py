@@ -1,5 +1,5 @@
 """The weekly digest's content: what was lost last week, why, for how much, who has not logged,
-what to revisit, computed from the data for one week (DESIGN.md §7: weeks start on Monday in
+what to revisit, computed from the data for one week (README.md, "The weekly digest": weeks start on Monday in
 TIMEZONE). Posting it, once per channel and week, is the scheduler's job."""
 
 import statistics

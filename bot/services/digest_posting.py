@@ -1,4 +1,4 @@
-"""Posting the weekly digest once per channel and week (DESIGN.md §6), from the scheduler or the CLI.
+"""Posting the weekly digest once per channel and week (README.md, "The weekly digest"), from the scheduler or the CLI.
 
 A digest is recorded as a `digest_run` with its message, and the message's post queued in the
 outbox, in one transaction. The run's unique (channel, week_start) key is what makes it once: a

@@ -129,7 +129,7 @@ async def reason_codes_missing_from(
     catalogue: Catalogue, *, session_factory: async_sessionmaker[AsyncSession]
 ) -> set[str]:
     """Codes that stored answers use but the catalogue no longer has; a catalogue must retire a
-    code, never drop it (DESIGN.md §5)."""
+    code, never drop it (README.md, "The reason catalogue")."""
     async with session_factory() as session, session.begin():
         return await queries.stored_reason_codes(session) - catalogue.codes
 

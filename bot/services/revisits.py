@@ -1,4 +1,4 @@
-"""Revisits: a logged loss to look at again on a date (DESIGN.md §7).
+"""Revisits: a logged loss to look at again on a date (README.md, "Revisit nudges").
 
 A reason with a revisit date makes its loss's revisit due on that date; the scheduler nudges the
 rep by DM at the start of their working hours on that date, in their own time zone, and the rep
