@@ -21,9 +21,10 @@ from bot.periods import Week, last_full_week, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.scheduler import claim_lease
 from bot.services import digest_posting, outbox
+from bot.services.chasing import ChasePolicy
+from bot.services.delivery import SlackDelivery
 from bot.services.digest import build_digest
 from bot.services.losses import reason_codes_missing_from
-from bot.services.messages import SlackDelivery
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
 from bot.team import TeamFileError, load_team
@@ -229,7 +230,8 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | Non
             session_factory=session_factory,
             slack=create_slack_client(settings),
             catalogue=catalogue,
-            settings=settings,
+            chase=ChasePolicy.from_settings(settings),
+            team_tz=settings.tz,
             team={},  # a digest mentions no rep's manager
             clock=utc_now,
         )

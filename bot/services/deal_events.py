@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, DealEvent
 from bot.services import outbox, revisits
-from storage import queries
+from storage import deal_queries, loss_queries, message_queries
 from storage.models import LossState
 
 logger = logging.getLogger(__name__)
@@ -78,9 +78,9 @@ async def record_deal_events(
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
     cancelled: list[int] = []
     async with session_factory() as session, session.begin():
-        await queries.lock_deals(session, ((event.source, event.deal_id) for event in events))
+        await deal_queries.lock_deals(session, ((event.source, event.deal_id) for event in events))
         keyed = [(event.idempotency_key, event) for event in events]
-        seen = await queries.existing_event_keys(session, (key for key, _ in keyed))
+        seen = await deal_queries.existing_event_keys(session, (key for key, _ in keyed))
         deals = await _load_deals(session, events)
 
         for key, event in keyed:
@@ -114,17 +114,17 @@ async def record_deal_events(
         deal_ids = await _write_deals(session, deals)
         opened = await _write_new_losses(session, deals, deal_ids)
         if cancelled:
-            await queries.cancel_losses(session, cancelled, received_at)
+            await loss_queries.cancel_losses(session, cancelled, received_at)
         reassigned = _reassigned_losses(deals)
         if reassigned:
-            await queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
-        messages = await queries.message_ids_about(session, cancelled + reassigned)
+            await loss_queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
+        messages = await message_queries.message_ids_about(session, cancelled + reassigned)
         messages += await revisits.close_reopened_deals(
             session, deal_ids=[deal_ids[key] for key, state in deals.items() if state.reopened], now=received_at
         )
         queued = await outbox.queue_updates(session, message_ids=messages, now=received_at)
         if audit:
-            await queries.insert_deal_events(
+            await deal_queries.insert_deal_events(
                 session, [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
             )
     return IngestResult(is_new=is_new, messages_queued=queued, losses_opened=opened)
@@ -134,8 +134,10 @@ async def _load_deals(session: AsyncSession, events: list[DealEvent]) -> dict[tu
     """The batch's deals that are already stored, each with its loss awaiting a reason, if any."""
     rows = []
     for source in {event.source for event in events}:
-        rows += await queries.deal_rows(session, source, {event.deal_id for event in events if event.source == source})
-    awaiting = await queries.awaiting_loss_ids(session, [row["id"] for row in rows])
+        rows += await deal_queries.deal_rows(
+            session, source, {event.deal_id for event in events if event.source == source}
+        )
+    awaiting = await loss_queries.awaiting_loss_ids(session, [row["id"] for row in rows])
     return {
         (row["source"], row["external_id"]): _DealState(
             id=row["id"], values=dict(row), awaiting_loss_id=awaiting.get(row["id"])
@@ -197,10 +199,10 @@ async def _write_deals(session: AsyncSession, deals: dict[tuple[str, str], _Deal
     changed = [{**state.values, "id": state.id} for state in deals.values() if state.id is not None and state.changed]
     new = [state for state in deals.values() if state.id is None]
     if new:
-        for deal_id, source, external_id in await queries.insert_deals(session, [state.values for state in new]):
+        for deal_id, source, external_id in await deal_queries.insert_deals(session, [state.values for state in new]):
             deals[(source, external_id)].id = deal_id
     if changed:
-        await queries.update_deals(session, changed)
+        await deal_queries.update_deals(session, changed)
     return {key: state.id for key, state in deals.items() if state.id is not None}
 
 
@@ -218,7 +220,7 @@ async def _write_new_losses(
     """Inserts the losses this batch opened; returns how many await a prompt."""
     rows = [{**loss, "deal_id": deal_ids[key]} for key, state in deals.items() for loss in state.new_losses]
     if rows:
-        await queries.insert_losses(session, rows)
+        await loss_queries.insert_losses(session, rows)
     return sum(row["state"] == LossState.AWAITING for row in rows)
 
 
