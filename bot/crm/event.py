@@ -122,8 +122,10 @@ def parse_amount(value: Any) -> Decimal | None:
 
 
 def parse_currency(value: Any) -> str | None:
-    """A three-letter currency code in upper case; None for anything else."""
-    return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None
+    """A three-letter currency code in upper case; None for anything else (ISO 4217 codes are ASCII:
+    `ß`, a letter, would be `SS` in upper case)."""
+    is_code = isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()
+    return value.upper() if is_code else None
 
 
 def is_storable(value: Any) -> bool:
