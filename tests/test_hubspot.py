@@ -356,6 +356,32 @@ async def test_missing_signature_headers_are_refused(hubspot_bot: BotClient) -> 
         pytest.param(
             json.dumps([stage_change(stage="closed\x00lost", occurred_at_ms=1)]).encode(), None, id="nul-character"
         ),
+        # Read, queued and then failing in every fetch: no datetime holds a time after the year 9999.
+        pytest.param(
+            json.dumps([stage_change(stage="closedlost", occurred_at_ms=2**62)]).encode(),
+            "occurredAt",
+            id="time-after-year-9999",
+        ),
+        # Queued on SQLite; PostgreSQL's json type has no NaN or Infinity (and 1e400 is Infinity to Python).
+        pytest.param(
+            json.dumps([{**stage_change(stage="closedlost", occurred_at_ms=1), "appId": float("nan")}]).encode(),
+            None,
+            id="nan",
+        ),
+        pytest.param(
+            json.dumps([stage_change(stage="closedlost", occurred_at_ms=1)]).encode().replace(b"3190455", b"1e400"),
+            None,
+            id="1e400",
+        ),
+        pytest.param(
+            json.dumps([stage_change(stage="closedlost", occurred_at_ms=1)]).encode()[:-2]
+            + b', "nested": '
+            + b"[" * 600
+            + b"]" * 600
+            + b"}]",
+            None,
+            id="nested-600-deep",
+        ),
     ],
 )
 async def test_a_malformed_body_is_refused_naming_the_problem_and_nothing_stored(

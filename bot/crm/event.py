@@ -1,5 +1,7 @@
 """The one shape a deal stage change takes inside the bot, whatever CRM sent it."""
 
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -9,6 +11,10 @@ CLOSED_LOST = "closed_lost"
 CLOSED_WON = "closed_won"
 OPEN = "open"
 """Any stage but the two closed ones: the bot only tells closed from open."""
+MAX_NESTING = 64
+"""The deepest a webhook body's arrays and objects may nest. The CRMs send 4 levels; a bound far
+below Python's recursion limit lets every walk over a stored body (ours, json's, the database
+driver's) finish, wherever on the stack it runs."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,45 @@ class PayloadError(ValueError):
         self.errors = errors
 
 
+def load_json(body: bytes) -> Any:
+    """A webhook body's JSON. PayloadError when it is not JSON, holds a number JSON has not
+    (NaN, Infinity, or 1e400, which Python would read as Infinity: PostgreSQL's json refuses them),
+    or nests deeper than MAX_NESTING."""
+    too_deep = FieldError(None, None, f"the body nests arrays and objects more than {MAX_NESTING} deep")
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise PayloadError([too_deep]) from None
+    except ValueError as error:  # also JSONDecodeError, bad UTF-8 and integers too long to read
+        raise PayloadError([FieldError(None, None, f"the body is not valid JSON: {error}")]) from None
+    if _nesting(document) > MAX_NESTING:
+        raise PayloadError([too_deep])
+    return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return number
+
+
+def _nesting(document: Any) -> int:
+    """How deep arrays and objects nest in `document` (0 for a scalar), without recursion."""
+    deepest = 0
+    waiting = [(document, 1)]
+    while waiting:
+        value, depth = waiting.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            waiting.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
 def parse_amount(value: Any) -> Decimal | None:
     """A deal amount as the bot stores it (0 or more, below 10^16, two decimals), from a number or
     a numeric string; None for anything else."""
@@ -77,8 +122,10 @@ def parse_amount(value: Any) -> Decimal | None:
 
 
 def parse_currency(value: Any) -> str | None:
-    """A three-letter currency code in upper case; None for anything else."""
-    return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None
+    """A three-letter currency code in upper case; None for anything else (ISO 4217 codes are ASCII:
+    `ß`, a letter, would be `SS` in upper case)."""
+    is_code = isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()
+    return value.upper() if is_code else None
 
 
 def is_storable(value: Any) -> bool:
