@@ -29,7 +29,7 @@ from bot.services.deal_events import PromptPolicy
 from bot.services.debriefs import Audience
 from bot.services.messages import SlackDelivery
 from bot.settings import Settings
-from bot.slack_client import create_slack_client
+from bot.slack_client import connection_pool, create_slack_client
 from bot.team import load_team
 from bot.worker import OutboxWorker
 from storage.engine import create_engine, create_session_factory
@@ -112,29 +112,31 @@ def create_app(
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        socket_mode = None
-        if settings.socket_mode:
-            assert settings.slack_app_token is not None
-            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
-            await socket_mode.connect_async()
-        delivering = asyncio.create_task(worker.run(), name="outbox-worker")
-        ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
-        running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
-        jobs.start()
-        yield
-        await jobs.stop()
-        if socket_mode is not None:
-            await socket_mode.close_async()
-        # By now aiohttp has answered every request, so the ingest queue is idle. The worker is let
-        # finish what it is sending, within reason, rather than be cut off inside a transaction;
-        # so are the CRM jobs.
-        worker.stop()
-        crm_jobs.stop()
-        await asyncio.wait([delivering, running_crm_jobs], timeout=SHUTDOWN_GRACE_SECONDS)
-        for task in (delivering, ingesting, running_crm_jobs):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Every Slack call of the process shares one connection pool.
+        async with connection_pool(slack):
+            socket_mode = None
+            if settings.socket_mode:
+                assert settings.slack_app_token is not None
+                socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
+                await socket_mode.connect_async()
+            delivering = asyncio.create_task(worker.run(), name="outbox-worker")
+            ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
+            running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
+            jobs.start()
+            yield
+            await jobs.stop()
+            if socket_mode is not None:
+                await socket_mode.close_async()
+            # By now aiohttp has answered every request, so the ingest queue is idle. The worker is
+            # let finish what it is sending, within reason, rather than be cut off inside a
+            # transaction; so are the CRM jobs.
+            worker.stop()
+            crm_jobs.stop()
+            await asyncio.wait([delivering, running_crm_jobs], timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in (delivering, ingesting, running_crm_jobs):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if own_engine is not None:
             await own_engine.dispose()
 
