@@ -14,6 +14,7 @@ from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
 from bot.settings import Settings
+from bot.slack_socket import SlackSocket
 from bot.worker import OutboxWorker
 
 # POSIX-style name: "GMT+12" is twelve hours behind UTC.
@@ -25,6 +26,8 @@ class Runtime:
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
     slack: AsyncWebClient
+    slack_socket: SlackSocket | None
+    """The Socket Mode connection, when SLACK_APP_TOKEN is set."""
     catalogue: Catalogue
     worker: OutboxWorker
     ingest: IngestQueue
