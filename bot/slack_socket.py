@@ -64,7 +64,8 @@ class SlackSocket:
         self._connecting = asyncio.create_task(self._connect(self._handler.client), name="slack-socket-connect")
 
     async def state(self) -> str:
-        """ "connected"; "connecting" (at start, and while slack_sdk reconnects); or "refused"."""
+        """Where the connection is: "connected"; "connecting" (at start, and while slack_sdk
+        reconnects); or "refused"."""
         if self._refused:
             return "refused"
         if self._handler is not None and await self._handler.client.is_connected():
