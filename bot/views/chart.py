@@ -20,8 +20,15 @@ from bot.views.data import LossTrend, WeekCounts
 from bot.views.text import truncate
 
 WIDTH_INCHES = 6.4
-PLOT_HEIGHT_INCHES = 4.6
-LEGEND_ROW_INCHES = 0.34
+PLOT_HEIGHT_INCHES = 3.4
+TOP_INCHES = 0.75
+"""The two lines of the title."""
+AXIS_LABELS_INCHES = 0.8
+"""The weeks under the bars (a day, and the month where it changes) and the axis's name."""
+LEGEND_ROW_INCHES = 0.3
+MARGIN_INCHES = 0.08
+LEFT_INCHES = 0.8
+RIGHT_INCHES = 0.85
 DPI = 100
 FONT_SIZE = 14
 TITLE_SIZE = 16
@@ -120,11 +127,17 @@ def draw_loss_chart(trend: LossTrend, catalogue: Catalogue) -> bytes:
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     series = chart_series(trend, catalogue)
-    legend_rows = -(-(len(series) + 1) // LEGEND_COLUMNS)
-    figure = Figure(
-        figsize=(WIDTH_INCHES, PLOT_HEIGHT_INCHES + legend_rows * LEGEND_ROW_INCHES), dpi=DPI, layout="constrained"
-    )
+    legend_height = -(-(len(series) + 1) // LEGEND_COLUMNS) * LEGEND_ROW_INCHES
+    height = TOP_INCHES + PLOT_HEIGHT_INCHES + AXIS_LABELS_INCHES + legend_height + MARGIN_INCHES
+    figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI)
     FigureCanvasAgg(figure)
+    # Margins set here, not by a layout engine, which would draw the whole figure twice to measure it.
+    figure.subplots_adjust(
+        left=LEFT_INCHES / WIDTH_INCHES,
+        right=1 - RIGHT_INCHES / WIDTH_INCHES,
+        top=1 - TOP_INCHES / height,
+        bottom=(MARGIN_INCHES + legend_height + AXIS_LABELS_INCHES) / height,
+    )
     figure.suptitle(f"Deals lost by reason, and win rate\n{chart_span(trend)}", fontsize=TITLE_SIZE)
     bars = figure.add_subplot()
     positions = list(range(len(trend.weeks)))
@@ -177,7 +190,8 @@ def draw_loss_chart(trend: LossTrend, catalogue: Catalogue) -> bytes:
     line = Line2D([], [], color=WIN_RATE_COLOUR, linewidth=2.4, marker="o", markersize=6, label="Win rate (by count)")
     figure.legend(
         handles=[line, *handles],
-        loc="outside lower center",
+        loc="lower center",
+        bbox_to_anchor=(0.5, MARGIN_INCHES / height),
         ncols=LEGEND_COLUMNS,
         frameon=False,
         fontsize=FONT_SIZE - 1,
