@@ -19,17 +19,22 @@ and this process sends it signed requests over HTTP, one at a time:
 - App Home: from sending `app_home_opened` to the `views.publish` call reaching the fake Slack Web
   API, which runs in this process;
 - the digest build: `build_digest` for the last full week and its Block Kit message, called in this
-  process as the scheduler calls it (no HTTP request leads to it), on the bot's own engine settings.
+  process as the scheduler calls it (no HTTP request leads to it), on the bot's own engine settings;
+- the digest with its chart (the twelve weeks' counts, then the PNG drawn as posting draws it),
+  beside the digest alone, both in this process; and the bot's idle RSS before and after it draws
+  a chart (of the last full week, on its database).
 
 Before each request the same SQL runs here straight on the database driver (sqlite3 or asyncpg),
 without SQLAlchemy, HTTP or Slack: the baseline. For App Home that is its four statements in a
 row, for the digest its twelve. Prints p50 and the fastest of --repeat runs for both, their ratio
-(budget 2x), and the bot's peak RSS. Other work on the machine shows up in these figures: run it
+(budget 2x), what the chart adds to the digest (budget < 1 s), and the bot's RSS (budget < 150 MiB,
+idle after a chart is drawn too). Other work on the machine shows up in these figures: run it
 more than once.
 """
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import random
 import sqlite3
@@ -48,17 +53,21 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import asyncpg
 from aiohttp import web
-from harness import SIGNING_SECRET, Server, parse_arguments, run_bot
+from harness import BOT_TOKEN, DEALS_SECRET, SIGNING_SECRET, Server, parse_arguments, serve
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.app import create_app
 from bot.periods import Week, last_full_week
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services.digest import REVISITS_AHEAD, REVISITS_LISTED, WIN_BACKS_LISTED, build_digest
+from bot.services.digest_chart import loss_trend
 from bot.services.home import REVISITS_SHOWN
 from bot.services.revisits import SNOOZE, first_moment
+from bot.settings import Settings
+from bot.views.chart import draw_loss_chart
 from bot.views.digest import build_digest_message
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
@@ -582,10 +591,86 @@ def digest_builder(engine: AsyncEngine) -> Callable[[], Awaitable[Any]]:
     return build
 
 
+async def chart_cost(engine: AsyncEngine, repeat: int) -> None:
+    """The digest with its chart beside the digest alone, as posting builds them (the drawing in a
+    thread, as `bot.services.digest_chart` does it), in this process."""
+    session_factory = create_session_factory(engine)
+    catalogue = Catalogue(DEFAULT_REASONS)
+    parts: dict[str, list[float]] = {"counts": [], "drawing": []}
+    digest_alone = digest_builder(engine)
+
+    async def with_chart() -> None:
+        await digest_alone()
+        week = last_full_week(now=datetime.now(UTC), tz=TZ)
+        started = time.perf_counter()
+        trend = await loss_trend(session_factory=session_factory, catalogue=catalogue, week=week, tz=TZ)
+        counted = time.perf_counter()
+        await asyncio.to_thread(draw_loss_chart, trend, catalogue)
+        parts["counts"].append(counted - started)
+        parts["drawing"].append(time.perf_counter() - counted)
+
+    await digest_alone()
+    first = await timed(with_chart)  # the first chart of a process also imports matplotlib
+    first_drawing = parts["drawing"][0]
+    alone, both = [], []
+    for _ in range(repeat):
+        alone.append(await timed(digest_alone))
+        both.append(await timed(with_chart))
+    alone_p50, both_p50 = statistics.median(alone) * 1000, statistics.median(both) * 1000
+    print(
+        f"  digest + chart     digest alone p50 {alone_p50:8.1f} ms   with its chart p50 {both_p50:8.1f} ms   "
+        f"the chart adds {both_p50 - alone_p50:6.1f} ms (budget < 1 s): the twelve weeks' counts "
+        f"{statistics.median(parts['counts'][1:]) * 1000:.1f} ms, drawing "
+        f"{statistics.median(parts['drawing'][1:]) * 1000:.1f} ms; the first chart of a process "
+        f"{first * 1000:.0f} ms, drawing {first_drawing * 1000:.0f} ms with matplotlib's import"
+    )
+
+
+def run_bot_that_draws(pipe: Any, database_url: str, slack_url: str) -> None:
+    """The bot as `harness.run_bot` serves it, answering two more commands: "vmrss" (its resident
+    memory now, MiB, where "rss" is the peak) and "chart" (draws the digest's chart of the last full
+    week from its database, as posting the digest does, on a loop of its own; answers the seconds)."""
+    upgrade_to_head(database_url)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack_url,
+        database_url=database_url,
+        deals_webhook_secret=DEALS_SECRET,
+        log_level="WARNING",
+    )
+
+    async def draw() -> None:
+        engine = create_engine(database_url)
+        catalogue = Catalogue(DEFAULT_REASONS)
+        try:
+            week = last_full_week(now=datetime.now(UTC), tz=TZ)
+            trend = await loss_trend(
+                session_factory=create_session_factory(engine), catalogue=catalogue, week=week, tz=TZ
+            )
+            await asyncio.to_thread(draw_loss_chart, trend, catalogue)
+        finally:
+            await engine.dispose()
+
+    def chart() -> float:
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, draw()).result()
+        return time.perf_counter() - started
+
+    def vmrss() -> int:
+        status = Path("/proc/self/status").read_text()
+        [kib] = [line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")]
+        return int(kib) // 1024
+
+    serve(create_app(settings), pipe, {"chart": chart, "vmrss": vmrss})
+
+
 async def measure(database_url: str, repeat: int) -> None:
     slack = FakeSlack()
     slack_url = await slack.start()
-    bot = await asyncio.to_thread(Server, run_bot, database_url, slack_url)
+    bot = await asyncio.to_thread(Server, run_bot_that_draws, database_url, slack_url)
     raw = RawDatabase(database_url)
     await raw.open()
     engine = create_engine(database_url)
@@ -637,7 +722,16 @@ async def measure(database_url: str, repeat: int) -> None:
                 timer(digest_builder(engine)),
                 "  (budget 2x; built in this process, as the scheduler does, not over HTTP)",
             )
+            await chart_cost(engine, repeat)
         print(f"  closedlost peak RSS: {await asyncio.to_thread(bot.ask, 'rss')} MiB (budget < 150 MiB)")
+        idle = await asyncio.to_thread(bot.ask, "vmrss")
+        seconds = await asyncio.to_thread(bot.ask, "chart")
+        await asyncio.sleep(1)
+        print(
+            f"  closedlost idle RSS {idle} MiB before drawing a chart, {await asyncio.to_thread(bot.ask, 'vmrss')} MiB "
+            f"after ({seconds * 1000:.0f} ms to draw the first, matplotlib's import included; budget < 150 MiB); "
+            f"peak {await asyncio.to_thread(bot.ask, 'rss')} MiB"
+        )
     finally:
         await engine.dispose()
         await raw.close()

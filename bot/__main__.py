@@ -10,6 +10,7 @@ import socket
 import sys
 import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -24,10 +25,13 @@ from bot.services import digest_posting, outbox
 from bot.services.chasing import ChasePolicy
 from bot.services.delivery import SlackDelivery
 from bot.services.digest import build_digest
+from bot.services.digest_chart import loss_trend
 from bot.services.losses import reason_codes_missing_from
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
 from bot.team import TeamFileError, load_team
+from bot.views.chart import chart_span, draw_loss_chart
+from bot.views.data import LossTrend
 from bot.views.digest import build_digest_message, render_text
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
@@ -73,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         help="print the digest instead of posting it: readable text, then the Block Kit message as JSON",
     )
     digest.add_argument(
+        "--chart",
+        type=Path,
+        metavar="FILE",
+        help="with --dry-run: also write the digest's chart (the last 12 weeks) to FILE as a PNG",
+    )
+    digest.add_argument(
         "--week",
         type=date.fromisoformat,
         metavar="DATE",
@@ -80,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         "The current week can only be printed (--dry-run), marked 'so far'",
     )
     arguments = parser.parse_args(argv)
+    if arguments.command == "digest" and arguments.chart is not None and not arguments.dry_run:
+        digest.error("--chart needs --dry-run: a posted digest shares its chart in its channel")
 
     try:
         if arguments.command == "digest":
@@ -87,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             _configure_logging(settings.log_level)
             catalogue = _load_catalogue(settings)
             if arguments.dry_run:
-                print(asyncio.run(_print_digest(settings, catalogue, arguments.week)))
-                return 0
+                wants_chart = arguments.chart is not None
+                text, trend = asyncio.run(_print_digest(settings, catalogue, arguments.week, wants_chart))
+                print(text)
+                return 0 if arguments.chart is None else _write_chart(arguments.chart, trend, catalogue)
             if settings.digest_to is None:
                 raise StartupError("no channel to post the digest to: set DIGEST_CHANNEL or MANAGER_CHANNEL")
             try:
@@ -167,6 +181,8 @@ async def _serve(
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # matplotlib (the digest's chart) tells at INFO how it built its font cache: nothing to act on.
+    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _migrate(database_url: str) -> None:
@@ -216,19 +232,40 @@ def _week(day: date | None, *, now: datetime, tz: ZoneInfo) -> Week:
     return week_of(day, tz=tz, today=now.astimezone(tz).date()) if day else last_full_week(now=now, tz=tz)
 
 
-async def _print_digest(settings: Settings, catalogue: Catalogue, day: date | None) -> str:
+async def _print_digest(
+    settings: Settings, catalogue: Catalogue, day: date | None, chart: bool
+) -> tuple[str, LossTrend | None]:
+    """The digest as text to print, and with `chart` the figures of its chart."""
     now = datetime.now(UTC)
     tz = settings.tz
     week = _week(day, now=now, tz=tz)
     engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
     try:
-        digest = await build_digest(
-            session_factory=create_session_factory(engine), catalogue=catalogue, week=week, now=now, tz=tz
+        digest = await build_digest(session_factory=session_factory, catalogue=catalogue, week=week, now=now, tz=tz)
+        trend = (
+            await loss_trend(session_factory=session_factory, catalogue=catalogue, week=week, tz=tz) if chart else None
         )
     finally:
         await engine.dispose()
     message = build_digest_message(digest, catalogue)
-    return f"{render_text(message)}\n\n{json.dumps(message.as_kwargs(), indent=2, ensure_ascii=False)}"
+    return f"{render_text(message)}\n\n{json.dumps(message.as_kwargs(), indent=2, ensure_ascii=False)}", trend
+
+
+def _write_chart(path: Path, trend: LossTrend | None, catalogue: Catalogue) -> int:
+    """Writes the chart as the digest would share it; says what it did on stderr (stdout holds the
+    digest). Returns the exit status."""
+    assert trend is not None
+    if trend.empty:
+        print(f"closedlost: no chart: no deal closed in the {chart_span(trend)}", file=sys.stderr)
+        return 0
+    try:
+        path.write_bytes(draw_loss_chart(trend, catalogue))
+    except OSError as error:
+        print(f"closedlost: cannot write the chart to {path}: {error.strerror}", file=sys.stderr)
+        return 1
+    print(f"closedlost: wrote the chart of the {chart_span(trend)} to {path}", file=sys.stderr)
+    return 0
 
 
 async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | None) -> str:

@@ -2,6 +2,11 @@
 
 It records every call (method and parameters), answers the methods the bot uses the way Slack
 does, and can be told to fail a method: a 500, or a 429 with `Retry-After`.
+
+Files go up as Slack's external upload flow has them: files.getUploadURLExternal gives an upload
+URL on this server, the bytes are POSTed there (recorded as an "upload" call, and failed with
+`fail("upload", …)`), and files.completeUploadExternal shares the file in a channel.
+https://docs.slack.dev/messaging/working-with-files#uploading_files
 """
 
 import asyncio
@@ -31,12 +36,28 @@ class Failure:
 
 
 @dataclass
+class SlackFile:
+    """A file as uploaded: what files.getUploadURLExternal was told, the bytes, and where
+    files.completeUploadExternal shared it."""
+
+    filename: str
+    length: int
+    alt_txt: str | None
+    content: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    completed: bool = False
+
+
+@dataclass
 class FakeSlack:
     users_by_email: dict[str, str] = field(default_factory=dict)
     tz_by_user: dict[str, str] = field(default_factory=dict)
     """Each user's time zone as `users.info` and `users.lookupByEmail` give it (default New York)."""
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, SlackFile] = field(default_factory=dict)
+    """Every file an upload URL was asked for, by file id."""
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
     _hanging: set[str] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,6 +75,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response_url/{id}", self._response_url)
         app.router.add_get("/socket-mode", self._socket_mode)
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -62,6 +84,7 @@ class FakeSlack:
         self.url = f"http://127.0.0.1:{port}/api/"
         self.response_url = f"http://127.0.0.1:{port}/response_url/"
         self._socket_url = f"ws://127.0.0.1:{port}/socket-mode"
+        self._upload_url = f"http://127.0.0.1:{port}/upload/"
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -102,14 +125,33 @@ class FakeSlack:
             self._hanging.discard(method)
             await self._stopping.wait()
             return web.json_response({"ok": False, "error": "fake_slack_stopped"}, status=503)
-        pending = self._failures.get(method)
-        if pending:
-            failure = pending.pop(0)
-            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
-            error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
-            return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
+        failed = self._failure(method)
+        if failed is not None:
+            return failed
         answer = getattr(self, "_" + method.replace(".", "_"), None)
         return web.json_response(answer(params) if answer else {"ok": True})
+
+    def _failure(self, method: str) -> web.Response | None:
+        pending = self._failures.get(method)
+        if not pending:
+            return None
+        failure = pending.pop(0)
+        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+        error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
+        return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL files.getUploadURLExternal gave (files.slack.com in Slack): takes the raw bytes."""
+        file_id = request.match_info["file_id"]
+        content = await request.read()
+        self.calls.append(Call("upload", {"file_id": file_id, "length": len(content)}))
+        failed = self._failure("upload")
+        if failed is not None:
+            return failed
+        if file_id not in self.files:
+            return web.Response(status=404, text="unknown upload URL")
+        self.files[file_id].content = content
+        return web.Response(text=f"OK - {len(content)}")
 
     async def _response_url(self, request: web.Request) -> web.Response:
         """A slash command's `response_url` (hooks.slack.com in Slack), recorded as a "response_url" call."""
@@ -181,6 +223,32 @@ class FakeSlack:
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "view": {**params["view"], "id": params.get("view_id"), "hash": "hash-updated"}}
+
+    def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("filename") or int(params.get("length", 0)) < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ts):08d}"
+        self.files[file_id] = SlackFile(params["filename"], int(params["length"]), params.get("alt_txt"))
+        return {"ok": True, "upload_url": self._upload_url + file_id, "file_id": file_id}
+
+    def _files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        completed = []
+        for item in json.loads(params["files"]):
+            uploaded = self.files.get(item["id"])
+            if uploaded is None or uploaded.content is None:
+                return {"ok": False, "error": "file_not_found"}
+            if len(uploaded.content) != uploaded.length:
+                # Not seen from Slack, whose error for it is undocumented: the fake's own check.
+                return {"ok": False, "error": "invalid_arguments"}
+            uploaded.title = item.get("title")
+            uploaded.channel = params.get("channel_id")
+            uploaded.completed = True
+            completed.append({"id": item["id"], "title": uploaded.title})
+        return {"ok": True, "files": completed}
+
+    def shared_files(self, channel: str) -> list[SlackFile]:
+        """The files completed and shared in `channel`, in the order they were uploaded."""
+        return [file for file in self.files.values() if file.completed and file.channel == channel]
 
 
 async def _until(check: Any, what: str) -> Any:

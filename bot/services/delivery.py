@@ -1,5 +1,5 @@
 """Making the Slack calls the outbox holds: posting and updating prompts, reminders, escalations,
-revisit nudges, debriefs and route posts, and posting the weekly digest.
+revisit nudges, debriefs and route posts, and posting the weekly digest (then sharing its chart).
 
 A message's content is built from its losses as they are when the call is made. A prompt finds its
 rep on the way out (`users.lookupByEmail`, which also gives their time zone, cached) and, once
@@ -15,11 +15,12 @@ from zoneinfo import ZoneInfo
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.periods import week_of
+from bot.periods import Week, week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
 from bot.services.chasing import ChasePolicy, chase_schedule, rep_zone
 from bot.services.digest import build_digest
+from bot.services.digest_chart import share_digest_chart
 from bot.services.presenting import deal_facts, logged_reason
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
@@ -145,6 +146,9 @@ class SlackDelivery:
             # An announcement names the rep who logged, a known Slack user; a digest is about no rep.
             await self._find_rep(message, items, now)
         content = await self._content(message, items)
+        # A digest's chart covers the weeks up to the digest's; known before the post, so that sharing
+        # the chart after it reads nothing that could fail.
+        digest_week = await self._digest_week(message) if message.kind == MessageKind.DIGEST else None
         response = await call(
             self.slack.chat_postMessage(
                 channel=message.post_to or message.rep_slack_id or "",
@@ -160,6 +164,17 @@ class SlackDelivery:
             await message_queries.mark_sent(session, claimed.id, now)
             if message.kind == MessageKind.PROMPT:
                 await self._start_chasing(session, posted, now)
+        if digest_week is not None:
+            # After the post is recorded: a retried post has not shared a picture yet, and the
+            # picture, shared once, is never shared again.
+            await share_digest_chart(
+                session_factory=self.session_factory,
+                slack=self.slack,
+                catalogue=self.catalogue,
+                week=digest_week,
+                tz=self.team_tz,
+                channel=response["channel"],
+            )
 
     async def _update(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         async with self.session_factory() as session, session.begin():
@@ -244,14 +259,19 @@ class SlackDelivery:
 
     async def _digest(self, message: Message) -> MessageContent:
         """The digest of its run's week, from the data as it is now."""
-        async with self.session_factory() as session, session.begin():
-            week_start = await digest_queries.digest_week_start(session, message.id)
-        now, tz = self.clock(), self.team_tz
-        week = week_of(week_start, tz=tz, today=now.astimezone(tz).date())
         digest = await build_digest(
-            session_factory=self.session_factory, catalogue=self.catalogue, week=week, now=now, tz=tz
+            session_factory=self.session_factory,
+            catalogue=self.catalogue,
+            week=await self._digest_week(message),
+            now=self.clock(),
+            tz=self.team_tz,
         )
         return build_digest_message(digest, self.catalogue)
+
+    async def _digest_week(self, message: Message) -> Week:
+        async with self.session_factory() as session, session.begin():
+            week_start = await digest_queries.digest_week_start(session, message.id)
+        return week_of(week_start, tz=self.team_tz, today=self.clock().astimezone(self.team_tz).date())
 
     async def _manager(self, message: Message) -> str | None:
         """The rep's manager as TEAM_FILE names them: their Slack id, or their email when Slack has

@@ -251,3 +251,39 @@ class Digest:
     @property
     def empty(self) -> bool:
         return not self.current.lost
+
+
+@dataclass(frozen=True)
+class WeekCounts:
+    """One week of the digest's chart: deals, never amounts, so that no currency is mixed."""
+
+    monday: date
+    lost_by_reason: dict[str, int]
+    """Losses by their current reason code."""
+    without_reason: int
+    """Losses still awaiting a reason, or for which none is asked."""
+    won: int
+
+    @property
+    def lost(self) -> int:
+        return sum(self.lost_by_reason.values()) + self.without_reason
+
+    @property
+    def win_rate(self) -> float | None:
+        """Won over won and lost, by count; None for a week in which no deal closed."""
+        closed = self.won + self.lost
+        return self.won / closed if closed else None
+
+
+@dataclass(frozen=True)
+class LossTrend:
+    """What the digest's chart shows: the weeks up to the digest's, oldest first."""
+
+    weeks: list[WeekCounts]
+    last_so_far: bool
+    """The last week is not over (a dry run of the current week)."""
+
+    @property
+    def empty(self) -> bool:
+        """No deal closed in any of the weeks: there is nothing to draw."""
+        return not any(week.lost or week.won for week in self.weeks)
