@@ -82,6 +82,7 @@ SCOPE_OF_METHOD = {
     "views_update": None,
     "views_push": None,
     "views_publish": None,
+    "files_upload_v2": "files:write",
 }
 SLACK_CALL = re.compile(r"\.((?:chat|users|views|conversations|files|reactions|pins|team|usergroups|im)_\w+)\(")
 
