@@ -56,9 +56,13 @@ async def test_a_submission_by_someone_else_stores_nothing(bot: BotClient, promp
     ("values", "block", "says"),
     [
         ({"reason_select": "competitor", "explanation_input": GOOD}, "reason", "competitor"),
-        ({"reason_select": "timing", "explanation_input": "n/a"}, "explanation", "at least 20 characters"),
-        ({"reason_select": "timing", "explanation_input": "Bad timing / postponed"}, "explanation", "doesn't say why"),
-        ({"reason_select": "timing", "explanation_input": "the price, the price, the price"}, "explanation", "doesn't"),
+        ({"reason_select": "timing", "explanation_input": "n/a"}, "explanation", "Add one detail"),
+        ({"reason_select": "timing", "explanation_input": "Bad timing / postponed"}, "explanation", "Add one detail"),
+        (
+            {"reason_select": "timing", "explanation_input": "the price, the price, the price"},
+            "explanation",
+            "Add one detail",
+        ),
         (
             {"reason_select": "timing", "explanation_input": GOOD, "revisit_input": "2020-01-01"},
             "revisit_none",
@@ -78,6 +82,17 @@ async def test_bad_answers_are_refused_inline_and_nothing_is_stored(
     assert answer.body["response_action"] == "errors"
     assert says in answer.body["errors"][block]
     assert await bot.snapshot() == before
+
+
+async def test_a_terse_specific_answer_is_stored(bot: BotClient, prompted) -> None:
+    loss_id, where = prompted
+    view = await bot.open_modal(user_id=DANA, value=loss_id, message=where)
+
+    answer = await submit_timing(bot, view, explanation="Champion left, deal went dark in legal")
+
+    assert answer.body == ""
+    (entry,) = await bot.rows(ReasonEntry)
+    assert entry.explanation == "Champion left, deal went dark in legal"
 
 
 async def test_a_missing_competitor_is_flagged_on_its_own_field(bot: BotClient, prompted) -> None:

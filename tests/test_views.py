@@ -471,7 +471,8 @@ def test_the_explanation_typed_so_far_is_kept_when_the_modal_is_rebuilt() -> Non
     assert element["action_id"] == ids.EXPLANATION_INPUT
     # plain_text_input: Slack shows it as typed, so it is not escaped.
     assert element["initial_value"] == "Budget moved to <2027> & beyond"
-    assert element["min_length"] == 20
+    # Slack refuses an empty answer; what the answer says is judged on submit (bot/validation.py).
+    assert element["min_length"] == 1
 
 
 def test_the_modal_carries_its_context() -> None:
