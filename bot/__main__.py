@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import errno
 import json
-import logging
 import socket
 import sys
 import uuid
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app, utc_now
+from bot.logs import configure_logging
 from bot.periods import Week, last_full_week, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.scheduler import claim_lease
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if arguments.command == "digest":
             settings = _load(Settings)
-            _configure_logging(settings.log_level)
+            configure_logging(settings.log_level, settings.log_format)
             catalogue = _load_catalogue(settings)
             if arguments.dry_run:
                 print(asyncio.run(_print_digest(settings, catalogue, arguments.week)))
@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if arguments.command == "migrate":
             database = _load(DatabaseSettings)
-            _configure_logging(database.log_level)
+            configure_logging(database.log_level, database.log_format)
             _migrate(database.database_url)
             print("closedlost: the database is up to date")
             return 0
         settings = _load(Settings)
-        _configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         catalogue = _load_catalogue(settings)
         team = _load_team(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
@@ -137,10 +137,6 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as error:
         setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
         raise StartupError(f"cannot listen on {host}:{port} ({setting}): {error}") from None
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _migrate(database_url: str) -> None:

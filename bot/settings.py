@@ -73,6 +73,7 @@ class DatabaseSettings(BaseSettings):
         description="a SQLAlchemy URL, sqlite+aiosqlite:///file.db or postgresql+asyncpg://…",
     )
     log_level: str = Field(default="INFO", description="one of DEBUG, INFO, WARNING, ERROR")
+    log_format: str = Field(default="text", description="text, or json for one JSON object a line")
 
     @field_validator("database_url")
     @classmethod
@@ -102,6 +103,13 @@ class DatabaseSettings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError(f"{value!r} is not a log level")
         return value.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "json"}:
+            raise ValueError(f"{value!r} is not a log format")
+        return value.lower()
 
 
 class Settings(DatabaseSettings):

@@ -11,6 +11,7 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot.command import Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.logs import log_ids
 from bot.periods import period_named
 from bot.runtime import Runtime
 from bot.services.home import load_awaiting, load_upcoming_revisits
@@ -41,7 +42,7 @@ async def handle_command(
     try:
         reply = await _answer(command.get("text", ""), command["user_id"], runtime)
     except Exception:
-        logger.exception("answering /closedlost %r failed", command.get("text"))
+        logger.exception("answering /closedlost %r failed", command.get("text"), extra=log_ids(user=command["user_id"]))
         await respond(text=SOMETHING_WENT_WRONG, response_type="ephemeral")
         return
     await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -23,10 +24,11 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def bot_process(
-    database_url: str, slack_url: str, port: int, **settings: str
+    database_url: str, slack_url: str, port: int, *, stderr: IO[bytes] | None = None, **settings: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`closedlost serve` on `port`, with `settings` added to the environment, once its health check
-    answers; killed on exit if still running."""
+    answers; killed on exit if still running. Its stderr goes to `stderr` when given (a file: a pipe
+    nobody reads would stop the bot once full), else to the test's."""
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
@@ -40,7 +42,9 @@ async def bot_process(
         "SCHEDULER_TICK": "1s",
         **settings,
     }
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", cwd=REPOSITORY, env=env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", cwd=REPOSITORY, env=env, stderr=stderr
+    )
     try:
         async with aiohttp.ClientSession() as http:
 

@@ -42,6 +42,7 @@ def test_the_defaults_match_the_design() -> None:
     assert loaded.slack_app_token is None
     assert loaded.socket_mode is False
     assert loaded.reasons_file is None
+    assert loaded.log_format == "text"
 
 
 @pytest.mark.parametrize(
@@ -125,6 +126,7 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path) -> None:
         ({"port": 70000}, "port"),
         ({"timezone": "Mars/Base"}, "timezone"),
         ({"log_level": "LOUD"}, "log_level"),
+        ({"log_format": "xml"}, "log_format"),
     ],
 )
 def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) -> None:
