@@ -112,7 +112,29 @@ class DatabaseSettings(BaseSettings):
         return value.lower()
 
 
-class Settings(DatabaseSettings):
+class ExportSettings(DatabaseSettings):
+    """What `closedlost export` needs: the database, the days its dates name, and the reasons' labels."""
+
+    timezone: str = Field(default="UTC", description="an IANA time zone name such as Europe/Paris")
+    reasons_file: Path | None = Field(
+        default=None, description="the path of a TOML file that replaces the reason catalogue"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Settings(ExportSettings):
     """Everything `closedlost serve` needs."""
 
     slack_bot_token: SecretStr = Field(description="the bot token, starting with xoxb-")
@@ -129,10 +151,6 @@ class Settings(DatabaseSettings):
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
     deals_webhook_secret: SecretStr | None = Field(
         default=None, description="the HMAC secret that signs POST /webhooks/deals"
-    )
-    timezone: str = Field(default="UTC", description="an IANA time zone name such as Europe/Paris")
-    reasons_file: Path | None = Field(
-        default=None, description="the path of a TOML file that replaces the reason catalogue"
     )
     manager_channel: str | None = Field(
         default=None, description="the id of the Slack channel for escalations, such as C0123ABCD"
@@ -267,15 +285,6 @@ class Settings(DatabaseSettings):
             raise ValueError("is not a 15- or 18-character Salesforce id")
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not a known time zone") from None
-        return value
-
     @field_validator("working_hours")
     @classmethod
     def _working_hours_shape(cls, value: str) -> str:
@@ -328,10 +337,6 @@ class Settings(DatabaseSettings):
                 "SALESFORCE_INSTANCE_URL, SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET are set together"
             )
         return self
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
     @cached_property
     def hours(self) -> WorkingHours:

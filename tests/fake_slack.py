@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 
 WAIT_SECONDS = 10.0
+MAX_UPLOAD_BYTES = 1024**3
+"""Slack takes files of up to 1 GB through its upload URLs."""
 
 
 @dataclass
@@ -45,12 +47,17 @@ class FakeSlack:
     """Where slash commands send their answers; append an id."""
     socket: web.WebSocketResponse | None = None
     socket_replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    """The bytes POSTed to each upload URL `files.getUploadURLExternal` gave, by file id."""
+    shared: dict[str, list[str]] = field(default_factory=dict)
+    """The files `files.completeUploadExternal` shared, by channel id."""
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response_url/{id}", self._response_url)
         app.router.add_get("/socket-mode", self._socket_mode)
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -59,6 +66,7 @@ class FakeSlack:
         self.url = f"http://127.0.0.1:{port}/api/"
         self.response_url = f"http://127.0.0.1:{port}/response_url/"
         self._socket_url = f"ws://127.0.0.1:{port}/socket-mode"
+        self._upload_url = f"http://127.0.0.1:{port}/upload/"
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -107,6 +115,13 @@ class FakeSlack:
         """A slash command's `response_url` (hooks.slack.com in Slack), recorded as a "response_url" call."""
         self.calls.append(Call("response_url", {"id": request.match_info["id"], **await request.json()}))
         return web.Response(text="ok")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """An upload URL (files.slack.com in Slack): takes the file's raw bytes, without a token."""
+        file_id = request.match_info["file_id"]
+        self.calls.append(Call("upload", {"file_id": file_id}))
+        self.uploads[file_id] = await request.read()
+        return web.Response(text="OK - " + str(len(self.uploads[file_id])))
 
     async def send_envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Sends a Socket Mode envelope to the connected bot and returns its acknowledgement."""
@@ -166,6 +181,21 @@ class FakeSlack:
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The DM with one user: D + the user id's rest, the same channel chat.postMessage answers."""
+        return {"ok": True, "channel": {"id": "D" + params["users"][1:]}}
+
+    def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = f"F{next(self._ts):08d}"
+        return {"ok": True, "upload_url": self._upload_url + file_id, "file_id": file_id}
+
+    def _files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = json.loads(params["files"])
+        if any(file["id"] not in self.uploads for file in files):
+            return {"ok": False, "error": "file_not_found"}
+        self.shared.setdefault(params["channel_id"], []).extend(file["id"] for file in files)
+        return {"ok": True, "files": [{"id": file["id"], "title": file.get("title")} for file in files]}
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         view_id = f"V{next(self._ts):08d}"

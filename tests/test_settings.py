@@ -302,6 +302,7 @@ def test_a_missing_reasons_file_stops_start_up_in_one_line(tmp_path: Path) -> No
         pytest.param([CLOSEDLOST, "--help"], id="closedlost"),
         pytest.param([CLOSEDLOST, "serve", "--help"], id="serve"),
         pytest.param([CLOSEDLOST, "migrate", "--help"], id="migrate"),
+        pytest.param([CLOSEDLOST, "export", "--help"], id="export"),
         pytest.param([sys.executable, "-m", "bot", "--help"], id="python-m-bot"),
     ],
 )
@@ -318,6 +319,7 @@ def test_the_top_level_help_lists_the_commands(tmp_path: Path) -> None:
 
     assert "serve" in result.stdout
     assert "migrate" in result.stdout
+    assert "export" in result.stdout
 
 
 def test_a_host_that_does_not_resolve_stops_start_up_in_one_line(tmp_path: Path) -> None:
