@@ -1,24 +1,28 @@
-"""The `closedlost` command (also `python -m bot`): `serve` (the default), `migrate` and `digest`."""
+"""The `closedlost` command (also `python -m bot`): `serve` (the default), `migrate`, `digest` and `export`."""
 
 import argparse
 import asyncio
+import contextlib
 import errno
+import io
 import json
-import logging
+import os
 import signal
 import socket
 import sys
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import create_app, utc_now
-from bot.periods import Week, last_full_week, week_of
+from bot.logs import configure_logging
+from bot.periods import Week, last_full_week, start_of_day, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.scheduler import claim_lease
 from bot.services import digest_posting, outbox
@@ -26,14 +30,15 @@ from bot.services.chasing import ChasePolicy
 from bot.services.delivery import SlackDelivery
 from bot.services.digest import build_digest
 from bot.services.digest_chart import loss_trend
+from bot.services.export import Bounds, Progress, write_losses_csv
 from bot.services.losses import reason_codes_missing_from
-from bot.settings import DatabaseSettings, Settings, describe_settings_error
+from bot.settings import DatabaseSettings, ExportSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
 from bot.team import TeamFileError, load_team
 from bot.views.chart import chart_span, draw_loss_chart
 from bot.views.data import LossTrend
 from bot.views.digest import build_digest_message, render_text
-from storage.engine import create_engine, create_session_factory
+from storage.engine import create_engine, create_session_factory, ping
 from storage.migrate import upgrade_to_head
 
 SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
@@ -45,6 +50,10 @@ class StartupError(Exception):
 
 class DigestNotPosted(Exception):
     """`closedlost digest` did not post the digest; its message is one line saying why."""
+
+
+class ExportFailed(Exception):
+    """`closedlost export` stopped before the end; its message is one line saying why."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,14 +98,41 @@ def main(argv: list[str] | None = None) -> int:
         help="any date (YYYY-MM-DD) in the week to cover; default: the last full week. "
         "The current week can only be printed (--dry-run), marked 'so far'",
     )
+    export = commands.add_parser(
+        "export",
+        help="write every loss as CSV, one row each, to stdout or a file",
+        description="Write one CSV row per loss (its deal, state, current reason, revisit and more; "
+        "README.md lists the columns), oldest first, UTF-8 with a header. Cells a spreadsheet would run "
+        "as formulas are written as text. Needs only DATABASE_URL, and TIMEZONE for the dates.",
+    )
+    export.add_argument(
+        "--since", metavar="DATE", help="the first day (YYYY-MM-DD, in TIMEZONE) of the losses to write, included"
+    )
+    export.add_argument(
+        "--until", metavar="DATE", help="the last day (YYYY-MM-DD, in TIMEZONE) of the losses to write, included"
+    )
+    export.add_argument("--output", metavar="FILE", type=Path, help="write to FILE instead of stdout")
     arguments = parser.parse_args(argv)
     if arguments.command == "digest" and arguments.chart is not None and not arguments.dry_run:
         digest.error("--chart needs --dry-run: a posted digest shares its chart in its channel")
 
     try:
+        if arguments.command == "export":
+            exporting = _load(ExportSettings)
+            configure_logging(exporting.log_level, exporting.log_format)
+            first, last = _day(arguments.since, "--since"), _day(arguments.until, "--until")
+            if first is not None and last is not None and first > last:
+                raise StartupError(f"--since {first} is after --until {last}")
+            reasons = _read_reasons(exporting)
+            try:
+                print(_write_export(exporting, reasons, first, last, arguments.output), file=sys.stderr)
+            except ExportFailed as error:
+                print(f"closedlost: {error}", file=sys.stderr)
+                return 1
+            return 0
         if arguments.command == "digest":
             settings = _load(Settings)
-            _configure_logging(settings.log_level)
+            configure_logging(settings.log_level, settings.log_format)
             catalogue = _load_catalogue(settings)
             if arguments.dry_run:
                 wants_chart = arguments.chart is not None
@@ -113,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if arguments.command == "migrate":
             database = _load(DatabaseSettings)
-            _configure_logging(database.log_level)
+            configure_logging(database.log_level, database.log_format)
             _migrate(database.database_url)
             print("closedlost: the database is up to date")
             return 0
         settings = _load(Settings)
-        _configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         catalogue = _load_catalogue(settings)
         team = _load_team(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
@@ -179,12 +215,6 @@ async def _serve(
         await runner.cleanup()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # matplotlib (the digest's chart) tells at INFO how it built its font cache: nothing to act on.
-    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def _migrate(database_url: str) -> None:
     try:
         upgrade_to_head(database_url)
@@ -192,11 +222,15 @@ def _migrate(database_url: str) -> None:
         raise StartupError(f"DATABASE_URL cannot be reached or migrated: {error}") from None
 
 
-def _load_catalogue(settings: Settings) -> Catalogue:
+def _read_reasons(settings: ExportSettings) -> Catalogue:
     try:
-        catalogue = load_catalogue(settings.reasons_file)
+        return load_catalogue(settings.reasons_file)
     except CatalogueError as error:
         raise StartupError(f"REASONS_FILE {error}") from None
+
+
+def _load_catalogue(settings: Settings) -> Catalogue:
+    catalogue = _read_reasons(settings)
     unknown = sorted(set(settings.reason_aliases.values()) - catalogue.codes)
     if unknown:
         raise StartupError(f"REASON_ALIASES names reason codes the catalogue does not have: {', '.join(unknown)}")
@@ -226,6 +260,93 @@ async def _check_catalogue_keeps_stored_codes(settings: Settings, catalogue: Cat
             f"REASONS_FILE drops reason codes that stored answers use: {', '.join(sorted(missing))}; "
             "keep them with retired = true"
         )
+
+
+def _day(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise StartupError(f"{option} {text!r} is not a date: expected YYYY-MM-DD") from None
+
+
+def _write_export(
+    settings: ExportSettings, catalogue: Catalogue, first: date | None, last: date | None, output: Path | None
+) -> str:
+    """Writes the CSV of the losses lost from day `first` through day `last` (in TIMEZONE; None:
+    open) to `output`, or to stdout; returns the summary to print. A file is written beside
+    `output` and renamed at the end, so `output` is never left half-written."""
+    bounds = Bounds(
+        since=start_of_day(first, settings.tz) if first else None,
+        until=start_of_day(last + timedelta(days=1), settings.tz) if last else None,
+    )
+    progress = _show_progress if sys.stderr.isatty() else None
+    if output is None:
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+        try:
+            count = asyncio.run(_export(settings, catalogue, bounds, out, progress))
+            out.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): nothing more can be written, not even at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise ExportFailed("stdout was closed before the export ended") from None
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                out.detach()
+        where = "stdout"
+    else:
+        partial = output.with_name(f"{output.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as out:
+                count = asyncio.run(_export(settings, catalogue, bounds, out, progress))
+            partial.replace(output)
+        except OSError as error:  # opening, writing (a full disk) or renaming the file
+            raise ExportFailed(f"cannot write {output}: {error.strerror or error}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        where = str(output)
+    if progress is not None:
+        sys.stderr.write("\n")
+    days = {
+        (True, True): f" lost from {first} to {last}",
+        (True, False): f" lost since {first}",
+        (False, True): f" lost up to {last}",
+        (False, False): "",
+    }[(first is not None, last is not None)]
+    return f"closedlost: wrote {count:,} losses{days} to {where}"
+
+
+async def _export(
+    settings: ExportSettings, catalogue: Catalogue, bounds: Bounds, out: TextIO, progress: Progress | None
+) -> int:
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    try:
+        try:
+            async with session_factory() as session:
+                await ping(session)
+        except (SQLAlchemyError, OSError) as error:  # the driver's, for a host that does not answer
+            raise ExportFailed(f"DATABASE_URL cannot be reached: {_first_line(error)}") from None
+        try:
+            return await write_losses_csv(
+                out, session_factory=session_factory, catalogue=catalogue, bounds=bounds, progress=progress
+            )
+        except SQLAlchemyError as error:
+            raise ExportFailed(f"DATABASE_URL cannot be read: {_first_line(error)}") from None
+    finally:
+        await engine.dispose()
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's own message ("no such table: loss"), without the SQL that SQLAlchemy adds."""
+    lines = str(getattr(error, "orig", None) or error).splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _show_progress(written: int, total: int) -> None:
+    sys.stderr.write(f"\rclosedlost: {written:,} of {total:,} losses written")
+    sys.stderr.flush()
 
 
 def _week(day: date | None, *, now: datetime, tz: ZoneInfo) -> Week:

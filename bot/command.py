@@ -16,6 +16,8 @@ USAGE = (
     "*/closedlost pending* — your deals still waiting for a reason, with their *Log reason* buttons\n"
     "*/closedlost revisit* — your upcoming revisits\n"
     "*/closedlost reasons* — the reasons reps pick from, with their codes\n"
+    "*/closedlost export* `[7d|30d|90d|quarter|year|all]` — a spreadsheet (CSV) of the losses, one row "
+    "each, sent to your DM with the bot (default: the last 30 days)\n"
     "*/closedlost help* — this list"
 )
 PERIODS = {name.value: name for name in PeriodName}
@@ -45,13 +47,18 @@ class Reasons:
 
 
 @dataclass(frozen=True)
+class Export:
+    period: PeriodName
+
+
+@dataclass(frozen=True)
 class Usage:
     problem: str | None = None
     """What was wrong with the command, shown above the usage; None when help was asked for. It
     quotes what the user typed: escape it before it goes into mrkdwn."""
 
 
-Command = Stats | Pending | Revisits | Reasons | Usage
+Command = Stats | Pending | Revisits | Reasons | Export | Usage
 WITHOUT_ARGUMENTS: dict[str, Command] = {"pending": Pending(), "revisit": Revisits(), "reasons": Reasons()}
 
 
@@ -62,6 +69,8 @@ def parse_command(text: str) -> Command:
     name, arguments = words[0].lower(), words[1:]
     if name == "stats":
         return _parse_stats(arguments)
+    if name == "export":
+        return _parse_export(arguments)
     if name in WITHOUT_ARGUMENTS:
         if arguments:
             return Usage(f"`{name}` takes nothing after it (got `{' '.join(arguments)}`).")
@@ -84,6 +93,19 @@ def _parse_stats(arguments: list[str]) -> Command:
         elif argument.startswith("@"):
             return Usage(f"`{argument}` is not someone Slack knows: pick the person from the list as you type `@`.")
         else:
-            periods = ", ".join(f"`{name}`" for name in PeriodName)
-            return Usage(f"`{argument}` is not a period: use one of {periods}.")
+            return _not_a_period(argument)
     return Stats(period or PeriodName.DAYS_30, user_id)
+
+
+def _parse_export(arguments: list[str]) -> Command:
+    if len(arguments) > 1:
+        return Usage(f"`export` takes one period at most (got `{' '.join(arguments)}`).")
+    if not arguments:
+        return Export(PeriodName.DAYS_30)
+    named = PERIODS.get(arguments[0].lower())
+    return Export(named) if named is not None else _not_a_period(arguments[0])
+
+
+def _not_a_period(argument: str) -> Usage:
+    periods = ", ".join(f"`{name}`" for name in PeriodName)
+    return Usage(f"`{argument}` is not a period: use one of {periods}.")

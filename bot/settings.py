@@ -88,6 +88,7 @@ class DatabaseSettings(BaseSettings):
         description="a SQLAlchemy URL, sqlite+aiosqlite:///file.db or postgresql+asyncpg://…",
     )
     log_level: str = Field(default="INFO", description="one of DEBUG, INFO, WARNING, ERROR")
+    log_format: str = Field(default="text", description="text, or json for one JSON object a line")
 
     @field_validator("database_url")
     @classmethod
@@ -118,8 +119,37 @@ class DatabaseSettings(BaseSettings):
             raise ValueError(f"{value!r} is not a log level")
         return value.upper()
 
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "json"}:
+            raise ValueError(f"{value!r} is not a log format")
+        return value.lower()
 
-class Settings(DatabaseSettings):
+
+class ExportSettings(DatabaseSettings):
+    """What `closedlost export` needs: the database, the days its dates name, and the reasons' labels."""
+
+    timezone: str = Field(default="UTC", description="an IANA time zone name such as Europe/Paris")
+    reasons_file: Path | None = Field(
+        default=None, description="the path of a TOML file that replaces the reason catalogue"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Settings(ExportSettings):
     """Everything `closedlost serve` needs."""
 
     slack_bot_token: SecretStr = Field(description="the bot token, starting with xoxb-")
@@ -136,10 +166,6 @@ class Settings(DatabaseSettings):
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
     deals_webhook_secret: SecretStr | None = Field(
         default=None, description="the HMAC secret that signs POST /webhooks/deals"
-    )
-    timezone: str = Field(default="UTC", description="an IANA time zone name such as Europe/Paris")
-    reasons_file: Path | None = Field(
-        default=None, description="the path of a TOML file that replaces the reason catalogue"
     )
     manager_channel: str | None = Field(
         default=None, description="the id of the Slack channel for escalations, such as C0123ABCD"
@@ -274,15 +300,6 @@ class Settings(DatabaseSettings):
             raise ValueError("is not a 15- or 18-character Salesforce id")
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not a known time zone") from None
-        return value
-
     @field_validator("working_hours")
     @classmethod
     def _working_hours_shape(cls, value: str) -> str:
@@ -351,10 +368,6 @@ class Settings(DatabaseSettings):
                 "SALESFORCE_INSTANCE_URL, SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET are set together"
             )
         return self
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
     @cached_property
     def hours(self) -> WorkingHours:

@@ -1,5 +1,6 @@
 """`/closedlost`: the text is read into a command, answered from one service, and the answer is
-posted to the command's `response_url`, visible only to the user who typed it.
+posted to the command's `response_url`, visible only to the user who typed it. `export` sends its
+CSV to the user's DM with the bot before it answers.
 
 The answer does not ride on the acknowledgement: figures over all time on a large database can
 take longer than the 3 s Slack (and Bolt's `ack_timeout`) give an acknowledgement.
@@ -10,13 +11,17 @@ import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
-from bot.command import Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.command import Export, Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.logs import log_ids
 from bot.periods import period_named
 from bot.runtime import Runtime
+from bot.services.export import ExportNotSent, send_export
 from bot.services.home import load_awaiting, load_upcoming_revisits
 from bot.services.stats import closed_stats
 from bot.views import ids
 from bot.views.commands import (
+    build_export_failed_reply,
+    build_export_reply,
     build_pending_reply,
     build_reasons_reply,
     build_revisits_reply,
@@ -41,7 +46,7 @@ async def handle_command(
     try:
         reply = await _answer(command.get("text", ""), command["user_id"], runtime)
     except Exception:
-        logger.exception("answering /closedlost %r failed", command.get("text"))
+        logger.exception("answering /closedlost %r failed", command.get("text"), extra=log_ids(user=command["user_id"]))
         await respond(text=SOMETHING_WENT_WRONG, response_type="ephemeral")
         return
     await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
@@ -65,5 +70,19 @@ async def _answer(text: str, user_id: str, runtime: Runtime) -> MessageContent:
             return build_revisits_reply(revisits=revisits, total=total, catalogue=runtime.catalogue)
         case Reasons():
             return build_reasons_reply(runtime.catalogue)
+        case Export(period=name):
+            period = period_named(name, now=runtime.clock(), tz=runtime.settings.tz)
+            try:
+                exported = await send_export(
+                    session_factory=runtime.session_factory,
+                    slack=runtime.slack,
+                    catalogue=runtime.catalogue,
+                    user_id=user_id,
+                    period=period,
+                    filename=f"closedlost-{name}-{runtime.today():%Y-%m-%d}.csv",
+                )
+            except ExportNotSent as error:
+                return build_export_failed_reply(str(error))
+            return build_export_reply(losses=exported, period=period)
         case Usage() as usage:
             return build_usage_reply(usage)

@@ -9,6 +9,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.logs import log_ids
+
 logger = logging.getLogger(__name__)
 
 SOMETHING_WENT_WRONG = "Something went wrong on our side and nothing was changed. Please try again in a minute."
@@ -20,7 +22,13 @@ def register(app: AsyncApp) -> None:
 
 async def handle_unexpected_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
     user_id = (body.get("user") or {}).get("id") or body.get("user_id")
-    logger.error("unhandled error for a %s from user %s", body.get("type") or "request", user_id, exc_info=error)
+    logger.error(
+        "unhandled error for a %s from user %s",
+        body.get("type") or "request",
+        user_id,
+        exc_info=error,
+        extra=log_ids(user=user_id),
+    )
     channel_id = (body.get("container") or {}).get("channel_id")
     if body.get("type") == "block_actions" and channel_id and user_id:
         with contextlib.suppress(SlackApiError):

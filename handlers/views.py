@@ -6,6 +6,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.errors import LossError
+from bot.logs import log_ids
 from bot.runtime import Runtime
 from bot.services.losses import record_reason, record_reason_for_several
 from bot.validation import validate_reason_form
@@ -50,7 +51,11 @@ async def handle_reason_submitted(
     except Exception:
         # Answered here rather than left to Slack's timeout (an ack followed by a raise would not
         # reach Slack: Bolt answers a raising listener with a 500).
-        logger.exception("saving a reason for loss %s failed", modal.loss_id)
+        logger.exception(
+            "saving a reason for loss %s failed",
+            modal.loss_id,
+            extra=log_ids(losses=[modal.loss_id], user=body["user"]["id"]),
+        )
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
     await ack()
@@ -83,7 +88,11 @@ async def handle_several_submitted(
             audience=runtime.audience,
         )
     except Exception:
-        logger.exception("saving one reason for %d losses failed", len(submission.loss_ids))
+        logger.exception(
+            "saving one reason for %d losses failed",
+            len(submission.loss_ids),
+            extra=log_ids(losses=submission.loss_ids, user=body["user"]["id"]),
+        )
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
     if result.skipped:

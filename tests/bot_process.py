@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -40,10 +41,11 @@ def bot_environment(database_url: str, slack_url: str, port: int, **settings: st
 
 @asynccontextmanager
 async def bot_process(
-    database_url: str, slack_url: str, port: int, *, stderr: int | None = None, **settings: str
+    database_url: str, slack_url: str, port: int, *, stderr: int | IO[bytes] | None = None, **settings: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`closedlost serve` on `port`, with `settings` added to the environment, once its health check
-    answers; killed on exit if still running. `stderr=asyncio.subprocess.PIPE` keeps its log."""
+    answers; killed on exit if still running. `stderr=asyncio.subprocess.PIPE` keeps its log; a file
+    takes it too (a pipe nobody reads would stop the bot once full); else it goes to the test's."""
     env = bot_environment(database_url, slack_url, port, **settings)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", cwd=REPOSITORY, env=env, stderr=stderr

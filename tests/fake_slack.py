@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 
 WAIT_SECONDS = 10.0
+MAX_UPLOAD_BYTES = 1024**3
+"""Slack takes files of up to 1 GB through its upload URLs."""
 
 
 @dataclass
@@ -71,7 +73,7 @@ class FakeSlack:
 
     async def start(self, port: int = 0) -> None:
         """Serves on `port` of 127.0.0.1, by default a free one."""
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response_url/{id}", self._response_url)
         app.router.add_get("/socket-mode", self._socket_mode)
@@ -216,6 +218,10 @@ class FakeSlack:
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The DM with one user: D + the user id's rest, the same channel chat.postMessage answers."""
+        return {"ok": True, "channel": {"id": "D" + params["users"][1:]}}
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         view_id = f"V{next(self._ts):08d}"

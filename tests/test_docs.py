@@ -83,6 +83,9 @@ SCOPE_OF_METHOD = {
     "views_push": None,
     "views_publish": None,
     "files_upload_v2": "files:write",
+    "files_getUploadURLExternal": "files:write",
+    "files_completeUploadExternal": "files:write",
+    "conversations_open": "im:write",
 }
 SLACK_CALL = re.compile(r"\.((?:chat|users|views|conversations|files|reactions|pins|team|usergroups|im)_\w+)\(")
 

@@ -46,6 +46,7 @@ def test_the_defaults_match_the_design() -> None:
     assert loaded.slack_app_token is None
     assert loaded.socket_mode is False
     assert loaded.reasons_file is None
+    assert loaded.log_format == "text"
 
 
 @pytest.mark.parametrize(
@@ -129,6 +130,7 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path) -> None:
         ({"port": 70000}, "port"),
         ({"timezone": "Mars/Base"}, "timezone"),
         ({"log_level": "LOUD"}, "log_level"),
+        ({"log_format": "xml"}, "log_format"),
     ],
 )
 def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) -> None:
@@ -409,6 +411,7 @@ def test_a_missing_reasons_file_stops_start_up_in_one_line(tmp_path: Path) -> No
         pytest.param([CLOSEDLOST, "--help"], id="closedlost"),
         pytest.param([CLOSEDLOST, "serve", "--help"], id="serve"),
         pytest.param([CLOSEDLOST, "migrate", "--help"], id="migrate"),
+        pytest.param([CLOSEDLOST, "export", "--help"], id="export"),
         pytest.param([sys.executable, "-m", "bot", "--help"], id="python-m-bot"),
     ],
 )
@@ -425,6 +428,7 @@ def test_the_top_level_help_lists_the_commands(tmp_path: Path) -> None:
 
     assert "serve" in result.stdout
     assert "migrate" in result.stdout
+    assert "export" in result.stdout
 
 
 def test_a_host_that_does_not_resolve_stops_start_up_in_one_line(tmp_path: Path) -> None:

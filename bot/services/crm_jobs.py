@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm.api import Connector, CrmApiError, WriteBack
 from bot.crm.event import DealEvent
 from bot.ingest import IngestFailed
+from bot.logs import log_ids
 from bot.reasons import Catalogue
 from bot.services.outbox import backoff
 from storage import crm_job_queries, loss_queries
@@ -122,7 +123,11 @@ async def run_due_jobs(
                 )
             except Exception:
                 logger.exception(
-                    "unexpected error in the %s job %s for %s; it will be retried", job.kind, job.id, job.source
+                    "unexpected error in the %s job %s for %s; it will be retried",
+                    job.kind,
+                    job.id,
+                    job.source,
+                    extra=_about(job),
                 )
                 await _retry_later(session_factory, job, "unexpected error (see the log)", now, None)
             else:
@@ -182,7 +187,12 @@ async def _record_failure(
         job = await session.get_one(CrmJob, claimed.id)
         job.state, job.attempts, job.last_error = CrmJobState.FAILED, job.attempts + 1, reason
     logger.warning(
-        "the %s job %s for %s failed and will not be retried: %s", claimed.kind, claimed.id, claimed.source, reason
+        "the %s job %s for %s failed and will not be retried: %s",
+        claimed.kind,
+        claimed.id,
+        claimed.source,
+        reason,
+        extra=_about(claimed),
     )
 
 
@@ -207,6 +217,7 @@ async def _retry_later(
                 job.source,
                 job.attempts,
                 reason,
+                extra=_about(claimed),
             )
             return
         wait = timedelta(seconds=retry_after) if retry_after is not None else backoff(job.attempts)
@@ -218,4 +229,10 @@ async def _retry_later(
         claimed.source,
         reason,
         (now + wait).isoformat(),
+        extra=_about(claimed),
     )
+
+
+def _about(job: crm_job_queries.ClaimedCrmJob) -> dict[str, object]:
+    """The loss a write-back job is about, for its log lines (a fetch job's deal is not known yet)."""
+    return log_ids(losses=[job.loss_id] if job.loss_id is not None else [])

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, DealEvent
+from bot.logs import log_ids
 from bot.services import outbox, revisits
 from storage import deal_queries, loss_queries, message_queries
 from storage.models import LossState
@@ -96,7 +97,11 @@ async def record_deal_events(
                     state = deals[deal_key] = _new_deal(event, received_at)
                 cancelled.extend(_apply(state, event, received_at, policy))
             else:
-                logger.info("older event for deal %s:%s kept in the audit trail only", *deal_key)
+                logger.info(
+                    "older event for deal %s:%s kept in the audit trail only",
+                    *deal_key,
+                    extra=log_ids(deals=[deal_key]),
+                )
             audit.append(
                 (
                     deal_key,

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.logs import log_ids
 from bot.periods import Week, week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
@@ -120,6 +121,7 @@ class SlackDelivery:
                     ", ".join(f"{item.deal.source}:{item.deal.external_id} ({item.deal.name!r})" for item in items),
                     message.rep_slack_id or message.rep_email,
                     reason,
+                    extra=_about(items, message),
                 )
                 return
             failed = [item for item in items if item.awaiting]
@@ -133,6 +135,7 @@ class SlackDelivery:
                 deals or "deals no longer awaiting a reason",
                 message.rep_slack_id or message.rep_email,
                 reason,
+                extra=_about(failed, message),
             )
 
     async def _post(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
@@ -346,6 +349,15 @@ def _shown(message: Message, rows: list[message_queries.MessageItem]) -> list[Li
         )
         for row in rows
     ]
+
+
+def _about(items: list[Listed], message: Message) -> dict[str, object]:
+    """The ids of a log line about these losses and the rep the message is for."""
+    return log_ids(
+        deals=[(item.deal.source, item.deal.external_id) for item in items],
+        losses=[item.loss.id for item in items],
+        user=message.rep_slack_id,
+    )
 
 
 def _nudge_state(revisit: Revisit, *, deal_source: str) -> NudgeState:

@@ -61,3 +61,17 @@ def build_usage_reply(usage: Usage) -> MessageContent:
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Only you can see these answers.")]))
     text = usage.problem or "How to use /closedlost."
     return MessageContent(text=escape(text), blocks=blocks)
+
+
+def build_export_reply(*, losses: int, period: Period) -> MessageContent:
+    """Says where the export went: the DM with the bot, where Slack lists the file."""
+    if losses == 0:
+        text = f"No closed-lost deals, {period.label}: there is nothing to export."
+    else:
+        text = f"Your CSV of closed-lost deals, {period.label} ({losses:,} losses), is in your DM with the bot."
+    return MessageContent(text=text, blocks=[SectionBlock(text=text)])
+
+
+def build_export_failed_reply(problem: str) -> MessageContent:
+    text = f"The export could not be sent: {problem}. The bot's log has the details for whoever runs it."
+    return MessageContent(text=text, blocks=[SectionBlock(text=f":warning: {escape(text)}")])
