@@ -14,8 +14,9 @@ import base64
 import itertools
 import json
 import re
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,8 @@ class CrmCall:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)
+    """When the call arrived (time.monotonic)."""
 
 
 def default_pipelines() -> list[dict[str, Any]]:
@@ -72,6 +75,61 @@ def salesforce_time(moment: datetime) -> str:
 def pipedrive_time(moment: datetime) -> str:
     """A time as Pipedrive's API v2 writes it: `2026-01-14T16:02:13Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hubspot_deal(
+    modified: datetime, *, stage: str = "closedlost", owner: str = "61829374", **properties: str
+) -> dict[str, Any]:
+    """A deal's properties as HubSpot stores them, last modified at `modified`; its `closedate` is
+    2 s before (HubSpot sets it when a deal enters a closed stage). `properties` override."""
+    deal = {
+        "dealname": "Globex - 250 seats",
+        "amount": "48000",
+        "deal_currency_code": "usd",
+        "hubspot_owner_id": owner,
+        "dealstage": stage,
+        "pipeline": "default",
+        "closedate": hubspot_time(modified - timedelta(seconds=2)),
+        "closed_lost_reason": "Went with a cheaper competitor (Initech)",
+        "hs_lastmodifieddate": hubspot_time(modified),
+    }
+    deal.update(properties)
+    return deal
+
+
+def opportunity(number: int, modified: datetime, *, closed: bool = True, won: bool = False) -> dict[str, Any]:
+    """An Opportunity's fields, SystemModstamp `modified`, LastModifiedDate a second before."""
+    return {
+        "Id": f"006RO00000Q{number:07d}",
+        "Name": "Northwind - platform renewal",
+        "Amount": 18000.0,
+        "IsClosed": closed,
+        "IsWon": won,
+        "LastModifiedDate": salesforce_time(modified - timedelta(seconds=1)),
+        "SystemModstamp": salesforce_time(modified),
+        "Owner.Email": "Dana.Rep@Example.com",
+        "Loss_Reason__c": "Price",
+    }
+
+
+def pipedrive_deal(number: int, updated: datetime, *, status: str = "lost", owner_id: int = 120045) -> dict[str, Any]:
+    """A deal as API v2 lists it, updated at `updated` and closed 2 s before unless open."""
+    return {
+        "id": number,
+        "title": "Northwind - platform renewal",
+        "owner_id": owner_id,
+        "pipeline_id": 1,
+        "stage_id": 5,
+        "value": 18000,
+        "currency": "EUR",
+        "status": status,
+        "lost_reason": "Chose a competitor on price" if status == "lost" else None,
+        "close_time": pipedrive_time(updated - timedelta(seconds=2)) if status != "open" else None,
+        "update_time": pipedrive_time(updated),
+        "is_archived": False,
+        "is_deleted": False,
+        "custom_fields": {},
+    }
 
 
 @dataclass

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from bot.crm import hubspot, pipedrive, salesforce
 from bot.crm.api import CrmApiError, DealPage
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, OPEN
-from tests.fake_crm import SALESFORCE_TOKEN, FakeCrm, hubspot_time, pipedrive_time, salesforce_time
+from tests.fake_crm import SALESFORCE_TOKEN, FakeCrm, hubspot_deal, opportunity, pipedrive_deal
 from tests.fake_slack import Failure
 
 SINCE = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
@@ -33,22 +32,6 @@ async def read_all(pages: AsyncIterator[DealPage]) -> list[DealPage]:
 
 
 # --- HubSpot -------------------------------------------------------------------------------------
-
-
-def hubspot_deal(modified: datetime, *, stage: str = "closedlost", owner: str = "61829374", **properties: str) -> dict:
-    deal = {
-        "dealname": "Globex - 250 seats",
-        "amount": "48000",
-        "deal_currency_code": "usd",
-        "hubspot_owner_id": owner,
-        "dealstage": stage,
-        "pipeline": "default",
-        "closedate": hubspot_time(modified - timedelta(seconds=2)),
-        "closed_lost_reason": "Went with a cheaper competitor (Initech)",
-        "hs_lastmodifieddate": hubspot_time(modified),
-    }
-    deal.update(properties)
-    return deal
 
 
 def hubspot_client(http: aiohttp.ClientSession, fake_crm: FakeCrm) -> hubspot.HubSpotClient:
@@ -226,20 +209,6 @@ async def test_hubspot_a_deal_in_an_unknown_stage_is_left_out_and_a_departed_own
 # --- Salesforce ----------------------------------------------------------------------------------
 
 
-def opportunity(number: int, modified: datetime, *, closed: bool = True, won: bool = False) -> dict[str, Any]:
-    return {
-        "Id": f"006RO00000Q{number:07d}",
-        "Name": "Northwind - platform renewal",
-        "Amount": 18000.0,
-        "IsClosed": closed,
-        "IsWon": won,
-        "LastModifiedDate": salesforce_time(modified - timedelta(seconds=1)),
-        "SystemModstamp": salesforce_time(modified),
-        "Owner.Email": "Dana.Rep@Example.com",
-        "Loss_Reason__c": "Price",
-    }
-
-
 def salesforce_client(http: aiohttp.ClientSession, fake_crm: FakeCrm) -> salesforce.SalesforceClient:
     return salesforce.SalesforceClient(http, instance_url=fake_crm.url, client_id="id", client_secret="secret")
 
@@ -303,25 +272,6 @@ async def test_salesforce_closed_only_and_an_unsafe_reason_field_name(
 
 
 # --- Pipedrive -----------------------------------------------------------------------------------
-
-
-def pipedrive_deal(number: int, updated: datetime, *, status: str = "lost", owner_id: int = 120045) -> dict[str, Any]:
-    return {
-        "id": number,
-        "title": "Northwind - platform renewal",
-        "owner_id": owner_id,
-        "pipeline_id": 1,
-        "stage_id": 5,
-        "value": 18000,
-        "currency": "EUR",
-        "status": status,
-        "lost_reason": "Chose a competitor on price" if status == "lost" else None,
-        "close_time": pipedrive_time(updated - timedelta(seconds=2)) if status != "open" else None,
-        "update_time": pipedrive_time(updated),
-        "is_archived": False,
-        "is_deleted": False,
-        "custom_fields": {},
-    }
 
 
 def pipedrive_client(http: aiohttp.ClientSession, fake_crm: FakeCrm) -> pipedrive.PipedriveClient:
