@@ -36,6 +36,7 @@ from tests.bot_client import BotClient, eventually, rows
 from tests.conftest import make_settings, serve
 from tests.fake_crm import FakeCrm, hubspot_deal, hubspot_time, opportunity
 from tests.fake_slack import Failure, FakeSlack
+from tests.test_socket_mode import log_reason_click
 
 HUBSPOT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 PUBLIC_URL = "https://bot.example.com"
@@ -273,6 +274,35 @@ async def test_a_deal_closed_before_the_sweep_began_is_history_and_nobody_is_ask
 
     assert sorted(deal.external_id for deal in deals if deal.source == "hubspot") == ["2"]
     assert prompts_to(bot, "U0DANA001") == []
+
+
+async def test_with_socket_mode_and_the_sweep_nothing_needs_to_reach_the_bot(
+    database_url: str, fake_slack: FakeSlack, fake_crm: FakeCrm, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """README.md, "Running without a webhook": no webhook secret, no signing secret, no public URL."""
+    fake_crm.hubspot_deals["18472639201"] = hubspot_deal(now() - timedelta(minutes=1))
+    settings = hubspot_settings(
+        database_url,
+        fake_slack,
+        fake_crm,
+        sweep_every="1h",
+        slack_app_token="xapp-1-test",
+        slack_signing_secret=None,
+        deals_webhook_secret=None,
+    )
+
+    async with serve(settings, fake_slack, session_factory) as bot:
+        message, (channel, ts) = await bot.prompt()
+        await fake_slack.send_envelope("interactive", log_reason_click(message, channel, ts))
+        (opened,) = await fake_slack.wait_for("views.open")
+        refused = {}
+        for path in ("/webhooks/deals", "/webhooks/hubspot", "/slack/events"):
+            async with bot.http.post(path, data=b"[]") as response:
+                refused[path] = response.status
+
+    assert message["channel"] == "U0DANA001"
+    assert opened["trigger_id"] == "1234.5678.trigger"
+    assert refused == {"/webhooks/deals": 503, "/webhooks/hubspot": 503, "/slack/events": 404}
 
 
 # --- Pipedrive and Salesforce ------------------------------------------------------------------------

@@ -54,8 +54,9 @@ async def sweep_due_crms(
     clock: Callable[[], datetime],
     stopping: Callable[[], bool],
 ) -> None:
-    """Sweeps, side by side, each of `crms` (source to its listing) that is due and no other process holds."""
-    await asyncio.gather(
+    """Sweeps, side by side, each of `crms` (source to its listing) that is due and no other process
+    holds. One that fails (the database down) is logged; the others go on."""
+    outcomes = await asyncio.gather(
         *(
             sweep_crm(
                 session_factory=session_factory,
@@ -68,8 +69,14 @@ async def sweep_due_crms(
                 stopping=stopping,
             )
             for source, list_changes in crms.items()
-        )
+        ),
+        return_exceptions=True,
     )
+    for source, outcome in zip(crms, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            logger.error("the %s sweep failed; a later round tries again", crm_name(source), exc_info=outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def sweep_crm(
