@@ -17,9 +17,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import handlers
-from bot.crm.connectors import write_back_sources
+from bot.crm.connectors import webhook_sources, write_back_sources
 from bot.crm.generic import MAX_BODY_BYTES
-from bot.crm_worker import CrmJobWorker
+from bot.crm_worker import CrmJobWorker, SweepWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
@@ -29,6 +29,7 @@ from bot.services.deal_events import PromptPolicy
 from bot.services.debriefs import Audience
 from bot.services.delivery import SlackDelivery
 from bot.services.home import HomePublisher
+from bot.services.sweeps import SweepPolicy
 from bot.settings import Settings
 from bot.slack_client import connection_pool, create_slack_client
 from bot.slack_socket import SlackSocket
@@ -76,7 +77,7 @@ def create_app(
         logger.warning("MANAGER_CHANNEL is not set: losses left without a reason will not be escalated")
     if settings.debrief_min_amount is not None and settings.manager_channel is None:
         logger.warning("DEBRIEF_MIN_AMOUNT needs MANAGER_CHANNEL: no debrief cards will be posted")
-    # Names this process's claims on outbox rows (see bot.scheduler).
+    # Names this process's claims on outbox rows (see bot.scheduler) and on CRM sweeps.
     process_id = str(uuid.uuid4())
     chase = ChasePolicy.from_settings(settings)
     delivery = SlackDelivery(
@@ -105,12 +106,22 @@ def create_app(
         on_messages_queued=worker.kick,
         on_losses_opened=jobs.prompt_soon,
     )
+    sweeper = None
+    if settings.sweep_every is not None:
+        sweeper = SweepWorker(
+            session_factory=session_factory,
+            policy=SweepPolicy(every=settings.sweep_every, webhook_sources=webhook_sources(settings)),
+            record=ingest.submit,
+            clock=clock,
+            process_id=process_id,
+        )
     crm_jobs = CrmJobWorker(
         settings=settings,
         session_factory=session_factory,
         catalogue=catalogue,
         clock=clock,
         ingest=ingest,
+        sweeper=sweeper,
     )
     slack_socket = None
     if settings.slack_app_token is not None:
@@ -154,13 +165,13 @@ def create_app(
             await jobs.stop()
             if slack_socket is not None:
                 await slack_socket.close()
-            # By now aiohttp has answered every request, so the ingest queue is idle. The worker is
-            # let finish what it is sending, within reason, rather than be cut off inside a
-            # transaction; so are the CRM jobs.
+            # By now aiohttp has answered every request. The worker is let finish what it is
+            # sending, within reason, rather than be cut off inside a transaction; so are the CRM
+            # jobs and the sweep, whose events go through the ingest queue: it stops after them.
             worker.stop()
             crm_jobs.stop()
             await asyncio.wait([delivering, running_crm_jobs], timeout=SHUTDOWN_GRACE_SECONDS)
-            for task in (delivering, ingesting, running_crm_jobs):
+            for task in (delivering, running_crm_jobs, ingesting):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

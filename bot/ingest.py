@@ -31,6 +31,8 @@ class IngestFailed(Exception):
 class Receipt:
     accepted: int
     duplicates: int
+    stage_changes: int
+    """Events that moved their deal to another stage (see `IngestResult.stage_changes`)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,10 @@ class IngestQueue:
             self._on_losses_opened()
         start = 0
         for request in batch:
-            flags = result.is_new[start : start + len(request.events)]
-            start += len(request.events)
+            end = start + len(request.events)
+            flags, moves = result.is_new[start:end], result.stage_changes[start:end]
+            start = end
             if not request.answer.done():
-                request.answer.set_result(Receipt(accepted=sum(flags), duplicates=len(flags) - sum(flags)))
+                request.answer.set_result(
+                    Receipt(accepted=sum(flags), duplicates=len(flags) - sum(flags), stage_changes=sum(moves))
+                )

@@ -32,10 +32,18 @@ def _durations(value: object) -> object:
     return parse_durations(value) if isinstance(value, str) else value
 
 
+def _duration_or_off(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    return _duration(value)
+
+
 # Durations are written with s, m or h suffixes (README.md, "Settings"): "90s", "2m", "8h".
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 # A comma list of durations; NoDecode keeps pydantic-settings from reading it as JSON.
 Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_durations)]
+# A duration, or `off` (None).
+DurationOrOff = Annotated[timedelta | None, BeforeValidator(_duration_or_off)]
 
 
 def is_channel_id(value: str) -> bool:
@@ -261,6 +269,10 @@ class Settings(ExportSettings):
     pipedrive_api_url: str = Field(
         default="https://api.pipedrive.com", description="the Pipedrive API base URL without a version"
     )
+    sweep_every: DurationOrOff = Field(
+        default=timedelta(minutes=10),
+        description="a duration of at least 1s, such as 10m, or off: how often each CRM's API is swept",
+    )
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -330,6 +342,13 @@ class Settings(ExportSettings):
     def _tick_at_least_a_second(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError("is shorter than 1s")
+        return value
+
+    @field_validator("sweep_every")
+    @classmethod
+    def _sweep_at_least_a_second(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
+            raise ValueError("is shorter than 1s (write off to turn the sweep off)")
         return value
 
     @model_validator(mode="after")

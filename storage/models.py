@@ -93,7 +93,7 @@ class Deal(Base):
 
 
 class DealEventRecord(Base):
-    """The audit trail: every accepted webhook event, applied or not (an older event is kept, unapplied)."""
+    """The audit trail: every accepted event, applied or not (an older event is kept, unapplied)."""
 
     __tablename__ = "deal_event"
 
@@ -105,6 +105,8 @@ class DealEventRecord(Base):
     received_at: Mapped[datetime]
     applied: Mapped[bool]
     payload: Mapped[dict[str, Any]]
+    via: Mapped[str] = mapped_column(String(16), server_default="webhook")
+    """How the event first reached the bot: `webhook`, `sweep` or `import`."""
 
 
 class Loss(Base):
@@ -362,3 +364,39 @@ class DigestRun(Base):
     """The Monday, in TIMEZONE, of the week the digest covers."""
     message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), unique=True)
     created_at: Mapped[datetime]
+
+
+class SweepCursor(Base):
+    """How far the sweep of one CRM has read, and which process is sweeping it (README.md, "The sweep:
+    what the webhooks missed").
+
+    `cursor` is the newest modification time read whose events are committed; the next sweep reads
+    from a little before it. A process takes the sweep when it is due and no one holds it, by an
+    UPDATE that sets `claimed_by` and `claimed_until` (renewed after each page), so one process at a
+    time sweeps a CRM, and one sweep runs per SWEEP_EVERY however many processes run.
+    """
+
+    __tablename__ = "sweep_cursor"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[datetime]
+    due_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
+    claimed_until: Mapped[datetime | None]
+    swept_at: Mapped[datetime | None]
+    """When the last sweep ended, whole or cut short."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    """Why the last sweep was cut short; None when it read everything."""
+    created_at: Mapped[datetime]
+
+
+class WebhookMiss(Base):
+    """Stage changes that a page of a sweep found first although the CRM's webhook is configured:
+    changes the webhook did not deliver. The weekly digest counts them per CRM."""
+
+    __tablename__ = "webhook_miss"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    found_at: Mapped[datetime] = mapped_column(index=True)
+    stage_changes: Mapped[int]

@@ -98,6 +98,8 @@ def make_settings(database_url: str, slack_api_url: str, **overrides: object) ->
         "bulk_window": "0s",
         "scheduler_tick": "1s",
         "digest_schedule": digest_schedule_far_from_now(),
+        # Tests of the sweep turn it on; elsewhere it would only add calls to the fake CRM.
+        "sweep_every": "off",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

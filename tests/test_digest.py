@@ -20,7 +20,7 @@ from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
 from bot.services.digest import build_digest
 from bot.views.data import ClosedStats, Digest, Quote, ReasonFigures, RepLine, UpcomingRevisit, WonBackDeal
 from bot.views.digest import build_digest_message, render_text
-from storage.models import Loss, LossState, Revisit, RevisitState
+from storage.models import Loss, LossState, Revisit, RevisitState, WebhookMiss
 from tests.seed import DANA, SAM, Seed, utc
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -169,6 +169,30 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         f"— <@{DANA}>, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
     )
     assert text[13].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
+
+
+async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_that_week(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    await seed_two_weeks(session_factory)
+    async with session_factory() as session, session.begin():
+        for source, found_at, count in [
+            ("pipedrive", utc(2026, 11, 9, 8), 1),
+            ("hubspot", utc(2026, 11, 10, 8), 7),
+            ("hubspot", utc(2026, 11, 15, 22, 59), 5),
+            ("hubspot", utc(2026, 11, 15, 23), 100),  # 00:00 on the next Monday in Paris: not this week
+            ("salesforce", utc(2026, 11, 8, 22, 59), 100),  # the week before
+        ]:
+            session.add(WebhookMiss(source=source, found_at=found_at, stage_changes=count))
+
+    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+
+    assert digest.webhook_misses == [("HubSpot", 12), ("Pipedrive", 1)]
+    discipline = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")[8]
+    assert discipline.splitlines()[2:] == [
+        "HubSpot: 12 stage changes reached us only through the sweep: check its webhook.",
+        "Pipedrive: 1 stage change reached us only through the sweep: check its webhook.",
+    ]
 
 
 async def test_an_empty_week_is_a_short_note(session_factory: async_sessionmaker[AsyncSession]) -> None:

@@ -1,5 +1,5 @@
-"""Migration 0005 on a database that already holds answers: revisit dates logged before it become
-revisits, and it can be undone."""
+"""Migrations on a database that already holds data: 0005 makes revisits of the revisit dates logged
+before it, 0008 marks the deal events stored before it as webhooks'; each can be undone."""
 
 import asyncio
 from datetime import UTC, date, datetime
@@ -84,3 +84,38 @@ async def test_0005_can_be_undone_and_done_again(
     async with session_factory() as session:
         tables = await session.run_sync(lambda sync: inspect(sync.connection()).get_table_names())
     assert {"revisit", "digest_run"} <= set(tables)
+
+
+async def test_0008_marks_the_events_stored_before_as_webhooks_and_can_be_undone(
+    database_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await asyncio.to_thread(_downgrade, database_url, "0007")
+    async with session_factory() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO deal (id, source, external_id, name, stage, stage_changed_at, created_at, updated_at)"
+                " VALUES (1, 'hubspot', '42', 'Deal', 'closed_lost', :at, :at, :at)"
+            ),
+            {"at": LOST_AT},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO deal_event (idempotency_key, deal_id, stage, changed_at, received_at, applied, payload)"
+                " VALUES ('hubspot:event:1', 1, 'closed_lost', :at, :at, true, '{}')"
+            ),
+            {"at": LOST_AT},
+        )
+
+    await asyncio.to_thread(upgrade_to_head, database_url)
+
+    async with session_factory() as session:
+        assert (await session.execute(text("SELECT via FROM deal_event"))).scalars().all() == ["webhook"]
+        tables = await session.run_sync(lambda sync: inspect(sync.connection()).get_table_names())
+    assert {"sweep_cursor", "webhook_miss"} <= set(tables)
+
+    await asyncio.to_thread(_downgrade, database_url, "0007")
+    async with session_factory() as session:
+        tables = await session.run_sync(lambda sync: inspect(sync.connection()).get_table_names())
+        columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("deal_event"))
+    assert "sweep_cursor" not in tables and "webhook_miss" not in tables
+    assert "via" not in {column["name"] for column in columns}

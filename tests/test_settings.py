@@ -249,6 +249,29 @@ def test_the_crm_settings_default_to_off_and_hubspots_public_api() -> None:
     assert loaded.reason_aliases == {}
 
 
+def test_sweep_every_is_ten_minutes_a_duration_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().sweep_every == timedelta(minutes=10)
+    assert settings(sweep_every="30s").sweep_every == timedelta(seconds=30)
+    monkeypatch.setenv("SWEEP_EVERY", " Off ")
+    assert settings().sweep_every is None
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("0s", "SWEEP_EVERY is shorter than 1s (write off to turn the sweep off)"),
+        ("never", "SWEEP_EVERY 'never' is not a duration: expected a number with s, m or h, like 90s, 2m or 8h"),
+    ],
+)
+def test_a_bad_sweep_every_is_refused_in_one_line(value: str, said: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(sweep_every=value)
+
+    assert describe_settings_error(caught.value) == (
+        f"{said}: expected a duration of at least 1s, such as 10m, or off: how often each CRM's API is swept"
+    )
+
+
 def test_reason_aliases_are_read_as_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REASON_ALIASES", '{"Too expensive": "price", "Went with Initech": "competitor"}')
 

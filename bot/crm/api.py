@@ -1,13 +1,17 @@
-"""What the CRM API clients share: one JSON call, and the one error it raises.
+"""What the CRM API clients share: one JSON call, the one error it raises, and the page of deal
+changes that listing a CRM's deals yields.
 
-Retrying is not done here but by the durable CRM jobs (`bot.services.crm_jobs`), which outlive a
-restart; an error says whether retrying can help and, for a 429, when the CRM allows it.
+Retrying a failed call is not done here but by the durable CRM jobs (`bot.services.crm_jobs`), which
+outlive a restart; an error says whether retrying can help and, for a 429, when the CRM allows it.
+Listings (the sweep, the import) wait out a short 429 in place (`wait_out_rate_limits`).
 """
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -17,6 +21,12 @@ from bot.crm.event import DealEvent
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 422})
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
+# A 429 asking for a wait this short is waited out; a longer one (Pipedrive's daily budget spent)
+# ends the listing, and the caller comes back later.
+LONGEST_RATE_LIMIT_WAIT_SECONDS = 60.0
+RATE_LIMIT_WAITS = 5
+
+T = TypeVar("T")
 
 
 class CrmApiError(Exception):
@@ -43,6 +53,23 @@ class WriteBack:
 
 
 @dataclass(frozen=True)
+class DealPage:
+    """One page of a CRM's deals changed since a time, oldest change first (`list_deal_changes` in
+    each CRM module)."""
+
+    events: list[DealEvent]
+    """Each deal as a webhook about it would report it now; deals the bot cannot read are left out
+    (with a warning), so a page may hold fewer events than the CRM sent, or none."""
+    cursor: datetime
+    """The newest modification time the listing has reached: once the page's events are committed,
+    a later listing can start from here."""
+
+
+ListDealChanges = Callable[[datetime], AsyncIterator[DealPage]]
+"""A CRM's `list_deal_changes` with its client and settings bound: the deals changed since a time."""
+
+
+@dataclass(frozen=True)
 class Connector:
     """What the bot can do with one connected CRM's API."""
 
@@ -50,6 +77,27 @@ class Connector:
     """Turns a stored webhook event into the full DealEvent; None when the CRM sends full events."""
     write_back: Callable[[WriteBack], Awaitable[None]] | None
     """Writes a reason to the deal; None when write-back is not configured."""
+    list_changes: ListDealChanges
+    """The deals changed since a time, for the sweep."""
+
+
+async def wait_out_rate_limits(call: Callable[[], Awaitable[T]]) -> T:
+    """Makes the call, and again after each 429 whose Retry-After is at most
+    LONGEST_RATE_LIMIT_WAIT_SECONDS, up to RATE_LIMIT_WAITS times; any other error is raised. Search
+    and list limits are per second (HubSpot's search allows 5 requests a second, Pipedrive's burst
+    limit counts over 2 seconds), so a listing of many pages waits a moment rather than starting over."""
+    waits = 0
+    while True:
+        try:
+            return await call()
+        except CrmApiError as error:
+            wait = error.retry_after
+            if error.status != 429 or wait is None or wait > LONGEST_RATE_LIMIT_WAIT_SECONDS:
+                raise
+            if waits == RATE_LIMIT_WAITS:
+                raise
+            waits += 1
+            await asyncio.sleep(wait)
 
 
 async def call_json(

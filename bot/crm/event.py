@@ -16,6 +16,11 @@ MAX_NESTING = 64
 below Python's recursion limit lets every walk over a stored body (ours, json's, the database
 driver's) finish, wherever on the stack it runs."""
 
+VIA_WEBHOOK = "webhook"
+VIA_SWEEP = "sweep"
+"""Read from the CRM's API by the periodic sweep (`bot.services.sweeps`)."""
+VIA_IMPORT = "import"
+
 
 @dataclass(frozen=True)
 class DealEvent:
@@ -38,6 +43,10 @@ class DealEvent:
     event_id: str | None = None
     prompt: bool = True
     """False when the CRM asks that no reason be asked for this loss (it is still recorded)."""
+    closed_at: datetime | None = None
+    """When the CRM says the deal was closed (lost or won), if it says; None for an open deal."""
+    via: str = VIA_WEBHOOK
+    """How the event reached the bot: VIA_WEBHOOK, VIA_SWEEP or VIA_IMPORT (kept in the audit trail)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -4,22 +4,28 @@ A webhook names a deal and its new stage, nothing more, so each stage change is 
 and the deal (name, amount, owner, loss reason) is fetched afterwards by a CRM job. Whether a stage
 is lost or won comes from the pipelines' own stage metadata, so custom pipelines need no setting.
 
+The sweep and the import read deals through the CRM search API instead (`list_deal_changes`).
+
 Webhooks: https://developers.hubspot.com/docs/apps/legacy-apps/public-apps/create-generic-webhook-subscriptions
 Signature v3: https://developers.hubspot.com/docs/apps/developer-platform/build-apps/authentication/request-validation
+Search: https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm
 """
 
 import base64
 import hashlib
 import hmac
+import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import aiohttp
 
-from bot.crm.api import CrmApiError, WriteBack, call_json
+from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, wait_out_rate_limits
 from bot.crm.event import (
     CLOSED_LOST,
     CLOSED_WON,
@@ -34,6 +40,8 @@ from bot.crm.event import (
     parse_currency,
 )
 
+logger = logging.getLogger(__name__)
+
 SOURCE = "hubspot"
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
@@ -44,6 +52,11 @@ OWNER_CACHE_SECONDS = 3600.0
 LAST_TIME_MS = 253_402_300_800_000
 """10000-01-01T00:00:00Z in milliseconds since 1970: the first time a datetime cannot hold."""
 DEAL_PROPERTIES = ("dealname", "amount", "deal_currency_code", "hubspot_owner_id")
+MODIFIED_PROPERTY = "hs_lastmodifieddate"
+SEARCH_PAGE_SIZE = 200
+SEARCH_RESULTS_CAP = 10_000
+"""A search query answers its first 10,000 results; asking for a page past them is a 400."""
+MAX_NAME_LENGTH = 500
 
 
 def signature_v3(*, secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
@@ -171,6 +184,19 @@ class HubSpotClient:
         """PATCH /crm/v3/objects/deals/{id}."""
         await self._call("PATCH", f"/crm/v3/objects/deals/{deal_id}", json_body={"properties": properties})
 
+    async def search_deals(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /crm/v3/objects/deals/search: `{"total", "results", "paging"?}`."""
+        answer = await self._call("POST", "/crm/v3/objects/deals/search", json_body=body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+            raise CrmApiError("HubSpot answered a deal search without a list of results")
+        return answer
+
+    async def stage_outcomes(self) -> dict[str, str]:
+        """Every deal stage of every pipeline and its outcome (CLOSED_LOST, CLOSED_WON or OPEN),
+        fetched afresh, so that a listing sees the pipelines as they are now."""
+        self._stages = await self._fetch_stages()
+        return dict(self._stages)
+
     async def _fetch_stages(self) -> dict[str, str]:
         answer = await self._call("GET", "/crm/v3/pipelines/deals")
         stages: dict[str, str] = {}
@@ -218,6 +244,155 @@ async def fetch_deal_event(client: HubSpotClient, payload: dict[str, Any], *, re
         event_id=_event_key(payload),
         raw=payload,
     )
+
+
+async def list_deal_changes(
+    client: HubSpotClient, *, since: datetime, closed_only: bool = False, reason_property: str
+) -> AsyncIterator[DealPage]:
+    """The deals modified at or after `since` (`hs_lastmodifieddate`), oldest first, 200 a page, each
+    as the DealEvent a webhook about it would make now: `changed_at` is the modification time, so a
+    webhook about an earlier stage change that arrives later changes nothing. `closed_only` keeps the
+    deals in a closed stage (lost or won). The owner's email comes from the owners API (remembered
+    by the client); a deal in a stage no pipeline has is left out with a warning.
+
+    A search query answers at most 10,000 results, so before its next page would pass them the query
+    starts again from the newest modification time read, leaving out the deals already read at that
+    very time. Short 429s are waited out (search allows 5 requests a second); other failures raise
+    CrmApiError, after the pages already yielded.
+    """
+    stages = await wait_out_rate_limits(client.stage_outcomes)
+    properties = [*DEAL_PROPERTIES, "dealstage", "closedate", MODIFIED_PROPERTY]
+    if reason_property:
+        properties.append(reason_property)
+    closed_stages = sorted(stage for stage, outcome in stages.items() if outcome != OPEN)
+    if closed_only and not closed_stages:
+        return
+    start = _epoch_ms(since)
+    skipped_at_start: set[str] = set()
+    after: str | None = None
+    read = 0
+    newest, read_at_newest = start, set[str]()
+    while True:
+        filters: list[dict[str, Any]] = [{"propertyName": MODIFIED_PROPERTY, "operator": "GTE", "value": str(start)}]
+        if closed_only:
+            filters.append({"propertyName": "dealstage", "operator": "IN", "values": closed_stages})
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": MODIFIED_PROPERTY, "direction": "ASCENDING"}],
+            "properties": properties,
+            "limit": SEARCH_PAGE_SIZE,
+        }
+        if after is not None:
+            body["after"] = after
+        answer = await wait_out_rate_limits(partial(client.search_deals, body))
+        results = answer["results"]
+        read += len(results)
+        events = []
+        for result in results:
+            deal_id, deal, modified = _search_result(result)
+            modified_ms = _epoch_ms(modified)
+            if modified_ms == start and deal_id in skipped_at_start:
+                continue
+            if modified_ms > newest:
+                newest, read_at_newest = modified_ms, set()
+            read_at_newest.add(deal_id)
+            event = await _listed_deal_event(client, deal_id, deal, modified, stages, reason_property, result)
+            if event is not None:
+                events.append(event)
+        if results:
+            yield DealPage(events=events, cursor=datetime.fromtimestamp(newest / 1000, tz=UTC))
+        after = _next_after(answer)
+        if after is None:
+            return
+        if read + SEARCH_PAGE_SIZE > SEARCH_RESULTS_CAP:
+            if newest == start:
+                at = datetime.fromtimestamp(newest / 1000, tz=UTC).isoformat()
+                raise CrmApiError(
+                    f"more than {SEARCH_RESULTS_CAP} HubSpot deals were modified in the same millisecond ({at}): "
+                    "the search cannot page past them"
+                )
+            start, skipped_at_start, after, read = newest, read_at_newest, None, 0
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _search_result(result: Any) -> tuple[str, dict[str, Any], datetime]:
+    """A result's deal id, properties and modification time; a result without them is HubSpot
+    answering something else than documented, which no later page can make up for."""
+    properties = result.get("properties") if isinstance(result, dict) else None
+    if not isinstance(properties, dict) or not isinstance(result.get("id"), str | int):
+        raise CrmApiError("HubSpot answered a deal search with a result that has no id or properties")
+    modified = _time(properties.get(MODIFIED_PROPERTY))
+    if modified is None:
+        raise CrmApiError(f"HubSpot answered deal {result['id']} without a valid {MODIFIED_PROPERTY}")
+    return str(result["id"]), properties, modified
+
+
+def _next_after(answer: dict[str, Any]) -> str | None:
+    paging = answer.get("paging")
+    next_page = paging.get("next") if isinstance(paging, dict) else None
+    after = next_page.get("after") if isinstance(next_page, dict) else None
+    return str(after) if isinstance(after, str | int) and str(after) else None
+
+
+async def _listed_deal_event(
+    client: HubSpotClient,
+    deal_id: str,
+    deal: dict[str, Any],
+    modified: datetime,
+    stages: dict[str, str],
+    reason_property: str,
+    result: dict[str, Any],
+) -> DealEvent | None:
+    stage = stages.get(str(deal.get("dealstage")))
+    if stage is None:
+        stage_id = deal.get("dealstage")
+        logger.warning("HubSpot deal %s is in stage %r, which no pipeline has: left out", deal_id, stage_id)
+        return None
+    if not is_storable(result):
+        logger.warning("HubSpot deal %s holds text that cannot be stored (a NUL character): left out", deal_id)
+        return None
+    owner_id = deal.get("hubspot_owner_id")
+    reason = (deal.get(reason_property) or "").strip() if reason_property else ""
+    return DealEvent(
+        source=SOURCE,
+        deal_id=deal_id,
+        name=(deal.get("dealname") or "").strip()[:MAX_NAME_LENGTH] or f"HubSpot deal {deal_id}",
+        stage=stage,
+        owner_email=await _owner_email(client, str(owner_id)) if owner_id else None,
+        owner_slack_id=None,
+        changed_at=modified,
+        amount=parse_amount(deal.get("amount")),
+        currency=parse_currency(deal.get("deal_currency_code")),
+        crm_reason=reason or None,
+        closed_at=_time(deal.get("closedate")) if stage != OPEN else None,
+        raw=result,
+    )
+
+
+async def _owner_email(client: HubSpotClient, owner_id: str) -> str | None:
+    """The owner's email; None for an owner HubSpot no longer has, so that one departed owner does
+    not stop a listing."""
+    try:
+        return await wait_out_rate_limits(lambda: client.owner_email(owner_id))
+    except CrmApiError as error:
+        if error.status != 404:
+            raise
+        logger.warning("HubSpot has no owner %s: their deals are recorded without an owner", owner_id)
+        return None
+
+
+def _time(value: Any) -> datetime | None:
+    """A HubSpot date-time property (`2026-01-14T16:02:13.512Z`), in UTC; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 async def write_back(

@@ -2,7 +2,8 @@
 
 Pipedrive signs nothing; a webhook carries the HTTP Basic credentials it was created with. The deal
 in a webhook names its owner by user id only, so each change is stored as it comes and the owner's
-email is looked up afterwards by a CRM job (and remembered).
+email is looked up afterwards by a CRM job (and remembered). The sweep and the import list deals
+with API v2 (`list_deal_changes`), whose deals have the same fields as a v2 webhook's.
 
 Webhooks v2: https://pipedrive.readme.io/docs/guide-for-webhooks-v2
 API tokens: https://pipedrive.readme.io/docs/core-api-concepts-authentication
@@ -10,14 +11,18 @@ API tokens: https://pipedrive.readme.io/docs/core-api-concepts-authentication
 
 import dataclasses
 import hmac
+import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
-from bot.crm.api import CrmApiError, WriteBack, call_json
+from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, wait_out_rate_limits
 from bot.crm.event import (
     CLOSED_LOST,
     CLOSED_WON,
@@ -32,11 +37,14 @@ from bot.crm.event import (
     parse_currency,
 )
 
+logger = logging.getLogger(__name__)
+
 SOURCE = "pipedrive"
 STAGES = {"lost": CLOSED_LOST, "won": CLOSED_WON, "open": OPEN}
 OWNER_CACHE_SECONDS = 3600.0
 MAX_HOST_LENGTH = 253
 """The longest DNS name: a longer `meta.host` is no company's Pipedrive, and its link would not fit."""
+LIST_PAGE_SIZE = 500
 
 
 def is_authorized(header: str | None, *, user: str, password: str) -> bool:
@@ -85,7 +93,13 @@ def read_deal_change(document: Any) -> DealChange | None:
         return None
     if not isinstance(deal, dict):
         raise PayloadError([FieldError(None, "data", "a deal webhook carries the deal (data, or current in v1)")])
+    host = meta.get("host")
+    return _read_deal(deal, owner_field=owner_field, host=host if isinstance(host, str) else None, raw=document)
 
+
+def _read_deal(deal: dict[str, Any], *, owner_field: str, host: str | None, raw: dict[str, Any]) -> DealChange:
+    """A deal as the API gives it (v2's fields; v1's `user_id` owner) as a DealChange; `host` is the
+    company's Pipedrive domain, for the deal's link."""
     errors: list[FieldError] = []
     deal_id = deal.get("id")
     if not is_id(deal_id):
@@ -106,8 +120,8 @@ def read_deal_change(document: Any) -> DealChange | None:
     if errors:
         raise PayloadError(errors)
     assert changed_at is not None and isinstance(title, str) and isinstance(status, str) and owner_id is not None
-    host = meta.get("host")
     lost_reason = deal.get("lost_reason")
+    closed_at = _time(deal.get("close_time") or deal.get(f"{status}_time")) if status != "open" else None
     event = DealEvent(
         source=SOURCE,
         deal_id=str(deal_id),
@@ -120,7 +134,8 @@ def read_deal_change(document: Any) -> DealChange | None:
         currency=parse_currency(deal.get("currency")),
         url=f"https://{host}/deal/{deal_id}" if isinstance(host, str) and 0 < len(host) <= MAX_HOST_LENGTH else None,
         crm_reason=lost_reason.strip() or None if isinstance(lost_reason, str) else None,
-        raw=document,
+        closed_at=closed_at,
+        raw=raw,
     )
     return DealChange(owner_id=owner_id, event=event)
 
@@ -161,6 +176,14 @@ class PipedriveClient:
         """PATCH /api/v2/deals/{id}."""
         await self._call("PATCH", f"/api/v2/deals/{deal_id}", json_body=fields)
 
+    async def list_deals(self, query: dict[str, str], *, archived: bool = False) -> dict[str, Any]:
+        """GET /api/v2/deals (or /api/v2/deals/archived): `{"data": [...], "additional_data": {"next_cursor"}}`."""
+        path = "/api/v2/deals/archived" if archived else "/api/v2/deals"
+        answer = await self._call("GET", f"{path}?{urlencode(query)}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("data") or [], list):
+            raise CrmApiError("Pipedrive answered a deal list without a list of deals")
+        return answer
+
     async def _call(self, method: str, path: str, json_body: Any = None) -> Any:
         return await call_json(
             self._http, method, self._api_url + path, crm="Pipedrive", headers=self._headers, json_body=json_body
@@ -173,6 +196,69 @@ async def fetch_deal_event(client: PipedriveClient, payload: dict[str, Any]) -> 
     if change is None:
         raise CrmApiError("the stored Pipedrive webhook is not a deal change", permanent=True)
     return dataclasses.replace(change.event, owner_email=await client.user_email(change.owner_id))
+
+
+async def list_deal_changes(
+    client: PipedriveClient, *, since: datetime, closed_only: bool = False, archived: bool = False
+) -> AsyncIterator[DealPage]:
+    """The deals updated at or after `since` (`update_time`), oldest first, 500 a page, each as the
+    DealEvent a webhook about it would make (the same `update_time`, so the same idempotency key),
+    with its owner's email (the users API, remembered by the client). `closed_only` keeps the lost
+    and won deals; `archived` lists the archived deals instead, which the main list leaves out. A
+    deal that cannot be read is left out with a warning.
+
+    Short 429s are waited out; other failures raise CrmApiError, after the pages already yielded.
+    https://developers.pipedrive.com/docs/api/v1/Deals#getDeals (API v2)
+    """
+    query = {
+        "updated_since": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sort_by": "update_time",
+        "sort_direction": "asc",
+        "limit": str(LIST_PAGE_SIZE),
+    }
+    newest = since
+    while True:
+        answer = await wait_out_rate_limits(partial(client.list_deals, query, archived=archived))
+        deals = answer.get("data") or []
+        events = []
+        for deal in deals:
+            change = _listed_deal_change(deal)
+            if change is None:
+                continue
+            newest = max(newest, change.event.changed_at)
+            if closed_only and change.event.stage == OPEN:
+                continue
+            owner_email = await _user_email(client, change.owner_id)
+            events.append(dataclasses.replace(change.event, owner_email=owner_email))
+        if deals:
+            yield DealPage(events=events, cursor=newest)
+        cursor = (answer.get("additional_data") or {}).get("next_cursor")
+        if not isinstance(cursor, str) or not cursor:
+            return
+        query = {**query, "cursor": cursor}
+
+
+def _listed_deal_change(deal: Any) -> DealChange | None:
+    if not isinstance(deal, dict) or not is_storable(deal):
+        logger.warning("Pipedrive listed a deal that is not an object of storable text: left out")
+        return None
+    try:
+        return _read_deal(deal, owner_field="owner_id", host=None, raw=deal)
+    except PayloadError as error:
+        logger.warning("Pipedrive deal %s cannot be read (%s): left out", deal.get("id"), error)
+        return None
+
+
+async def _user_email(client: PipedriveClient, user_id: int) -> str | None:
+    """The user's email; None for a user Pipedrive no longer has, so that one departed owner does
+    not stop a listing."""
+    try:
+        return await wait_out_rate_limits(partial(client.user_email, user_id))
+    except CrmApiError as error:
+        if error.status != 404:
+            raise
+        logger.warning("Pipedrive has no user %s: their deals are recorded without an owner", user_id)
+        return None
 
 
 async def write_back(client: PipedriveClient, reason: WriteBack) -> None:

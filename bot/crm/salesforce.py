@@ -4,20 +4,28 @@ Outbound Messages carry no signature: a message is trusted when its `Organizatio
 notification has an id of its own, which is the event's idempotency key: Salesforce resends a
 message until it gets an `Ack`, for up to 24 hours, and may deliver notifications out of order.
 
+The sweep and the import read Opportunities with a SOQL query instead (`list_deal_changes`), which
+reaches the owner's email through the Owner relationship, so they need no formula field.
+
 Outbound Messaging: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
 WSDL (envelope, Ack): https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-wsdl.html
+Query: https://developer.salesforce.com/docs/platform/api-rest/guide/resources-query.html
 """
 
+import logging
+import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from bot.crm.api import CrmApiError, WriteBack, call_json
+from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, wait_out_rate_limits
 from bot.crm.event import (
     CLOSED_LOST,
     CLOSED_WON,
@@ -25,9 +33,12 @@ from bot.crm.event import (
     DealEvent,
     FieldError,
     PayloadError,
+    is_storable,
     parse_amount,
     parse_currency,
 )
+
+logger = logging.getLogger(__name__)
 
 SOURCE = "salesforce"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -38,6 +49,11 @@ MAX_NOTIFICATIONS = 100
 API_VERSION = "v61.0"
 # Salesforce does not say how long its tokens last; they are fetched again on a 401 in any case.
 TOKEN_LIFETIME_SECONDS = 15 * 60
+# Pages of 500 (Salesforce's default is 2,000) keep each page's transaction short beside the webhooks'.
+QUERY_BATCH_SIZE = 500
+MAX_NAME_LENGTH = 500
+# A field's API name, as SOQL takes it unquoted: letters, digits and underscores (`Loss_Reason__c`).
+FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -197,21 +213,44 @@ class SalesforceClient:
         self._credentials = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
         self._token: tuple[str, float] | None = None
 
+    @property
+    def instance_url(self) -> str:
+        return self._instance_url
+
     async def update_opportunity(self, opportunity_id: str, fields: dict[str, str]) -> None:
-        """PATCH /services/data/vXX.X/sobjects/Opportunity/{id}; a refused token is renewed once."""
-        path = f"/services/data/{API_VERSION}/sobjects/Opportunity/{opportunity_id}"
+        """PATCH /services/data/vXX.X/sobjects/Opportunity/{id}."""
+        await self._call("PATCH", f"/services/data/{API_VERSION}/sobjects/Opportunity/{opportunity_id}", fields)
+
+    async def query(self, soql: str) -> dict[str, Any]:
+        """GET /services/data/vXX.X/query: the first batch of records (`records`, `done`, `nextRecordsUrl`)."""
+        return await self._query(f"/services/data/{API_VERSION}/query?q={quote(soql, safe='')}")
+
+    async def query_more(self, next_records_url: str) -> dict[str, Any]:
+        """The next batch of a query, from the previous batch's `nextRecordsUrl` (a path on the instance)."""
+        if not next_records_url.startswith("/services/data/"):
+            raise CrmApiError(f"Salesforce answered a query with an unexpected nextRecordsUrl {next_records_url!r}")
+        return await self._query(next_records_url)
+
+    async def _query(self, path: str) -> dict[str, Any]:
+        answer = await self._call("GET", path, None, headers={"Sforce-Query-Options": f"batchSize={QUERY_BATCH_SIZE}"})
+        if not isinstance(answer, dict) or not isinstance(answer.get("records"), list):
+            raise CrmApiError("Salesforce answered a query without a list of records")
+        return answer
+
+    async def _call(self, method: str, path: str, body: Any, *, headers: dict[str, str] | None = None) -> Any:
+        """One call with the access token; a refused token is renewed once."""
         try:
-            await self._patch(path, fields)
+            return await self._call_once(method, path, body, headers or {})
         except CrmApiError as error:
             if error.status != 401:
                 raise
             self._token = None
-            await self._patch(path, fields)
+            return await self._call_once(method, path, body, headers or {})
 
-    async def _patch(self, path: str, fields: dict[str, str]) -> None:
-        headers = {"Authorization": f"Bearer {await self._access_token()}"}
-        await call_json(
-            self._http, "PATCH", self._instance_url + path, crm="Salesforce", headers=headers, json_body=fields
+    async def _call_once(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+        headers = {**headers, "Authorization": f"Bearer {await self._access_token()}"}
+        return await call_json(
+            self._http, method, self._instance_url + path, crm="Salesforce", headers=headers, json_body=body
         )
 
     async def _access_token(self) -> str:
@@ -234,6 +273,88 @@ class SalesforceClient:
             raise CrmApiError("Salesforce answered the token request without an access_token")
         self._token = (token, time.monotonic() + TOKEN_LIFETIME_SECONDS)
         return token
+
+
+async def list_deal_changes(
+    client: SalesforceClient,
+    *,
+    since: datetime,
+    closed_only: bool = False,
+    reason_field: str | None,
+) -> AsyncIterator[DealPage]:
+    """The Opportunities modified at or after `since` (`SystemModstamp`), oldest first, in batches
+    of up to 500, each as the DealEvent an outbound message about it would make now
+    (`LastModifiedDate` orders it); the owner's email comes from `Owner.Email`. `closed_only` keeps
+    the closed ones (lost or won). Salesforce gives no time an Opportunity closed, so `closed_at`
+    stays None. A record that cannot be read is left out with a warning.
+
+    Short 429s are waited out; other failures raise CrmApiError, after the pages already yielded.
+    """
+    if reason_field is not None and not FIELD_NAME.fullmatch(reason_field):
+        raise CrmApiError(f"SALESFORCE_REASON_FIELD {reason_field!r} is not a field's API name", permanent=True)
+    fields = ["Id", "Name", "Amount", "IsClosed", "IsWon", "LastModifiedDate", "SystemModstamp", "Owner.Email"]
+    if reason_field is not None:
+        fields.append(reason_field)
+    conditions = [f"SystemModstamp >= {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"]
+    if closed_only:
+        conditions.append("IsClosed = true")
+    soql = (
+        f"SELECT {', '.join(fields)} FROM Opportunity WHERE {' AND '.join(conditions)}"
+        " ORDER BY SystemModstamp ASC, Id ASC"
+    )
+    answer = await wait_out_rate_limits(partial(client.query, soql))
+    newest = since
+    while True:
+        events = []
+        for record in answer["records"]:
+            read = _listed_opportunity(record, instance_url=client.instance_url, reason_field=reason_field)
+            if read is None:
+                continue
+            event, modified = read
+            newest = max(newest, modified)
+            events.append(event)
+        if answer["records"]:
+            yield DealPage(events=events, cursor=newest)
+        next_records_url = answer.get("nextRecordsUrl")
+        if answer.get("done") is not False or not isinstance(next_records_url, str):
+            return
+        answer = await wait_out_rate_limits(partial(client.query_more, next_records_url))
+
+
+def _listed_opportunity(
+    record: Any, *, instance_url: str, reason_field: str | None
+) -> tuple[DealEvent, datetime] | None:
+    """An Opportunity record as a DealEvent, with its SystemModstamp; None (and a warning) for a
+    record that cannot be read."""
+    if not isinstance(record, dict) or not is_storable(record):
+        logger.warning("Salesforce listed an Opportunity that is not an object of storable text: left out")
+        return None
+    opportunity_id, name = record.get("Id"), record.get("Name")
+    changed_at, modified = _time(record.get("LastModifiedDate")), _time(record.get("SystemModstamp"))
+    if not isinstance(opportunity_id, str) or not isinstance(name, str) or changed_at is None or modified is None:
+        logger.warning("Salesforce Opportunity %s lacks an Id, Name or modification time: left out", opportunity_id)
+        return None
+    owner = record.get("Owner")
+    owner_email = owner.get("Email") if isinstance(owner, dict) else None
+    reason = record.get(reason_field) if reason_field is not None else None
+    if record.get("IsClosed") is True:
+        stage = CLOSED_WON if record.get("IsWon") is True else CLOSED_LOST
+    else:
+        stage = OPEN
+    event = DealEvent(
+        source=SOURCE,
+        deal_id=opportunity_id,
+        name=name.strip()[:MAX_NAME_LENGTH] or f"Salesforce Opportunity {opportunity_id}",
+        stage=stage,
+        owner_email=owner_email.lower() if isinstance(owner_email, str) and "@" in owner_email else None,
+        owner_slack_id=None,
+        changed_at=changed_at,
+        amount=parse_amount(record.get("Amount")),
+        url=f"{instance_url}/{opportunity_id}",
+        crm_reason=reason.strip() or None if isinstance(reason, str) else None,
+        raw=record,
+    )
+    return event, modified
 
 
 async def write_back(

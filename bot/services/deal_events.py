@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.crm.event import CLOSED_LOST, DealEvent
+from bot.crm.event import CLOSED_LOST, OPEN, DealEvent
 from bot.logs import log_ids
 from bot.services import outbox, revisits
 from storage import deal_queries, loss_queries, message_queries
@@ -39,6 +39,9 @@ class PromptPolicy:
 class IngestResult:
     is_new: list[bool]
     """One flag per event, in order: False for an event already seen."""
+    stage_changes: list[bool]
+    """One flag per event, in order: True when it moved its deal to another stage, or brought a deal
+    the bot did not know in a closed stage; what a CRM's webhook exists to deliver."""
     messages_queued: int
     losses_opened: int
     """New losses that await a prompt."""
@@ -76,6 +79,7 @@ async def record_deal_events(
     that leaves closed-lost closes its open revisits as win-backs.
     """
     is_new: list[bool] = []
+    stage_changes: list[bool] = []
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
     cancelled: list[int] = []
     async with session_factory() as session, session.begin():
@@ -86,6 +90,7 @@ async def record_deal_events(
 
         for key, event in keyed:
             is_new.append(key not in seen)
+            stage_changes.append(False)
             if key in seen:
                 continue
             seen.add(key)
@@ -95,6 +100,7 @@ async def record_deal_events(
             if applied:
                 if state is None:
                     state = deals[deal_key] = _new_deal(event, received_at)
+                stage_changes[-1] = _changes_stage(state.values["stage"], event.stage)
                 cancelled.extend(_apply(state, event, received_at, policy))
             else:
                 logger.info(
@@ -112,6 +118,7 @@ async def record_deal_events(
                         "received_at": received_at,
                         "applied": applied,
                         "payload": event.raw,
+                        "via": event.via,
                     },
                 )
             )
@@ -132,7 +139,13 @@ async def record_deal_events(
             await deal_queries.insert_deal_events(
                 session, [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
             )
-    return IngestResult(is_new=is_new, messages_queued=queued, losses_opened=opened)
+    return IngestResult(is_new=is_new, stage_changes=stage_changes, messages_queued=queued, losses_opened=opened)
+
+
+def _changes_stage(stored: str | None, reported: str) -> bool:
+    """A deal first seen (`stored` None) counts only when closed: an open deal the bot had not heard
+    of may simply have been edited, which no stage webhook announces."""
+    return reported != stored and (stored is not None or reported != OPEN)
 
 
 async def _load_deals(session: AsyncSession, events: list[DealEvent]) -> dict[tuple[str, str], _DealState]:

@@ -8,12 +8,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.crm.connectors import crm_name
 from bot.periods import Week
 from bot.reasons import Catalogue
 from bot.services.presenting import upcoming_revisits
 from bot.services.stats import read_closed_stats
 from bot.views.data import Digest, Quote, RepLine, WonBackDeal
-from storage import stats_queries
+from storage import stats_queries, sweep_queries
 
 COMPETITOR = "competitor"
 MISSING_FEATURE = "missing_feature"
@@ -51,6 +52,7 @@ async def build_digest(
             session, since=since, until=until, limit=WIN_BACKS_LISTED
         )
         quotes = await stats_queries.largest_explained(session, since=since, until=until, limit=QUOTES)
+        misses = await sweep_queries.webhook_misses(session, since=since, until=until)
     seconds = [(logged - asked).total_seconds() for asked, logged in delays]
     median = timedelta(seconds=statistics.median(seconds)) if seconds else None
     return Digest(
@@ -67,6 +69,7 @@ async def build_digest(
         [WonBackDeal(*row) for row in win_backs],
         win_backs_total,
         [Quote(*row) for row in quotes],
+        [(crm_name(source), count) for source, count in misses],
     )
 
 

@@ -247,6 +247,9 @@ class Digest:
     """Revisited deals that came back during the week."""
     win_backs_total: int
     quotes: list[Quote]
+    webhook_misses: list[tuple[str, int]] = field(default_factory=list)
+    """Per CRM (by name) whose webhook is configured, the stage changes that reached the bot only
+    through the sweep during the week."""
 
     @property
     def empty(self) -> bool:
