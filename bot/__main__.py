@@ -28,6 +28,7 @@ from bot.settings import DatabaseSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
 from bot.team import TeamFileError, load_team
 from bot.views.digest import build_digest_message, render_text
+from handlers.access_log import AccessLogger
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 
@@ -115,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
     try:
-        web.run_app(create_app(settings, catalogue=catalogue, team=team), sock=listening, print=None)
+        web.run_app(
+            create_app(settings, catalogue=catalogue, team=team),
+            sock=listening,
+            print=None,
+            access_log_class=AccessLogger,
+        )
     except SlackApiError as error:
         print(f"closedlost: SLACK_APP_TOKEN was refused by Slack: {error.response.get('error')}", file=sys.stderr)
         return 2

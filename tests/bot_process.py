@@ -23,10 +23,11 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def bot_process(
-    database_url: str, slack_url: str, port: int, **settings: str
+    database_url: str, slack_url: str, port: int, *, stderr: int | None = None, **settings: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`closedlost serve` on `port`, with `settings` added to the environment, once its health check
-    answers; killed on exit if still running."""
+    answers; killed on exit if still running. `stderr=asyncio.subprocess.PIPE` keeps its log for
+    the test to read."""
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
@@ -40,7 +41,9 @@ async def bot_process(
         "SCHEDULER_TICK": "1s",
         **settings,
     }
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", cwd=REPOSITORY, env=env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", cwd=REPOSITORY, env=env, stderr=stderr
+    )
     try:
         async with aiohttp.ClientSession() as http:
 

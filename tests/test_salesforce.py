@@ -1,23 +1,27 @@
 """POST /webhooks/salesforce over real HTTP with Outbound Messages (SOAP) in Salesforce's shape: the
 Ack only once stored, the organization checked, notifications deduplicated and ordered."""
 
+import asyncio
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Deal, DealEventRecord, Loss
 from tests.bot_client import BotClient
+from tests.bot_process import bot_process, free_port
 from tests.conftest import make_settings, serve
 from tests.fake_slack import FakeSlack
 
 FIXTURES = Path(__file__).parent / "fixtures" / "crm"
 MESSAGE = (FIXTURES / "salesforce_outbound.xml").read_text()
 ORG_ID_18 = "00D5g000004XyZaEAK"
+WEBHOOK_TOKEN = "k3Jd9-QpX2_vR7wLm0Zt"
 SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"
 OUTBOUND = "{http://soap.sforce.com/2005/09/outbound}"
 SOAP_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
@@ -31,6 +35,7 @@ async def salesforce_bot(
         database_url,
         fake_slack.url,
         salesforce_org_id=ORG_ID_18[:15],  # as an admin copies it from Company Information
+        salesforce_webhook_token=WEBHOOK_TOKEN,
         salesforce_owner_email_field="Owner_Email__c",
         salesforce_reason_field="Loss_Reason__c",
     )
@@ -63,9 +68,12 @@ def message_with(*notifications: str) -> str:
     return re.sub(r"<Notification>.*</Notification>", "\n".join(notifications), MESSAGE, flags=re.DOTALL)
 
 
-async def post_salesforce(bot: BotClient, body: str | bytes) -> tuple[int, ET.Element]:
+async def post_salesforce(
+    bot: BotClient, body: str | bytes, *, url: str = f"/webhooks/salesforce?token={WEBHOOK_TOKEN}"
+) -> tuple[int, ET.Element]:
+    """POSTs to the endpoint URL README has the admin give Salesforce (the token in its query)."""
     data = body.encode() if isinstance(body, str) else body
-    async with bot.http.post("/webhooks/salesforce", data=data, headers=SOAP_HEADERS) as response:
+    async with bot.http.post(url, data=data, headers=SOAP_HEADERS) as response:
         assert response.content_type == "text/xml"
         return response.status, ET.fromstring(await response.read())
 
@@ -204,3 +212,67 @@ async def test_the_route_answers_503_until_salesforce_is_configured(bot: BotClie
 
     assert status == 503 and "SALESFORCE_ORG_ID" in fault(reply)
     assert await bot.rows(DealEventRecord) == []
+
+
+async def test_the_route_answers_503_until_the_webhook_token_is_set(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = make_settings(database_url, fake_slack.url, salesforce_org_id=ORG_ID_18)
+    async with serve(settings, fake_slack, session_factory) as bot:
+        status, reply = await post_salesforce(bot, with_owner_email(MESSAGE))
+
+        assert status == 503 and not acked(reply)
+        assert "SALESFORCE_WEBHOOK_TOKEN" in fault(reply)
+        assert await bot.rows(DealEventRecord) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("/webhooks/salesforce", id="no-token"),
+        pytest.param("/webhooks/salesforce?token=", id="empty-token"),
+        pytest.param("/webhooks/salesforce?token=k3Jd9-QpX2_vR7wLm0Zu", id="wrong-token"),
+        pytest.param(f"/webhooks/salesforce?token={WEBHOOK_TOKEN.upper()}", id="other-case"),
+        pytest.param(f"/webhooks/salesforce?token={WEBHOOK_TOKEN[:-1]}", id="prefix"),
+        pytest.param(f"/webhooks/salesforce?token={WEBHOOK_TOKEN}x", id="longer"),
+        pytest.param(f"/webhooks/salesforce?Token={WEBHOOK_TOKEN}", id="other-parameter"),
+    ],
+)
+async def test_a_message_without_the_right_token_gets_a_401_fault_no_ack_and_nothing_stored(
+    salesforce_bot: BotClient, url: str
+) -> None:
+    """The organization id is right: knowing it is not enough to open losses and DM reps."""
+    status, reply = await post_salesforce(salesforce_bot, with_owner_email(MESSAGE), url=url)
+
+    assert status == 401 and not acked(reply)
+    assert "token" in fault(reply)
+    assert await salesforce_bot.rows(DealEventRecord) == []
+    assert await salesforce_bot.rows(Deal) == []
+
+
+async def test_the_token_is_checked_before_the_body_is_read(salesforce_bot: BotClient) -> None:
+    status, reply = await post_salesforce(salesforce_bot, "<notifications>", url="/webhooks/salesforce")
+
+    assert status == 401 and "token" in fault(reply)
+
+
+async def test_the_access_log_leaves_the_token_out(database_url: str, fake_slack: FakeSlack) -> None:
+    port = free_port()
+    async with bot_process(
+        database_url,
+        fake_slack.url,
+        port,
+        stderr=asyncio.subprocess.PIPE,
+        SALESFORCE_ORG_ID=ORG_ID_18,
+        SALESFORCE_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
+    ) as process:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/webhooks/salesforce?token={WEBHOOK_TOKEN}"
+            async with http.post(url, data=with_owner_email(MESSAGE).encode(), headers=SOAP_HEADERS) as response:
+                assert response.status == 200
+        process.terminate()
+        assert process.stderr is not None
+        log = (await process.stderr.read()).decode()
+
+    assert '"POST /webhooks/salesforce HTTP/1.1" 200' in log
+    assert WEBHOOK_TOKEN not in log

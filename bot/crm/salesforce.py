@@ -1,8 +1,9 @@
 """Salesforce: Outbound Messages (SOAP) for Opportunities in, a REST update of the Opportunity out.
 
-Outbound Messages carry no signature: a message is trusted when its `OrganizationId` is ours. Each
-notification has an id of its own, which is the event's idempotency key: Salesforce resends a
-message until it gets an `Ack`, for up to 24 hours, and may deliver notifications out of order.
+Outbound Messages carry no signature: a message is trusted when its URL carries our token (checked
+by the route) and its `OrganizationId` is ours. Each notification has an id of its own, which is
+the event's idempotency key: Salesforce resends a message until it gets an `Ack`, for up to 24
+hours, and may deliver notifications out of order.
 
 Outbound Messaging: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
 WSDL (envelope, Ack): https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-wsdl.html
