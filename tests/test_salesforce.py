@@ -207,6 +207,52 @@ async def test_a_malformed_message_gets_a_400_fault_naming_the_problem_and_nothi
     assert await salesforce_bot.rows(DealEventRecord) == []
 
 
+def in_utf16(message: str, *, doctype: str = "", name: str = "Globex - 250 seats") -> bytes:
+    """The message encoded in UTF-16, as its XML declaration says, with `doctype` after the
+    declaration and `name` as the Opportunity's name. No `<!DOCTYPE` byte sequence is in it."""
+    declaration, rest = message.replace('encoding="UTF-8"', 'encoding="UTF-16"', 1).split("?>", 1)
+    return (declaration + "?>" + doctype + rest.replace("Globex - 250 seats", name)).encode("utf-16")
+
+
+async def test_a_message_in_utf16_is_read_as_its_declaration_says(salesforce_bot: BotClient) -> None:
+    status, reply = await post_salesforce(salesforce_bot, in_utf16(with_owner_email(MESSAGE), name="Globex – Zürich"))
+
+    assert status == 200 and acked(reply)
+    (deal,) = await salesforce_bot.rows(Deal)
+    assert deal.name == "Globex – Zürich"
+
+
+@pytest.mark.parametrize(
+    ("doctype", "name"),
+    [
+        pytest.param("<!DOCTYPE soapenv:Envelope>", "Globex - 250 seats", id="doctype-alone"),
+        pytest.param(
+            '<!DOCTYPE soapenv:Envelope [<!ENTITY globex "Globex - 250 seats">]>', "&globex;", id="internal-entity"
+        ),
+        pytest.param(
+            '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+            '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>',
+            "&c;",
+            id="nested-entities",
+        ),
+        pytest.param('<!DOCTYPE x [<!ENTITY ext SYSTEM "file:///etc/hostname">]>', "&ext;", id="external-entity"),
+        pytest.param('<!DOCTYPE x SYSTEM "http://127.0.0.1:9/evil.dtd">', "Globex - 250 seats", id="external-dtd"),
+    ],
+)
+async def test_a_document_type_declaration_in_any_encoding_gets_a_400_fault_and_nothing_stored(
+    salesforce_bot: BotClient, doctype: str, name: str
+) -> None:
+    """Salesforce never sends a DTD; one in UTF-16 hides the bytes `<!DOCTYPE` from a byte search."""
+    status, reply = await post_salesforce(
+        salesforce_bot, in_utf16(with_owner_email(MESSAGE), doctype=doctype, name=name)
+    )
+
+    assert status == 400 and not acked(reply)
+    assert "document type" in fault(reply)
+    assert await salesforce_bot.rows(DealEventRecord) == []
+    assert await salesforce_bot.rows(Deal) == []
+
+
 async def test_the_route_answers_503_until_salesforce_is_configured(bot: BotClient) -> None:
     status, reply = await post_salesforce(bot, with_owner_email(MESSAGE))
 

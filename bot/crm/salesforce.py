@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import defusedxml.ElementTree as defused_ET
+from defusedxml import DefusedXmlException
 
 from bot.crm.api import CrmApiError, WriteBack, call_json
 from bot.crm.event import (
@@ -50,12 +52,16 @@ class OutboundMessage:
 
 
 def read_outbound_message(body: bytes) -> OutboundMessage:
-    """The envelope of an Outbound Message: its organization, and its notifications unread."""
-    # Salesforce never sends a DTD; refusing one keeps entity tricks out of the parser.
-    if b"<!DOCTYPE" in body.upper():
-        raise PayloadError([FieldError(None, None, "a document type declaration is not allowed")])
+    """The envelope of an Outbound Message: its organization, and its notifications unread.
+
+    Salesforce never sends a DTD. defusedxml refuses one, and with it every entity and external
+    reference, as the parser meets it, so whatever encoding the body declares (UTF-16 hides the
+    bytes `<!DOCTYPE` from a byte search) nothing is expanded or fetched."""
     try:
-        root = ET.fromstring(body)
+        root = defused_ET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        message = "a document type declaration (DTD), entity or external reference is not allowed"
+        raise PayloadError([FieldError(None, None, message)]) from None
     except ET.ParseError as error:
         raise PayloadError([FieldError(None, None, f"the body is not XML: {error}")]) from None
     message = root.find(f"{{{SOAP}}}Body/{{{OUTBOUND}}}notifications")
