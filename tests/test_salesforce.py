@@ -108,6 +108,37 @@ async def test_the_documented_message_is_stored_then_acknowledged(salesforce_bot
     assert prompt["channel"] == "U0DANA001"
 
 
+async def test_text_longer_than_its_column_is_cut_to_fit_and_stored(salesforce_bot: BotClient) -> None:
+    """Names, ids, the owner's email and the link, each longer than its column: the notification is
+    stored and acknowledged rather than refused or failing, on PostgreSQL too, which enforces the
+    column lengths."""
+    name = "Globex - " + "250 seats, " * 500
+    email = "Dana." + "d" * 400 + "@Example.com"
+    opportunity_id = "0065g00000LmNoPAAV" * 20
+    notification_id = "04l5g00000QwErTAAZ" * 40
+    host = "acme-" + "sales-" * 400 + ".my.salesforce.com"
+    reason = "Price. " * 10000  # a text column: kept whole
+    message = (
+        with_owner_email(MESSAGE, email)
+        .replace("Globex - 250 seats", name[:5000])
+        .replace("0065g00000LmNoPAAV", opportunity_id)
+        .replace("04l5g00000QwErTAAZ", notification_id)
+        .replace("acme.my.salesforce.com", host)
+        .replace(">Price<", f">{reason}<")
+    )
+
+    status, reply = await post_salesforce(salesforce_bot, message)
+
+    assert status == 200 and acked(reply)
+    (deal,) = await salesforce_bot.rows(Deal)
+    assert (deal.external_id, deal.name, deal.owner_email) == (opportunity_id[:255], name[:500], email.lower()[:320])
+    assert deal.url == f"https://{host}/{opportunity_id}"[:2000]
+    assert deal.crm_reason == reason.strip()
+    (record,) = await salesforce_bot.rows(DealEventRecord)
+    assert record.idempotency_key == f"salesforce:event:{notification_id[:255]}"
+    assert len(await salesforce_bot.rows(Loss)) == 1
+
+
 async def test_the_ack_is_the_documented_envelope(salesforce_bot: BotClient) -> None:
     expected = ET.fromstring((FIXTURES / "salesforce_outbound_ack.xml").read_bytes())
 

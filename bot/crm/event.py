@@ -5,15 +5,52 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from storage.models import Deal
+
 CLOSED_LOST = "closed_lost"
 CLOSED_WON = "closed_won"
 OPEN = "open"
 """Any stage but the two closed ones: the bot only tells closed from open."""
 
 
+# The column each text field of a DealEvent is stored in. An event id has no column of its own: it
+# is cut to the length of a deal id, which keeps either form of the idempotency key within its column.
+_COLUMNS = {
+    "source": "source",
+    "deal_id": "external_id",
+    "name": "name",
+    "stage": "stage",
+    "owner_email": "owner_email",
+    "owner_slack_id": "owner_slack_id",
+    "currency": "currency",
+    "account": "account",
+    "url": "url",
+    "crm_reason": "crm_reason",
+    "event_id": "external_id",
+}
+
+
+def _length(column: str) -> int | None:
+    """The column's length in characters; None for text of any length."""
+    length = getattr(Deal.__table__.c[column].type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+TEXT_LIMITS: dict[str, int] = {
+    field: length for field, column in _COLUMNS.items() if (length := _length(column)) is not None
+}
+"""The most characters each text field of a DealEvent may hold: its column's length."""
+
+
 @dataclass(frozen=True)
 class DealEvent:
-    """A deal reported in a stage. Optional fields left as None leave what is recorded unchanged."""
+    """A deal reported in a stage. Optional fields left as None leave what is recorded unchanged.
+
+    Whatever a CRM sent, an event fits the columns it is stored in: a text longer than its column
+    (`TEXT_LIMITS`) is cut to it when the event is made. A CRM's deal name of 5,000 characters is
+    then stored in part rather than failing on PostgreSQL, retried for a day and dropped. The
+    generic webhook checks lengths first and refuses what is too long, so nothing of it is cut.
+    """
 
     source: str
     deal_id: str
@@ -33,6 +70,12 @@ class DealEvent:
     prompt: bool = True
     """False when the CRM asks that no reason be asked for this loss (it is still recorded)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, limit in TEXT_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                object.__setattr__(self, name, value[:limit])  # frozen: this is still its construction
 
     @property
     def idempotency_key(self) -> str:

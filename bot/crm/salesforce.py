@@ -122,7 +122,7 @@ def _parse_notification(
         if found is None:
             errors.append(FieldError(index, name, "required: add this field to the outbound message"))
     owner_email = value(owner_email_field)
-    if owner_email is None or "@" not in owner_email or len(owner_email) > 320:
+    if owner_email is None or "@" not in owner_email:
         message = "required: the owner's email, from a formula field added to the outbound message"
         errors.append(FieldError(index, owner_email_field, message))
     changed_at = _time(fields["LastModifiedDate"])
@@ -139,7 +139,7 @@ def _parse_notification(
     return DealEvent(
         source=SOURCE,
         deal_id=opportunity_id,
-        name=(fields["Name"] or "")[:500],
+        name=fields["Name"] or "",
         stage=stage,
         owner_email=owner_email.lower(),
         owner_slack_id=None,
