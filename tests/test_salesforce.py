@@ -139,6 +139,16 @@ async def test_text_longer_than_its_column_is_cut_to_fit_and_stored(salesforce_b
     assert len(await salesforce_bot.rows(Loss)) == 1
 
 
+async def test_a_partner_url_that_is_not_a_url_costs_the_deal_its_link_only(salesforce_bot: BotClient) -> None:
+    message = with_owner_email(MESSAGE).replace("https://acme.my.salesforce.com/services/Soap/u", "https://[/x")
+
+    status, reply = await post_salesforce(salesforce_bot, message)
+
+    assert status == 200 and acked(reply)
+    (deal,) = await salesforce_bot.rows(Deal)
+    assert (deal.external_id, deal.url) == ("0065g00000LmNoPAAV", None)
+
+
 async def test_the_ack_is_the_documented_envelope(salesforce_bot: BotClient) -> None:
     expected = ET.fromstring((FIXTURES / "salesforce_outbound_ack.xml").read_bytes())
 
@@ -221,6 +231,17 @@ async def test_another_organization_gets_a_403_and_no_ack(salesforce_bot: BotCli
         pytest.param(MESSAGE, "Owner_Email__c", id="no-owner-email-field"),
         pytest.param(with_owner_email(MESSAGE).replace("<sf:IsWon>false</sf:IsWon>", ""), "IsWon", id="no-is-won"),
         pytest.param(message_with(), "1 to 100", id="no-notification"),
+        # Valid ISO 8601 whose instant in UTC falls outside the years 1 to 9999.
+        pytest.param(
+            with_owner_email(MESSAGE).replace("2024-06-10T14:51:00.000Z", "0001-01-01T00:00:00+05:00"),
+            "LastModifiedDate",
+            id="modified-before-year-1-in-utc",
+        ),
+        pytest.param(
+            with_owner_email(MESSAGE).replace("2024-06-10T14:51:00.000Z", "9999-12-31T23:59:59-05:00"),
+            "LastModifiedDate",
+            id="modified-after-year-9999-in-utc",
+        ),
         pytest.param(
             '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>' + MESSAGE.split("?>", 1)[1],
             "document type",

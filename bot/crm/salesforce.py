@@ -53,6 +53,7 @@ class OutboundMessage:
 
 def read_outbound_message(body: bytes) -> OutboundMessage:
     """The envelope of an Outbound Message: its organization, and its notifications unread.
+    Raises PayloadError for any body that is not one (the only error it raises, whatever the bytes).
 
     Salesforce never sends a DTD. defusedxml refuses one, and with it every entity and external
     reference, as the parser meets it, so whatever encoding the body declares (UTF-16 hides the
@@ -74,9 +75,18 @@ def read_outbound_message(body: bytes) -> OutboundMessage:
     if not 0 < len(notifications) <= MAX_NOTIFICATIONS:
         message_text = f"a message carries 1 to {MAX_NOTIFICATIONS} notifications, not {len(notifications)}"
         raise PayloadError([FieldError(None, "Notification", message_text)])
-    partner_url = urlsplit(_text(message.find(f"{{{OUTBOUND}}}PartnerUrl")) or "")
-    base_url = f"https://{partner_url.netloc}" if partner_url.scheme == "https" and partner_url.netloc else None
+    base_url = _base_url(_text(message.find(f"{{{OUTBOUND}}}PartnerUrl")))
     return OutboundMessage(organization_id=organization_id, base_url=base_url, notifications=notifications)
+
+
+def _base_url(partner_url: str | None) -> str | None:
+    """`https://` and the host of `PartnerUrl`; None when it is not an https:// URL, which only
+    costs the deals their links."""
+    try:
+        parts = urlsplit(partner_url or "")
+    except ValueError:  # such as an unclosed IPv6 address, https://[
+        return None
+    return f"https://{parts.netloc}" if parts.scheme == "https" and parts.netloc else None
 
 
 def is_our_organization(organization_id: str, ours: str) -> bool:
@@ -88,6 +98,8 @@ def is_our_organization(organization_id: str, ours: str) -> bool:
 def parse_opportunities(
     message: OutboundMessage, *, owner_email_field: str, reason_field: str | None
 ) -> list[DealEvent]:
+    """One event per notification, in order; or PayloadError naming every problem of every
+    notification (the only error it raises), so that a message is stored whole or not at all."""
     events: list[DealEvent] = []
     errors: list[FieldError] = []
     for index, notification in enumerate(message.notifications):
@@ -160,11 +172,13 @@ def _text(element: ET.Element | None) -> str | None:
 
 
 def _time(value: str | None) -> datetime | None:
+    """The time in UTC; None for no time, a time without its offset, or one whose instant in UTC
+    falls outside the years 1 to 9999."""
     try:
         parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
 
 
 def build_ack() -> bytes:
