@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.crm.event import TEXT_LIMITS, DealEvent, FieldError, PayloadError, is_storable, parse_amount
+from bot.crm.event import DealEvent, FieldError, PayloadError, is_storable, parse_amount
 
 SOURCE = "generic"
 MAX_BODY_BYTES = 1024 * 1024
@@ -100,10 +100,10 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
     deal_id = _identifier(item.get("deal_id"))
     if deal_id is None:
         fail("deal_id", "required: the CRM's id of the deal, a string or an integer")
-    name = _text(item.get("name"), TEXT_LIMITS["name"])
+    name = _text(item.get("name"), 500)
     if name is None:
-        fail("name", f"required: the deal's name, 1 to {TEXT_LIMITS['name']} characters")
-    stage = _text(item.get("stage"), TEXT_LIMITS["stage"])
+        fail("name", "required: the deal's name, 1 to 500 characters")
+    stage = _text(item.get("stage"), 100)
     if stage is None:
         fail("stage", "required: closed_lost, closed_won or the name of an open stage")
 
@@ -112,9 +112,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
     if owner_email is None and owner_slack_id is None:
         fail("owner_email", "required: the deal owner's email (or give owner_slack_id)")
     if owner_email is not None and (
-        not isinstance(owner_email, str)
-        or len(owner_email) > TEXT_LIMITS["owner_email"]
-        or not EMAIL_PATTERN.match(owner_email)
+        not isinstance(owner_email, str) or len(owner_email) > 320 or not EMAIL_PATTERN.match(owner_email)
     ):
         fail("owner_email", f"not an email address: {owner_email!r}")
     if owner_slack_id is not None and (
@@ -133,8 +131,8 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
             fail("currency", f"must be a three-letter ISO 4217 code such as USD: {currency!r}")
 
     account = item.get("account")
-    if account is not None and _text(account, TEXT_LIMITS["account"]) is None:
-        fail("account", f"must be text of 1 to {TEXT_LIMITS['account']} characters")
+    if account is not None and _text(account, 500) is None:
+        fail("account", "must be text of 1 to 500 characters")
 
     changed_at = _timestamp(item.get("changed_at"))
     if item.get("changed_at") is not None:
@@ -151,7 +149,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
     if event_id is not None:
         event_id = _identifier(event_id)
         if event_id is None:
-            fail("event_id", f"must be a string or an integer of at most {TEXT_LIMITS['event_id']} characters")
+            fail("event_id", "must be a string or an integer of at most 255 characters")
 
     prompt = item.get("prompt", True)
     if not isinstance(prompt, bool):
@@ -188,7 +186,7 @@ def _identifier(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         return str(value)
-    return _text(value, TEXT_LIMITS["deal_id"])
+    return _text(value, 255)
 
 
 def _text(value: Any, max_length: int) -> str | None:
@@ -213,7 +211,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _is_web_url(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) > TEXT_LIMITS["url"]:
+    if not isinstance(value, str) or len(value) > 2000:
         return False
     parts = urlsplit(value)
     return parts.scheme in {"http", "https"} and bool(parts.netloc)
