@@ -1,7 +1,8 @@
-"""Ack latency of a button click and a modal submit, beside a bare Bolt `ack()` handler (DESIGN.md §8).
+"""Ack latency of a button click and a modal submit, beside a bare Bolt `ack()` handler (README.md,
+"Benchmarks and their budgets").
 
     .venv/bin/python bench/ack.py [--requests 1000] [--sequential-requests 500] [--concurrency 10]
-                                  [--deals 200] [--database-url postgresql+asyncpg://…]
+                                  [--deals 200] [--database-url postgresql+asyncpg://…] [--smoke]
 
 Each server runs in its own process (the load generator in this one), beside a fake Slack Web API in
 a third. The baseline is an AsyncApp whose listeners only `await ack()`, served by aiohttp through
@@ -40,7 +41,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
-from harness import BOT_TOKEN, SIGNING_SECRET, Server, run_bot, run_fake_slack, serve, sign_deals
+from harness import BOT_TOKEN, SIGNING_SECRET, Server, parse_arguments, run_bot, run_fake_slack, serve, sign_deals
 from slack_sdk.signature import SignatureVerifier
 
 from bot.views import ids
@@ -51,6 +52,8 @@ GOOD_EXPLANATION = (
     "Their CFO froze new spending until the Q3 reorganisation is done; the champion wants to restart then."
 )
 VAGUE_EXPLANATION = "n/a"
+# Prompts go out on the first tick after the deals arrive, not after the default BULK_WINDOW (2m).
+BOT_SETTINGS = {"bulk_window": "0s", "scheduler_tick": "1s"}
 
 
 # --- servers, each in its own process --------------------------------------------------------
@@ -124,12 +127,13 @@ async def wait_for_prompts(database_url: str, prefix: str, count: int) -> list[L
     from sqlalchemy import select
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from storage.models import Deal, Loss
+    from storage.models import Deal, Loss, Message
 
     query = (
-        select(Loss.id, Deal.owner_slack_id, Loss.prompt_channel, Loss.prompt_ts)
+        select(Loss.id, Deal.owner_slack_id, Message.channel, Message.ts)
         .join(Deal, Deal.id == Loss.deal_id)
-        .where(Deal.external_id.startswith(prefix), Loss.prompt_ts.is_not(None))
+        .join(Message, Message.id == Loss.prompt_message_id)
+        .where(Deal.external_id.startswith(prefix), Message.ts.is_not(None))
         .order_by(Loss.id)
     )
     engine = create_async_engine(database_url)
@@ -221,12 +225,14 @@ def submission(loss: LossRef, explanation: str) -> dict[str, Any]:
 class Case:
     name: str
     payload: Callable[[LossRef], dict[str, Any]]
+    answer: str
+    """What every request of the case must be answered (see `describe_answer`)."""
 
 
 CASES = [
-    Case("button click (log_reason)", click),
-    Case("modal submit, valid", lambda loss: submission(loss, GOOD_EXPLANATION)),
-    Case("modal submit, invalid", lambda loss: submission(loss, VAGUE_EXPLANATION)),
+    Case("button click (log_reason)", click, "ack"),
+    Case("modal submit, valid", lambda loss: submission(loss, GOOD_EXPLANATION), "ack"),
+    Case("modal submit, invalid", lambda loss: submission(loss, VAGUE_EXPLANATION), "response_action errors"),
 ]
 
 
@@ -357,7 +363,7 @@ def main() -> int:
     parser.add_argument("--deals", type=int, default=200, help="closed-lost deals posted before measuring the bot")
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight in the concurrent runs")
     parser.add_argument("--database-url", help="defaults to a SQLite file in a temporary folder")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(parser, smoke={"requests": 20, "sequential_requests": 10, "deals": 10})
     # One at a time, Bolt answers at most ~80 requests/s (see the docstring), so fewer are sent.
     runs = {1: arguments.sequential_requests, arguments.concurrency: arguments.requests}
 
@@ -373,7 +379,7 @@ def main() -> int:
         bare_results = measure_all(bare, slack, stand_in_losses(arguments.deals), runs)
         bare.stop()
 
-        bot = Server(run_bot, database_url, f"{slack.url}/api/")
+        bot = Server(run_bot, database_url, f"{slack.url}/api/", BOT_SETTINGS)
         losses = asyncio.run(seed_losses(bot.url, database_url, arguments.deals))
         wait_until_quiet(slack)
         bot_results = measure_all(bot, slack, losses, runs)
@@ -382,12 +388,21 @@ def main() -> int:
             for case in CASES:
                 key = (case.name, concurrency)
                 print_case(case.name, concurrency, bare_results[key], bot_results[key])
+        # The bare app acks everything; the bot must answer each case as it does for Slack.
+        wrong = [
+            f"{case.name}, {concurrency} at once: {dict(bot_results[case.name, concurrency].answers)}"
+            for concurrency in runs
+            for case in CASES
+            if set(bot_results[case.name, concurrency].answers) != {case.answer}
+        ]
         print(f"closedlost peak RSS: {bot.ask('rss')} MiB (budget < 150 MiB under a burst)")
         calls = ", ".join(f"{method} {n}" for method, n in sorted(slack.ask("calls").items()))
         print(f"fake Slack calls (both servers): {calls}")
         bot.stop()
         slack.stop()
-    return 0
+    for line in wrong:
+        print(f"ack: closedlost answered other than expected: {line}")
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """A 10,000-deal bulk closure for 50 reps, against a fake Slack that enforces Slack's rate limits
-(DESIGN.md §8, issue 3's Benchmark), beside a bare aiohttp endpoint measured in the same run.
+(README.md, "Benchmarks and their budgets"), beside a bare aiohttp endpoint measured in the same run.
 
     .venv/bin/python bench/burst.py [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/closedlost_bench_burst]
                                     [--events 10000] [--reps 50] [--rounds 1] [--bulk-window 2s]
-                                    [--log-dir DIR] [--py-spy DIR]
+                                    [--quiet 5] [--log-dir DIR] [--py-spy DIR] [--smoke]
 
 Run it as a script, as the other benchmarks (this folder is then on the import path). Without
 --database-url each run gets a new SQLite file; with a PostgreSQL URL the database named in it is
@@ -44,13 +44,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from harness import Server, run_bot, serve, sign_deals
+from harness import Server, parse_arguments, run_bot, serve, sign_deals
 from limited_slack import DEAL_NAME, rep_email, run_limited_slack
 
 SINGLE_CONCURRENCY = 50
 ARRAY_CONCURRENCY = 4
 ARRAY_SIZE = 100
-QUIET_SECONDS = 5.0
 # Longer than any Retry-After the fake gives: a bot sleeping through one is not taken for done.
 PATIENCE_SECONDS = 75.0
 BOT_SETTINGS = {
@@ -61,7 +60,7 @@ BOT_SETTINGS = {
     "escalate_after": "100h",
 }
 
-# Budgets (DESIGN.md §8).
+# Budgets (README.md, "Benchmarks and their budgets").
 SINGLE_RATIO_BUDGET = 0.15
 ARRAY_EVENTS_BUDGET = 10_000
 CALLS_PER_REP_BUDGET = 3
@@ -166,16 +165,17 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
 # --- one run ----------------------------------------------------------------------------------
 
 
-def wait_for_prompts(slack: Server, reps: int, expected_deals: int, timeout: float) -> dict[str, Any]:
+def wait_for_prompts(slack: Server, reps: int, expected_deals: int, timeout: float, quiet_for: float) -> dict[str, Any]:
     """Polls the fake until every rep has a DM and they cover every deal, and Slack has been quiet
-    for QUIET_SECONDS; or until nothing happened for PATIENCE_SECONDS, or `timeout`."""
+    for `quiet_for` seconds (a duplicate would come in that time); or until nothing happened for
+    PATIENCE_SECONDS, or `timeout`."""
     deadline = time.time() + timeout
     while True:
         progress = slack.ask("progress")
         now = time.time()
         quiet = now - progress["last_call"] if progress["last_call"] else 0.0
         complete = len(progress["reps_with_dm"]) >= reps and progress["deals_covered"] >= expected_deals
-        if (complete and quiet >= QUIET_SECONDS) or quiet >= PATIENCE_SECONDS or now > deadline:
+        if (complete and quiet >= quiet_for) or quiet >= PATIENCE_SECONDS or now > deadline:
             progress["timed_out"] = now > deadline
             return progress
         time.sleep(0.1)
@@ -215,7 +215,7 @@ def run_once(
             concurrency = ARRAY_CONCURRENCY
         first, seconds, latencies, receipts = asyncio.run(post_bodies(bot.url, bodies, concurrency))
         answered = first + seconds
-        progress = wait_for_prompts(slack, arguments.reps, len(events), arguments.timeout)
+        progress = wait_for_prompts(slack, arguments.reps, len(events), arguments.timeout, arguments.quiet)
         report = slack.ask("report")
         cpu = bot.ask("cpu") - cpu_before
         rss = bot.ask("rss")
@@ -247,7 +247,8 @@ def run_once(
 # --- printing ---------------------------------------------------------------------------------
 
 
-def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals: int) -> None:
+def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals: int) -> bool:
+    """Prints the run's figures; False when a deal or a DM was lost or doubled."""
     mode, seconds, latencies = result["mode"], result["seconds"], result["latencies"]
     p50, p99 = percentiles(latencies)
     events_rate = result["events"] / seconds
@@ -330,6 +331,7 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     print(f"  bot log: {len(lines)} warnings/errors ({result['log_path']})")
     for line in lines[:5]:
         print(f"    {line[:220]}")
+    return reps_without == lost_deals == doubled_messages == extra_deals == shown_twice == 0
 
 
 def measure_bare(events: list[dict[str, Any]]) -> float:
@@ -354,10 +356,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="runs of each mode")
     parser.add_argument("--bulk-window", default="2s", help="BULK_WINDOW for the bot")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the DMs")
+    parser.add_argument(
+        "--quiet", type=float, default=5.0, help="seconds Slack must be quiet before the DMs are counted"
+    )
     parser.add_argument("--modes", default="single,arrays", help="single, arrays or both")
     parser.add_argument("--log-dir", help="where the bot's logs are kept (default: a new folder in /tmp)")
     parser.add_argument("--py-spy", help="a folder: profile the bot with py-spy (raw stacks), one file a run")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(parser, smoke={"events": 100, "reps": 5, "quiet": 1.0})
     arguments.database = "postgresql" if arguments.database_url else "sqlite"
     log_dir = Path(arguments.log_dir or tempfile.mkdtemp(prefix="closedlost-burst-"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -370,6 +375,7 @@ def main() -> int:
         f"burst: {arguments.events} closed-lost events for {arguments.reps} reps, database {arguments.database}, "
         f"BULK_WINDOW={arguments.bulk_window}, fake Slack with Slack's rate limits"
     )
+    exact = True
     with tempfile.TemporaryDirectory() as folder:
         for round_number in range(1, arguments.rounds + 1):
             # Measured next to each round: others share the machine, and its speed drifts.
@@ -379,8 +385,10 @@ def main() -> int:
                 shape = "one event a request" if mode == "single" else f"arrays of {ARRAY_SIZE}"
                 print(f"closedlost, {shape}, {connections} connections (round {round_number}):")
                 result = run_once(mode, events, arguments, Path(folder), log_dir, round_number)
-                describe(result, bare_rate, arguments.reps, per_rep_deals)
-    return 0
+                exact = describe(result, bare_rate, arguments.reps, per_rep_deals) and exact
+    if not exact:
+        print("burst: some deals or DMs were lost or doubled (see above)")
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Run the benchmarks as scripts (`.venv/bin/python bench/webhook.py`): this folder
 import path, and spawned server processes import this module by name.
 """
 
+import argparse
 import asyncio
 import hashlib
 import hmac
@@ -23,8 +24,24 @@ DEALS_SECRET = "bench-deals-secret"
 BOT_TOKEN = "xoxb-bench"
 
 
+def parse_arguments(parser: argparse.ArgumentParser, smoke: dict[str, Any]) -> argparse.Namespace:
+    """The command line, with `--smoke`: the `smoke` values replace the defaults (options given on
+    the command line still win), so that the script runs through in seconds. CI runs every bench so,
+    to know each still runs; its figures mean nothing at that size."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, to check that the benchmark runs (CI); the figures mean nothing",
+    )
+    arguments = parser.parse_args()
+    if arguments.smoke:
+        parser.set_defaults(**smoke)
+        arguments = parser.parse_args()
+    return arguments
+
+
 def sign_deals(body: bytes) -> dict[str, str]:
-    """DESIGN.md §3: v0= + HMAC-SHA256(secret, v0:{timestamp}:{body})."""
+    """README.md ("The deal webhook"): v0= + HMAC-SHA256(secret, v0:{timestamp}:{body})."""
     ts = str(int(time.time()))
     digest = hmac.new(DEALS_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     return {"X-Closedlost-Timestamp": ts, "X-Closedlost-Signature": f"v0={digest}", "Content-Type": "application/json"}
@@ -43,6 +60,8 @@ def run_fake_slack(pipe: Any) -> None:
             return web.json_response({"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "team": "B"})
         if method == "users.lookupByEmail":
             return web.json_response({"ok": True, "user": {"id": "U00000000", "tz": "UTC"}})
+        if method == "users.info":
+            return web.json_response({"ok": True, "user": {"id": params.get("user"), "tz": "UTC"}})
         if method == "chat.postMessage":
             channel = "D" + str(params["channel"])[1:]
             return web.json_response({"ok": True, "channel": channel, "ts": f"{1700000000 + next(numbers)}.000100"})
@@ -112,7 +131,8 @@ def serve(app: web.Application, pipe: Any, commands: dict[str, Callable[[], Any]
 class Server:
     def __init__(self, target: Any, *args: Any) -> None:
         self._pipe, child = multiprocessing.Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(target=target, args=(child, *args))
+        # A daemon: a benchmark that fails half-way exits instead of waiting forever for its servers.
+        self._process = multiprocessing.get_context("spawn").Process(target=target, args=(child, *args), daemon=True)
         self._process.start()
         self.url = f"http://127.0.0.1:{self._pipe.recv()}"
 

@@ -1,8 +1,8 @@
 """`/closedlost stats` and App Home on 1,000,000 closed deals, each beside the same aggregate run as
-raw SQL on the same database in the same run (DESIGN.md §8).
+raw SQL on the same database in the same run (README.md, "Benchmarks and their budgets").
 
     .venv/bin/python bench/stats.py [--deals 1000000] [--reps 200] [--repeat 15]
-                                    [--database-url postgresql+asyncpg://…]
+                                    [--database-url postgresql+asyncpg://…] [--smoke]
 
 Fills the database (an empty one, or one this script filled before with the same --deals and
 --reps, which is then reused; one filled before revisits were stored is filled again) with closed
@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import asyncpg
 from aiohttp import web
-from harness import SIGNING_SECRET, Server, run_bot
+from harness import SIGNING_SECRET, Server, parse_arguments, run_bot
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
@@ -660,7 +660,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=200, help="reps who own them")
     parser.add_argument("--repeat", type=int, default=15, help="timed runs of each case (a third of it for 'all')")
     parser.add_argument("--database-url", help="defaults to a SQLite file in a temporary folder")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(parser, smoke={"deals": 2000, "reps": 10, "repeat": 3})
 
     with tempfile.TemporaryDirectory() as folder:
         database_url = arguments.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"

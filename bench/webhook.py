@@ -1,6 +1,7 @@
 """Ingest speed of POST /webhooks/deals, beside a bare aiohttp endpoint measured in the same run.
 
-    .venv/bin/python bench/webhook.py [--requests 3000] [--database-url postgresql+asyncpg://…]
+    .venv/bin/python bench/webhook.py [--requests 3000] [--array-events 20000]
+                                      [--database-url postgresql+asyncpg://…] [--smoke]
 
 Each server runs in its own process (the load generator in this one), so the two cores of a small
 machine are split the same way for the bot and for the baseline. Prints requests/s, p50/p99 response
@@ -21,7 +22,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from harness import Server, run_bot, run_fake_slack, serve, sign_deals
+from harness import Server, parse_arguments, run_bot, run_fake_slack, serve, sign_deals
 
 CONCURRENCY = 50
 
@@ -106,7 +107,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="single-event requests per server")
     parser.add_argument("--array-events", type=int, default=20000, help="events sent as arrays of 100")
     parser.add_argument("--database-url", help="defaults to a SQLite file in a temporary folder")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(parser, smoke={"requests": 100, "array_events": 200})
 
     with tempfile.TemporaryDirectory() as folder:
         database_url = arguments.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"

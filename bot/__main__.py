@@ -16,19 +16,20 @@ from aiohttp import web
 from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
+from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
 from bot.periods import Week, last_full_week, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.scheduler import claim_lease
 from bot.services import digest_posting, outbox
+from bot.services.chasing import ChasePolicy
+from bot.services.delivery import SlackDelivery
 from bot.services.digest import build_digest
 from bot.services.losses import reason_codes_missing_from
-from bot.services.messages import SlackDelivery
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
 from bot.team import TeamFileError, load_team
 from bot.views.digest import build_digest_message, render_text
-from handlers.access_log import AccessLogger
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 
@@ -235,7 +236,8 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | Non
             session_factory=session_factory,
             slack=create_slack_client(settings),
             catalogue=catalogue,
-            settings=settings,
+            chase=ChasePolicy.from_settings(settings),
+            team_tz=settings.tz,
             team={},  # a digest mentions no rep's manager
             clock=utc_now,
         )

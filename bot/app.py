@@ -25,9 +25,11 @@ from bot.ingest import IngestQueue
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
 from bot.scheduler import Jobs, claim_lease
+from bot.services.chasing import ChasePolicy
 from bot.services.deal_events import PromptPolicy
 from bot.services.debriefs import Audience
-from bot.services.messages import SlackDelivery
+from bot.services.delivery import SlackDelivery
+from bot.services.home import HomePublisher
 from bot.settings import Settings
 from bot.slack_client import create_slack_client
 from bot.team import load_team
@@ -66,12 +68,20 @@ def create_app(
         logger.warning("DEBRIEF_MIN_AMOUNT needs MANAGER_CHANNEL: no debrief cards will be posted")
     # Names this process's claims on outbox rows (see bot.scheduler).
     process_id = str(uuid.uuid4())
+    chase = ChasePolicy.from_settings(settings)
     delivery = SlackDelivery(
-        session_factory=session_factory, slack=slack, catalogue=catalogue, settings=settings, team=team, clock=clock
+        session_factory=session_factory,
+        slack=slack,
+        catalogue=catalogue,
+        chase=chase,
+        team_tz=settings.tz,
+        team=team,
+        clock=clock,
     )
     worker = OutboxWorker(delivery=delivery, process_id=process_id, lease=claim_lease(settings))
     jobs = Jobs(
         settings=settings,
+        chase=chase,
         session_factory=session_factory,
         clock=clock,
         process_id=process_id,
@@ -102,6 +112,9 @@ def create_app(
         crm_jobs=crm_jobs,
         write_back_sources=write_back_sources(settings),
         audience=Audience.from_settings(settings),
+        home=HomePublisher(
+            session_factory=session_factory, slack=slack, catalogue=catalogue, tz=settings.tz, clock=clock
+        ),
         clock=clock,
     )
 

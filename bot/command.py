@@ -1,4 +1,5 @@
-"""The `/closedlost` command's text, read into what was asked (DESIGN.md §3). Pure: no I/O.
+"""The `/closedlost` command's text, read into what was asked (README.md, "`/closedlost` and the
+Home tab"). Pure: no I/O.
 
 With `should_escape: true` in the manifest, Slack sends a picked user as `<@U123|name>` (or
 `<@U123>`), never as the bare `@name` that was typed: https://docs.slack.dev/interactivity/implementing-slash-commands

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 
 class PeriodName(StrEnum):
-    """What `/closedlost stats` takes (DESIGN.md §3)."""
+    """What `/closedlost stats` takes (README.md, "`/closedlost` and the Home tab")."""
 
     DAYS_7 = "7d"
     DAYS_30 = "30d"
@@ -50,7 +50,7 @@ def start_of_day(day: date, tz: ZoneInfo) -> datetime:
 
 @dataclass(frozen=True)
 class Week:
-    """Monday to Sunday in the team's time zone (DESIGN.md §7)."""
+    """Monday to Sunday in the team's time zone (README.md, "The weekly digest")."""
 
     monday: date
     period: Period

@@ -1,4 +1,4 @@
-"""The reason catalogue (DESIGN.md §5): the built-in list, or a team's own TOML file.
+"""The reason catalogue (README.md, "The reason catalogue"): the built-in list, or a team's own TOML file.
 
 A file looks like this; `requires` is "competitor", "feature" or absent, `group` is "loss" or
 "no_decision", and a code that stored answers use is kept with `retired = true` rather than deleted:

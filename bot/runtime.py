@@ -13,6 +13,7 @@ from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
+from bot.services.home import HomePublisher
 from bot.settings import Settings
 from bot.worker import OutboxWorker
 
@@ -33,6 +34,7 @@ class Runtime:
     """The CRMs a logged reason is written back to."""
     audience: Audience
     """The channels a logged reason is announced in (debriefs, REASON_ROUTES)."""
+    home: HomePublisher
     clock: Callable[[], datetime]
 
     def today(self) -> date:

@@ -33,12 +33,14 @@ class Jobs:
         self,
         *,
         settings: Settings,
+        chase: chasing.ChasePolicy,
         session_factory: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime],
         process_id: str,
         on_messages_queued: Callable[[], None],
     ) -> None:
         self._settings = settings
+        self._chase = chase
         self._session_factory = session_factory
         self._clock = clock
         self._process_id = process_id
@@ -97,16 +99,25 @@ class Jobs:
         jobs = {
             "prompts": partial(chasing.queue_due_prompts, session_factory=self._session_factory, now=now),
             "reminders": partial(
-                chasing.queue_due_reminders, session_factory=self._session_factory, settings=self._settings, now=now
+                chasing.queue_due_reminders, session_factory=self._session_factory, policy=self._chase, now=now
             ),
             "escalations": partial(
-                chasing.queue_due_escalations, session_factory=self._session_factory, settings=self._settings, now=now
+                chasing.queue_due_escalations, session_factory=self._session_factory, policy=self._chase, now=now
             ),
             "revisit nudges": partial(
-                revisits.queue_due_nudges, session_factory=self._session_factory, settings=self._settings, now=now
+                revisits.queue_due_nudges,
+                session_factory=self._session_factory,
+                hours=self._chase.hours,
+                team_tz=self._chase.team_tz,
+                now=now,
             ),
             "digest": partial(
-                digest_posting.queue_due_digest, session_factory=self._session_factory, settings=self._settings, now=now
+                digest_posting.queue_due_digest,
+                session_factory=self._session_factory,
+                channel=self._settings.digest_to,
+                schedule=self._settings.digest_at,
+                tz=self._settings.tz,
+                now=now,
             ),
         }
         queued = 0

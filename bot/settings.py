@@ -1,7 +1,9 @@
-"""The bot's settings: environment variables or a `.env` file (DESIGN.md §3).
+"""The bot's settings: environment variables or a `.env` file (README.md, "Settings").
 
 Every field's description says what it expects, so that a bad value can be reported in one line
-that names the setting (see `describe_settings_error`).
+that names the setting (see `describe_settings_error`). Every setting that is a number or a
+duration is bounded at both ends, so that a typo stops start-up rather than overflowing later, once
+per loss.
 """
 
 import re
@@ -31,7 +33,7 @@ def _durations(value: object) -> object:
     return parse_durations(value) if isinstance(value, str) else value
 
 
-# Durations are written with s, m or h suffixes (DESIGN.md §7): "90s", "2m", "8h".
+# Durations are written with s, m or h suffixes (README.md, "Settings"): "90s", "2m", "8h".
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 # A comma list of durations; NoDecode keeps pydantic-settings from reading it as JSON.
 Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_durations)]
@@ -65,6 +67,19 @@ def _reason_routes(value: object) -> object:
 
 
 ReasonRoutes = Annotated[dict[str, tuple[str, ...]], NoDecode, BeforeValidator(_reason_routes)]
+
+
+# A threshold compares with deal amounts, which are stored below 10^16 (bot.crm.event.parse_amount).
+AMOUNTS_BELOW = Decimal("1e16")
+AMOUNT_RANGE = "0 or more and below 10000000000000000"
+
+# How far in calendar time a reminder or escalation offset may reach: 10,000h (the longest duration)
+# of a 45-hour working week is 223 weeks.
+OFFSET_REACH_WEEKS = 260
+
+
+def _hours(duration: timedelta) -> str:
+    return f"{duration.total_seconds() / 3600:g}h"
 
 
 class DatabaseSettings(BaseSettings):
@@ -146,7 +161,7 @@ class Settings(DatabaseSettings):
         default=None, description="the path of a CSV file with the header rep_email,manager_email"
     )
     prompt_min_amount: Decimal = Field(
-        default=Decimal(0), ge=0, description="a non-negative amount in the deal's own currency"
+        default=Decimal(0), ge=0, lt=AMOUNTS_BELOW, description=f"an amount in the deal's own currency, {AMOUNT_RANGE}"
     )
     bulk_window: Duration = Field(
         default=timedelta(minutes=2), description="a duration such as 2m, to gather a rep's losses into one DM"
@@ -161,7 +176,7 @@ class Settings(DatabaseSettings):
         default="mon 09:00", description="a day name and a time in TIMEZONE, such as mon 09:00"
     )
     debrief_min_amount: Decimal | None = Field(
-        default=None, ge=0, description="a non-negative amount in the deal's own currency"
+        default=None, ge=0, lt=AMOUNTS_BELOW, description=f"an amount in the deal's own currency, {AMOUNT_RANGE}"
     )
     reason_routes: ReasonRoutes = Field(
         default_factory=dict, description="a comma list of code=channel id, such as missing_feature=C0PRODUCT"
@@ -321,6 +336,22 @@ class Settings(DatabaseSettings):
     def _http_mode_needs_signing_secret(self) -> "Settings":
         if self.slack_app_token is None and self.slack_signing_secret is None:
             raise ValueError("SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN is set")
+        return self
+
+    @model_validator(mode="after")
+    def _offsets_fall_within_reach(self) -> "Settings":
+        """Working-time arithmetic walks the calendar a day at a time, per loss: an offset that a short
+        working week stretches over decades would cost every loss that walk, and past year 9999 fail."""
+        per_week = self.hours.per_week
+        offsets = [("REMINDER_AFTER", offset) for offset in self.reminder_after[-1:]]
+        for name, offset in [*offsets, ("ESCALATE_AFTER", self.escalate_after)]:
+            weeks = offset / per_week
+            if weeks > OFFSET_REACH_WEEKS:
+                raise ValueError(
+                    f"{name} {_hours(offset)} of working time is {weeks:.0f} weeks away with WORKING_HOURS "
+                    f"{self.working_hours} on WORKING_DAYS {self.working_days}; it must fall within "
+                    f"{OFFSET_REACH_WEEKS} weeks (5 years): shorten it or widen the working hours"
+                )
         return self
 
     @model_validator(mode="after")

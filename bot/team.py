@@ -1,4 +1,4 @@
-"""Who manages whom: the TEAM_FILE of DESIGN.md §7, a CSV with the header `rep_email,manager_email`."""
+"""Who manages whom: the TEAM_FILE setting (README.md, "Settings"), a CSV with the header `rep_email,manager_email`."""
 
 import csv
 from pathlib import Path

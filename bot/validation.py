@@ -1,4 +1,5 @@
-"""Checks a rep's reason before it is stored: the rules of DESIGN.md §5, as pure functions.
+"""Checks a rep's reason before it is stored, as pure functions: the rules of README.md ("Vague
+answers are refused inline").
 
 An explanation must say something: at least 20 characters, and at least three words beyond the
 reflex answers ("price", "lost", "n/a", the reason's own label). "Lost to a competitor on price"

@@ -1,4 +1,4 @@
-"""`DIGEST_SCHEDULE`: a day of the week and a wall-clock time in the team's time zone (DESIGN.md §7).
+"""`DIGEST_SCHEDULE`: a day of the week and a wall-clock time in the team's time zone (README.md, "The weekly digest").
 
 The time is read as `bot.working_time` reads a boundary: a time that does not exist on the day the
 clocks go forward is moved later by the gap, and a time that exists twice is its first occurrence.

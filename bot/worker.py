@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot.services import outbox
-from bot.services.messages import SlackDelivery
+from bot.services.delivery import SlackDelivery
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Working time in a rep's own time zone: when reminder and escalation offsets fall due (DESIGN.md §7).
+"""Working time in a rep's own time zone: when reminder and escalation offsets fall due (README.md, "Reminders").
 
 Working time is the wall-clock window `[start, end)` of `WorkingHours` on each of its days, in the
 rep's time zone. Every window is converted to UTC day by day with zoneinfo, so a day's window is the
@@ -47,6 +47,12 @@ class WorkingHours:
             raise ValueError("working hours need at least one working day")
         if not self.days <= frozenset(range(7)):
             raise ValueError(f"working days are weekday numbers 0 (Monday) to 6 (Sunday), got {sorted(self.days)}")
+
+    @property
+    def per_week(self) -> timedelta:
+        """The working time in a week by the wall clock; a week in which the clocks change can have an
+        hour more or less."""
+        return timedelta(minutes=(self.end - self.start) * len(self.days))
 
 
 def parse_working_hours(text: str) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import LossError
 from bot.runtime import Runtime
-from bot.services.home import awaiting_losses
+from bot.services.home import load_awaiting
 from bot.services.losses import open_loss, turn_page
 from bot.services.revisits import answer_nudge
 from bot.validation import ReasonForm
@@ -20,7 +20,6 @@ from bot.views.reason_modal import (
     build_reason_modal,
     build_several_modal,
 )
-from handlers.events import refresh_home
 from storage.models import RevisitState
 
 REVISIT_ANSWERS = {
@@ -84,7 +83,7 @@ async def handle_open_several(
     await ack()
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
-    deals, _ = await awaiting_losses(session_factory=runtime.session_factory, user_id=user_id, limit=SEVERAL_MAX_DEALS)
+    deals, _ = await load_awaiting(session_factory=runtime.session_factory, user_id=user_id, limit=SEVERAL_MAX_DEALS)
     if not deals:
         await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=NOTHING_AWAITING)
         return
@@ -118,7 +117,7 @@ async def handle_reason_picked(
     view = body["view"]
     chosen = ReasonForm(reason_code=action["selected_option"]["value"], detail=None, explanation="", revisit_on=None)
     if view["callback_id"] == ids.SEVERAL_MODAL:
-        deals, _ = await awaiting_losses(
+        deals, _ = await load_awaiting(
             session_factory=runtime.session_factory, user_id=body["user"]["id"], limit=SEVERAL_MAX_DEALS
         )
         several = build_several_modal(deals=deals, catalogue=runtime.catalogue, chosen=chosen, today=runtime.today())
@@ -160,11 +159,11 @@ async def handle_revisit_answered(
             revisit_id=int(action["value"]),
             answer=REVISIT_ANSWERS[action["action_id"]],
             user_id=user_id,
-            settings=runtime.settings,
+            team_tz=runtime.settings.tz,
             now=runtime.clock(),
         )
     except LossError as error:
         await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
         return
     runtime.worker.kick()
-    await refresh_home(runtime, user_id)
+    await runtime.home.publish(user_id)

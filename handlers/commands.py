@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 from bot.command import Pending, Reasons, Revisits, Stats, Usage, parse_command
 from bot.periods import period_named
 from bot.runtime import Runtime
-from bot.services.home import awaiting_losses, upcoming_revisits
+from bot.services.home import load_awaiting, load_upcoming_revisits
 from bot.services.stats import closed_stats
 from bot.views import ids
 from bot.views.commands import (
@@ -23,7 +23,7 @@ from bot.views.commands import (
     build_stats_reply,
     build_usage_reply,
 )
-from bot.views.prompt import Message
+from bot.views.data import MessageContent
 from handlers.errors import SOMETHING_WENT_WRONG
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ async def handle_command(
     await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
 
-async def _answer(text: str, user_id: str, runtime: Runtime) -> Message:
+async def _answer(text: str, user_id: str, runtime: Runtime) -> MessageContent:
     match parse_command(text):
         case Stats(period=name, user_id=rep):
             period = period_named(name, now=runtime.clock(), tz=runtime.settings.tz)
@@ -56,10 +56,10 @@ async def _answer(text: str, user_id: str, runtime: Runtime) -> Message:
             )
             return build_stats_reply(stats=stats, period=period, user_id=rep, catalogue=runtime.catalogue)
         case Pending():
-            losses, total = await awaiting_losses(session_factory=runtime.session_factory, user_id=user_id)
+            losses, total = await load_awaiting(session_factory=runtime.session_factory, user_id=user_id)
             return build_pending_reply(losses=losses, total=total)
         case Revisits():
-            revisits, total = await upcoming_revisits(
+            revisits, total = await load_upcoming_revisits(
                 session_factory=runtime.session_factory, user_id=user_id, today=runtime.today()
             )
             return build_revisits_reply(revisits=revisits, total=total, catalogue=runtime.catalogue)

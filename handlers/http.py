@@ -55,7 +55,7 @@ def _read_form_fields(bolt_request: AsyncBoltRequest) -> AsyncBoltRequest:
 
 
 async def handle_deals_webhook(request: web.Request) -> web.Response:
-    """`POST /webhooks/deals`, as DESIGN.md §3 specifies it."""
+    """`POST /webhooks/deals`, as README.md ("The deal webhook") specifies it."""
     runtime = request.app[RUNTIME]
     secret = runtime.settings.deals_webhook_secret
     if secret is None:

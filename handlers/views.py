@@ -12,7 +12,6 @@ from bot.validation import validate_reason_form
 from bot.views import ids
 from bot.views.reason_modal import ModalContext, build_notice_modal, describe_several, parse_reason_submission
 from handlers.errors import SOMETHING_WENT_WRONG
-from handlers.events import refresh_home
 
 logger = logging.getLogger(__name__)
 
@@ -100,4 +99,4 @@ async def _after_saving(runtime: Runtime, user_id: str) -> None:
     and the rep's Home tab is drawn again."""
     runtime.worker.kick()
     runtime.crm_jobs.kick()
-    await refresh_home(runtime, user_id)
+    await runtime.home.publish(user_id)

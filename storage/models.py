@@ -1,4 +1,5 @@
-"""The tables (DESIGN.md §4). Every datetime is aware UTC; every amount is a Decimal in the deal's currency."""
+"""The tables; each class's docstring says what a row is. Every datetime is aware UTC; every amount
+is a Decimal in the deal's currency."""
 
 from datetime import date, datetime
 from decimal import Decimal

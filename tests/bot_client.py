@@ -39,7 +39,7 @@ SETTLE_REP = "U0SETTLE1"
 
 
 def sign_deals(body: bytes, *, secret: str = DEALS_WEBHOOK_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    """Headers for POST /webhooks/deals, computed as DESIGN.md §3 says (not with the bot's code)."""
+    """Headers for POST /webhooks/deals, computed as README.md ("The deal webhook") says (not with the bot's code)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     return {"X-Closedlost-Timestamp": ts, "X-Closedlost-Signature": f"v0={digest}", "Content-Type": "application/json"}

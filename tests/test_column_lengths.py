@@ -1,9 +1,8 @@
-"""A DealEvent fits the columns it is stored in, whatever a CRM sent: each text is cut to its
-column's length (storage/models.py) when the event is made. The end-to-end cases, one per CRM, are
+"""A deal event is stored whatever a CRM sent: each text longer than its column (storage/models.py)
+is cut to fit when the event is recorded (`fit_to_columns`). The end-to-end cases, one per CRM, are
 in test_hubspot.py, test_salesforce.py and test_pipedrive.py; the generic webhook refuses
 over-long values instead (test_deals_webhook.py)."""
 
-import dataclasses
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -11,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, DealEvent
-from bot.services.deal_events import PromptPolicy, record_deal_events
+from bot.services.deal_events import PromptPolicy, fit_to_columns, record_deal_events
 from storage.models import CrmJob, Deal, DealEventRecord, Loss
 from tests.bot_client import rows
 
@@ -46,7 +45,7 @@ def longest_event(**fields: object) -> DealEvent:
 
 
 def test_each_text_is_cut_to_its_columns_length() -> None:
-    event = longest_event()
+    event = fit_to_columns(longest_event())
 
     assert {name: len(getattr(event, name)) for name in COLUMNS} == {
         name: length(column) for name, column in COLUMNS.items()
@@ -54,7 +53,7 @@ def test_each_text_is_cut_to_its_columns_length() -> None:
     assert event.crm_reason == "r" * 100_000  # a text column has no length
 
 
-def test_text_that_fits_is_kept_as_it_is() -> None:
+def test_an_event_that_fits_is_kept_as_it_is() -> None:
     event = DealEvent(
         source="hubspot",
         deal_id="18472639201",
@@ -66,20 +65,12 @@ def test_text_that_fits_is_kept_as_it_is() -> None:
         url="https://app.hubspot.com/contacts/44831207/deal/18472639201",
     )
 
-    assert event.name == "n" * length(COLUMNS["name"])
-    assert (event.owner_email, event.account, event.event_id) == ("dana@example.com", None, None)
-
-
-def test_a_field_replaced_later_is_cut_too() -> None:
-    """Pipedrive's fetch adds the owner's email to the event the webhook made."""
-    event = dataclasses.replace(longest_event(owner_email=None), owner_email="d" * 1000 + "@example.com")
-
-    assert event.owner_email == ("d" * 1000)[: length(COLUMNS["owner_email"])]
+    assert fit_to_columns(event) is event
 
 
 @pytest.mark.parametrize("event_id", [None, "e" * 10_000], ids=["deal-stage-time", "event-id"])
 def test_the_longest_idempotency_keys_fit_their_columns(event_id: str | None) -> None:
-    key = longest_event(event_id=event_id).idempotency_key
+    key = fit_to_columns(longest_event(event_id=event_id)).idempotency_key
 
     assert len(key) <= length(DealEventRecord.__table__.c.idempotency_key)
     # A webhook whose deal is fetched later is queued under its source and this key.
@@ -96,8 +87,34 @@ async def test_an_event_of_the_longest_texts_is_stored(session_factory: async_se
     )
 
     assert result.is_new == [True]
+    fitted = fit_to_columns(event)
     (deal,) = await rows(session_factory, Deal)
-    assert (deal.name, deal.account, deal.url) == (event.name, event.account, event.url)
+    assert (deal.external_id, deal.name, deal.account, deal.owner_email, deal.owner_slack_id, deal.url) == (
+        fitted.deal_id,
+        fitted.name,
+        fitted.account,
+        fitted.owner_email,
+        fitted.owner_slack_id,
+        fitted.url,
+    )
+    assert deal.crm_reason == event.crm_reason
     (record,) = await rows(session_factory, DealEventRecord)
-    assert record.idempotency_key == event.idempotency_key
+    assert record.idempotency_key == fitted.idempotency_key
     assert len(await rows(session_factory, Loss)) == 1
+
+
+async def test_an_event_sent_again_is_recognised_by_its_cut_id(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    event = longest_event(stage=CLOSED_LOST, currency="USD")
+    policy = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
+
+    first = await record_deal_events(
+        session_factory=session_factory, events=[event], received_at=CHANGED_AT, policy=policy
+    )
+    again = await record_deal_events(
+        session_factory=session_factory, events=[event], received_at=CHANGED_AT, policy=policy
+    )
+
+    assert (first.is_new, again.is_new) == ([True], [False])
+    assert len(await rows(session_factory, DealEventRecord)) == 1

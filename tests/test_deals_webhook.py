@@ -1,4 +1,4 @@
-"""POST /webhooks/deals over real HTTP, as DESIGN.md §3 specifies it: signature and 300 s window,
+"""POST /webhooks/deals over real HTTP, as README.md ("The deal webhook") specifies it: signature and 300 s window,
 one event or up to 100, 202 / 400 / 401 / 413 / 503, idempotent, order-safe, an audit trail."""
 
 import asyncio
@@ -265,6 +265,12 @@ BAD_EVENTS = {
     "NUL in name": (deal(name="Acme\x00 deal"), "name"),
     "NUL in an extra field kept in the payload": (deal(notes="a\x00b"), "notes"),
     "lone surrogate in account": (deal(account="Acme \ud800 Corp"), "account"),
+    # Longer than their columns once read: an integer id as text, and text in lower case (where İ is
+    # i and a combining dot).
+    "300-digit integer deal_id": (deal(deal_id=10**300), "deal_id"),
+    "300-digit integer event_id": (deal(event_id=10**300), "event_id"),
+    "stage of 120 characters in lower case": (deal(stage="İ" * 60), "stage"),
+    "owner_email of 612 characters in lower case": (deal(owner_email="İ" * 300 + "@example.com"), "owner_email"),
 }
 
 
@@ -312,6 +318,12 @@ def with_raw_amount(raw: bytes) -> bytes:
     return body.replace(b'"amount": 48000,', b'"amount": ' + raw + b",")
 
 
+def with_raw_notes(raw: bytes) -> bytes:
+    """A valid event's JSON with `raw` written as an extra field, which the stored payload keeps."""
+    body = json.dumps(deal()).encode()
+    return body[:-1] + b', "notes": ' + raw + b"}"
+
+
 BAD_BODIES = {
     "invalid JSON": b'{"deal_id": "D-1", "name": ',
     "not UTF-8": b'{"deal_id": "\xff\xfe"}',
@@ -320,6 +332,8 @@ BAD_BODIES = {
     "a JSON string": b'"closed_lost"',
     "an array of numbers": b"[1, 2]",
     "100,000 nested arrays": b"[" * 100_000 + b"]" * 100_000,
+    "600 nested arrays in an extra field": with_raw_notes(b"[" * 600 + b"]" * 600),
+    "1e400, Infinity to Python, in an extra field": with_raw_notes(b"1e400"),
 }
 
 # Python's json reads these, but they are no amount: refused for the body or for the amount field.

@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.debriefs import Audience
 from bot.views.debrief import build_debrief, build_route_post
-from bot.views.prompt import SECTION_MAX_LENGTH, DealLoss
+from bot.views.prompt import SECTION_MAX_LENGTH
 from storage.models import Deal, LossState, Message, MessageKind, OutboxMessage, OutboxState, ReasonEntry
 from tests.bot_client import BotClient, button, deal, eventually
 from tests.conftest import make_settings, serve
 from tests.fake_slack import Failure, FakeSlack, posted_to
-from tests.test_views import CATALOGUE, MAX_MESSAGE_BLOCKS, check_limits, make_deal, make_entry, make_loss, mrkdwn_texts
+from tests.test_views import CATALOGUE, MAX_MESSAGE_BLOCKS, check_limits, make_deal, make_entry, make_item, mrkdwn_texts
 
 EXPLANATION = "Initech bundled onboarding for free and undercut us by 30% on seats."
 MANAGERS = "C0MANAGERS"
@@ -311,7 +311,7 @@ async def test_a_channel_slack_does_not_know_is_recorded_not_retried_and_the_rea
         assert (await bot.post_deals(deal())).status == 202
         prompt, where = await bot.prompt()
         fake_slack.fail("chat.postMessage", Failure(200, error="channel_not_found"))  # the next post: the card
-        with caplog.at_level(logging.WARNING, logger="bot.services.messages"):
+        with caplog.at_level(logging.WARNING, logger="bot.services.delivery"):
             loss_id = button(prompt, "log_reason")["value"]
             await submit(bot, loss_id, where, code="competitor", detail="Initech", action_id="log_reason")
             route = await the_post_in(fake_slack, "C0GONE")
@@ -347,10 +347,10 @@ def test_the_audience_wants_a_debrief_from_the_threshold_up_with_a_channel_only(
 
 def test_a_post_for_deals_whose_reasons_were_edited_apart_stays_within_block_kit_limits() -> None:
     items = [
-        DealLoss(
-            deal=make_deal(id=n, name=f"Deal {n}"),
-            loss=make_loss(LossState.LOGGED),
-            entry=make_entry(explanation=f"Edited on its own, explanation number {n}, long enough."),
+        make_item(
+            make_deal(name=f"Deal {n}"),
+            LossState.LOGGED,
+            make_entry(explanation=f"Edited on its own, explanation number {n}, long enough."),
         )
         for n in range(40)
     ]
@@ -362,10 +362,10 @@ def test_a_post_for_deals_whose_reasons_were_edited_apart_stays_within_block_kit
 
 
 def test_the_longest_text_people_can_write_stays_within_block_kit_limits() -> None:
-    item = DealLoss(
-        deal=make_deal(name="<" * 500, account="&" * 500),
-        loss=make_loss(LossState.LOGGED),
-        entry=make_entry(detail=">" * 150, explanation="<" * 2000),
+    item = make_item(
+        make_deal(name="<" * 500, account="&" * 500),
+        LossState.LOGGED,
+        make_entry(detail=">" * 150, explanation="<" * 2000),
     )
     for build in (build_route_post, build_debrief):
         rendered = build([item], catalogue=CATALOGUE).as_kwargs()

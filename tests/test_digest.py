@@ -17,12 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import week_of
 from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
-from bot.services.digest import Digest, RepLine, build_digest
-from bot.services.stats import ClosedStats, ReasonFigures
+from bot.services.digest import build_digest
+from bot.views.data import ClosedStats, Digest, Quote, ReasonFigures, RepLine, UpcomingRevisit, WonBackDeal
 from bot.views.digest import build_digest_message, render_text
 from storage.models import Loss, LossState, Revisit, RevisitState
-from storage.stats import Explained, WinBack
-from storage.stats import Revisit as UpcomingRevisit
 from tests.seed import DANA, SAM, Seed, utc
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -128,7 +126,7 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         (date(2026, 11, 25), "Acme <!here>"),
     ]
     assert digest.revisits_total == 1  # Deal 9 was won back: no longer to revisit
-    assert digest.win_backs == [WinBack("Deal 9", Decimal("15000"), "USD", DANA, utc(2026, 11, 12, 15))]
+    assert digest.win_backs == [WonBackDeal("Deal 9", Decimal("15000"), "USD", DANA, utc(2026, 11, 12, 15))]
     assert digest.win_backs_total == 1
     assert [(quote.deal_name, quote.amount, quote.logged_by) for quote in digest.quotes] == [
         ("Acme <!here>", Decimal("40000"), DANA),
@@ -210,9 +208,9 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
             UpcomingRevisit(n, date(2026, 11, 20), "d" * 500, Decimal(1), "USD", "U1", "r001") for n in range(15)
         ],
         revisits_total=480,
-        win_backs=[WinBack("w" * 500, Decimal(1), "USD", "U1", NOW) for _ in range(15)],
+        win_backs=[WonBackDeal("w" * 500, Decimal(1), "USD", "U1", NOW) for _ in range(15)],
         win_backs_total=300,
-        quotes=[Explained("q" * 500, Decimal(10), "EUR", "U1", "r001", "x" * 2000) for _ in range(3)],
+        quotes=[Quote("q" * 500, Decimal(10), "EUR", "U1", "r001", "x" * 2000) for _ in range(3)],
     )
 
     message = build_digest_message(digest, catalogue).as_kwargs()

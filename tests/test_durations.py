@@ -67,3 +67,29 @@ def test_parse_durations_error_names_the_offending_pair() -> None:
         "'8h, 60m,1h' is not an increasing list of durations: 60m does not come after 8h; "
         "expected something like 8h,16h"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10000h", timedelta(hours=10_000)),
+        ("600000m", timedelta(hours=10_000)),
+        ("000000000000000000001h", timedelta(hours=1)),
+    ],
+)
+def test_parse_duration_goes_up_to_10000h(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["10001h", "600001m", "36000001s", "99999999999999999999h", "1000000h", "9" * 5000 + "h"]
+)
+def test_parse_duration_refuses_anything_longer_than_10000h(text: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_duration(text)
+    assert str(error.value) == f"{text!r} is longer than 10000h, the longest duration a setting takes"
+
+
+def test_parse_durations_refuses_a_part_longer_than_10000h() -> None:
+    with pytest.raises(ValueError, match="'10001h' is longer than 10000h"):
+        parse_durations("8h,10001h")

@@ -8,10 +8,9 @@ from zoneinfo import ZoneInfo
 from bot.command import Usage
 from bot.periods import PeriodName, period_named
 from bot.reasons import Catalogue, Reason
-from bot.services.stats import ClosedStats, ReasonFigures
 from bot.views.commands import build_pending_reply, build_reasons_reply, build_usage_reply
-from bot.views.home import Home, build_home_view
-from storage.stats import AwaitingLoss, Revisit
+from bot.views.data import AwaitingDeal, ClosedStats, Home, ReasonFigures, UpcomingRevisit
+from bot.views.home import build_home_view
 
 PARIS = ZoneInfo("Europe/Paris")
 MAX_MESSAGE_BLOCKS = 50
@@ -39,9 +38,9 @@ def test_quarter_and_year_start_at_midnight_in_the_team_zone() -> None:
     assert summer.since == datetime(2026, 6, 30, 22, 0, tzinfo=UTC)
 
 
-def awaiting(count: int) -> list[AwaitingLoss]:
+def awaiting(count: int) -> list[AwaitingDeal]:
     lost_at = datetime(2026, 11, 1, tzinfo=UTC)
-    return [AwaitingLoss(n, "<!channel> " + "x" * 500, "y" * 500, Decimal(n), "USD", lost_at) for n in range(count)]
+    return [AwaitingDeal(n, "<!channel> " + "x" * 500, "y" * 500, Decimal(n), "USD", lost_at) for n in range(count)]
 
 
 def test_pending_shows_twenty_and_says_how_many_more() -> None:
@@ -78,7 +77,7 @@ def test_a_full_home_stays_within_the_home_tab_limits() -> None:
         won_value=currencies,
     )
     revisit_on = datetime(2027, 1, 1, tzinfo=UTC).date()
-    revisits = [Revisit(n, revisit_on, "z" * 500, Decimal(1), "USD", "U1", "r000") for n in range(25)]
+    revisits = [UpcomingRevisit(n, revisit_on, "z" * 500, Decimal(1), "USD", "U1", "r000") for n in range(25)]
     period = period_named(PeriodName.DAYS_90, now=datetime.now(UTC), tz=PARIS)
     home = Home(awaiting(20), 500, revisits, 900, period, stats)
     view = build_home_view(home, catalogue).to_dict()

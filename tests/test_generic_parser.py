@@ -1,4 +1,4 @@
-"""Unit tests of the generic deal webhook's wire format (DESIGN.md §3): parsing and signature."""
+"""Unit tests of the generic deal webhook's wire format (README.md, "The deal webhook"): parsing and signature."""
 
 import hashlib
 import hmac
@@ -80,6 +80,15 @@ def test_the_minimal_event_takes_defaults() -> None:
     assert parsed.account is None
     assert parsed.url is None
     assert parsed.event_id is None
+
+
+def test_null_is_the_same_as_leaving_a_field_out() -> None:
+    sent = {**event(), "amount": None, "currency": None, "account": None, "url": None, "prompt": None}
+
+    [parsed] = parse_deal_events(body(sent), now=NOW)
+
+    assert (parsed.amount, parsed.currency, parsed.account, parsed.url) == (None, None, None, None)
+    assert parsed.prompt is True
 
 
 def test_currency_is_upper_cased_and_amount_may_be_a_string() -> None:
@@ -234,6 +243,23 @@ def test_a_bad_body_is_one_error_without_an_index(raw: bytes, words: str) -> Non
     [error] = caught.value.errors
     assert (error.index, error.field) == (None, None)
     assert words in error.message
+
+
+def nested_lists(depth: int) -> list[Any]:
+    """`depth` lists, each in the next: [[[]]] is 3."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_a_body_may_nest_64_deep_and_no_deeper() -> None:
+    # The event is the first level, its extra field's lists the others.
+    [parsed] = parse_deal_events(body(event(notes=nested_lists(63))), now=NOW)
+    assert parsed.raw["notes"] == nested_lists(63)
+
+    [message] = messages_of(body(event(notes=nested_lists(64))))
+    assert "more than 64 deep" in message
 
 
 def test_one_hundred_events_are_accepted() -> None:

@@ -26,7 +26,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "crm" / "hubspot_dealstage.json"
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 PUBLIC_URL = "https://bot.example.com"
 DEAL_ID = "18472639201"
-# One second after the fixture's events occurred, when HubSpot sent them (facts/crm.md).
+# One second after the fixture's events occurred, when HubSpot sent them.
 DELIVERED_AT_MS = 1718031061000
 
 
@@ -153,7 +153,8 @@ async def test_the_documented_delivery_becomes_a_deal_fetched_from_hubspot_and_a
 ) -> None:
     body = FIXTURE.read_bytes()
     headers = sign_hubspot(method="POST", uri=f"{PUBLIC_URL}/webhooks/hubspot", body=body, timestamp_ms=DELIVERED_AT_MS)
-    # The signature computed for this exact file in facts/crm.md.
+    # The v3 signature of this exact file, as HubSpot's own SDK computes it (hubspot-api-python,
+    # hubspot/utils/signature.py).
     assert headers["X-HubSpot-Signature-v3"] == "MCOyEMIEaVQwIW8k3PCEJ0pf8xbmZnIB05VEp377KDc="
 
     status, answer = await post_hubspot(hubspot_bot, body, headers)
@@ -377,6 +378,32 @@ async def test_missing_signature_headers_are_refused(hubspot_bot: BotClient) -> 
         pytest.param(json.dumps([["not", "an", "event"]]).encode(), "subscriptionType", id="not-an-object"),
         pytest.param(
             json.dumps([stage_change(stage="closed\x00lost", occurred_at_ms=1)]).encode(), None, id="nul-character"
+        ),
+        # Read, queued and then failing in every fetch: no datetime holds a time after the year 9999.
+        pytest.param(
+            json.dumps([stage_change(stage="closedlost", occurred_at_ms=2**62)]).encode(),
+            "occurredAt",
+            id="time-after-year-9999",
+        ),
+        # Queued on SQLite; PostgreSQL's json type has no NaN or Infinity (and 1e400 is Infinity to Python).
+        pytest.param(
+            json.dumps([{**stage_change(stage="closedlost", occurred_at_ms=1), "appId": float("nan")}]).encode(),
+            None,
+            id="nan",
+        ),
+        pytest.param(
+            json.dumps([stage_change(stage="closedlost", occurred_at_ms=1)]).encode().replace(b"3190455", b"1e400"),
+            None,
+            id="1e400",
+        ),
+        pytest.param(
+            json.dumps([stage_change(stage="closedlost", occurred_at_ms=1)]).encode()[:-2]
+            + b', "nested": '
+            + b"[" * 600
+            + b"]" * 600
+            + b"}]",
+            None,
+            id="nested-600-deep",
         ),
     ],
 )

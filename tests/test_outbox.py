@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm.event import DealEvent
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services import chasing, outbox
+from bot.services.chasing import ChasePolicy
 from bot.services.deal_events import PromptPolicy, record_deal_events
-from bot.services.messages import SlackDelivery
+from bot.services.delivery import SlackDelivery
 from bot.slack_client import create_slack_client
-from storage import queries
+from storage import message_queries
 from storage.engine import create_engine, create_session_factory
 from storage.models import Loss, Message, OutboxMessage
 from tests.bot_client import rows
@@ -54,7 +55,8 @@ def delivery(session_factory: async_sessionmaker[AsyncSession], fake_slack: Fake
         session_factory=session_factory,
         slack=create_slack_client(settings),
         catalogue=CATALOGUE,
-        settings=settings,
+        chase=ChasePolicy.from_settings(settings),
+        team_tz=settings.tz,
         team={},
         clock=lambda: now,
     )
@@ -82,7 +84,7 @@ async def deliver(
 async def claim(session_factory: async_sessionmaker[AsyncSession], process_id: str, now: datetime) -> list[int]:
     """Claims what is due for `process_id`, as a process does before sending; returns the outbox ids."""
     async with session_factory() as session, session.begin():
-        claimed = await queries.claim_due_messages(
+        claimed = await message_queries.claim_due_messages(
             session, now=now, process_id=process_id, until=now + LEASE, limit=outbox.BATCH_SIZE
         )
     return [message.id for message in claimed]

@@ -192,6 +192,13 @@ async def test_wrong_credentials_are_refused_and_nothing_stored(
     assert await pipedrive_bot.rows(CrmJob) == []
 
 
+def v2_with(part: str, **fields: Any) -> bytes:
+    """The v2 fixture with `fields` of its `part` ("meta" or "data") replaced."""
+    document = json.loads(V2.read_bytes())
+    document[part].update(fields)
+    return json.dumps(document).encode()
+
+
 def without(field: str) -> bytes:
     document = copy.deepcopy(json.loads(V2.read_bytes()))
     del document["data"][field]
@@ -207,6 +214,17 @@ def without(field: str) -> bytes:
         pytest.param(without("owner_id"), "owner_id", id="no-owner"),
         pytest.param(without("update_time"), "update_time", id="no-time"),
         pytest.param(v2_change(status="gone", update_time="2024-06-10T14:51:00Z"), "status", id="unknown-status"),
+        pytest.param(v2_with("data", status=["lost"]), "status", id="status-a-list"),
+        # A valid time whose instant in UTC falls before the year 1.
+        pytest.param(v2_with("data", update_time="0001-01-01T00:00:00+01:00"), "update_time", id="time-before-year-1"),
+        # Queued on SQLite; PostgreSQL's json type has no NaN or Infinity (and 1e400 is Infinity to Python).
+        pytest.param(v2_with("data", value=float("nan")), None, id="nan"),
+        pytest.param(V2.read_bytes().replace(b'"value": 48000', b'"value": 1e400'), None, id="1e400"),
+        pytest.param(
+            V2.read_bytes().replace(b'"visible_to": 3', b'"visible_to": ' + b"[" * 600 + b"]" * 600),
+            None,
+            id="nested-600-deep",
+        ),
     ],
 )
 async def test_a_malformed_body_is_refused_naming_the_field_and_nothing_stored(
@@ -217,6 +235,33 @@ async def test_a_malformed_body_is_refused_naming_the_field_and_nothing_stored(
     assert status == 400
     assert [error["field"] for error in answer["errors"]] == [field]
     assert await pipedrive_bot.rows(CrmJob) == []
+
+
+async def test_a_change_whose_action_is_not_text_is_read_as_a_change(pipedrive_bot: BotClient) -> None:
+    status, answer = await post_pipedrive(pipedrive_bot, v2_with("meta", action=["change"]))
+
+    assert (status, answer) == (200, {"accepted": 1, "duplicates": 0})
+
+
+@pytest.mark.parametrize(
+    ("body", "column"),
+    [
+        # No DNS name is longer than 253 characters; a link to this one would not fit its column.
+        pytest.param(v2_with("meta", host="h" * 3000), "url", id="host-longer-than-a-dns-name"),
+        # ISO 4217 codes are ASCII; ß is SS in upper case, one letter too many for the column.
+        pytest.param(v2_with("data", currency="ßab"), "currency", id="currency-not-ascii"),
+    ],
+)
+async def test_a_value_that_cannot_be_what_it_names_is_left_out_and_the_deal_stored(
+    pipedrive_bot: BotClient, body: bytes, column: str
+) -> None:
+    status, _ = await post_pipedrive(pipedrive_bot, body)
+
+    assert status == 200
+    (job,) = await jobs_done(pipedrive_bot, 1)
+    assert job.state == CrmJobState.DONE
+    (deal,) = await pipedrive_bot.rows(Deal)
+    assert (deal.external_id, getattr(deal, column)) == ("8812", None)
 
 
 async def test_the_route_answers_503_until_pipedrive_is_configured(bot: BotClient) -> None:

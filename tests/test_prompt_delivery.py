@@ -1,5 +1,5 @@
 """The DM a lost deal's owner gets, over real HTTP against the fake Slack: finding the owner, Slack
-failing, the deal reopening, and text from the CRM escaped for mrkdwn (DESIGN.md §5a)."""
+failing, the deal reopening, and text from the CRM escaped for mrkdwn (README.md, "Text people typed is escaped")."""
 
 import logging
 from typing import Any
@@ -349,7 +349,7 @@ async def test_deal_name_and_account_are_escaped_in_the_dm(bot: BotClient) -> No
 
     assert_escaped(dm)
     assert "&lt;@U999&gt;" in "\n".join(mrkdwn_texts(dm))
-    # plain_text goes as it is (DESIGN.md §5a): Slack never parses it for mentions.
+    # plain_text goes as it is (README.md, "Text people typed is escaped"): Slack never parses it for mentions.
     (header,) = [block for block in dm["blocks"] if block["type"] == "header"]
     assert header["text"]["type"] == "plain_text" and RISKY_NAME in header["text"]["text"]
     (stored,) = await bot.rows(Deal)

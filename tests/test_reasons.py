@@ -1,4 +1,5 @@
-"""Unit tests of the reason catalogue: the built-in list and a team's own TOML file (DESIGN.md §5)."""
+"""Unit tests of the reason catalogue: the built-in list and a team's own TOML file (README.md, "The
+reason catalogue")."""
 
 from pathlib import Path
 

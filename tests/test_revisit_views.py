@@ -9,10 +9,10 @@ import pytest
 
 from bot.services.revisits import first_moment, nudge_moment
 from bot.validation import MAX_EXPLANATION_LENGTH
-from bot.views.prompt import DealLoss
+from bot.views.data import NudgeStanding, NudgeState
 from bot.views.revisit import build_revisit_nudge, lost_ago
 from bot.working_time import WorkingHours
-from storage.models import LossState, Revisit, RevisitState
+from storage.models import LossState
 from tests.test_views import (
     CATALOGUE,
     ESCAPED_INJECTION,
@@ -22,18 +22,20 @@ from tests.test_views import (
     check_limits,
     make_deal,
     make_entry,
-    make_loss,
+    make_item,
     mrkdwn_texts,
 )
 
 WEEKDAYS_NINE_TO_SIX = WorkingHours(start=9 * 60, end=18 * 60, days=frozenset(range(5)))
 
 
-def nudge(state: RevisitState = RevisitState.DUE, *, closed_by: str | None = None, **overrides: Any) -> dict[str, Any]:
+def nudge(
+    standing: NudgeStanding = NudgeStanding.WAITING, *, reopened_in_crm: bool = False, **overrides: Any
+) -> dict[str, Any]:
     deal = make_deal(**overrides.pop("deal", {}))
-    item = DealLoss(deal=deal, loss=make_loss(LossState.LOGGED), entry=make_entry(**overrides))
-    revisit = Revisit(id=12, loss_id=7, due_on=date(2027, 1, 4), state=state, snoozes=0, closed_by=closed_by)
-    rendered = build_revisit_nudge(item, revisit=revisit, catalogue=CATALOGUE, now=NOW + timedelta(days=40)).as_kwargs()
+    item = make_item(deal, LossState.LOGGED, make_entry(**overrides))
+    state = NudgeState(revisit_id=12, standing=standing, due_on=date(2027, 1, 4), reopened_in_crm=reopened_in_crm)
+    rendered = build_revisit_nudge(item, nudge=state, catalogue=CATALOGUE, now=NOW + timedelta(days=40)).as_kwargs()
     check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
     return rendered
 
@@ -54,19 +56,19 @@ def test_a_due_nudge_shows_the_deal_the_reason_and_three_answers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "closed_by", "outcome"),
+    ("standing", "reopened_in_crm", "outcome"),
     [
-        (RevisitState.REOPENED, "U0DANA", ":tada: Reopened — counted as a win-back."),
-        (RevisitState.REOPENED, "generic", ":tada: Reopened in the CRM — counted as a win-back."),
-        (RevisitState.SNOOZED, None, ":zzz: Snoozed until Mon Jan 4."),
-        (RevisitState.DROPPED, "U0DANA", "Dropped: not worth another try."),
-        (RevisitState.DONE, "U0DANA", "No longer planned: the revisit date was removed from the reason."),
+        (NudgeStanding.REOPENED, False, ":tada: Reopened — counted as a win-back."),
+        (NudgeStanding.REOPENED, True, ":tada: Reopened in the CRM — counted as a win-back."),
+        (NudgeStanding.SNOOZED, False, ":zzz: Snoozed until Mon Jan 4."),
+        (NudgeStanding.DROPPED, False, "Dropped: not worth another try."),
+        (NudgeStanding.REMOVED, False, "No longer planned: the revisit date was removed from the reason."),
     ],
 )
 def test_an_answered_nudge_shows_its_outcome_and_no_answers(
-    state: RevisitState, closed_by: str | None, outcome: str
+    standing: NudgeStanding, reopened_in_crm: bool, outcome: str
 ) -> None:
-    message = nudge(state, closed_by=closed_by)
+    message = nudge(standing, reopened_in_crm=reopened_in_crm)
     assert message["text"] == f"Acme — 200 seats: {outcome}"
     assert outcome in mrkdwn_texts(message["blocks"])
     assert action_ids(message) == ["open_in_crm"]

@@ -470,7 +470,7 @@ async def test_a_nudge_slack_refuses_is_logged_naming_the_deal_and_the_revisit_s
     async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory, clock=clock) as bot:
         await lost_and_logged(bot, clock, revisit_on=day)
         fake_slack.fail("chat.postMessage", Failure(200, error="account_inactive"))
-        with caplog.at_level(logging.WARNING, logger="bot.services.messages"):
+        with caplog.at_level(logging.WARNING, logger="bot.services.delivery"):
             clock.now = in_tokyo(day, 9, 0, 30)
             await eventually(
                 lambda: [record for record in caplog.records if "revisit nudge" in record.getMessage()],

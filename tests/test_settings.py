@@ -1,16 +1,20 @@
-"""Unit tests of the settings (DESIGN.md §3) and of how the CLI reports a bad one at start-up."""
+"""Unit tests of the settings (README.md, "Settings") and of how the CLI reports a bad one at start-up."""
 
 import os
 import socket
 import subprocess
 import sys
+import types
+import typing
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from bot.settings import Settings, parse_reason_routes
+from bot.settings import Settings, describe_settings_error, parse_reason_routes
 
 REQUIRED = {"slack_bot_token": "xoxb-test-token", "slack_signing_secret": "signing-secret"}
 
@@ -135,6 +139,104 @@ def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) ->
         settings(**values)
 
     assert [problem["loc"] for problem in caught.value.errors()] == [(name,)]
+
+
+# --- bounds: a number or duration that cannot be meant is refused, naming its setting ---------------
+
+
+def fields_of_type(*kinds: type) -> set[str]:
+    """The settings whose type is one of `kinds`, alone, optional, or as a tuple of them."""
+
+    def matches(annotation: object) -> bool:
+        if annotation in kinds:
+            return True
+        if typing.get_origin(annotation) in {tuple, typing.Union, types.UnionType}:
+            return any(matches(argument) for argument in typing.get_args(annotation) if argument is not Ellipsis)
+        return False
+
+    return {name for name, field in Settings.model_fields.items() if matches(field.annotation)}
+
+
+DURATIONS = fields_of_type(timedelta)
+NUMBERS = fields_of_type(int, float, Decimal)
+
+
+def test_the_bounded_settings_are_found() -> None:
+    """So the tests below cannot pass by finding nothing to check."""
+    assert {"reminder_after", "escalate_after", "bulk_window", "scheduler_tick"} <= DURATIONS
+    assert {"port", "prompt_min_amount", "debrief_min_amount"} <= NUMBERS
+
+
+@pytest.mark.parametrize("name", sorted(DURATIONS))
+def test_every_duration_takes_10000h_and_no_more(name: str) -> None:
+    loaded = getattr(settings(**{name: "10000h"}), name)
+    assert loaded in {timedelta(hours=10_000), (timedelta(hours=10_000),)}
+
+    with pytest.raises(ValidationError) as caught:
+        settings(**{name: "10001h"})
+
+    assert [problem["loc"] for problem in caught.value.errors()] == [(name,)]
+    assert "'10001h' is longer than 10000h" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999h", "1000000h", "36000001s", "600001m", "9" * 5000 + "s"])
+def test_escalate_after_beyond_10000h_is_refused_in_one_line(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(escalate_after=value)
+
+    assert describe_settings_error(caught.value) == (
+        f"ESCALATE_AFTER {value!r} is longer than 10000h, the longest duration a setting takes: "
+        "expected a working-time duration after the prompt, such as 24h"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(NUMBERS))
+@pytest.mark.parametrize("value", ["-1", "1" + "0" * 30, "9" * 5000])
+def test_every_number_is_bounded(name: str, value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**{name: value})
+
+    assert [problem["loc"] for problem in caught.value.errors()] == [(name,)]
+    assert describe_settings_error(caught.value).startswith(name.upper() + " ")
+
+
+@pytest.mark.parametrize("name", ["prompt_min_amount", "debrief_min_amount"])
+def test_an_amount_threshold_goes_as_high_as_a_deal_amount(name: str) -> None:
+    assert getattr(settings(**{name: "9999999999999999.99"}), name) == Decimal("9999999999999999.99")
+
+    with pytest.raises(ValidationError, match=name):
+        settings(**{name: "1e16"})
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        # One minute a week: the default 16h reminder alone is 18 years of calendar time away.
+        ({"working_hours": "00:00-00:01", "working_days": "sun"}, "REMINDER_AFTER 16h of working time is 960 weeks"),
+        (
+            {
+                "reminder_after": "",
+                "escalate_after": "10000h",
+                "working_hours": "09:00-17:00",
+                "working_days": "mon-thu",
+            },
+            "ESCALATE_AFTER 10000h of working time is 312 weeks",
+        ),
+    ],
+)
+def test_an_offset_a_short_working_week_puts_years_away_is_refused(values: dict[str, str], named: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+
+    line = describe_settings_error(caught.value)
+    assert named in line
+    assert "it must fall within 260 weeks (5 years)" in line
+
+
+def test_the_longest_offsets_fit_the_default_working_week() -> None:
+    loaded = settings(reminder_after="8h,10000h", escalate_after="10000h")
+
+    assert (loaded.reminder_after[-1], loaded.escalate_after) == (timedelta(hours=10_000), timedelta(hours=10_000))
 
 
 def test_the_crm_settings_default_to_off_and_hubspots_public_api() -> None:
@@ -280,6 +382,13 @@ def test_http_mode_without_a_signing_secret_stops_start_up_in_one_line(tmp_path:
 
     assert_one_line_naming(result, "SLACK_SIGNING_SECRET")
     assert "SLACK_APP_TOKEN" in result.stderr
+
+
+def test_an_escalation_beyond_10000h_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, ESCALATE_AFTER="99999999999999999999h")
+
+    assert_one_line_naming(result, "ESCALATE_AFTER")
+    assert "is longer than 10000h" in result.stderr
 
 
 @pytest.mark.parametrize(

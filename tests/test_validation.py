@@ -1,4 +1,5 @@
-"""Unit tests of the rules a rep's reason must follow before it is stored (DESIGN.md §5)."""
+"""Unit tests of the rules a rep's reason must follow before it is stored (README.md, "Vague answers
+are refused inline")."""
 
 from datetime import date, timedelta
 

@@ -11,10 +11,11 @@ import pytest
 from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
 from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
-from bot.views.prompt import DealLoss, build_prompt_message, build_single_prompt
+from bot.views.data import DealFacts, DealLoss, LoggedReason
+from bot.views.prompt import build_prompt_message, build_single_prompt
 from bot.views.reason_modal import ModalContext, build_notice_modal, build_reason_modal, parse_reason_submission
 from bot.views.text import escape, format_amount
-from storage.models import Deal, Loss, LossState, ReasonEntry
+from storage.models import LossState
 
 NOW = datetime(2026, 11, 20, 15, 4, 5, tzinfo=UTC)
 TODAY = NOW.date()
@@ -31,11 +32,9 @@ MAX_SECTION_FIELD_TEXT = 2000
 MAX_INPUTS = 4
 
 
-def make_deal(**overrides: Any) -> Deal:
+def make_deal(**overrides: Any) -> DealFacts:
     fields: dict[str, Any] = {
-        "id": 1,
         "source": "generic",
-        "external_id": "0061x00000AbCdE",
         "name": "Acme — 200 seats",
         "account": "Acme Corp",
         "amount": Decimal("48000"),
@@ -43,24 +42,14 @@ def make_deal(**overrides: Any) -> Deal:
         "owner_email": "dana@example.com",
         "owner_slack_id": "U0DANA",
         "stage": "closed_lost",
-        "stage_changed_at": NOW,
         "url": "https://crm.example.com/deals/0061x00000AbCdE",
-        "created_at": NOW,
-        "updated_at": NOW,
     }
     fields.update(overrides)
-    return Deal(**fields)
+    return DealFacts(**fields)
 
 
-def make_loss(state: LossState = LossState.AWAITING) -> Loss:
-    return Loss(id=7, deal_id=1, lost_at=NOW, state=state, created_at=NOW)
-
-
-def make_entry(**overrides: Any) -> ReasonEntry:
+def make_entry(**overrides: Any) -> LoggedReason:
     fields: dict[str, Any] = {
-        "id": 3,
-        "loss_id": 7,
-        "revision": 1,
         "reason_code": "competitor",
         "detail": "Initech",
         "explanation": "Initech undercut us by 30% and bundled onboarding.",
@@ -69,13 +58,32 @@ def make_entry(**overrides: Any) -> ReasonEntry:
         "logged_at": NOW,
     }
     fields.update(overrides)
-    return ReasonEntry(**fields)
+    return LoggedReason(**fields)
+
+
+def make_item(
+    deal: DealFacts | None = None,
+    state: LossState = LossState.AWAITING,
+    entry: LoggedReason | None = None,
+    *,
+    moved: bool = False,
+) -> DealLoss:
+    """Loss 7, lost NOW, shown as a message shows a loss in `state`."""
+    return DealLoss(
+        loss_id=7,
+        lost_at=NOW,
+        deal=deal or make_deal(),
+        entry=entry,
+        needs_reason=state == LossState.AWAITING,
+        cancelled=state == LossState.CANCELLED,
+        moved=moved,
+    )
 
 
 def prompt(
-    deal: Deal | None = None, state: LossState = LossState.AWAITING, entry: ReasonEntry | None = None
+    deal: DealFacts | None = None, state: LossState = LossState.AWAITING, entry: LoggedReason | None = None
 ) -> dict[str, Any]:
-    item = DealLoss(deal=deal or make_deal(), loss=make_loss(state), entry=entry)
+    item = make_item(deal, state, entry)
     rendered = build_single_prompt(item, catalogue=CATALOGUE).as_kwargs()
     check_limits(rendered["blocks"], MAX_MESSAGE_BLOCKS)
     # A prompt about one loss is the single-deal layout, whatever the message id or page.
@@ -83,12 +91,12 @@ def prompt(
     return rendered
 
 
-def logged(deal: Deal | None = None, **entry_fields: Any) -> dict[str, Any]:
+def logged(deal: DealFacts | None = None, **entry_fields: Any) -> dict[str, Any]:
     return prompt(deal, LossState.LOGGED, make_entry(**entry_fields))
 
 
 def modal(
-    deal: Deal | None = None,
+    deal: DealFacts | None = None,
     chosen: ReasonForm | None = None,
     catalogue: Catalogue = CATALOGUE,
 ) -> dict[str, Any]:
@@ -238,10 +246,10 @@ def test_the_logged_prompt_quotes_every_line_of_the_explanation() -> None:
 def test_a_logged_reason_the_catalogue_retired_still_shows_its_label() -> None:
     catalogue = Catalogue([*DEFAULT_REASONS, Reason("old_budget", "Budget cut (old)", retired=True)])
     message = build_single_prompt(
-        DealLoss(
-            deal=make_deal(),
-            loss=make_loss(LossState.LOGGED),
-            entry=make_entry(reason_code="old_budget", detail=None),
+        make_item(
+            make_deal(),
+            LossState.LOGGED,
+            make_entry(reason_code="old_budget", detail=None),
         ),
         catalogue=catalogue,
     )
@@ -258,7 +266,7 @@ def test_the_cancelled_prompt_has_no_buttons() -> None:
 
 
 def test_the_prompt_of_a_deal_that_moved_to_another_owner_has_no_buttons_and_names_them() -> None:
-    item = DealLoss(deal=make_deal(owner_slack_id="U0SAM"), loss=make_loss(), entry=None, moved=True)
+    item = make_item(make_deal(owner_slack_id="U0SAM"), moved=True)
 
     rendered = build_single_prompt(item, catalogue=CATALOGUE).as_kwargs()
 
@@ -564,7 +572,8 @@ def test_a_blank_detail_reads_as_none() -> None:
 
 
 def test_inputs_the_bot_does_not_know_are_ignored() -> None:
-    # Shaped as /work/shared/facts/slack/view_submission.json: other apps' action ids are skipped.
+    # Shaped as Slack's view_submission payload (docs.slack.dev/reference/interaction-payloads): other
+    # apps' action ids are skipped.
     state = {
         "reason_block": {
             ids.REASON_SELECT: {

@@ -1,56 +1,25 @@
 """The one shape a deal stage change takes inside the bot, whatever CRM sent it."""
 
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from storage.models import Deal
-
 CLOSED_LOST = "closed_lost"
 CLOSED_WON = "closed_won"
 OPEN = "open"
 """Any stage but the two closed ones: the bot only tells closed from open."""
-
-
-# The column each text field of a DealEvent is stored in. An event id has no column of its own: it
-# is cut to the length of a deal id, which keeps either form of the idempotency key within its column.
-_COLUMNS = {
-    "source": "source",
-    "deal_id": "external_id",
-    "name": "name",
-    "stage": "stage",
-    "owner_email": "owner_email",
-    "owner_slack_id": "owner_slack_id",
-    "currency": "currency",
-    "account": "account",
-    "url": "url",
-    "crm_reason": "crm_reason",
-    "event_id": "external_id",
-}
-
-
-def _length(column: str) -> int | None:
-    """The column's length in characters; None for text of any length."""
-    length = getattr(Deal.__table__.c[column].type, "length", None)
-    return length if isinstance(length, int) else None
-
-
-TEXT_LIMITS: dict[str, int] = {
-    field: length for field, column in _COLUMNS.items() if (length := _length(column)) is not None
-}
-"""The most characters each text field of a DealEvent may hold: its column's length."""
+MAX_NESTING = 64
+"""The deepest a webhook body's arrays and objects may nest. The CRMs send 4 levels; a bound far
+below Python's recursion limit lets every walk over a stored body (ours, json's, the database
+driver's) finish, wherever on the stack it runs."""
 
 
 @dataclass(frozen=True)
 class DealEvent:
-    """A deal reported in a stage. Optional fields left as None leave what is recorded unchanged.
-
-    Whatever a CRM sent, an event fits the columns it is stored in: a text longer than its column
-    (`TEXT_LIMITS`) is cut to it when the event is made. A CRM's deal name of 5,000 characters is
-    then stored in part rather than failing on PostgreSQL, retried for a day and dropped. The
-    generic webhook checks lengths first and refuses what is too long, so nothing of it is cut.
-    """
+    """A deal reported in a stage. Optional fields left as None leave what is recorded unchanged."""
 
     source: str
     deal_id: str
@@ -71,15 +40,9 @@ class DealEvent:
     """False when the CRM asks that no reason be asked for this loss (it is still recorded)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def __post_init__(self) -> None:
-        for name, limit in TEXT_LIMITS.items():
-            value = getattr(self, name)
-            if value is not None and len(value) > limit:
-                object.__setattr__(self, name, value[:limit])  # frozen: this is still its construction
-
     @property
     def idempotency_key(self) -> str:
-        """The CRM's own event id, or else the deal, its stage and when it changed (DESIGN.md §3)."""
+        """The CRM's own event id, or else the deal, its stage and when it changed (README.md, "The deal webhook")."""
         if self.event_id is not None:
             return f"{self.source}:event:{self.event_id}"
         return f"{self.source}:deal:{self.deal_id}:{self.stage}:{self.changed_at.isoformat()}"
@@ -105,6 +68,45 @@ class PayloadError(ValueError):
         self.errors = errors
 
 
+def load_json(body: bytes) -> Any:
+    """A webhook body's JSON. PayloadError when it is not JSON, holds a number JSON has not
+    (NaN, Infinity, or 1e400, which Python would read as Infinity: PostgreSQL's json refuses them),
+    or nests deeper than MAX_NESTING."""
+    too_deep = FieldError(None, None, f"the body nests arrays and objects more than {MAX_NESTING} deep")
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise PayloadError([too_deep]) from None
+    except ValueError as error:  # also JSONDecodeError, bad UTF-8 and integers too long to read
+        raise PayloadError([FieldError(None, None, f"the body is not valid JSON: {error}")]) from None
+    if _nesting(document) > MAX_NESTING:
+        raise PayloadError([too_deep])
+    return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return number
+
+
+def _nesting(document: Any) -> int:
+    """How deep arrays and objects nest in `document` (0 for a scalar), without recursion."""
+    deepest = 0
+    waiting = [(document, 1)]
+    while waiting:
+        value, depth = waiting.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            waiting.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
 def parse_amount(value: Any) -> Decimal | None:
     """A deal amount as the bot stores it (0 or more, below 10^16, two decimals), from a number or
     a numeric string; None for anything else."""
@@ -120,8 +122,10 @@ def parse_amount(value: Any) -> Decimal | None:
 
 
 def parse_currency(value: Any) -> str | None:
-    """A three-letter currency code in upper case; None for anything else."""
-    return value.upper() if isinstance(value, str) and len(value) == 3 and value.isalpha() else None
+    """A three-letter currency code in upper case; None for anything else (ISO 4217 codes are ASCII:
+    `ß`, a letter, would be `SS` in upper case)."""
+    is_code = isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()
+    return value.upper() if is_code else None
 
 
 def is_storable(value: Any) -> bool:

@@ -1,10 +1,9 @@
-"""The generic deal webhook's wire format (DESIGN.md §3): signature, then one event or an array.
+"""The generic deal webhook's wire format (README.md, "The deal webhook"): signature, then one event or an array.
 
 Parsing checks every field of every event and reports them all at once, so a CRM admin fixes a
 payload in one round trip; a batch with any bad event is refused whole.
 """
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.crm.event import DealEvent, FieldError, PayloadError, is_storable, parse_amount
+from bot.crm.event import DealEvent, FieldError, PayloadError, is_storable, load_json, parse_amount
 
 SOURCE = "generic"
 MAX_BODY_BYTES = 1024 * 1024
@@ -54,12 +53,7 @@ def is_utf8(body: bytes) -> bool:
 
 
 def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
-    try:
-        document = json.loads(body, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise PayloadError([FieldError(None, None, "the body is nested too deeply")]) from None
-    except ValueError as error:  # also JSONDecodeError, bad UTF-8 and integers too long to read
-        raise PayloadError([FieldError(None, None, f"the body is not valid JSON: {error}")]) from None
+    document = load_json(body)
     if isinstance(document, dict):
         items: list[Any] = [document]
     elif isinstance(document, list):
@@ -99,11 +93,13 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
 
     deal_id = _identifier(item.get("deal_id"))
     if deal_id is None:
-        fail("deal_id", "required: the CRM's id of the deal, a string or an integer")
+        fail("deal_id", "required: the CRM's id of the deal, a string or an integer of 1 to 255 characters")
     name = _text(item.get("name"), 500)
     if name is None:
         fail("name", "required: the deal's name, 1 to 500 characters")
-    stage = _text(item.get("stage"), 100)
+    stage = item.get("stage")
+    # Checked once normalised: in lower case, İ is two characters.
+    stage = _text(normalise_stage(stage), 100) if isinstance(stage, str) else None
     if stage is None:
         fail("stage", "required: closed_lost, closed_won or the name of an open stage")
 
@@ -112,7 +108,8 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
     if owner_email is None and owner_slack_id is None:
         fail("owner_email", "required: the deal owner's email (or give owner_slack_id)")
     if owner_email is not None and (
-        not isinstance(owner_email, str) or len(owner_email) > 320 or not EMAIL_PATTERN.match(owner_email)
+        # The length stored is the lower case's, which can be longer: İ is two characters in it.
+        not isinstance(owner_email, str) or len(owner_email.lower()) > 320 or not EMAIL_PATTERN.match(owner_email)
     ):
         fail("owner_email", f"not an email address: {owner_email!r}")
     if owner_slack_id is not None and (
@@ -151,7 +148,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         if event_id is None:
             fail("event_id", "must be a string or an integer of at most 255 characters")
 
-    prompt = item.get("prompt", True)
+    prompt = True if item.get("prompt") is None else item["prompt"]  # null is as good as left out
     if not isinstance(prompt, bool):
         fail("prompt", f"must be true or false: {prompt!r}")
 
@@ -162,7 +159,7 @@ def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[Field
         source=SOURCE,
         deal_id=deal_id,
         name=name,
-        stage=normalise_stage(stage),
+        stage=stage,
         owner_email=owner_email.lower() if owner_email is not None else None,
         owner_slack_id=owner_slack_id,
         changed_at=changed_at or now,
@@ -184,9 +181,7 @@ def normalise_stage(stage: str) -> str:
 def _identifier(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return str(value)
-    return _text(value, 255)
+    return _text(str(value) if isinstance(value, int) else value, 255)
 
 
 def _text(value: Any, max_length: int) -> str | None:
@@ -204,10 +199,6 @@ def _timestamp(value: Any) -> datetime | None:
         return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
     except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         return None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _is_web_url(value: Any) -> bool:

@@ -11,7 +11,6 @@ Signature v3: https://developers.hubspot.com/docs/apps/developer-platform/build-
 import base64
 import hashlib
 import hmac
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from bot.crm.event import (
     PayloadError,
     is_id,
     is_storable,
+    load_json,
     parse_amount,
     parse_currency,
 )
@@ -41,6 +41,8 @@ SIGNATURE_WINDOW_SECONDS = 300
 MAX_EVENTS = 1000
 STAGE_PROPERTY = "dealstage"
 OWNER_CACHE_SECONDS = 3600.0
+LAST_TIME_MS = 253_402_300_800_000
+"""10000-01-01T00:00:00Z in milliseconds since 1970: the first time a datetime cannot hold."""
 DEAL_PROPERTIES = ("dealname", "amount", "deal_currency_code", "hubspot_owner_id")
 
 
@@ -74,10 +76,7 @@ class StageChange:
 def parse_stage_changes(body: bytes) -> list[StageChange]:
     """The deal stage changes in a webhook body (a JSON array). Other events (`deal.creation`,
     `deal.deletion`, changes of other properties) are valid and left out."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise PayloadError([FieldError(None, None, "the body is not valid JSON")]) from None
+    document = load_json(body)
     if not is_storable(document):
         message = "contains a NUL character or a lone surrogate, which cannot be stored"
         raise PayloadError([FieldError(None, None, message)])
@@ -99,7 +98,7 @@ def parse_stage_changes(body: bytes) -> list[StageChange]:
                 ("objectId", is_id(item.get("objectId")), "must be the deal's id, a positive integer"),
                 ("subscriptionId", is_id(item.get("subscriptionId")), "must be a positive integer"),
                 ("portalId", is_id(item.get("portalId")), "must be a positive integer"),
-                ("occurredAt", is_id(item.get("occurredAt")), "must be a time in milliseconds since 1970"),
+                ("occurredAt", _is_time(item.get("occurredAt")), "must be a time in milliseconds since 1970"),
                 ("propertyValue", _is_stage(item.get("propertyValue")), "must be a stage id of 1 to 100 characters"),
             )
             if not valid
@@ -118,6 +117,11 @@ def _event_key(item: dict[str, Any]) -> str:
     return ":".join(
         str(item[name]) for name in ("subscriptionId", "objectId", "propertyName", "propertyValue", "occurredAt")
     )
+
+
+def _is_time(value: Any) -> bool:
+    """Milliseconds since 1970 that a datetime can hold: before the year 10000."""
+    return is_id(value) and value < LAST_TIME_MS
 
 
 def _is_stage(value: Any) -> bool:

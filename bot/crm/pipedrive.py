@@ -10,7 +10,6 @@ API tokens: https://pipedrive.readme.io/docs/core-api-concepts-authentication
 
 import dataclasses
 import hmac
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from bot.crm.event import (
     PayloadError,
     is_id,
     is_storable,
+    load_json,
     parse_amount,
     parse_currency,
 )
@@ -35,6 +35,8 @@ from bot.crm.event import (
 SOURCE = "pipedrive"
 STAGES = {"lost": CLOSED_LOST, "won": CLOSED_WON, "open": OPEN}
 OWNER_CACHE_SECONDS = 3600.0
+MAX_HOST_LENGTH = 253
+"""The longest DNS name: a longer `meta.host` is no company's Pipedrive, and its link would not fit."""
 
 
 def is_authorized(header: str | None, *, user: str, password: str) -> bool:
@@ -62,10 +64,7 @@ class DealChange:
 def parse_deal_change(body: bytes) -> DealChange | None:
     """The deal change in a webhook body, or None for a webhook about something else (a person, a
     deleted deal), which is valid and ignored."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise PayloadError([FieldError(None, None, "the body is not valid JSON")]) from None
+    document = load_json(body)
     if not is_storable(document):
         message = "contains a NUL character or a lone surrogate, which cannot be stored"
         raise PayloadError([FieldError(None, None, message)])
@@ -82,7 +81,7 @@ def read_deal_change(document: Any) -> DealChange | None:
         entity, action, deal, owner_field = meta.get("entity"), meta.get("action"), document.get("data"), "owner_id"
     else:
         entity, action, deal, owner_field = meta.get("object"), meta.get("action"), document.get("current"), "user_id"
-    if entity != "deal" or action in {"delete", "deleted"}:
+    if entity != "deal" or action in ("delete", "deleted"):  # a tuple: `action` may be a list
         return None
     if not isinstance(deal, dict):
         raise PayloadError([FieldError(None, "data", "a deal webhook carries the deal (data, or current in v1)")])
@@ -99,7 +98,7 @@ def read_deal_change(document: Any) -> DealChange | None:
     if not isinstance(title, str) or not title.strip():
         errors.append(FieldError(None, "title", "must be the deal's title, not empty"))
     status = deal.get("status")
-    if status not in STAGES:
+    if not isinstance(status, str) or status not in STAGES:
         errors.append(FieldError(None, "status", f"must be open, won or lost: {status!r}"))
     changed_at = _time(deal.get("update_time"))
     if changed_at is None:
@@ -119,7 +118,7 @@ def read_deal_change(document: Any) -> DealChange | None:
         changed_at=changed_at,
         amount=parse_amount(deal.get("value")),
         currency=parse_currency(deal.get("currency")),
-        url=f"https://{host}/deal/{deal_id}" if isinstance(host, str) and host else None,
+        url=f"https://{host}/deal/{deal_id}" if isinstance(host, str) and 0 < len(host) <= MAX_HOST_LENGTH else None,
         crm_reason=lost_reason.strip() or None if isinstance(lost_reason, str) else None,
         raw=document,
     )
@@ -132,9 +131,9 @@ def _time(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class PipedriveClient:

@@ -2,12 +2,14 @@
 
 Each function runs in one transaction that locks the losses it takes (SKIP LOCKED on PostgreSQL),
 writes the messages they call for, and queues those messages in the outbox. So two processes
-ticking together never take the same loss, and nothing is sent twice (DESIGN.md §6, §7).
+ticking together never take the same loss, and nothing is sent twice (README.md: "Reminders",
+"Escalation", "Several processes, one database").
 """
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -15,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services import outbox
 from bot.settings import Settings
-from bot.working_time import add_working_time, is_working_time, next_working_moment
-from storage import queries
+from bot.working_time import WorkingHours, add_working_time, is_working_time, next_working_moment
+from storage import loss_queries, message_queries
 from storage.models import MessageKind
 
 logger = logging.getLogger(__name__)
@@ -24,11 +26,34 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class ChasePolicy:
+    """When a rep is reminded and escalated, and where escalations go."""
+
+    reminder_after: tuple[timedelta, ...]
+    """REMINDER_AFTER: working time from the prompt to each reminder."""
+    escalate_after: timedelta
+    hours: WorkingHours
+    team_tz: ZoneInfo
+    """TIMEZONE: escalation days are counted in it, and it stands in for a rep's unknown zone."""
+    manager_channel: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ChasePolicy":
+        return cls(
+            reminder_after=settings.reminder_after,
+            escalate_after=settings.escalate_after,
+            hours=settings.hours,
+            team_tz=settings.tz,
+            manager_channel=settings.manager_channel,
+        )
+
+
 async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession], now: datetime) -> int:
     """One DM per rep for their losses not yet prompted, once the oldest has waited out BULK_WINDOW.
     Returns the number of DMs queued."""
     async with session_factory() as session, session.begin():
-        waiting = await queries.losses_to_prompt(session)
+        waiting = await loss_queries.losses_to_prompt(session)
         by_rep = _grouped(waiting, key=lambda row: row.rep_key)
         due = {
             rep: rows
@@ -37,7 +62,7 @@ async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession]
         }
         if not due:
             return 0
-        message_ids = await queries.insert_messages(
+        message_ids = await message_queries.insert_messages(
             session,
             [
                 {
@@ -51,30 +76,34 @@ async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession]
             ],
         )
         for message_id, rows in zip(message_ids, due.values(), strict=True):
-            await queries.link_losses(session, message_id, [row.loss_id for row in rows])
-            await queries.update_losses(session, [{"id": row.loss_id, "prompt_message_id": message_id} for row in rows])
+            await message_queries.link_losses(session, message_id, [row.loss_id for row in rows])
+            await loss_queries.update_losses(
+                session, [{"id": row.loss_id, "prompt_message_id": message_id} for row in rows]
+            )
         await outbox.queue_posts(session, message_ids=message_ids, now=now)
         return len(message_ids)
 
 
 async def queue_due_reminders(
-    *, session_factory: async_sessionmaker[AsyncSession], settings: Settings, now: datetime
+    *, session_factory: async_sessionmaker[AsyncSession], policy: ChasePolicy, now: datetime
 ) -> int:
     """One reminder per rep covering every loss of theirs that is due one, as a reply in the
     thread of their oldest prompt; a rep outside their working hours is reminded when these
     begin. Returns the number of reminders queued."""
-    hours = settings.hours
+    hours = policy.hours
     queued = 0
     async with session_factory() as session, session.begin():
-        due = await queries.losses_to_remind(session, now)
+        due = await loss_queries.losses_to_remind(session, now)
         for rep, rows in _grouped(due, key=lambda row: row.rep_slack_id).items():
-            tz = rep_zone(rows[0].tz, settings)
+            tz = rep_zone(rows[0].tz, policy.team_tz)
             if not is_working_time(now, tz, hours):
                 later = next_working_moment(now, tz, hours)
-                await queries.update_losses(session, [{"id": row.loss_id, "reminder_due_at": later} for row in rows])
+                await loss_queries.update_losses(
+                    session, [{"id": row.loss_id, "reminder_due_at": later} for row in rows]
+                )
                 continue
             thread = next((row for row in rows if row.prompt_ts is not None), rows[0])
-            [message_id] = await queries.insert_messages(
+            [message_id] = await message_queries.insert_messages(
                 session,
                 [
                     {
@@ -88,8 +117,8 @@ async def queue_due_reminders(
                     }
                 ],
             )
-            await queries.link_losses(session, message_id, [row.loss_id for row in rows])
-            await queries.update_losses(
+            await message_queries.link_losses(session, message_id, [row.loss_id for row in rows])
+            await loss_queries.update_losses(
                 session,
                 [
                     {
@@ -97,7 +126,7 @@ async def queue_due_reminders(
                         "reminders_sent": row.reminders_sent + 1,
                         "last_reminded_at": now,
                         "reminder_due_at": next_reminder_at(
-                            row.prompted_at, row.reminders_sent + 1, settings, tz=tz, now=now
+                            row.prompted_at, row.reminders_sent + 1, policy, tz=tz, now=now
                         ),
                     }
                     for row in rows
@@ -109,21 +138,21 @@ async def queue_due_reminders(
 
 
 async def queue_due_escalations(
-    *, session_factory: async_sessionmaker[AsyncSession], settings: Settings, now: datetime
+    *, session_factory: async_sessionmaker[AsyncSession], policy: ChasePolicy, now: datetime
 ) -> int:
     """Overdue losses go to MANAGER_CHANNEL in one post per rep and day (in TIMEZONE): the day's
     post is updated with losses that become overdue later that day. Returns the number of posts
     queued or updated."""
-    if settings.manager_channel is None:
+    if policy.manager_channel is None:
         return 0
-    day = now.astimezone(settings.tz).date()
+    day = now.astimezone(policy.team_tz).date()
     touched = 0
     async with session_factory() as session, session.begin():
-        due = await queries.losses_to_escalate(session, now)
+        due = await loss_queries.losses_to_escalate(session, now)
         for rep, rows in _grouped(due, key=lambda row: row.rep_slack_id).items():
-            message_id = await queries.escalation_message_id(session, rep, day)
+            message_id = await message_queries.escalation_message_id(session, rep, day)
             if message_id is None:
-                [message_id] = await queries.insert_messages(
+                [message_id] = await message_queries.insert_messages(
                     session,
                     [
                         {
@@ -131,7 +160,7 @@ async def queue_due_escalations(
                             "rep_key": rep,
                             "rep_slack_id": rep,
                             "rep_email": rows[0].rep_email,
-                            "post_to": settings.manager_channel,
+                            "post_to": policy.manager_channel,
                             "escalation_day": day,
                             "created_at": now,
                         }
@@ -140,8 +169,8 @@ async def queue_due_escalations(
                 await outbox.queue_posts(session, message_ids=[message_id], now=now)
             else:
                 await outbox.queue_updates(session, message_ids=[message_id], now=now)
-            await queries.link_losses(session, message_id, [row.loss_id for row in rows])
-            await queries.update_losses(
+            await message_queries.link_losses(session, message_id, [row.loss_id for row in rows])
+            await loss_queries.update_losses(
                 session,
                 [{"id": row.loss_id, "escalated_at": now, "escalation_message_id": message_id} for row in rows],
             )
@@ -149,37 +178,37 @@ async def queue_due_escalations(
     return touched
 
 
-def chase_schedule(prompted_at: datetime, settings: Settings, *, tz: ZoneInfo) -> dict[str, datetime | None]:
+def chase_schedule(prompted_at: datetime, policy: ChasePolicy, *, tz: ZoneInfo) -> dict[str, datetime | None]:
     """When a loss just prompted is due its first reminder and its escalation, in working time."""
     return {
-        "reminder_due_at": next_reminder_at(prompted_at, 0, settings, tz=tz, now=prompted_at),
-        "escalation_due_at": add_working_time(prompted_at, settings.escalate_after, tz, settings.hours),
+        "reminder_due_at": next_reminder_at(prompted_at, 0, policy, tz=tz, now=prompted_at),
+        "escalation_due_at": add_working_time(prompted_at, policy.escalate_after, tz, policy.hours),
     }
 
 
 def next_reminder_at(
-    prompted_at: datetime, sent: int, settings: Settings, *, tz: ZoneInfo, now: datetime
+    prompted_at: datetime, sent: int, policy: ChasePolicy, *, tz: ZoneInfo, now: datetime
 ) -> datetime | None:
     """When the reminder after the `sent` already sent is due, or None when there is no other. A
     reminder that fell due while the bot was not running waits its gap after the last one, so two
     never go out back to back."""
-    offsets = settings.reminder_after
+    offsets = policy.reminder_after
     if sent >= len(offsets):
         return None
-    due = add_working_time(prompted_at, offsets[sent], tz, settings.hours)
+    due = add_working_time(prompted_at, offsets[sent], tz, policy.hours)
     if due <= now and sent > 0:
-        due = add_working_time(now, offsets[sent] - offsets[sent - 1], tz, settings.hours)
+        due = add_working_time(now, offsets[sent] - offsets[sent - 1], tz, policy.hours)
     return due
 
 
-def rep_zone(tz: str | None, settings: Settings) -> ZoneInfo:
+def rep_zone(tz: str | None, team_tz: ZoneInfo) -> ZoneInfo:
     """The rep's own time zone from Slack, or the team's when Slack gave none we know."""
     if tz:
         try:
             return ZoneInfo(tz)
         except (KeyError, ValueError):
-            logger.warning("unknown time zone %r from Slack; using TIMEZONE %s", tz, settings.timezone)
-    return settings.tz
+            logger.warning("unknown time zone %r from Slack; using TIMEZONE %s", tz, team_tz.key)
+    return team_tz
 
 
 def _grouped(rows: Iterable[T], *, key: Callable[[T], str]) -> dict[str, list[T]]:

@@ -20,7 +20,7 @@ from bot.crm.event import DealEvent
 from bot.ingest import IngestFailed
 from bot.reasons import Catalogue
 from bot.services.outbox import backoff
-from storage import queries
+from storage import crm_job_queries, loss_queries
 from storage.models import CrmJob, CrmJobKind, CrmJobState
 
 logger = logging.getLogger(__name__)
@@ -63,13 +63,13 @@ async def queue_fetches(
         for key, payload in unique.items()
     ]
     async with session_factory() as session, session.begin():
-        return await queries.insert_new_crm_jobs(session, rows)
+        return await crm_job_queries.insert_new_crm_jobs(session, rows)
 
 
 async def queue_write_back(session: AsyncSession, *, loss_id: int, source: str, now: datetime) -> None:
     """Queues writing the loss's reason to its CRM, unless a write not yet picked up is waiting (it
     reads the newest reason when it runs). Called inside the transaction that stores the reason."""
-    if not await queries.has_waiting_write_back(session, loss_id):
+    if not await crm_job_queries.has_waiting_write_back(session, loss_id):
         session.add(
             CrmJob(
                 kind=CrmJobKind.WRITE_BACK,
@@ -99,7 +99,7 @@ async def run_due_jobs(
         claimed_at = clock()
         until = claimed_at + CLAIM_FOR
         async with session_factory() as session, session.begin():
-            claimed = await queries.claim_due_crm_jobs(session, now=claimed_at, until=until, limit=BATCH_SIZE)
+            claimed = await crm_job_queries.claim_due_crm_jobs(session, now=claimed_at, until=until, limit=BATCH_SIZE)
         if not claimed:
             return handled
         for position, job in enumerate(claimed):
@@ -134,11 +134,11 @@ async def run_due_jobs(
 
 async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:
     async with session_factory() as session, session.begin():
-        return await queries.next_crm_job_due_at(session, now)
+        return await crm_job_queries.next_crm_job_due_at(session, now)
 
 
 async def _run(
-    job: queries.ClaimedCrmJob,
+    job: crm_job_queries.ClaimedCrmJob,
     session_factory: async_sessionmaker[AsyncSession],
     connectors: Mapping[str, Connector],
     catalogue: Catalogue,
@@ -163,8 +163,8 @@ async def _reason_to_write(
 ) -> WriteBack | None:
     """The loss's newest reason, read when the job runs so that a late write is never stale."""
     async with session_factory() as session, session.begin():
-        found = await queries.loss_with_deal(session, loss_id)
-        entry = await queries.latest_entry(session, loss_id)
+        found = await loss_queries.loss_with_deal(session, loss_id)
+        entry = await loss_queries.latest_entry(session, loss_id)
     if found is None or entry is None:
         return None
     reason = catalogue.label(entry.reason_code)
@@ -176,7 +176,7 @@ async def _reason_to_write(
 
 
 async def _record_failure(
-    session_factory: async_sessionmaker[AsyncSession], claimed: queries.ClaimedCrmJob, reason: str
+    session_factory: async_sessionmaker[AsyncSession], claimed: crm_job_queries.ClaimedCrmJob, reason: str
 ) -> None:
     async with session_factory() as session, session.begin():
         job = await session.get_one(CrmJob, claimed.id)
@@ -188,7 +188,7 @@ async def _record_failure(
 
 async def _retry_later(
     session_factory: async_sessionmaker[AsyncSession],
-    claimed: queries.ClaimedCrmJob,
+    claimed: crm_job_queries.ClaimedCrmJob,
     reason: str,
     now: datetime,
     retry_after: float | None,

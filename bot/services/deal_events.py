@@ -5,6 +5,7 @@ written with one bulk statement per table, so a batch of 100 events costs about 
 rather than hundreds of ORM round trips.
 """
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,13 +16,57 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, DealEvent
 from bot.services import outbox, revisits
-from storage import queries
-from storage.models import LossState
+from storage import deal_queries, loss_queries, message_queries
+from storage.models import Deal, LossState
 
 logger = logging.getLogger(__name__)
 
 # The deal columns an event may change; optional fields an event leaves out keep their value.
 OPTIONAL_FIELDS = ("account", "amount", "currency", "url", "crm_reason")
+
+# The deal column each text of a DealEvent is stored in. An event id has no column of its own: it is
+# held to a deal id's length, which keeps either form of the idempotency key within its column.
+_COLUMNS = {
+    "source": "source",
+    "deal_id": "external_id",
+    "name": "name",
+    "stage": "stage",
+    "owner_email": "owner_email",
+    "owner_slack_id": "owner_slack_id",
+    "currency": "currency",
+    "account": "account",
+    "url": "url",
+    "crm_reason": "crm_reason",
+    "event_id": "external_id",
+}
+
+
+def _length(column: str) -> int | None:
+    """The column's length in characters; None for text of any length."""
+    length = getattr(Deal.__table__.c[column].type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+TEXT_LIMITS: dict[str, int] = {
+    field: length for field, column in _COLUMNS.items() if (length := _length(column)) is not None
+}
+"""The most characters each text of a DealEvent is stored with: its column's length."""
+
+
+def fit_to_columns(event: DealEvent) -> DealEvent:
+    """The event with each text longer than its column cut to the column's length.
+
+    A CRM's text has no limit of ours: a HubSpot deal name of 5,000 characters failed on
+    PostgreSQL, which enforces column lengths, so its fetch was retried for a day and dropped. Every
+    event is stored through `record_deal_events`, whichever CRM and path it came from, so this is
+    the one place that cuts. The generic webhook refuses over-long values before, with a 400.
+    """
+    too_long = {
+        name: value[:limit]
+        for name, limit in TEXT_LIMITS.items()
+        if (value := getattr(event, name)) is not None and len(value) > limit
+    }
+    return dataclasses.replace(event, **too_long) if too_long else event
 
 
 @dataclass(frozen=True)
@@ -68,19 +113,21 @@ async def record_deal_events(
 ) -> IngestResult:
     """Stores a batch of events in one transaction, in the order given.
 
-    An event already seen (same idempotency key) has no effect. An event older than what is recorded
+    Text longer than its column is cut to fit (`fit_to_columns`). An event already seen (same
+    idempotency key) has no effect. An event older than what is recorded
     for its deal joins the audit trail but changes nothing, so deliveries out of order are safe.
     New losses are prompted by the scheduler once `policy.bulk_window` has passed; a loss that
     changes owner starts over with the new owner, and the messages about it are updated. A deal
     that leaves closed-lost closes its open revisits as win-backs.
     """
+    events = [fit_to_columns(event) for event in events]
     is_new: list[bool] = []
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
     cancelled: list[int] = []
     async with session_factory() as session, session.begin():
-        await queries.lock_deals(session, ((event.source, event.deal_id) for event in events))
+        await deal_queries.lock_deals(session, ((event.source, event.deal_id) for event in events))
         keyed = [(event.idempotency_key, event) for event in events]
-        seen = await queries.existing_event_keys(session, (key for key, _ in keyed))
+        seen = await deal_queries.existing_event_keys(session, (key for key, _ in keyed))
         deals = await _load_deals(session, events)
 
         for key, event in keyed:
@@ -114,17 +161,17 @@ async def record_deal_events(
         deal_ids = await _write_deals(session, deals)
         opened = await _write_new_losses(session, deals, deal_ids)
         if cancelled:
-            await queries.cancel_losses(session, cancelled, received_at)
+            await loss_queries.cancel_losses(session, cancelled, received_at)
         reassigned = _reassigned_losses(deals)
         if reassigned:
-            await queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
-        messages = await queries.message_ids_about(session, cancelled + reassigned)
+            await loss_queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
+        messages = await message_queries.message_ids_about(session, cancelled + reassigned)
         messages += await revisits.close_reopened_deals(
             session, deal_ids=[deal_ids[key] for key, state in deals.items() if state.reopened], now=received_at
         )
         queued = await outbox.queue_updates(session, message_ids=messages, now=received_at)
         if audit:
-            await queries.insert_deal_events(
+            await deal_queries.insert_deal_events(
                 session, [{**row, "deal_id": deal_ids[deal_key]} for deal_key, row in audit]
             )
     return IngestResult(is_new=is_new, messages_queued=queued, losses_opened=opened)
@@ -134,8 +181,10 @@ async def _load_deals(session: AsyncSession, events: list[DealEvent]) -> dict[tu
     """The batch's deals that are already stored, each with its loss awaiting a reason, if any."""
     rows = []
     for source in {event.source for event in events}:
-        rows += await queries.deal_rows(session, source, {event.deal_id for event in events if event.source == source})
-    awaiting = await queries.awaiting_loss_ids(session, [row["id"] for row in rows])
+        rows += await deal_queries.deal_rows(
+            session, source, {event.deal_id for event in events if event.source == source}
+        )
+    awaiting = await loss_queries.awaiting_loss_ids(session, [row["id"] for row in rows])
     return {
         (row["source"], row["external_id"]): _DealState(
             id=row["id"], values=dict(row), awaiting_loss_id=awaiting.get(row["id"])
@@ -197,10 +246,10 @@ async def _write_deals(session: AsyncSession, deals: dict[tuple[str, str], _Deal
     changed = [{**state.values, "id": state.id} for state in deals.values() if state.id is not None and state.changed]
     new = [state for state in deals.values() if state.id is None]
     if new:
-        for deal_id, source, external_id in await queries.insert_deals(session, [state.values for state in new]):
+        for deal_id, source, external_id in await deal_queries.insert_deals(session, [state.values for state in new]):
             deals[(source, external_id)].id = deal_id
     if changed:
-        await queries.update_deals(session, changed)
+        await deal_queries.update_deals(session, changed)
     return {key: state.id for key, state in deals.items() if state.id is not None}
 
 
@@ -218,7 +267,7 @@ async def _write_new_losses(
     """Inserts the losses this batch opened; returns how many await a prompt."""
     rows = [{**loss, "deal_id": deal_ids[key]} for key, state in deals.items() for loss in state.new_losses]
     if rows:
-        await queries.insert_losses(session, rows)
+        await loss_queries.insert_losses(session, rows)
     return sum(row["state"] == LossState.AWAITING for row in rows)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import outbox
 from bot.settings import Settings
-from storage import queries
+from storage import message_queries
 from storage.models import Deal, Loss, MessageKind
 
 
@@ -70,14 +70,14 @@ async def queue_reason_posts(
         posts.append((MessageKind.DEBRIEF, audience.debrief_channel, large))
     channels = audience.routes.get(reason_code, ())
     if channels:
-        heard = await queries.routed_losses(session, [loss.id for loss, _ in logged])
+        heard = await message_queries.routed_losses(session, [loss.id for loss, _ in logged])
         for channel in channels:
             unheard = [loss.id for loss, _ in logged if (loss.id, channel) not in heard]
             if unheard:
                 posts.append((MessageKind.ROUTE, channel, unheard))
     if not posts:
         return
-    message_ids = await queries.insert_messages(
+    message_ids = await message_queries.insert_messages(
         session,
         [
             {
@@ -91,5 +91,5 @@ async def queue_reason_posts(
         ],
     )
     for message_id, (_, _, loss_ids) in zip(message_ids, posts, strict=True):
-        await queries.link_losses(session, message_id, loss_ids)
+        await message_queries.link_losses(session, message_id, loss_ids)
     await outbox.queue_posts(session, message_ids=message_ids, now=now)

@@ -1,9 +1,8 @@
 """The weekly digest's content: what was lost last week, why, for how much, who has not logged,
-what to revisit, computed from the data for one week (DESIGN.md §7: weeks start on Monday in
+what to revisit, computed from the data for one week (README.md, "The weekly digest": weeks start on Monday in
 TIMEZONE). Posting it, once per channel and week, is the scheduler's job."""
 
 import statistics
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import Week
 from bot.reasons import Catalogue
-from bot.services.stats import ClosedStats, read_closed_stats
-from storage import stats
-from storage.stats import Explained, Revisit, WinBack
+from bot.services.presenting import upcoming_revisits
+from bot.services.stats import read_closed_stats
+from bot.views.data import Digest, Quote, RepLine, WonBackDeal
+from storage import stats_queries
 
 COMPETITOR = "competitor"
 MISSING_FEATURE = "missing_feature"
@@ -21,41 +21,6 @@ REVISITS_AHEAD = timedelta(days=14)
 REVISITS_LISTED = 15
 WIN_BACKS_LISTED = 15
 QUOTES = 3
-
-
-@dataclass(frozen=True)
-class RepLine:
-    user_id: str | None
-    lost: int
-    logged: int
-    top_reason: str | None
-    """The reason the rep logged most that week (ties: the first code alphabetically)."""
-
-
-@dataclass(frozen=True)
-class Digest:
-    week: Week
-    current: ClosedStats
-    previous: ClosedStats
-    """The week before, to compare with."""
-    competitors: list[tuple[str, int]]
-    product_gaps: list[tuple[str, int]]
-    median_time_to_reason: timedelta | None
-    overdue: list[tuple[str | None, int]]
-    """Reps with overdue losses (past their escalation, or never asked: the prompt could not be
-    delivered), as of when the digest is built."""
-    reps: list[RepLine]
-    """Most losses first."""
-    revisits: list[Revisit]
-    revisits_total: int
-    win_backs: list[WinBack]
-    """Revisited deals that came back during the week."""
-    win_backs_total: int
-    quotes: list[Explained]
-
-    @property
-    def empty(self) -> bool:
-        return not self.current.lost
 
 
 async def build_digest(
@@ -74,16 +39,18 @@ async def build_digest(
         previous = await read_closed_stats(
             session, period=week.before(tz).period, owner_slack_id=None, catalogue=catalogue
         )
-        competitors = await stats.detail_counts(session, since=since, until=until, reason_code=COMPETITOR)
-        gaps = await stats.detail_counts(session, since=since, until=until, reason_code=MISSING_FEATURE)
-        delays = await stats.reason_delays(session, since=since, until=until)
-        overdue = await stats.overdue_by_rep(session, now=now)
-        rep_groups = await stats.rep_groups(session, since=since, until=until)
-        revisits, revisits_total = await stats.upcoming_revisits(
+        competitors = await stats_queries.detail_counts(session, since=since, until=until, reason_code=COMPETITOR)
+        gaps = await stats_queries.detail_counts(session, since=since, until=until, reason_code=MISSING_FEATURE)
+        delays = await stats_queries.reason_delays(session, since=since, until=until)
+        overdue = await stats_queries.overdue_by_rep(session, now=now)
+        rep_groups = await stats_queries.rep_groups(session, since=since, until=until)
+        revisits, revisits_total = await stats_queries.upcoming_revisits(
             session, start=today, end=today + REVISITS_AHEAD, owner_slack_id=None, limit=REVISITS_LISTED
         )
-        win_backs, win_backs_total = await stats.win_backs(session, since=since, until=until, limit=WIN_BACKS_LISTED)
-        quotes = await stats.largest_explained(session, since=since, until=until, limit=QUOTES)
+        win_backs, win_backs_total = await stats_queries.win_backs(
+            session, since=since, until=until, limit=WIN_BACKS_LISTED
+        )
+        quotes = await stats_queries.largest_explained(session, since=since, until=until, limit=QUOTES)
     seconds = [(logged - asked).total_seconds() for asked, logged in delays]
     median = timedelta(seconds=statistics.median(seconds)) if seconds else None
     return Digest(
@@ -95,15 +62,15 @@ async def build_digest(
         median,
         overdue,
         _rep_lines(rep_groups),
-        revisits,
+        upcoming_revisits(revisits),
         revisits_total,
-        win_backs,
+        [WonBackDeal(*row) for row in win_backs],
         win_backs_total,
-        quotes,
+        [Quote(*row) for row in quotes],
     )
 
 
-def _rep_lines(groups: list[stats.RepGroup]) -> list[RepLine]:
+def _rep_lines(groups: list[stats_queries.RepGroup]) -> list[RepLine]:
     lost: dict[str | None, int] = {}
     by_reason: dict[str | None, dict[str, int]] = {}
     for group in groups:

@@ -2,6 +2,8 @@
 `/closedlost pending` and `revisit`, and for the App Home tab, which is published again whenever
 what it shows changes."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import PeriodName, period_named
 from bot.reasons import Catalogue
+from bot.services.presenting import awaiting_deals, upcoming_revisits
 from bot.services.stats import read_closed_stats
-from bot.views.home import Home, build_home_view
-from storage import stats
-from storage.stats import AwaitingLoss, Revisit
+from bot.views.data import AwaitingDeal, Home, UpcomingRevisit
+from bot.views.home import build_home_view
+from storage import stats_queries
 
 # Enough to act on, few enough to stay well inside a message's 50 blocks and a Home tab's 100.
 AWAITING_SHOWN = 20
@@ -21,22 +24,24 @@ REVISITS_SHOWN = 25
 HOME_PERIOD = PeriodName.DAYS_90
 
 
-async def awaiting_losses(
+async def load_awaiting(
     *, session_factory: async_sessionmaker[AsyncSession], user_id: str, limit: int = AWAITING_SHOWN
-) -> tuple[list[AwaitingLoss], int]:
+) -> tuple[list[AwaitingDeal], int]:
     """The rep's losses awaiting a reason, newest first, at most `limit`; and how many there are."""
     async with session_factory() as session, session.begin():
-        return await stats.awaiting_losses(session, owner_slack_id=user_id, limit=limit)
+        rows, total = await stats_queries.awaiting_losses(session, owner_slack_id=user_id, limit=limit)
+    return awaiting_deals(rows), total
 
 
-async def upcoming_revisits(
+async def load_upcoming_revisits(
     *, session_factory: async_sessionmaker[AsyncSession], user_id: str, today: date
-) -> tuple[list[Revisit], int]:
+) -> tuple[list[UpcomingRevisit], int]:
     """The rep's open revisits due from today on, soonest first."""
     async with session_factory() as session, session.begin():
-        return await stats.upcoming_revisits(
+        rows, total = await stats_queries.upcoming_revisits(
             session, start=today, end=None, owner_slack_id=user_id, limit=REVISITS_SHOWN
         )
+    return upcoming_revisits(rows), total
 
 
 async def load_home(
@@ -50,23 +55,34 @@ async def load_home(
     period = period_named(HOME_PERIOD, now=now, tz=tz)
     today = now.astimezone(tz).date()
     async with session_factory() as session, session.begin():
-        awaiting, awaiting_total = await stats.awaiting_losses(session, owner_slack_id=user_id, limit=AWAITING_SHOWN)
-        revisits, revisits_total = await stats.upcoming_revisits(
+        awaiting, awaiting_total = await stats_queries.awaiting_losses(
+            session, owner_slack_id=user_id, limit=AWAITING_SHOWN
+        )
+        revisits, revisits_total = await stats_queries.upcoming_revisits(
             session, start=today, end=None, owner_slack_id=user_id, limit=REVISITS_SHOWN
         )
         figures = await read_closed_stats(session, period=period, owner_slack_id=user_id, catalogue=catalogue)
-    return Home(awaiting, awaiting_total, revisits, revisits_total, period, figures)
+    return Home(awaiting_deals(awaiting), awaiting_total, upcoming_revisits(revisits), revisits_total, period, figures)
 
 
-async def publish_home(
-    *,
-    session_factory: async_sessionmaker[AsyncSession],
-    slack: AsyncWebClient,
-    catalogue: Catalogue,
-    user_id: str,
-    now: datetime,
-    tz: ZoneInfo,
-) -> None:
-    """Publishes the rep's Home tab as it stands now (`views.publish` replaces it whole)."""
-    home = await load_home(session_factory=session_factory, catalogue=catalogue, user_id=user_id, now=now, tz=tz)
-    await slack.views_publish(user_id=user_id, view=build_home_view(home, catalogue))
+@dataclass(frozen=True)
+class HomePublisher:
+    """Publishes a user's Home tab as it stands now: when they open it, and after they log a reason
+    or answer a nudge. `views.publish` replaces the tab whole."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+    slack: AsyncWebClient
+    catalogue: Catalogue
+    tz: ZoneInfo
+    """The team's time zone (TIMEZONE): the 90 days of the rep's numbers end today there."""
+    clock: Callable[[], datetime]
+
+    async def publish(self, user_id: str) -> None:
+        home = await load_home(
+            session_factory=self.session_factory,
+            catalogue=self.catalogue,
+            user_id=user_id,
+            now=self.clock(),
+            tz=self.tz,
+        )
+        await self.slack.views_publish(user_id=user_id, view=build_home_view(home, self.catalogue))

@@ -11,14 +11,16 @@ from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import Catalogue, code_for_crm_reason
 from bot.services import crm_jobs, outbox, revisits
 from bot.services.debriefs import Audience, queue_reason_posts
+from bot.services.presenting import deal_facts
 from bot.validation import ReasonForm
-from storage import queries
+from bot.views.data import DealFacts
+from storage import loss_queries, message_queries
 from storage.models import Deal, Loss, LossState, Message, MessageKind, ReasonEntry
 
 
 @dataclass(frozen=True)
 class LossForModal:
-    deal: Deal
+    deal: DealFacts
     revision: int
     """The loss's newest revision: a submission made from this modal must build on it."""
     current: ReasonForm | None
@@ -36,12 +38,12 @@ async def open_loss(
 ) -> LossForModal:
     """What the reason modal needs, for the deal's owner only."""
     async with session_factory() as session, session.begin():
-        found = await queries.loss_with_deal(session, loss_id)
+        found = await loss_queries.loss_with_deal(session, loss_id)
         if found is None:
             raise LossNotFound()
         loss, deal = found
         _check_can_log(loss, deal, user_id)
-        entry = await queries.latest_entry(session, loss_id)
+        entry = await loss_queries.latest_entry(session, loss_id)
     current = None
     if entry is not None:
         current = ReasonForm(
@@ -55,7 +57,7 @@ async def open_loss(
         if suggested is not None:
             current = ReasonForm(reason_code=suggested, detail=None, explanation="", revisit_on=None)
     revision = entry.revision if entry is not None else 0
-    return LossForModal(deal=deal, revision=revision, current=current)
+    return LossForModal(deal=deal_facts(deal), revision=revision, current=current)
 
 
 async def record_reason(
@@ -81,12 +83,12 @@ async def record_reason(
     """
     try:
         async with session_factory() as session, session.begin():
-            found = await queries.loss_with_deal(session, loss_id, for_update=True)
+            found = await loss_queries.loss_with_deal(session, loss_id, for_update=True)
             if found is None:
                 raise LossNotFound()
             loss, deal = found
             _check_can_log(loss, deal, user_id)
-            latest = await queries.latest_entry(session, loss.id)
+            latest = await loss_queries.latest_entry(session, loss.id)
             if latest is not None and latest.revision != revision:
                 if view_id is not None and latest.view_id == view_id:
                     return latest
@@ -105,7 +107,7 @@ async def record_reason(
             if loss.state == LossState.AWAITING:
                 loss.state = LossState.LOGGED
                 loss.logged_at = now
-            messages = await queries.message_ids_about(session, [loss.id])
+            messages = await message_queries.message_ids_about(session, [loss.id])
             await outbox.queue_updates(session, message_ids=messages, now=now)
             if deal.source in write_back_to:
                 await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
@@ -129,9 +131,9 @@ async def reason_codes_missing_from(
     catalogue: Catalogue, *, session_factory: async_sessionmaker[AsyncSession]
 ) -> set[str]:
     """Codes that stored answers use but the catalogue no longer has; a catalogue must retire a
-    code, never drop it (DESIGN.md §5)."""
+    code, never drop it (README.md, "The reason catalogue")."""
     async with session_factory() as session, session.begin():
-        return await queries.stored_reason_codes(session) - catalogue.codes
+        return await loss_queries.stored_reason_codes(session) - catalogue.codes
 
 
 def _check_can_log(loss: Loss, deal: Deal, user_id: str) -> None:
@@ -195,7 +197,7 @@ async def record_reason_for_several(
     logged: list[int] = []
     announced: list[tuple[Loss, Deal]] = []
     async with session_factory() as session, session.begin():
-        for loss, deal in await queries.losses_with_deals(session, loss_ids, for_update=True):
+        for loss, deal in await loss_queries.losses_with_deals(session, loss_ids, for_update=True):
             if loss.state != LossState.AWAITING or deal.owner_slack_id != user_id:
                 continue
             session.add(_entry(loss.id, 1, form, catalogue, user_id, view_id, now))
@@ -208,7 +210,7 @@ async def record_reason_for_several(
             announced.append((loss, deal))
             if deal.source in write_back_to:
                 await crm_jobs.queue_write_back(session, loss_id=loss.id, source=deal.source, now=now)
-        messages = await queries.message_ids_about(session, logged)
+        messages = await message_queries.message_ids_about(session, logged)
         await outbox.queue_updates(session, message_ids=messages, now=now)
         # After the updates are queued: the new posts list these losses too, and need no update.
         await queue_reason_posts(

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.slack_client import PermanentFailure
-from storage import queries
+from storage import message_queries
 from storage.models import OutboxKind, OutboxMessage, OutboxState
 
 logger = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
 BATCH_SIZE = 50
 
-Send = Callable[[queries.ClaimedMessage, datetime], Awaitable[None]]
-RecordFailure = Callable[[queries.ClaimedMessage, str, datetime], Awaitable[None]]
+Send = Callable[[message_queries.ClaimedMessage, datetime], Awaitable[None]]
+RecordFailure = Callable[[message_queries.ClaimedMessage, str, datetime], Awaitable[None]]
 
 
 async def queue_posts(session: AsyncSession, *, message_ids: list[int], now: datetime) -> None:
@@ -39,7 +39,7 @@ async def queue_updates(session: AsyncSession, *, message_ids: list[int], now: d
     (it will read the same state). Returns the number of calls queued."""
     if not message_ids:
         return 0
-    waiting = await queries.bring_forward_waiting_calls(session, message_ids, now)
+    waiting = await message_queries.bring_forward_waiting_calls(session, message_ids, now)
     needed = sorted(set(message_ids) - waiting)
     await _queue(session, OutboxKind.UPDATE, needed, now)
     return len(needed)
@@ -51,7 +51,7 @@ async def _queue(session: AsyncSession, kind: OutboxKind, message_ids: list[int]
             {"kind": kind, "message_id": message_id, "state": OutboxState.PENDING, "due_at": now, "attempts": 0}
             for message_id in message_ids
         ]
-        await queries.insert_outbox_messages(session, [{**row, "created_at": now} for row in rows])
+        await message_queries.insert_outbox_messages(session, [{**row, "created_at": now} for row in rows])
 
 
 async def deliver_due_messages(
@@ -72,7 +72,7 @@ async def deliver_due_messages(
     while True:
         now = clock()
         async with session_factory() as session, session.begin():
-            claimed = await queries.claim_due_messages(
+            claimed = await message_queries.claim_due_messages(
                 session, now=now, process_id=process_id, until=now + lease, limit=BATCH_SIZE, message_id=message_id
             )
         if not claimed:
@@ -86,22 +86,22 @@ async def deliver_due_messages(
 
 async def renew_claims(session_factory: async_sessionmaker[AsyncSession], *, process_id: str, until: datetime) -> None:
     async with session_factory() as session, session.begin():
-        await queries.renew_claims(session, process_id=process_id, until=until)
+        await message_queries.renew_claims(session, process_id=process_id, until=until)
 
 
 async def release_claims(session_factory: async_sessionmaker[AsyncSession], *, process_id: str) -> None:
     """Hands back what this process claimed but did not send, for a clean shutdown."""
     async with session_factory() as session, session.begin():
-        await queries.release_claims(session, process_id=process_id)
+        await message_queries.release_claims(session, process_id=process_id)
 
 
 async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:
     async with session_factory() as session, session.begin():
-        return await queries.next_message_due_at(session, now)
+        return await message_queries.next_message_due_at(session, now)
 
 
 async def _deliver(
-    message: queries.ClaimedMessage,
+    message: message_queries.ClaimedMessage,
     session_factory: async_sessionmaker[AsyncSession],
     send: Send,
     record_failure: RecordFailure,
@@ -111,7 +111,7 @@ async def _deliver(
         await send(message, now)
     except PermanentFailure as failure:
         async with session_factory() as session, session.begin():
-            await queries.mark_failed(session, message.id, str(failure))
+            await message_queries.mark_failed(session, message.id, str(failure))
         await record_failure(message, str(failure), now)
     except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
         await _retry_later(session_factory, message, _describe(error), now)
@@ -123,7 +123,10 @@ async def _deliver(
 
 
 async def _retry_later(
-    session_factory: async_sessionmaker[AsyncSession], claimed: queries.ClaimedMessage, reason: str, now: datetime
+    session_factory: async_sessionmaker[AsyncSession],
+    claimed: message_queries.ClaimedMessage,
+    reason: str,
+    now: datetime,
 ) -> None:
     async with session_factory() as session, session.begin():
         message = await session.get_one(OutboxMessage, claimed.id)

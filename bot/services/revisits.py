@@ -1,4 +1,4 @@
-"""Revisits: a logged loss to look at again on a date (DESIGN.md §7).
+"""Revisits: a logged loss to look at again on a date (README.md, "Revisit nudges").
 
 A reason with a revisit date makes its loss's revisit due on that date; the scheduler nudges the
 rep by DM at the start of their working hours on that date, in their own time zone, and the rep
@@ -16,11 +16,10 @@ from bot.crm.event import CLOSED_LOST
 from bot.errors import NotRevisitOwner, RevisitNotFound
 from bot.services import outbox
 from bot.services.chasing import rep_zone
-from bot.settings import Settings
 from bot.working_time import WorkingHours, next_working_moment
-from storage import queries, revisits
+from storage import message_queries, rep_queries, revisit_queries
 from storage.models import MessageKind, Revisit, RevisitState
-from storage.revisits import OPEN
+from storage.revisit_queries import OPEN_STATES
 
 SNOOZE = timedelta(days=30)
 # A date begins first at UTC+14. A revisit is looked at from then on; the nudge job then waits for
@@ -54,9 +53,9 @@ async def record_revisit_date(
     """
     if after == before:
         return
-    revisit = await revisits.revisit_of_loss(session, loss_id, for_update=True)
+    revisit = await revisit_queries.revisit_of_loss(session, loss_id, for_update=True)
     if after is None:
-        if revisit is not None and revisit.state in OPEN:
+        if revisit is not None and revisit.state in OPEN_STATES:
             _close(revisit, RevisitState.DONE, by=user_id, now=now)
         return
     if revisit is None:
@@ -82,22 +81,22 @@ async def record_revisit_date(
 
 
 async def queue_due_nudges(
-    *, session_factory: async_sessionmaker[AsyncSession], settings: Settings, now: datetime
+    *, session_factory: async_sessionmaker[AsyncSession], hours: WorkingHours, team_tz: ZoneInfo, now: datetime
 ) -> int:
     """One DM per revisit whose date has come in its rep's time zone, at the start of their working
     hours; a revisit looked at earlier waits for that moment. Returns the number of DMs queued."""
     queued: list[int] = []
     async with session_factory() as session, session.begin():
-        for revisit, loss, deal, tz in await revisits.revisits_to_nudge(session, now):
+        for revisit, loss, deal, tz in await revisit_queries.revisits_to_nudge(session, now):
             if deal.stage != CLOSED_LOST:
                 # The deal came back without an event closing this revisit (one carried over by 0005).
                 _close(revisit, RevisitState.REOPENED, by=deal.source, now=now)
                 continue
-            moment = nudge_moment(revisit.due_on, rep_zone(tz, settings), settings.hours, now=now)
+            moment = nudge_moment(revisit.due_on, rep_zone(tz, team_tz), hours, now=now)
             if moment > now:
                 revisit.nudge_at = moment
                 continue
-            [message_id] = await queries.insert_messages(
+            [message_id] = await message_queries.insert_messages(
                 session,
                 [
                     {
@@ -109,7 +108,7 @@ async def queue_due_nudges(
                     }
                 ],
             )
-            await queries.link_losses(session, message_id, [loss.id])
+            await message_queries.link_losses(session, message_id, [loss.id])
             revisit.state = RevisitState.DUE
             revisit.nudge_at = None
             revisit.nudged_at = now
@@ -125,7 +124,7 @@ async def answer_nudge(
     revisit_id: int,
     answer: RevisitState,
     user_id: str,
-    settings: Settings,
+    team_tz: ZoneInfo,
     now: datetime,
 ) -> None:
     """Stores the rep's answer to a nudge (reopened, snoozed or dropped) and queues the update of
@@ -134,15 +133,15 @@ async def answer_nudge(
     if answer not in ANSWERS:
         raise ValueError(f"{answer} is not an answer to a nudge")
     async with session_factory() as session, session.begin():
-        found = await revisits.revisit_with_deal(session, revisit_id)
+        found = await revisit_queries.revisit_with_deal(session, revisit_id)
         if found is None:
             raise RevisitNotFound()
         revisit, _, deal = found
         if deal.owner_slack_id != user_id:
             raise NotRevisitOwner(deal.owner_slack_id)
-        if revisit.state in OPEN:
+        if revisit.state in OPEN_STATES:
             if answer == RevisitState.SNOOZED:
-                today = now.astimezone(rep_zone(await queries.rep_tz(session, user_id), settings)).date()
+                today = now.astimezone(rep_zone(await rep_queries.rep_tz(session, user_id), team_tz)).date()
                 revisit.state = RevisitState.SNOOZED
                 revisit.due_on = today + SNOOZE
                 revisit.nudge_at = first_moment(revisit.due_on)
@@ -159,7 +158,7 @@ async def close_reopened_deals(session: AsyncSession, *, deal_ids: list[int], no
     if not deal_ids:
         return []
     messages = []
-    for revisit, source in await revisits.open_revisits_of_deals(session, deal_ids):
+    for revisit, source in await revisit_queries.open_revisits_of_deals(session, deal_ids):
         _close(revisit, RevisitState.REOPENED, by=source, now=now)
         if revisit.message_id is not None:
             messages.append(revisit.message_id)

@@ -1,10 +1,6 @@
 """Figures about closed deals for a period: what `/closedlost stats`, App Home and the digest show.
+Amounts are only ever added up within one currency (`bot.views.data.Amounts`)."""
 
-Amounts are only ever added up within one currency: `Amounts` maps a currency code to a total
-("" for deals the CRM sent without a currency).
-"""
-
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,64 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm.event import CLOSED_WON
 from bot.periods import Period
 from bot.reasons import Catalogue, ReasonGroup
-from storage import stats
+from bot.views.data import Amounts, ClosedStats, ReasonFigures
+from storage import stats_queries
 from storage.models import LossState
-from storage.stats import ClosedGroup
-
-Amounts = dict[str, Decimal]
-
-
-@dataclass(frozen=True)
-class ReasonFigures:
-    code: str
-    deals: int
-    value: Amounts
-
-
-@dataclass(frozen=True)
-class ClosedStats:
-    lost: int = 0
-    lost_value: Amounts = field(default_factory=dict)
-    logged: int = 0
-    """Losses with a reason."""
-    excluded: int = 0
-    """Losses counted, but for which no reason is asked (PROMPT_MIN_AMOUNT, an excluded deal)."""
-    reasons: list[ReasonFigures] = field(default_factory=list)
-    """Most deals first, then by code."""
-    no_decision: int = 0
-    """Losses whose reason is in the no-decision group: not real losses."""
-    won: int = 0
-    won_value: Amounts = field(default_factory=dict)
-
-    @property
-    def needing_reason(self) -> int:
-        return self.lost - self.excluded
-
-    @property
-    def logged_share(self) -> float | None:
-        """Of the losses a reason is asked for."""
-        return self.logged / self.needing_reason if self.needing_reason else None
-
-    @property
-    def no_decision_share(self) -> float | None:
-        """Of the losses with a reason: those without one cannot be told apart yet."""
-        return self.no_decision / self.logged if self.logged else None
-
-    @property
-    def win_rate(self) -> float | None:
-        closed = self.won + self.lost
-        return self.won / closed if closed else None
-
-    @property
-    def win_rate_by_value(self) -> dict[str, float]:
-        """Per currency: won value over won and lost value, where any value closed."""
-        rates = {}
-        for currency in sorted(self.won_value.keys() | self.lost_value.keys()):
-            won = self.won_value.get(currency, Decimal(0))
-            closed = won + self.lost_value.get(currency, Decimal(0))
-            if closed:
-                rates[currency] = float(won / closed)
-        return rates
+from storage.stats_queries import ClosedGroup
 
 
 async def closed_stats(
@@ -87,7 +29,7 @@ async def read_closed_stats(
     session: AsyncSession, *, period: Period, owner_slack_id: str | None, catalogue: Catalogue
 ) -> ClosedStats:
     """`closed_stats` inside a transaction the caller holds, for services that read more with it."""
-    groups = await stats.closed_deal_groups(
+    groups = await stats_queries.closed_deal_groups(
         session, since=period.since, until=period.until, owner_slack_id=owner_slack_id, won_stage=CLOSED_WON
     )
     return summarise(groups, catalogue)
@@ -101,7 +43,7 @@ def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
     reason_value: dict[str, Amounts] = {}
     for group in groups:
         currency = group.currency or ""
-        if group.outcome == stats.WON:
+        if group.outcome == stats_queries.WON:
             won += group.deals
             _add(won_value, currency, group.amount)
             continue

@@ -6,7 +6,8 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextB
 
 from bot.reasons import Catalogue
 from bot.views import ids
-from bot.views.prompt import SECTION_MAX_LENGTH, DealLoss, Message, deal_line, slack_date
+from bot.views.data import DealLoss, MessageContent
+from bot.views.prompt import SECTION_MAX_LENGTH, deal_line, slack_date
 from bot.views.text import escape, fit, format_amount
 
 # A reminder lists the first few deals; the prompt above it lists them all.
@@ -16,7 +17,7 @@ ESCALATION_DEALS = 100
 LINES_PER_SECTION = 10
 
 
-def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: int) -> Message:
+def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: int) -> MessageContent:
     """A reply in the prompt's thread about the deals still without a reason."""
     count = len(items)
     deals = "1 closed-lost deal still needs" if count == 1 else f"{count} closed-lost deals still need"
@@ -36,10 +37,12 @@ def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: i
                 ]
             )
         )
-    return Message(text=f"Reminder: {deals} a reason.", blocks=blocks)
+    return MessageContent(text=f"Reminder: {deals} a reason.", blocks=blocks)
 
 
-def build_escalation(items: list[DealLoss], *, rep_slack_id: str, manager: str | None, catalogue: Catalogue) -> Message:
+def build_escalation(
+    items: list[DealLoss], *, rep_slack_id: str, manager: str | None, catalogue: Catalogue
+) -> MessageContent:
     """The day's post about one rep's overdue losses; updated as they are logged. `manager` is
     the manager's Slack id, or their email when Slack does not know it."""
     waiting = [item for item in items if item.awaiting]
@@ -63,12 +66,12 @@ def build_escalation(items: list[DealLoss], *, rep_slack_id: str, manager: str |
             ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(items) - ESCALATION_DEALS} more deals.")])
         )
     text = f"{len(waiting)} overdue closed-lost reasons for <@{rep_slack_id}>" if waiting else headline
-    return Message(text=text, blocks=blocks)
+    return MessageContent(text=text, blocks=blocks)
 
 
 def _line(item: DealLoss, catalogue: Catalogue) -> str:
-    deal, loss, entry = item.deal, item.loss, item.entry
-    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {slack_date(loss.lost_at)}"
+    deal, entry = item.deal, item.entry
+    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
     if item.moved:
         return f"{line} · moved to another rep"
     if entry is not None:

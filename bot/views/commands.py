@@ -5,36 +5,36 @@ from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlo
 from bot.command import USAGE, Usage
 from bot.periods import Period
 from bot.reasons import Catalogue, ReasonGroup, Requirement
-from bot.services.stats import ClosedStats
+from bot.views.data import AwaitingDeal, ClosedStats, MessageContent, UpcomingRevisit
 from bot.views.figures import awaiting_blocks, revisit_blocks, stats_blocks
-from bot.views.prompt import Message
 from bot.views.text import escape
-from storage.stats import AwaitingLoss, Revisit
 
 REASONS_PER_SECTION = 10
 REQUIREMENT_NOTES = {Requirement.COMPETITOR: "names the competitor", Requirement.FEATURE: "names the missing feature"}
 
 
-def build_stats_reply(*, stats: ClosedStats, period: Period, user_id: str | None, catalogue: Catalogue) -> Message:
+def build_stats_reply(
+    *, stats: ClosedStats, period: Period, user_id: str | None, catalogue: Catalogue
+) -> MessageContent:
     whose = f"<@{user_id}>'s deals" if user_id else "Everyone's deals"
     title = f"{whose}, {period.label}"
     blocks: list[Block] = [SectionBlock(text=f"*{title}*"), *stats_blocks(stats, catalogue)]
-    return Message(text=f"{title}: {stats.lost} lost, {stats.won} won.", blocks=blocks)
+    return MessageContent(text=f"{title}: {stats.lost} lost, {stats.won} won.", blocks=blocks)
 
 
-def build_pending_reply(*, losses: list[AwaitingLoss], total: int) -> Message:
+def build_pending_reply(*, losses: list[AwaitingDeal], total: int) -> MessageContent:
     blocks: list[Block] = [SectionBlock(text=f"*Your deals waiting for a reason: {total}*")]
     blocks += awaiting_blocks(losses, total)
-    return Message(text=f"{total} of your deals are waiting for a reason.", blocks=blocks)
+    return MessageContent(text=f"{total} of your deals are waiting for a reason.", blocks=blocks)
 
 
-def build_revisits_reply(*, revisits: list[Revisit], total: int, catalogue: Catalogue) -> Message:
+def build_revisits_reply(*, revisits: list[UpcomingRevisit], total: int, catalogue: Catalogue) -> MessageContent:
     blocks: list[Block] = [SectionBlock(text=f"*Your upcoming revisits: {total}*")]
     blocks += revisit_blocks(revisits, total, catalogue)
-    return Message(text=f"You have {total} upcoming revisits.", blocks=blocks)
+    return MessageContent(text=f"You have {total} upcoming revisits.", blocks=blocks)
 
 
-def build_reasons_reply(catalogue: Catalogue) -> Message:
+def build_reasons_reply(catalogue: Catalogue) -> MessageContent:
     lines = []
     for reason in catalogue.active:
         notes = []
@@ -50,14 +50,14 @@ def build_reasons_reply(catalogue: Catalogue) -> Message:
     # A catalogue holds up to 100 reasons; a section holds 3,000 characters.
     for start in range(0, len(lines), REASONS_PER_SECTION):
         blocks.append(SectionBlock(text="\n".join(lines[start : start + REASONS_PER_SECTION])))
-    return Message(text="The loss reasons reps pick from.", blocks=blocks)
+    return MessageContent(text="The loss reasons reps pick from.", blocks=blocks)
 
 
-def build_usage_reply(usage: Usage) -> Message:
+def build_usage_reply(usage: Usage) -> MessageContent:
     blocks: list[Block] = []
     if usage.problem is not None:
         blocks += [SectionBlock(text=f":warning: {escape(usage.problem)}"), DividerBlock()]
     blocks.append(SectionBlock(text=USAGE))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Only you can see these answers.")]))
     text = usage.problem or "How to use /closedlost."
-    return Message(text=escape(text), blocks=blocks)
+    return MessageContent(text=escape(text), blocks=blocks)

@@ -19,12 +19,11 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.reasons import Catalogue, Requirement
-from bot.services.stats import Amounts
 from bot.views import ids
+from bot.views.data import Amounts, DealLoss, LoggedReason, MessageContent
 from bot.views.figures import amounts_text, fit_list
-from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, DealLoss, Message, slack_date
+from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, slack_date
 from bot.views.text import blockquote, escape, fit, format_amount, truncate
-from storage.models import ReasonEntry
 
 # Reasons shown in one post: each takes two blocks, well within Block Kit's 50.
 MAX_REASONS = 15
@@ -32,7 +31,7 @@ DETAIL_NAMES = {Requirement.COMPETITOR: "Competitor", Requirement.FEATURE: "Miss
 DISCUSS = ":speech_balloon: What would have won it? Discuss in this thread."
 
 
-def build_debrief(items: list[DealLoss], *, catalogue: Catalogue) -> Message:
+def build_debrief(items: list[DealLoss], *, catalogue: Catalogue) -> MessageContent:
     """The card the team discusses a large loss on, in its thread."""
     logged = _logged(items)
     if len(logged) == 1:
@@ -43,10 +42,10 @@ def build_debrief(items: list[DealLoss], *, catalogue: Catalogue) -> Message:
         blocks = _several_deals(logged, catalogue, headline=f"Debrief: {len(logged)} large losses")
         text = f"Debrief: {len(logged)} large losses ({_total(logged)})"
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=DISCUSS)]))
-    return Message(text=text, blocks=blocks)
+    return MessageContent(text=text, blocks=blocks)
 
 
-def build_route_post(items: list[DealLoss], *, catalogue: Catalogue) -> Message:
+def build_route_post(items: list[DealLoss], *, catalogue: Catalogue) -> MessageContent:
     """A post in a channel that hears about a reason: which deals were lost for it, and why."""
     logged = _logged(items)
     if len(logged) == 1:
@@ -57,14 +56,14 @@ def build_route_post(items: list[DealLoss], *, catalogue: Catalogue) -> Message:
     else:
         blocks = _several_deals(logged, catalogue, headline=f"{len(logged)} deals lost")
         text = f"{len(logged)} deals lost ({_total(logged)})"
-    return Message(text=text, blocks=blocks)
+    return MessageContent(text=text, blocks=blocks)
 
 
-def _logged(items: list[DealLoss]) -> list[tuple[DealLoss, ReasonEntry]]:
+def _logged(items: list[DealLoss]) -> list[tuple[DealLoss, LoggedReason]]:
     return [(item, item.entry) for item in items if item.entry is not None]
 
 
-def _one_deal(item: DealLoss, entry: ReasonEntry, catalogue: Catalogue, *, headline: str) -> list[Block]:
+def _one_deal(item: DealLoss, entry: LoggedReason, catalogue: Catalogue, *, headline: str) -> list[Block]:
     deal = item.deal
     blocks: list[Block] = [
         HeaderBlock(text=truncate(headline, HEADER_MAX_LENGTH)),
@@ -75,7 +74,7 @@ def _one_deal(item: DealLoss, entry: ReasonEntry, catalogue: Catalogue, *, headl
                     text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
                 ),
                 MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-                MarkdownTextObject(text=f"*Lost on*\n{slack_date(item.loss.lost_at)}"),
+                MarkdownTextObject(text=f"*Lost on*\n{slack_date(item.lost_at)}"),
             ]
         ),
         _reason_section(entry, catalogue),
@@ -87,9 +86,9 @@ def _one_deal(item: DealLoss, entry: ReasonEntry, catalogue: Catalogue, *, headl
     return blocks
 
 
-def _several_deals(logged: list[tuple[DealLoss, ReasonEntry]], catalogue: Catalogue, *, headline: str) -> list[Block]:
+def _several_deals(logged: list[tuple[DealLoss, LoggedReason]], catalogue: Catalogue, *, headline: str) -> list[Block]:
     """The deals grouped by their current reason (one, unless some were edited since)."""
-    groups: dict[tuple[str, str | None, str, str], list[tuple[DealLoss, ReasonEntry]]] = {}
+    groups: dict[tuple[str, str | None, str, str], list[tuple[DealLoss, LoggedReason]]] = {}
     for item, entry in logged:
         key = (entry.reason_code, entry.detail, entry.explanation, entry.logged_by)
         groups.setdefault(key, []).append((item, entry))
@@ -107,7 +106,7 @@ def _several_deals(logged: list[tuple[DealLoss, ReasonEntry]], catalogue: Catalo
     return blocks
 
 
-def _reason_section(entry: ReasonEntry, catalogue: Catalogue) -> SectionBlock:
+def _reason_section(entry: LoggedReason, catalogue: Catalogue) -> SectionBlock:
     """The reason, its competitor or missing feature, the explanation quoted, and who logged it."""
     lines = [f"*Reason:* {escape(catalogue.label(entry.reason_code))}"]
     reason = catalogue.get(entry.reason_code)
@@ -123,10 +122,10 @@ def _deal_line(item: DealLoss) -> str:
     line = f"• *{escape(deal.name)}*"
     if deal.account:
         line += f" · {escape(deal.account)}"
-    return f"{line} · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.loss.lost_at)}"
+    return f"{line} · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
 
 
-def _total(logged: list[tuple[DealLoss, ReasonEntry]]) -> str:
+def _total(logged: list[tuple[DealLoss, LoggedReason]]) -> str:
     """The amounts added up per currency, never across currencies."""
     totals: Amounts = {}
     for item, _ in logged:

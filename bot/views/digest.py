@@ -7,10 +7,9 @@ from decimal import Decimal
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
 
 from bot.reasons import Catalogue, ReasonGroup
-from bot.services.digest import Digest
-from bot.services.stats import Amounts, ClosedStats
+from bot.views.data import Amounts, ClosedStats, Digest, MessageContent
 from bot.views.figures import amounts_text, fit_list, percent
-from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, Message
+from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
 from bot.views.text import blockquote, escape, fit, format_amount, truncate
 
 BAR_WIDTH = 10
@@ -20,7 +19,7 @@ REPS_LISTED = 30
 QUOTE_MAX_LENGTH = 600
 
 
-def build_digest_message(digest: Digest, catalogue: Catalogue) -> Message:
+def build_digest_message(digest: Digest, catalogue: Catalogue) -> MessageContent:
     title = f"Closed-lost digest, {digest.week.period.label}" + (" (so far)" if digest.week.so_far else "")
     header = HeaderBlock(text=truncate(title, HEADER_MAX_LENGTH))
     current = digest.current
@@ -31,7 +30,7 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> Message:
         blocks: list[Block] = [header, SectionBlock(text=note)]
         if digest.win_backs:
             blocks.append(_section(_win_backs(digest)))
-        return Message(text=f"{title}: no closed-lost deals.", blocks=blocks)
+        return MessageContent(text=f"{title}: no closed-lost deals.", blocks=blocks)
 
     blocks = [header, _section(_headline(current, digest.previous)), DividerBlock()]
     real = [figures for figures in current.reasons if _group(catalogue, figures.code) == ReasonGroup.LOSS]
@@ -57,10 +56,10 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> Message:
         ContextBlock(elements=[MarkdownTextObject(text="Amounts in different currencies are never added up.")])
     )
     text = f"{title}: {current.lost} lost, {current.won} won."
-    return Message(text=text, blocks=blocks)
+    return MessageContent(text=text, blocks=blocks)
 
 
-def render_text(message: Message) -> str:
+def render_text(message: MessageContent) -> str:
     """The message as readable text, one block a paragraph: what `digest --dry-run` prints first."""
     paragraphs = []
     for block in message.as_kwargs()["blocks"]:

@@ -4,11 +4,10 @@ awaiting a reason, a rep's upcoming revisits."""
 from slack_sdk.models.blocks import Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.reasons import Catalogue
-from bot.services.stats import Amounts, ClosedStats
 from bot.views import ids
+from bot.views.data import Amounts, AwaitingDeal, ClosedStats, UpcomingRevisit
 from bot.views.prompt import SECTION_MAX_LENGTH, slack_date
 from bot.views.text import escape, fit, format_amount
-from storage.stats import AwaitingLoss, Revisit
 
 MAX_REASON_LINES = 15
 MAX_REVISIT_LINES = 25
@@ -74,7 +73,7 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
     return blocks
 
 
-def awaiting_blocks(losses: list[AwaitingLoss], total: int) -> list[Block]:
+def awaiting_blocks(losses: list[AwaitingDeal], total: int) -> list[Block]:
     """One section a loss, with the DM's own Log reason button (same action, same modal)."""
     if not losses:
         return [SectionBlock(text="Nothing is waiting for a reason. :tada:")]
@@ -92,7 +91,7 @@ def awaiting_blocks(losses: list[AwaitingLoss], total: int) -> list[Block]:
     return blocks
 
 
-def revisit_blocks(revisits: list[Revisit], total: int, catalogue: Catalogue) -> list[Block]:
+def revisit_blocks(revisits: list[UpcomingRevisit], total: int, catalogue: Catalogue) -> list[Block]:
     if not revisits:
         return [SectionBlock(text="No revisits coming up.")]
     lines = [

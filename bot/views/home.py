@@ -1,28 +1,12 @@
 """The App Home tab: the rep's deals awaiting a reason (with Log reason buttons), upcoming
 revisits, and the rep's numbers. At most 100 blocks: https://docs.slack.dev/reference/block-kit/blocks"""
 
-from dataclasses import dataclass
-
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, SectionBlock
 from slack_sdk.models.views import View
 
-from bot.periods import Period
 from bot.reasons import Catalogue
-from bot.services.stats import ClosedStats
+from bot.views.data import Home
 from bot.views.figures import awaiting_blocks, revisit_blocks, stats_blocks
-from storage.stats import AwaitingLoss, Revisit
-
-
-@dataclass(frozen=True)
-class Home:
-    """What the tab shows; the lists are the first few, the totals count them all."""
-
-    awaiting: list[AwaitingLoss]
-    awaiting_total: int
-    revisits: list[Revisit]
-    revisits_total: int
-    period: Period
-    stats: ClosedStats
 
 
 def build_home_view(home: Home, catalogue: Catalogue) -> View:

@@ -6,9 +6,7 @@ paginated within Block Kit's 50 blocks. The same message is updated in place (`c
 the losses change, so the rep's DM always shows where each deal stands.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -22,8 +20,8 @@ from slack_sdk.models.blocks import (
 
 from bot.reasons import Catalogue
 from bot.views import ids
+from bot.views.data import DealFacts, DealLoss, LoggedReason, MessageContent
 from bot.views.text import blockquote, escape, fit, format_amount, truncate
-from storage.models import Deal, Loss, LossState, ReasonEntry
 
 # Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks
 HEADER_MAX_LENGTH = 150
@@ -36,67 +34,42 @@ FIELD_MAX_LENGTH = 1900
 PAGE_SIZE = 40
 
 
-@dataclass(frozen=True)
-class DealLoss:
-    """One loss as a message shows it."""
-
-    deal: Deal
-    loss: Loss
-    entry: ReasonEntry | None
-    moved: bool = False
-    """The deal changed owner after this message listed it."""
-
-    @property
-    def awaiting(self) -> bool:
-        return self.loss.state == LossState.AWAITING and not self.moved
-
-
-@dataclass(frozen=True)
-class Message:
-    text: str
-    blocks: list[Block]
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """`text` and `blocks` for chat.postMessage / chat.update; `to_dict` checks Block Kit limits."""
-        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
-
-
-def build_prompt_message(*, items: list[DealLoss], catalogue: Catalogue, message_id: int, page: int) -> Message:
+def build_prompt_message(*, items: list[DealLoss], catalogue: Catalogue, message_id: int, page: int) -> MessageContent:
     """The prompt for one loss, or the list of several."""
     if len(items) == 1:
         return build_single_prompt(items[0], catalogue=catalogue)
     return build_bulk_prompt(items, catalogue=catalogue, message_id=message_id, page=page)
 
 
-def build_single_prompt(item: DealLoss, *, catalogue: Catalogue) -> Message:
-    deal, loss, entry = item.deal, item.loss, item.entry
+def build_single_prompt(item: DealLoss, *, catalogue: Catalogue) -> MessageContent:
+    deal, entry = item.deal, item.entry
     blocks: list[Block] = [
         HeaderBlock(text=truncate(f"Closed lost: {deal.name}", HEADER_MAX_LENGTH)),
-        _deal_fields(deal, loss),
+        _deal_fields(deal, item.lost_at),
     ]
     if item.moved:
         blocks.append(SectionBlock(text=f"This deal now belongs to {_owner(deal)}: they will log its reason."))
-        return Message(text=f"{escape(deal.name)} now belongs to {_owner(deal)}.", blocks=blocks)
-    if loss.state == LossState.CANCELLED:
+        return MessageContent(text=f"{escape(deal.name)} now belongs to {_owner(deal)}.", blocks=blocks)
+    if item.cancelled:
         blocks.append(
             SectionBlock(text=f"This deal moved back to *{escape(deal.stage)}* in the CRM: no reason is needed.")
         )
-        return Message(text=f"{escape(deal.name)} was reopened: no reason is needed.", blocks=blocks)
+        return MessageContent(text=f"{escape(deal.name)} was reopened: no reason is needed.", blocks=blocks)
 
-    if loss.state == LossState.LOGGED and entry is not None:
+    if entry is not None:
         blocks.extend(_logged_entry(entry, catalogue))
-        blocks.append(_buttons(deal, ids.EDIT_REASON, "Edit", loss.id, primary=False))
-        return Message(
+        blocks.append(_buttons(deal, ids.EDIT_REASON, "Edit", item.loss_id, primary=False))
+        return MessageContent(
             text=f"Reason logged for {escape(deal.name)}: {catalogue.label(entry.reason_code)}.", blocks=blocks
         )
 
     blocks.append(SectionBlock(text="Why was it lost? It takes under a minute, and it is what the team learns from."))
-    blocks.append(_buttons(deal, ids.LOG_REASON, "Log reason", loss.id, primary=True))
+    blocks.append(_buttons(deal, ids.LOG_REASON, "Log reason", item.loss_id, primary=True))
     amount = format_amount(deal.amount, deal.currency)
-    return Message(text=f"Closed lost: {escape(deal.name)} ({amount}). Log why it was lost.", blocks=blocks)
+    return MessageContent(text=f"Closed lost: {escape(deal.name)} ({amount}). Log why it was lost.", blocks=blocks)
 
 
-def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id: int, page: int) -> Message:
+def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id: int, page: int) -> MessageContent:
     """A list of a rep's lost deals, each with its own button, one page at a time."""
     awaiting = sum(item.awaiting for item in items)
     pages = (len(items) + PAGE_SIZE - 1) // PAGE_SIZE
@@ -141,51 +114,51 @@ def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id
         if page < pages - 1:
             turns.append(ButtonElement(text="Next →", action_id=ids.PAGE_NEXT, value=f"{message_id}:{page + 1}"))
         blocks.append(ActionsBlock(elements=turns))
-    return Message(text=f"{headline}.", blocks=blocks)
+    return MessageContent(text=f"{headline}.", blocks=blocks)
 
 
 def deal_line(item: DealLoss, catalogue: Catalogue) -> SectionBlock:
     """One deal in a list: what it was and where its reason stands, with the button that fits."""
-    deal, loss, entry = item.deal, item.loss, item.entry
+    deal, entry = item.deal, item.entry
     summary = f"*{escape(deal.name)}*"
     if deal.account:
         summary += f" · {escape(deal.account)}"
-    summary += f" · {format_amount(deal.amount, deal.currency)} · lost {slack_date(loss.lost_at)}"
+    summary += f" · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
     button = None
     if item.moved:
         status = f"Now belongs to {_owner(deal)}."
-    elif loss.state == LossState.CANCELLED:
+    elif item.cancelled:
         status = "Reopened in the CRM: no reason is needed."
-    elif loss.state == LossState.LOGGED and entry is not None:
+    elif entry is not None:
         status = f":white_check_mark: {escape(catalogue.label(entry.reason_code))}"
         if entry.detail:
             status += f": {escape(entry.detail)}"
-        button = ButtonElement(text="Edit", action_id=ids.EDIT_REASON, value=str(loss.id))
+        button = ButtonElement(text="Edit", action_id=ids.EDIT_REASON, value=str(item.loss_id))
     else:
         status = "Needs a reason."
-        button = ButtonElement(text="Log reason", action_id=ids.LOG_REASON, value=str(loss.id))
+        button = ButtonElement(text="Log reason", action_id=ids.LOG_REASON, value=str(item.loss_id))
     return SectionBlock(text=fit(f"{summary}\n{status}", SECTION_MAX_LENGTH), accessory=button)
 
 
-def _owner(deal: Deal) -> str:
+def _owner(deal: DealFacts) -> str:
     if deal.owner_slack_id:
         return f"<@{deal.owner_slack_id}>"
     return escape(deal.owner_email or "another rep")
 
 
-def _deal_fields(deal: Deal, loss: Loss) -> SectionBlock:
+def _deal_fields(deal: DealFacts, lost_at: datetime) -> SectionBlock:
     return SectionBlock(
         fields=[
             MarkdownTextObject(
                 text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
             ),
             MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-            MarkdownTextObject(text=f"*Lost on*\n{slack_date(loss.lost_at)}"),
+            MarkdownTextObject(text=f"*Lost on*\n{slack_date(lost_at)}"),
         ]
     )
 
 
-def _logged_entry(entry: ReasonEntry, catalogue: Catalogue) -> list[Block]:
+def _logged_entry(entry: LoggedReason, catalogue: Catalogue) -> list[Block]:
     headline = f":white_check_mark: *{escape(catalogue.label(entry.reason_code))}*"
     if entry.detail:
         headline += f": {escape(entry.detail)}"
@@ -199,7 +172,7 @@ def _logged_entry(entry: ReasonEntry, catalogue: Catalogue) -> list[Block]:
     ]
 
 
-def _buttons(deal: Deal, action_id: str, label: str, loss_id: int, *, primary: bool) -> ActionsBlock:
+def _buttons(deal: DealFacts, action_id: str, label: str, loss_id: int, *, primary: bool) -> ActionsBlock:
     elements = [
         ButtonElement(text=label, action_id=action_id, value=str(loss_id), style="primary" if primary else None)
     ]

@@ -26,9 +26,8 @@ from slack_sdk.models.views import View
 from bot.reasons import Catalogue, Reason, Requirement
 from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, MIN_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
+from bot.views.data import AwaitingDeal, DealFacts
 from bot.views.text import escape, fit, format_amount, truncate
-from storage.models import Deal
-from storage.stats import AwaitingLoss
 
 INTRO_MAX_LENGTH = 3000
 # https://docs.slack.dev/reference/block-kit/block-elements/multi-select-menu-element
@@ -57,7 +56,7 @@ class ModalContext:
 
 
 def build_reason_modal(
-    *, deal: Deal, context: ModalContext, catalogue: Catalogue, chosen: ReasonForm | None, today: date
+    *, deal: DealFacts, context: ModalContext, catalogue: Catalogue, chosen: ReasonForm | None, today: date
 ) -> View:
     blocks: list[Block] = [SectionBlock(text=_intro(deal)), *_reason_inputs(catalogue, chosen, today)]
     return View(
@@ -72,7 +71,7 @@ def build_reason_modal(
 
 
 def build_several_modal(
-    *, deals: list[AwaitingLoss], catalogue: Catalogue, chosen: ReasonForm | None, today: date
+    *, deals: list[AwaitingDeal], catalogue: Catalogue, chosen: ReasonForm | None, today: date
 ) -> View:
     """One reason and one explanation for several of the rep's awaiting deals (a bulk closure):
     the deals are picked from a menu, in groups of Slack's 100 options."""
@@ -124,7 +123,7 @@ def _reason_inputs(catalogue: Catalogue, chosen: ReasonForm | None, today: date)
     return blocks
 
 
-def _intro(deal: Deal) -> str:
+def _intro(deal: DealFacts) -> str:
     line = f"*{escape(deal.name)}*"
     if deal.account:
         line += f" · {escape(deal.account)}"

@@ -8,14 +8,14 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, HeaderBl
 
 from bot.reasons import Catalogue
 from bot.views import ids
-from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, DealLoss, Message, slack_date
+from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState
+from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, slack_date
 from bot.views.text import blockquote, escape, fit, format_amount, truncate
-from storage.models import Revisit, RevisitState
 
 
-def build_revisit_nudge(item: DealLoss, *, revisit: Revisit, catalogue: Catalogue, now: datetime) -> Message:
-    deal, loss, entry = item.deal, item.loss, item.entry
-    ago = lost_ago(loss.lost_at, now)
+def build_revisit_nudge(item: DealLoss, *, nudge: NudgeState, catalogue: Catalogue, now: datetime) -> MessageContent:
+    deal, entry = item.deal, item.entry
+    ago = lost_ago(item.lost_at, now)
     blocks: list[Block] = [
         HeaderBlock(text=truncate(f"Time to revisit: {deal.name}", HEADER_MAX_LENGTH)),
         SectionBlock(
@@ -24,7 +24,7 @@ def build_revisit_nudge(item: DealLoss, *, revisit: Revisit, catalogue: Catalogu
                     text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
                 ),
                 MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-                MarkdownTextObject(text=f"*Lost*\n{ago}, {slack_date(loss.lost_at)}"),
+                MarkdownTextObject(text=f"*Lost*\n{ago}, {slack_date(item.lost_at)}"),
             ]
         ),
     ]
@@ -37,32 +37,32 @@ def build_revisit_nudge(item: DealLoss, *, revisit: Revisit, catalogue: Catalogu
         blocks.append(SectionBlock(text=fit(f"{reason}\n{quoted}", SECTION_MAX_LENGTH)))
     link = [ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url)] if deal.url else []
 
-    if revisit.state == RevisitState.DUE:
+    if nudge.standing == NudgeStanding.WAITING:
         blocks.append(SectionBlock(text="You planned to look at this deal again today. Is it worth another try?"))
-        value = str(revisit.id)
+        value = str(nudge.revisit_id)
         answers = [
             ButtonElement(text="Reopened it", action_id=ids.REVISIT_REOPENED, value=value, style="primary"),
             ButtonElement(text="Snooze 30 days", action_id=ids.REVISIT_SNOOZE, value=value),
             ButtonElement(text="Not worth it", action_id=ids.REVISIT_DROP, value=value),
         ]
         blocks.append(ActionsBlock(elements=answers + link))
-        return Message(text=f"Time to revisit {escape(deal.name)}: lost {ago}, {escape(label)}.", blocks=blocks)
+        return MessageContent(text=f"Time to revisit {escape(deal.name)}: lost {ago}, {escape(label)}.", blocks=blocks)
 
-    outcome = describe_outcome(revisit, reopened_in_crm=revisit.closed_by == deal.source)
+    outcome = describe_outcome(nudge)
     blocks.append(SectionBlock(text=outcome))
     if link:
         blocks.append(ActionsBlock(elements=link))
-    return Message(text=f"{escape(deal.name)}: {outcome}", blocks=blocks)
+    return MessageContent(text=f"{escape(deal.name)}: {outcome}", blocks=blocks)
 
 
-def describe_outcome(revisit: Revisit, *, reopened_in_crm: bool) -> str:
+def describe_outcome(nudge: NudgeState) -> str:
     """What became of a revisit that no longer waits for an answer."""
-    if revisit.state == RevisitState.REOPENED:
-        where = "Reopened in the CRM" if reopened_in_crm else "Reopened"
+    if nudge.standing == NudgeStanding.REOPENED:
+        where = "Reopened in the CRM" if nudge.reopened_in_crm else "Reopened"
         return f":tada: {where} — counted as a win-back."
-    if revisit.state == RevisitState.SNOOZED:
-        return f":zzz: Snoozed until {revisit.due_on:%a %b %-d}."
-    if revisit.state == RevisitState.DROPPED:
+    if nudge.standing == NudgeStanding.SNOOZED:
+        return f":zzz: Snoozed until {nudge.due_on:%a %b %-d}."
+    if nudge.standing == NudgeStanding.DROPPED:
         return "Dropped: not worth another try."
     return "No longer planned: the revisit date was removed from the reason."
 

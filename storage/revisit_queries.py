@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Deal, Loss, Rep, Revisit, RevisitState
 
-OPEN = (RevisitState.DUE, RevisitState.SNOOZED)
+OPEN_STATES = (RevisitState.DUE, RevisitState.SNOOZED)
 
 
 async def revisit_of_loss(session: AsyncSession, loss_id: int, *, for_update: bool = False) -> Revisit | None:
@@ -34,7 +34,7 @@ async def revisits_to_nudge(session: AsyncSession, now: datetime) -> list[Revisi
         .join(Loss, Loss.id == Revisit.loss_id)
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(Rep, Rep.slack_id == Deal.owner_slack_id)
-        .where(Revisit.state.in_(OPEN), Revisit.nudge_at <= now)
+        .where(Revisit.state.in_(OPEN_STATES), Revisit.nudge_at <= now)
         .order_by(Revisit.nudge_at, Revisit.id)
         .with_for_update(of=Revisit, skip_locked=True)
     )
@@ -61,7 +61,7 @@ async def open_revisits_of_deals(session: AsyncSession, deal_ids: list[int]) -> 
         select(Revisit, Deal.source)
         .join(Loss, Loss.id == Revisit.loss_id)
         .join(Deal, Deal.id == Loss.deal_id)
-        .where(Loss.deal_id.in_(deal_ids), Revisit.state.in_(OPEN))
+        .where(Loss.deal_id.in_(deal_ids), Revisit.state.in_(OPEN_STATES))
         .order_by(Revisit.id)
         .with_for_update(of=Revisit)
     )

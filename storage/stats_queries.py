@@ -11,10 +11,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Result, Select, String, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Deal, Loss, LossState, ReasonEntry, RevisitState
-from storage.models import Revisit as RevisitRecord
-from storage.queries import is_current_entry
-from storage.revisits import OPEN
+from storage.loss_queries import is_current_entry
+from storage.models import Deal, Loss, LossState, ReasonEntry, Revisit, RevisitState
+from storage.revisit_queries import OPEN_STATES
 
 LOST = "lost"
 WON = "won"
@@ -117,7 +116,7 @@ async def awaiting_losses(session: AsyncSession, *, owner_slack_id: str, limit: 
     return [AwaitingLoss(*row[:-1]) for row in rows], rows[0][-1] if rows else 0
 
 
-class Revisit(NamedTuple):
+class OpenRevisit(NamedTuple):
     loss_id: int
     revisit_on: date
     deal_name: str
@@ -129,36 +128,36 @@ class Revisit(NamedTuple):
 
 async def upcoming_revisits(
     session: AsyncSession, *, start: date, end: date | None, owner_slack_id: str | None, limit: int
-) -> tuple[list[Revisit], int]:
+) -> tuple[list[OpenRevisit], int]:
     """Open revisits (due, or snoozed to a later date) due in [start, end), soonest first, with their
     loss's current reason, at most `limit`; and how many there are. `end` None: no end;
     `owner_slack_id` narrows to one rep's deals."""
     query = (
         select(
             Loss.id,
-            RevisitRecord.due_on,
+            Revisit.due_on,
             Deal.name,
             Deal.amount,
             Deal.currency,
             Deal.owner_slack_id,
             ReasonEntry.reason_code,
         )
-        .select_from(RevisitRecord)
-        .join(Loss, Loss.id == RevisitRecord.loss_id)
+        .select_from(Revisit)
+        .join(Loss, Loss.id == Revisit.loss_id)
         .join(Deal, Deal.id == Loss.deal_id)
         .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
         .where(
-            RevisitRecord.state.in_(OPEN),
-            RevisitRecord.due_on >= start,
+            Revisit.state.in_(OPEN_STATES),
+            Revisit.due_on >= start,
             is_current_entry(),
         )
     )
     if end is not None:
-        query = query.where(RevisitRecord.due_on < end)
+        query = query.where(Revisit.due_on < end)
     if owner_slack_id is not None:
         query = query.where(Deal.owner_slack_id == owner_slack_id)
-    rows, total = await _first_rows_and_count(session, query.order_by(RevisitRecord.due_on, Loss.id), limit)
-    return [Revisit._make(row) for row in rows], total
+    rows, total = await _first_rows_and_count(session, query.order_by(Revisit.due_on, Loss.id), limit)
+    return [OpenRevisit._make(row) for row in rows], total
 
 
 async def _first_rows_and_count(
@@ -260,17 +259,17 @@ async def win_backs(
     """Revisited deals that came back (revisit state `reopened`) with `closed_at` in [since, until),
     in the order they came back, at most `limit`; and how many there are."""
     query = (
-        select(Deal.name, Deal.amount, Deal.currency, Deal.owner_slack_id, RevisitRecord.closed_at)
-        .select_from(RevisitRecord)
-        .join(Loss, Loss.id == RevisitRecord.loss_id)
+        select(Deal.name, Deal.amount, Deal.currency, Deal.owner_slack_id, Revisit.closed_at)
+        .select_from(Revisit)
+        .join(Loss, Loss.id == Revisit.loss_id)
         .join(Deal, Deal.id == Loss.deal_id)
         .where(
-            RevisitRecord.state == RevisitState.REOPENED,
-            RevisitRecord.closed_at >= since,
-            RevisitRecord.closed_at < until,
+            Revisit.state == RevisitState.REOPENED,
+            Revisit.closed_at >= since,
+            Revisit.closed_at < until,
         )
     )
-    rows, total = await _first_rows_and_count(session, query.order_by(RevisitRecord.closed_at, RevisitRecord.id), limit)
+    rows, total = await _first_rows_and_count(session, query.order_by(Revisit.closed_at, Revisit.id), limit)
     return [WinBack._make(row) for row in rows], total
 
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,18 +18,29 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.periods import week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
-from bot.services.chasing import chase_schedule, rep_zone
+from bot.services.chasing import ChasePolicy, chase_schedule, rep_zone
 from bot.services.digest import build_digest
-from bot.settings import Settings
+from bot.services.presenting import deal_facts, logged_reason
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import build_escalation, build_reminder
+from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState
 from bot.views.debrief import build_debrief, build_route_post
 from bot.views.digest import build_digest_message
-from bot.views.prompt import DealLoss, Message, build_prompt_message
+from bot.views.prompt import build_prompt_message
 from bot.views.revisit import build_revisit_nudge
-from storage import queries, revisits
-from storage.models import Message as MessageRow
-from storage.models import MessageKind, OutboxKind, Rep, RevisitState, SlackUser
+from storage import deal_queries, digest_queries, loss_queries, message_queries, rep_queries, revisit_queries
+from storage.models import (
+    Deal,
+    Loss,
+    LossState,
+    Message,
+    MessageKind,
+    OutboxKind,
+    Rep,
+    Revisit,
+    RevisitState,
+    SlackUser,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +48,30 @@ ANNOUNCEMENTS = frozenset({MessageKind.DEBRIEF, MessageKind.ROUTE})
 """Posts about logged reasons (`bot.services.debriefs`): to a channel, about losses no longer awaiting."""
 
 
+NUDGE_STANDINGS = {
+    RevisitState.DUE: NudgeStanding.WAITING,
+    RevisitState.SNOOZED: NudgeStanding.SNOOZED,
+    RevisitState.DROPPED: NudgeStanding.DROPPED,
+    RevisitState.REOPENED: NudgeStanding.REOPENED,
+    RevisitState.DONE: NudgeStanding.REMOVED,
+}
+
+
 class NotPostedYet(Exception):
     """An update found its message still waiting to be posted; it is retried after a backoff."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A loss a message lists: its rows, and the loss as the message shows it."""
+
+    loss: Loss
+    deal: Deal
+    shown: DealLoss
+
+    @property
+    def awaiting(self) -> bool:
+        return self.shown.awaiting
 
 
 @dataclass(frozen=True)
@@ -45,21 +79,24 @@ class SlackDelivery:
     session_factory: async_sessionmaker[AsyncSession]
     slack: AsyncWebClient
     catalogue: Catalogue
-    settings: Settings
+    chase: ChasePolicy
+    """Starts the reminders and escalation of a prompt once it is posted."""
+    team_tz: ZoneInfo
+    """TIMEZONE: the weeks of digests."""
     team: dict[str, str]
     """Rep email to manager email (TEAM_FILE)."""
     clock: Callable[[], datetime]
 
-    async def send(self, claimed: queries.ClaimedMessage, now: datetime) -> None:
+    async def send(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         if claimed.kind == OutboxKind.POST:
             await self._post(claimed, now)
         else:
             await self._update(claimed, now)
 
-    async def record_failure(self, claimed: queries.ClaimedMessage, reason: str, now: datetime) -> None:
+    async def record_failure(self, claimed: message_queries.ClaimedMessage, reason: str, now: datetime) -> None:
         """Records a call that cannot succeed on the losses it was about, and tells the admin."""
         async with self.session_factory() as session, session.begin():
-            message = await session.get_one(MessageRow, claimed.message_id)
+            message = await session.get_one(Message, claimed.message_id)
             if message.kind in ANNOUNCEMENTS:
                 # The reason is stored; only its announcement is lost, and the channel needs fixing.
                 logger.warning(
@@ -73,7 +110,7 @@ class SlackDelivery:
             if message.kind == MessageKind.DIGEST:
                 logger.error("cannot post the weekly digest to %s: %s", message.post_to, reason)
                 return
-            items = _shown(message, await queries.message_items(session, message.id, for_update=True))
+            items = _shown(message, await message_queries.message_items(session, message.id, for_update=True))
             if message.kind == MessageKind.REVISIT:
                 # The revisit stays open: /closedlost revisit and the Home tab still list it.
                 logger.warning(
@@ -97,12 +134,12 @@ class SlackDelivery:
                 reason,
             )
 
-    async def _post(self, claimed: queries.ClaimedMessage, now: datetime) -> None:
+    async def _post(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         async with self.session_factory() as session, session.begin():
-            message = await session.get_one(MessageRow, claimed.message_id)
-            items = _shown(message, await queries.message_items(session, message.id))
+            message = await session.get_one(Message, claimed.message_id)
+            items = _shown(message, await message_queries.message_items(session, message.id))
             if message.ts is not None or not await _still_owed(session, message, items):
-                await queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
+                await message_queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
                 return
         if message.kind not in ANNOUNCEMENTS and message.kind != MessageKind.DIGEST:
             # An announcement names the rep who logged, a known Slack user; a digest is about no rep.
@@ -116,38 +153,38 @@ class SlackDelivery:
             )
         )
         async with self.session_factory() as session, session.begin():
-            posted = await session.get_one(MessageRow, message.id)
+            posted = await session.get_one(Message, message.id)
             posted.channel = response["channel"]
             posted.ts = response["ts"]
             posted.posted_at = now
-            await queries.mark_sent(session, claimed.id, now)
+            await message_queries.mark_sent(session, claimed.id, now)
             if message.kind == MessageKind.PROMPT:
                 await self._start_chasing(session, posted, now)
 
-    async def _update(self, claimed: queries.ClaimedMessage, now: datetime) -> None:
+    async def _update(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         async with self.session_factory() as session, session.begin():
-            message = await session.get_one(MessageRow, claimed.message_id)
+            message = await session.get_one(Message, claimed.message_id)
             if message.ts is None:
-                if await queries.post_pending(session, message.id):
+                if await message_queries.post_pending(session, message.id):
                     raise NotPostedYet(f"message {message.id} is not posted yet")
-                await queries.mark_sent(session, claimed.id, now)  # never posted: nothing to update
+                await message_queries.mark_sent(session, claimed.id, now)  # never posted: nothing to update
                 return
-            items = _shown(message, await queries.message_items(session, message.id))
+            items = _shown(message, await message_queries.message_items(session, message.id))
         content = await self._content(message, items)
         assert message.channel is not None
         await call(self.slack.chat_update(channel=message.channel, ts=message.ts, **content.as_kwargs()))
         async with self.session_factory() as session, session.begin():
-            await queries.mark_sent(session, claimed.id, now)
+            await message_queries.mark_sent(session, claimed.id, now)
 
-    async def _find_rep(self, message: MessageRow, items: list[DealLoss], now: datetime) -> None:
+    async def _find_rep(self, message: Message, items: list[Listed], now: datetime) -> None:
         """Makes sure the rep's Slack id and time zone are known before the message goes out (the rep
         may click its button at once): from the CRM's Slack id or the email cache, else from Slack
         (`users.lookupByEmail` gives both; `users.info` the time zone of a known id), once per rep."""
         user_id = message.rep_slack_id
         async with self.session_factory() as session, session.begin():
             if user_id is None and message.rep_email is not None:
-                user_id = await queries.slack_user_id(session, message.rep_email)
-            rep_known = user_id is not None and await queries.has_rep(session, user_id)
+                user_id = await rep_queries.slack_user_id(session, message.rep_email)
+            rep_known = user_id is not None and await rep_queries.has_rep(session, user_id)
         if rep_known and user_id == message.rep_slack_id:
             return
         looked_up_by_email = False
@@ -170,19 +207,20 @@ class SlackDelivery:
                 await session.merge(SlackUser(email=message.rep_email, user_id=user_id, looked_up_at=now))
             if not rep_known:
                 await session.merge(Rep(slack_id=user_id, tz=tz, looked_up_at=now))
-            stored = await session.get_one(MessageRow, message.id)
+            stored = await session.get_one(Message, message.id)
             stored.rep_slack_id = user_id
             if message.rep_slack_id is None and message.rep_email is not None:
                 deal_ids = [item.deal.id for item in items]
-                await queries.set_owner_slack_id(session, deal_ids, email=message.rep_email, user_id=user_id)
+                await deal_queries.set_owner_slack_id(session, deal_ids, email=message.rep_email, user_id=user_id)
             # Earlier messages about these deals (a previous owner's prompt) can now name the rep.
-            others = await queries.message_ids_about(session, [item.loss.id for item in items])
+            others = await message_queries.message_ids_about(session, [item.loss.id for item in items])
             await outbox.queue_updates(session, message_ids=[other for other in others if other != message.id], now=now)
         message.rep_slack_id = user_id
 
-    async def _content(self, message: MessageRow, items: list[DealLoss]) -> Message:
+    async def _content(self, message: Message, listed: list[Listed]) -> MessageContent:
         if message.kind == MessageKind.DIGEST:
             return await self._digest(message)
+        items = [item.shown for item in listed]
         if message.kind == MessageKind.PROMPT:
             return build_prompt_message(items=items, catalogue=self.catalogue, message_id=message.id, page=message.page)
         if message.kind == MessageKind.REMINDER:
@@ -191,9 +229,10 @@ class SlackDelivery:
         if message.kind == MessageKind.REVISIT:
             [item] = items
             async with self.session_factory() as session, session.begin():
-                revisit = await revisits.revisit_of_loss(session, item.loss.id)
+                revisit = await revisit_queries.revisit_of_loss(session, item.loss_id)
             assert revisit is not None
-            return build_revisit_nudge(item, revisit=revisit, catalogue=self.catalogue, now=self.clock())
+            nudge = _nudge_state(revisit, deal_source=listed[0].deal.source)
+            return build_revisit_nudge(item, nudge=nudge, catalogue=self.catalogue, now=self.clock())
         if message.kind == MessageKind.DEBRIEF:
             return build_debrief(items, catalogue=self.catalogue)
         if message.kind == MessageKind.ROUTE:
@@ -203,25 +242,25 @@ class SlackDelivery:
             items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
         )
 
-    async def _digest(self, message: MessageRow) -> Message:
+    async def _digest(self, message: Message) -> MessageContent:
         """The digest of its run's week, from the data as it is now."""
         async with self.session_factory() as session, session.begin():
-            week_start = await queries.digest_week_start(session, message.id)
-        now, tz = self.clock(), self.settings.tz
+            week_start = await digest_queries.digest_week_start(session, message.id)
+        now, tz = self.clock(), self.team_tz
         week = week_of(week_start, tz=tz, today=now.astimezone(tz).date())
         digest = await build_digest(
             session_factory=self.session_factory, catalogue=self.catalogue, week=week, now=now, tz=tz
         )
         return build_digest_message(digest, self.catalogue)
 
-    async def _manager(self, message: MessageRow) -> str | None:
+    async def _manager(self, message: Message) -> str | None:
         """The rep's manager as TEAM_FILE names them: their Slack id, or their email when Slack has
         no such user (the post still goes out)."""
         email = self.team.get((message.rep_email or "").lower())
         if email is None:
             return None
         async with self.session_factory() as session, session.begin():
-            cached = await queries.slack_user_id(session, email)
+            cached = await rep_queries.slack_user_id(session, email)
         if cached is not None:
             return cached
         try:
@@ -233,14 +272,14 @@ class SlackDelivery:
             await session.merge(SlackUser(email=email, user_id=user_id, looked_up_at=self.clock()))
         return user_id
 
-    async def _start_chasing(self, session: AsyncSession, message: MessageRow, now: datetime) -> None:
+    async def _start_chasing(self, session: AsyncSession, message: Message, now: datetime) -> None:
         """The prompt is out: its losses are prompted now, and due their reminders and escalation. A
         loss that changed while the prompt was on its way gets the message updated."""
         assert message.rep_slack_id is not None
-        tz = rep_zone(await queries.rep_tz(session, message.rep_slack_id), self.settings)
-        schedule = chase_schedule(now, self.settings, tz=tz)
-        items = _shown(message, await queries.message_items(session, message.id, for_update=True))
-        await queries.update_losses(
+        tz = rep_zone(await rep_queries.rep_tz(session, message.rep_slack_id), self.chase.team_tz)
+        schedule = chase_schedule(now, self.chase, tz=tz)
+        items = _shown(message, await message_queries.message_items(session, message.id, for_update=True))
+        await loss_queries.update_losses(
             session,
             [{"id": item.loss.id, "prompted_at": now, **schedule} for item in items if item.awaiting],
         )
@@ -248,7 +287,7 @@ class SlackDelivery:
             await outbox.queue_updates(session, message_ids=[message.id], now=now)
 
 
-async def _still_owed(session: AsyncSession, message: MessageRow, items: list[DealLoss]) -> bool:
+async def _still_owed(session: AsyncSession, message: Message, items: list[Listed]) -> bool:
     """Whether the message is still worth posting: a nudge while its revisit waits for this nudge's
     answer (not answered, closed or moved to another date meanwhile); a message asking for reasons while one
     of its losses awaits a reason; an announcement of a logged reason until posted (the reason stays
@@ -256,7 +295,7 @@ async def _still_owed(session: AsyncSession, message: MessageRow, items: list[De
     if message.kind in ANNOUNCEMENTS or message.kind == MessageKind.DIGEST:
         return True
     if message.kind == MessageKind.REVISIT:
-        revisit = await revisits.revisit_of_loss(session, items[0].loss.id) if items else None
+        revisit = await revisit_queries.revisit_of_loss(session, items[0].loss.id) if items else None
         return (
             revisit is not None
             and revisit.state == RevisitState.DUE
@@ -266,17 +305,33 @@ async def _still_owed(session: AsyncSession, message: MessageRow, items: list[De
     return any(item.awaiting for item in items)
 
 
-def _shown(message: MessageRow, rows: list[queries.MessageItem]) -> list[DealLoss]:
+def _shown(message: Message, rows: list[message_queries.MessageItem]) -> list[Listed]:
     """The message's losses as it shows them: a loss whose deal changed owner since the message
     listed it is shown as moved (for a prompt: the loss's prompt is now another message)."""
     return [
-        DealLoss(
-            deal=row.deal,
+        Listed(
             loss=row.loss,
-            entry=row.entry,
-            moved=row.loss.prompt_message_id != message.id
-            if message.kind == MessageKind.PROMPT
-            else row.deal.owner_slack_id != message.rep_slack_id,
+            deal=row.deal,
+            shown=DealLoss(
+                loss_id=row.loss.id,
+                lost_at=row.loss.lost_at,
+                deal=deal_facts(row.deal),
+                entry=logged_reason(row.entry) if row.entry is not None else None,
+                needs_reason=row.loss.state == LossState.AWAITING,
+                cancelled=row.loss.state == LossState.CANCELLED,
+                moved=row.loss.prompt_message_id != message.id
+                if message.kind == MessageKind.PROMPT
+                else row.deal.owner_slack_id != message.rep_slack_id,
+            ),
         )
         for row in rows
     ]
+
+
+def _nudge_state(revisit: Revisit, *, deal_source: str) -> NudgeState:
+    return NudgeState(
+        revisit_id=revisit.id,
+        standing=NUDGE_STANDINGS[revisit.state],
+        due_on=revisit.due_on,
+        reopened_in_crm=revisit.closed_by == deal_source,
+    )

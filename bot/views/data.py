@@ -1,0 +1,253 @@
+"""The plain data the views render, and the message they give back.
+
+Services build these from database rows; a view never sees a row, so rendering cannot touch the
+database, and a message's look is not tied to a table's shape. Everything here is immutable.
+
+Amounts are only ever added up within one currency: `Amounts` maps a currency code to a total
+("" for deals the CRM sent without a currency).
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from slack_sdk.models.blocks import Block
+
+from bot.periods import Period, Week
+
+Amounts = dict[str, Decimal]
+
+
+@dataclass(frozen=True)
+class MessageContent:
+    """What a Slack message says: its blocks, and the text notifications and screen readers show."""
+
+    text: str
+    blocks: list[Block]
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """`text` and `blocks` for chat.postMessage / chat.update; `to_dict` checks Block Kit limits."""
+        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
+
+
+@dataclass(frozen=True)
+class DealFacts:
+    """A deal as the CRM last reported it."""
+
+    source: str
+    name: str
+    account: str | None
+    amount: Decimal | None
+    currency: str | None
+    owner_slack_id: str | None
+    owner_email: str | None
+    stage: str
+    url: str | None
+    crm_reason: str | None = None
+    """The loss reason the CRM itself holds, if it sent one."""
+
+
+@dataclass(frozen=True)
+class LoggedReason:
+    """A loss's current reason entry."""
+
+    reason_code: str
+    detail: str | None
+    explanation: str
+    logged_by: str
+    logged_at: datetime
+    revisit_on: date | None
+
+
+@dataclass(frozen=True)
+class DealLoss:
+    """One loss as a message shows it."""
+
+    loss_id: int
+    lost_at: datetime
+    deal: DealFacts
+    entry: LoggedReason | None
+    """The current reason: a loss has one once it is logged."""
+    needs_reason: bool
+    """The loss awaits its reason: it is not logged, reopened, or excluded from asking."""
+    cancelled: bool = False
+    """The deal was reopened before a reason was logged."""
+    moved: bool = False
+    """The deal changed owner after this message listed it."""
+
+    @property
+    def awaiting(self) -> bool:
+        return self.needs_reason and not self.moved
+
+
+class NudgeStanding(StrEnum):
+    """Where a revisit nudge stands, as its DM shows it."""
+
+    WAITING = "waiting"
+    """Due: the rep has not answered yet."""
+    SNOOZED = "snoozed"
+    DROPPED = "dropped"
+    REOPENED = "reopened"
+    REMOVED = "removed"
+    """The revisit date was taken off the reason."""
+
+
+@dataclass(frozen=True)
+class NudgeState:
+    revisit_id: int
+    standing: NudgeStanding
+    due_on: date
+    reopened_in_crm: bool
+    """Closed as a win-back because the CRM reported the deal open or won again."""
+
+
+@dataclass(frozen=True)
+class AwaitingDeal:
+    """A rep's loss awaiting a reason, in a list."""
+
+    loss_id: int
+    deal_name: str
+    account: str | None
+    amount: Decimal | None
+    currency: str | None
+    lost_at: datetime
+
+
+@dataclass(frozen=True)
+class UpcomingRevisit:
+    loss_id: int
+    revisit_on: date
+    deal_name: str
+    amount: Decimal | None
+    currency: str | None
+    owner_slack_id: str | None
+    reason_code: str
+
+
+@dataclass(frozen=True)
+class WonBackDeal:
+    """A revisited deal that came back."""
+
+    deal_name: str
+    amount: Decimal | None
+    currency: str | None
+    owner_slack_id: str | None
+    closed_at: datetime
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A large loss's explanation, quoted in the digest."""
+
+    deal_name: str
+    amount: Decimal
+    currency: str | None
+    logged_by: str
+    reason_code: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class ReasonFigures:
+    code: str
+    deals: int
+    value: Amounts
+
+
+@dataclass(frozen=True)
+class ClosedStats:
+    """Figures about the deals closed in a period."""
+
+    lost: int = 0
+    lost_value: Amounts = field(default_factory=dict)
+    logged: int = 0
+    """Losses with a reason."""
+    excluded: int = 0
+    """Losses counted, but for which no reason is asked (PROMPT_MIN_AMOUNT, an excluded deal)."""
+    reasons: list[ReasonFigures] = field(default_factory=list)
+    """Most deals first, then by code."""
+    no_decision: int = 0
+    """Losses whose reason is in the no-decision group: not real losses."""
+    won: int = 0
+    won_value: Amounts = field(default_factory=dict)
+
+    @property
+    def needing_reason(self) -> int:
+        return self.lost - self.excluded
+
+    @property
+    def logged_share(self) -> float | None:
+        """Of the losses a reason is asked for."""
+        return self.logged / self.needing_reason if self.needing_reason else None
+
+    @property
+    def no_decision_share(self) -> float | None:
+        """Of the losses with a reason: those without one cannot be told apart yet."""
+        return self.no_decision / self.logged if self.logged else None
+
+    @property
+    def win_rate(self) -> float | None:
+        closed = self.won + self.lost
+        return self.won / closed if closed else None
+
+    @property
+    def win_rate_by_value(self) -> dict[str, float]:
+        """Per currency: won value over won and lost value, where any value closed."""
+        rates = {}
+        for currency in sorted(self.won_value.keys() | self.lost_value.keys()):
+            won = self.won_value.get(currency, Decimal(0))
+            closed = won + self.lost_value.get(currency, Decimal(0))
+            if closed:
+                rates[currency] = float(won / closed)
+        return rates
+
+
+@dataclass(frozen=True)
+class Home:
+    """What a rep's Home tab shows; the lists are the first few, the totals count them all."""
+
+    awaiting: list[AwaitingDeal]
+    awaiting_total: int
+    revisits: list[UpcomingRevisit]
+    revisits_total: int
+    period: Period
+    stats: ClosedStats
+
+
+@dataclass(frozen=True)
+class RepLine:
+    user_id: str | None
+    lost: int
+    logged: int
+    top_reason: str | None
+    """The reason the rep logged most that week (ties: the first code alphabetically)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The weekly digest's content (`bot.services.digest` computes it)."""
+
+    week: Week
+    current: ClosedStats
+    previous: ClosedStats
+    """The week before, to compare with."""
+    competitors: list[tuple[str, int]]
+    product_gaps: list[tuple[str, int]]
+    median_time_to_reason: timedelta | None
+    overdue: list[tuple[str | None, int]]
+    """Reps with overdue losses (past their escalation, or never asked: the prompt could not be
+    delivered), as of when the digest is built."""
+    reps: list[RepLine]
+    """Most losses first."""
+    revisits: list[UpcomingRevisit]
+    revisits_total: int
+    win_backs: list[WonBackDeal]
+    """Revisited deals that came back during the week."""
+    win_backs_total: int
+    quotes: list[Quote]
+
+    @property
+    def empty(self) -> bool:
+        return not self.current.lost

@@ -1,0 +1,70 @@
+"""Deals and their events (the audit trail of what each CRM told us).
+
+These functions never commit: the calling service owns the transaction.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import RowMapping, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    Deal,
+    DealEventRecord,
+)
+
+
+async def existing_event_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
+    rows = await session.scalars(
+        select(DealEventRecord.idempotency_key).where(DealEventRecord.idempotency_key.in_(set(keys)))
+    )
+    return set(rows)
+
+
+async def lock_deals(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
+    """Makes transactions that write the same deals wait for each other, across processes.
+
+    PostgreSQL only (SQLite runs one writing transaction at a time): a transaction-scoped advisory
+    lock per deal, taken in sorted order so that two batches never deadlock, and before the deals
+    are read so that the second transaction sees what the first committed.
+    """
+    bind = session.bind
+    if bind is None or bind.dialect.name != "postgresql":
+        return
+    names = sorted({f"{source}:{external_id}" for source, external_id in keys})
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(name, 0)) FROM unnest(CAST(:names AS text[])) AS name"),
+        {"names": names},
+    )
+
+
+async def insert_deals(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """Inserts deals in one statement; returns (id, source, external_id) of each."""
+    result = await session.execute(insert(Deal).returning(Deal.id, Deal.source, Deal.external_id), rows)
+    return [(row.id, row.source, row.external_id) for row in result]
+
+
+async def update_deals(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Updates deals by primary key (`id` in each row), in one executemany."""
+    await session.execute(update(Deal), rows)
+
+
+async def insert_deal_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(DealEventRecord), rows)
+
+
+async def deal_rows(session: AsyncSession, source: str, external_ids: Iterable[str]) -> list[RowMapping]:
+    """Every column of the deals of `source` with these CRM ids, as plain rows."""
+    rows = await session.execute(
+        select(*Deal.__table__.columns).where(Deal.source == source, Deal.external_id.in_(set(external_ids)))
+    )
+    return list(rows.mappings())
+
+
+async def set_owner_slack_id(session: AsyncSession, deal_ids: list[int], *, email: str, user_id: str) -> None:
+    """Records the Slack id of the owner with this email on these deals, in one statement; a deal
+    whose owner the CRM changed meanwhile keeps the new one."""
+    await session.execute(
+        update(Deal).where(Deal.id.in_(deal_ids), Deal.owner_email == email).values(owner_slack_id=user_id)
+    )

@@ -1,0 +1,172 @@
+"""Losses and their reason entries.
+
+These functions never commit: the calling service owns the transaction.
+"""
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from storage.models import (
+    Deal,
+    Loss,
+    LossState,
+    Message,
+    ReasonEntry,
+    Rep,
+)
+
+
+async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Inserts losses in one statement; returns (id, state) of each."""
+    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state), rows)
+    return [(row.id, row.state) for row in result]
+
+
+async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> None:
+    await session.execute(update(Loss).where(Loss.id.in_(loss_ids)).values(state=LossState.CANCELLED, cancelled_at=now))
+
+
+async def restart_losses(session: AsyncSession, loss_ids: list[int], *, prompt_after: datetime) -> None:
+    """Starts these losses over, as if they had just arrived: no prompt, reminder or escalation
+    yet (their deal has a new owner)."""
+    await session.execute(
+        update(Loss)
+        .where(Loss.id.in_(loss_ids))
+        .values(
+            prompt_after=prompt_after,
+            prompt_message_id=None,
+            prompted_at=None,
+            delivery_error=None,
+            reminders_sent=0,
+            last_reminded_at=None,
+            reminder_due_at=None,
+            escalation_due_at=None,
+            escalated_at=None,
+            escalation_message_id=None,
+        )
+    )
+
+
+async def awaiting_loss_ids(session: AsyncSession, deal_ids: list[int]) -> dict[int, int]:
+    """Deal id to the id of its loss awaiting a reason (a deal has at most one), locked on
+    PostgreSQL against a concurrent prompt send."""
+    if not deal_ids:
+        return {}
+    rows = await session.execute(
+        select(Loss.deal_id, Loss.id)
+        .where(Loss.deal_id.in_(deal_ids), Loss.state == LossState.AWAITING)
+        .with_for_update()
+    )
+    return {row.deal_id: row.id for row in rows}
+
+
+async def loss_with_deal(session: AsyncSession, loss_id: int, *, for_update: bool = False) -> tuple[Loss, Deal] | None:
+    """The loss and its deal; `for_update` locks the loss (PostgreSQL) until the transaction ends."""
+    query = select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id == loss_id)
+    row = (await session.execute(query.with_for_update(of=Loss) if for_update else query)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def latest_entry(session: AsyncSession, loss_id: int) -> ReasonEntry | None:
+    return await session.scalar(
+        select(ReasonEntry).where(ReasonEntry.loss_id == loss_id).order_by(ReasonEntry.revision.desc()).limit(1)
+    )
+
+
+async def stored_reason_codes(session: AsyncSession) -> set[str]:
+    return set(await session.scalars(select(ReasonEntry.reason_code).distinct()))
+
+
+class LossToPrompt(NamedTuple):
+    loss_id: int
+    rep_key: str
+    rep_slack_id: str | None
+    rep_email: str | None
+    prompt_after: datetime | None
+
+
+async def losses_to_prompt(session: AsyncSession) -> list[LossToPrompt]:
+    """Every loss awaiting a prompt that no other process is working on, oldest first, with the rep
+    it goes to (their Slack id, or else their email)."""
+    rep_key = func.coalesce(Deal.owner_slack_id, Deal.owner_email)
+    rows = await session.execute(
+        select(Loss.id, rep_key, Deal.owner_slack_id, Deal.owner_email, Loss.prompt_after)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            Loss.state == LossState.AWAITING,
+            Loss.prompt_message_id.is_(None),
+            Loss.prompt_after.is_not(None),
+            Loss.delivery_error.is_(None),
+        )
+        .order_by(Loss.lost_at, Loss.id)
+        .with_for_update(of=Loss, skip_locked=True)
+    )
+    return [LossToPrompt(*row) for row in rows]
+
+
+class LossToChase(NamedTuple):
+    """A loss due a reminder or an escalation, with what is needed to send it."""
+
+    loss_id: int
+    rep_slack_id: str
+    rep_email: str | None
+    tz: str | None
+    prompted_at: datetime
+    reminders_sent: int
+    prompt_channel: str | None
+    prompt_ts: str | None
+
+
+def _chase_query() -> Any:
+    return (
+        select(
+            Loss.id,
+            Message.rep_slack_id,
+            Deal.owner_email,
+            Rep.tz,
+            Loss.prompted_at,
+            Loss.reminders_sent,
+            Message.channel,
+            Message.ts,
+        )
+        .join(Deal, Deal.id == Loss.deal_id)
+        .join(Message, Message.id == Loss.prompt_message_id)
+        .outerjoin(Rep, Rep.slack_id == Message.rep_slack_id)
+        .where(Loss.state == LossState.AWAITING, Loss.prompted_at.is_not(None), Message.rep_slack_id.is_not(None))
+        .order_by(Loss.lost_at, Loss.id)
+        .with_for_update(of=Loss, skip_locked=True)
+    )
+
+
+async def losses_to_remind(session: AsyncSession, now: datetime) -> list[LossToChase]:
+    rows = await session.execute(_chase_query().where(Loss.reminder_due_at <= now))
+    return [LossToChase(*row) for row in rows]
+
+
+async def losses_to_escalate(session: AsyncSession, now: datetime) -> list[LossToChase]:
+    rows = await session.execute(_chase_query().where(Loss.escalation_due_at <= now, Loss.escalated_at.is_(None)))
+    return [LossToChase(*row) for row in rows]
+
+
+async def update_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Updates losses by primary key (`id` in each row), in one executemany."""
+    await session.execute(update(Loss), rows)
+
+
+def is_current_entry() -> ColumnElement[bool]:
+    """True for a loss's newest reason entry, and for the NULL row of a loss with none (outer join).
+    Written as NOT EXISTS in WHERE so that PostgreSQL plans it as one anti-join."""
+    later = aliased(ReasonEntry)
+    return ~exists().where(later.loss_id == ReasonEntry.loss_id, later.revision > ReasonEntry.revision)
+
+
+async def losses_with_deals(
+    session: AsyncSession, loss_ids: list[int], *, for_update: bool = False
+) -> list[tuple[Loss, Deal]]:
+    query = select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id.in_(loss_ids)).order_by(Loss.id)
+    rows = await session.execute(query.with_for_update(of=Loss) if for_update else query)
+    return [(row[0], row[1]) for row in rows]
