@@ -5,6 +5,7 @@ import asyncio
 import errno
 import json
 import logging
+import signal
 import socket
 import sys
 import uuid
@@ -14,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import ValidationError
-from slack_sdk.errors import SlackApiError
 
 from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
@@ -116,15 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(error).splitlines():
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
-    try:
-        web.run_app(
-            create_app(settings, catalogue=catalogue, team=team),
-            sock=listening,
-            print=None,
-            access_log_class=AccessLogger,
-        )
-    except SlackApiError as error:
-        print(f"closedlost: SLACK_APP_TOKEN was refused by Slack: {error.response.get('error')}", file=sys.stderr)
+    problem = asyncio.run(_serve(settings, catalogue, team, listening))
+    if problem is not None:
+        print(f"closedlost: {problem}", file=sys.stderr)
         return 2
     return 0
 
@@ -143,6 +137,35 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as error:
         setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
         raise StartupError(f"cannot listen on {host}:{port} ({setting}): {error}") from None
+
+
+async def _serve(
+    settings: Settings, catalogue: Catalogue, team: dict[str, str], listening: socket.socket
+) -> str | None:
+    """Serves the bot on `listening` until SIGINT or SIGTERM, or until it cannot go on (Slack
+    refused SLACK_APP_TOKEN); shuts it down gracefully either way, and returns the one line saying
+    why it could not go on, or None.
+
+    Not `web.run_app`: it offers the app no way to stop the process
+    (https://github.com/aio-libs/aiohttp/issues/6723)."""
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[str | None] = loop.create_future()
+
+    def stop(problem: str | None) -> None:
+        if not stopped.done():
+            stopped.set_result(problem)
+
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop, None)
+    runner = web.AppRunner(
+        create_app(settings, catalogue=catalogue, team=team, on_fatal=stop), access_log_class=AccessLogger
+    )
+    await runner.setup()
+    try:
+        await web.SockSite(runner, listening).start()
+        return await stopped
+    finally:
+        await runner.cleanup()
 
 
 def _configure_logging(level: str) -> None:

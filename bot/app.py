@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,7 +30,8 @@ from bot.services.debriefs import Audience
 from bot.services.delivery import SlackDelivery
 from bot.services.home import HomePublisher
 from bot.settings import Settings
-from bot.slack_client import create_slack_client
+from bot.slack_client import connection_pool, create_slack_client
+from bot.slack_socket import SlackSocket
 from bot.team import load_team
 from bot.worker import OutboxWorker
 from storage.engine import create_engine, create_session_factory
@@ -45,6 +45,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def log_fatal(problem: str) -> None:
+    logger.error("%s", problem)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -53,7 +57,13 @@ def create_app(
     catalogue: Catalogue | None = None,
     team: dict[str, str] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    on_fatal: Callable[[str], None] = log_fatal,
 ) -> web.Application:
+    """The bot's aiohttp app; its cleanup context starts and stops the Slack connection and the workers.
+
+    `on_fatal` is called with one line when the app cannot go on (Slack refused SLACK_APP_TOKEN);
+    `closedlost serve` stops with it. By default the line is logged and the rest is still served.
+    """
     slack = client or create_slack_client(settings)
     own_engine = None
     if session_factory is None:
@@ -102,10 +112,14 @@ def create_app(
         clock=clock,
         ingest=ingest,
     )
+    slack_socket = None
+    if settings.slack_app_token is not None:
+        slack_socket = SlackSocket(settings.slack_app_token.get_secret_value(), on_refused=on_fatal)
     runtime = Runtime(
         settings=settings,
         session_factory=session_factory,
         slack=slack,
+        slack_socket=slack_socket,
         catalogue=catalogue,
         worker=worker,
         ingest=ingest,
@@ -125,29 +139,31 @@ def create_app(
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        socket_mode = None
-        if settings.socket_mode:
-            assert settings.slack_app_token is not None
-            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
-            await socket_mode.connect_async()
-        delivering = asyncio.create_task(worker.run(), name="outbox-worker")
-        ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
-        running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
-        jobs.start()
-        yield
-        await jobs.stop()
-        if socket_mode is not None:
-            await socket_mode.close_async()
-        # By now aiohttp has answered every request, so the ingest queue is idle. The worker is let
-        # finish what it is sending, within reason, rather than be cut off inside a transaction;
-        # so are the CRM jobs.
-        worker.stop()
-        crm_jobs.stop()
-        await asyncio.wait([delivering, running_crm_jobs], timeout=SHUTDOWN_GRACE_SECONDS)
-        for task in (delivering, ingesting, running_crm_jobs):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Every Slack Web API call of the process (apps.connections.open included) shares one
+        # connection pool.
+        async with connection_pool(slack):
+            # Nothing waits for Slack: the socket connects in the background, and the server,
+            # the webhooks and the workers start at once.
+            if slack_socket is not None:
+                slack_socket.start(bolt_app)
+            delivering = asyncio.create_task(worker.run(), name="outbox-worker")
+            ingesting = asyncio.create_task(ingest.run(), name="ingest-queue")
+            running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
+            jobs.start()
+            yield
+            await jobs.stop()
+            if slack_socket is not None:
+                await slack_socket.close()
+            # By now aiohttp has answered every request, so the ingest queue is idle. The worker is
+            # let finish what it is sending, within reason, rather than be cut off inside a
+            # transaction; so are the CRM jobs.
+            worker.stop()
+            crm_jobs.stop()
+            await asyncio.wait([delivering, running_crm_jobs], timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in (delivering, ingesting, running_crm_jobs):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if own_engine is not None:
             await own_engine.dispose()
 

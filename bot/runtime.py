@@ -15,6 +15,7 @@ from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
 from bot.services.home import HomePublisher
 from bot.settings import Settings
+from bot.slack_socket import SlackSocket
 from bot.worker import OutboxWorker
 
 # POSIX-style name: "GMT+12" is twelve hours behind UTC.
@@ -26,6 +27,8 @@ class Runtime:
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
     slack: AsyncWebClient
+    slack_socket: SlackSocket | None
+    """The Socket Mode connection, when SLACK_APP_TOKEN is set."""
     catalogue: Catalogue
     worker: OutboxWorker
     ingest: IngestQueue

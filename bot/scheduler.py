@@ -65,11 +65,15 @@ class Jobs:
 
     async def stop(self) -> None:
         """Stops ticking, and waits for a tick under way to finish its transaction."""
-        self._scheduler.shutdown(wait=False)
+        # APScheduler's shutdown cancels the ticks it started that are still running (and logs each
+        # with a traceback), so it comes last: pausing starts no new tick; one more turn of the loop
+        # lets a tick already started take its place in the queue for the lock, ahead of this one.
+        self._scheduler.pause()
         if self._prompt_timer is not None:
             self._prompt_timer.cancel()
+        await asyncio.sleep(0)
         async with self._ticking:
-            pass
+            self._scheduler.shutdown(wait=False)
 
     def prompt_soon(self) -> None:
         """New losses were recorded: tick as soon as their BULK_WINDOW is over, rather than up to a

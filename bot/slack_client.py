@@ -1,7 +1,9 @@
 """The one Slack Web API client every outbound call goes through, and how its errors are sorted."""
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -43,6 +45,20 @@ def create_slack_client(settings: Settings) -> AsyncWebClient:
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
     return client
+
+
+@asynccontextmanager
+async def connection_pool(client: AsyncWebClient) -> AsyncIterator[None]:
+    """Gives `client` one aiohttp session until the block ends, so that its calls share kept-alive
+    connections. Without one, slack_sdk opens a new session, and so a new connection (and TLS
+    handshake), for every call. The session gets the client's `timeout`, which slack_sdk applies
+    only to the sessions it opens itself."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout)) as session:
+        client.session = session
+        try:
+            yield
+        finally:
+            client.session = None
 
 
 async def call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:

@@ -86,9 +86,13 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    if await database_answers(request.app[RUNTIME].session_factory):
-        return web.json_response({"status": "ok"})
-    return web.json_response({"status": "unavailable", "error": "the database does not answer"}, status=503)
+    """200 while the database answers. In Socket Mode it also says whether the socket to Slack is
+    connected, without failing the check: webhooks and workers run while Slack cannot be reached."""
+    runtime = request.app[RUNTIME]
+    slack = {} if runtime.slack_socket is None else {"slack_socket": await runtime.slack_socket.state()}
+    if await database_answers(runtime.session_factory):
+        return web.json_response({"status": "ok", **slack})
+    return web.json_response({"status": "unavailable", "error": "the database does not answer", **slack}, status=503)
 
 
 def _too_large() -> web.Response:

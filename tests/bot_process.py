@@ -21,14 +21,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@asynccontextmanager
-async def bot_process(
-    database_url: str, slack_url: str, port: int, *, stderr: int | None = None, **settings: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`closedlost serve` on `port`, with `settings` added to the environment, once its health check
-    answers; killed on exit if still running. `stderr=asyncio.subprocess.PIPE` keeps its log for
-    the test to read."""
-    env = {
+def bot_environment(database_url: str, slack_url: str, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a `closedlost serve` on `port`, with `settings` added."""
+    return {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
@@ -41,6 +36,15 @@ async def bot_process(
         "SCHEDULER_TICK": "1s",
         **settings,
     }
+
+
+@asynccontextmanager
+async def bot_process(
+    database_url: str, slack_url: str, port: int, *, stderr: int | None = None, **settings: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`closedlost serve` on `port`, with `settings` added to the environment, once its health check
+    answers; killed on exit if still running. `stderr=asyncio.subprocess.PIPE` keeps its log."""
+    env = bot_environment(database_url, slack_url, port, **settings)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", cwd=REPOSITORY, env=env, stderr=stderr
     )

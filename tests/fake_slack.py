@@ -19,6 +19,8 @@ WAIT_SECONDS = 10.0
 class Call:
     method: str
     params: dict[str, Any]
+    client_port: int = 0
+    """The port the call came from: calls on one kept-alive connection share it."""
 
 
 @dataclass
@@ -46,14 +48,15 @@ class FakeSlack:
     socket: web.WebSocketResponse | None = None
     socket_replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Serves on `port` of 127.0.0.1, by default a free one."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response_url/{id}", self._response_url)
         app.router.add_get("/socket-mode", self._socket_mode)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}/api/"
@@ -74,6 +77,11 @@ class FakeSlack:
         the connection died on the way: Slack did nothing with it."""
         self._hanging.add(method)
 
+    def open_connections(self) -> int:
+        """How many client connections are open now, kept-alive ones included."""
+        assert self._runner is not None and self._runner.server is not None
+        return len(self._runner.server.connections)
+
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
 
@@ -89,7 +97,7 @@ class FakeSlack:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await _read_params(request)
-        self.calls.append(Call(method, params))
+        self.calls.append(Call(method, params, request.transport.get_extra_info("peername")[1]))
         if method in self._hanging:
             self._hanging.discard(method)
             await self._stopping.wait()
