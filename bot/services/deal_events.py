@@ -56,8 +56,8 @@ TEXT_LIMITS: dict[str, int] = {
 def fit_to_columns(event: DealEvent) -> DealEvent:
     """The event with each text longer than its column cut to the column's length.
 
-    A CRM's text has no limit of ours: a HubSpot deal name of 5,000 characters failed on
-    PostgreSQL, which enforces column lengths, so its fetch was retried for a day and dropped. Every
+    The CRMs' text knows nothing of our columns: a HubSpot deal name of 5,000 characters failed on
+    PostgreSQL, which enforces their lengths, so its fetch was retried for a day and dropped. Every
     event is stored through `record_deal_events`, whichever CRM and path it came from, so this is
     the one place that cuts. The generic webhook refuses over-long values before, with a 400.
     """
