@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
 from bot.logs import configure_logging
 from bot.periods import Week, last_full_week, start_of_day, week_of
@@ -206,7 +207,9 @@ async def _serve(
 
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop, None)
-    runner = web.AppRunner(create_app(settings, catalogue=catalogue, team=team, on_fatal=stop))
+    runner = web.AppRunner(
+        create_app(settings, catalogue=catalogue, team=team, on_fatal=stop), access_log_class=AccessLogger
+    )
     await runner.setup()
     try:
         await web.SockSite(runner, listening).start()

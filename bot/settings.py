@@ -6,6 +6,7 @@ duration is bounded at both ends, so that a typo stops start-up rather than over
 per loss.
 """
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -44,6 +45,9 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_durations)]
 # A duration, or `off` (None).
 DurationOrOff = Annotated[timedelta | None, BeforeValidator(_duration_or_off)]
+
+
+URL_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
 
 
 def is_channel_id(value: str) -> bool:
@@ -239,6 +243,11 @@ class Settings(ExportSettings):
     salesforce_org_id: str | None = Field(
         default=None, description="the Salesforce organization id (15 or 18 characters, starting with 00D)"
     )
+    salesforce_webhook_token: SecretStr | None = Field(
+        default=None,
+        description="a random string of at least 16 letters, digits, '-', '_', '.' or '~', "
+        "given to Salesforce in the endpoint URL (…/webhooks/salesforce?token=…)",
+    )
     salesforce_owner_email_field: str = Field(
         default="Owner_Email__c", description="the Opportunity field the outbound message carries the owner's email in"
     )
@@ -310,6 +319,14 @@ class Settings(ExportSettings):
     def _org_id_shape(cls, value: str | None) -> str | None:
         if value is not None and (len(value) not in {15, 18} or not value.isalnum()):
             raise ValueError("is not a 15- or 18-character Salesforce id")
+        return value
+
+    @field_validator("salesforce_webhook_token")
+    @classmethod
+    def _webhook_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Characters a URL carries as they are, so the admin pastes the token into the endpoint URL unchanged.
+        if value is not None and not URL_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("is too short or has characters a URL would have to escape")
         return value
 
     @field_validator("working_hours")

@@ -1,6 +1,7 @@
 """The CRMs' own webhooks: verify, parse, store, answer. Each route answers 503 until its CRM is
 configured, like `/webhooks/deals` without its secret."""
 
+import hmac
 import logging
 
 from aiohttp import web
@@ -85,11 +86,17 @@ async def handle_pipedrive_webhook(request: web.Request) -> web.Response:
 
 async def handle_salesforce_webhook(request: web.Request) -> web.Response:
     """Answers the SOAP `Ack` only once every notification is stored; anything else makes
-    Salesforce send the message again."""
+    Salesforce send the message again.
+
+    Outbound Messages carry no signature and the organization id is no secret, so a request must
+    also carry SALESFORCE_WEBHOOK_TOKEN in its URL (`?token=…`), which only Salesforce is given."""
     runtime = request.app[RUNTIME]
     settings = runtime.settings
-    if settings.salesforce_org_id is None:
-        return _fault(503, "this webhook is off: set SALESFORCE_ORG_ID to turn it on")
+    if settings.salesforce_org_id is None or settings.salesforce_webhook_token is None:
+        return _fault(503, "this webhook is off: set SALESFORCE_ORG_ID and SALESFORCE_WEBHOOK_TOKEN to turn it on")
+    token = request.query.get("token", "")
+    if not hmac.compare_digest(token.encode(), settings.salesforce_webhook_token.get_secret_value().encode()):
+        return _fault(401, "the endpoint URL lacks the right token: end it in ?token= and SALESFORCE_WEBHOOK_TOKEN")
     body = await read_body(request)
     if body is None:
         return _fault(413, f"the body is over {MAX_BODY_BYTES // 1024 // 1024} MiB")

@@ -253,6 +253,13 @@ BAD_EVENTS = {
     # Valid ISO 8601 whose instant in UTC falls outside the years 1 to 9999.
     "changed_at before year 1 in UTC": (deal(changed_at="0001-01-01T00:00:00+01:00"), "changed_at"),
     "changed_at after year 9999 in UTC": (deal(changed_at="9999-12-31T23:59:59-01:00"), "changed_at"),
+    # Longer than its column: the signed webhook refuses it rather than cut what its sender wrote.
+    "name over 500 characters": (deal(name="n" * 501), "name"),
+    "account over 500 characters": (deal(account="a" * 501), "account"),
+    "owner_email over 320 characters": (deal(owner_email="d" * 309 + "@example.com"), "owner_email"),
+    "url over 2000 characters": (deal(url="https://crm.example.com/" + "d" * 1977), "url"),
+    "deal_id over 255 characters": (deal(deal_id="D" * 256), "deal_id"),
+    "event_id over 255 characters": (deal(event_id="e" * 256), "event_id"),
     # Text the databases cannot store: PostgreSQL refuses NUL, and no UTF-8 encodes a lone surrogate.
     # json.dumps writes them as the escapes \u0000 and \ud800, which JSON allows.
     "NUL in name": (deal(name="Acme\x00 deal"), "name"),

@@ -18,6 +18,7 @@ from sqlalchemy import Table
 from bot.crm import hubspot, pipedrive
 from bot.crm.event import DealEvent, FieldError, PayloadError, is_storable
 from bot.crm.generic import parse_deal_events
+from bot.services.deal_events import fit_to_columns
 from storage.models import CrmJob, Deal, DealEventRecord
 from tests.bot_client import BotClient, deal
 
@@ -136,9 +137,11 @@ def length(table: Table, column: str) -> int:
     return size
 
 
-def assert_fits_the_database(event: DealEvent) -> None:
-    """Everything `event` holds can be stored: its text fits its column, and its payload is JSON that
-    PostgreSQL takes (no NaN or Infinity) and that our own code can walk (not nested too deep)."""
+def assert_fits_the_database(parsed: DealEvent) -> None:
+    """Everything `parsed` holds can be stored as `record_deal_events` stores it (a CRM's text cut to
+    its column): its text fits its column, and its payload is JSON that PostgreSQL takes (no NaN or
+    Infinity) and that our own code can walk (not nested too deep)."""
+    event = fit_to_columns(parsed)
     deal_table, event_table = Deal.__table__, DealEventRecord.__table__
     assert isinstance(deal_table, Table) and isinstance(event_table, Table)
     columns = {
@@ -182,6 +185,8 @@ def check_generic(body: bytes) -> None:
     assert 1 <= len(events) <= 100
     for event in events:
         assert_fits_the_database(event)
+        # The generic webhook refuses a text longer than its column: nothing of what it takes is cut.
+        assert fit_to_columns(event) is event
 
 
 def check_hubspot(body: bytes) -> None:

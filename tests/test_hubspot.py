@@ -182,6 +182,29 @@ async def test_the_documented_delivery_becomes_a_deal_fetched_from_hubspot_and_a
     assert "closed_lost_reason" in deal_call.query["properties"].split(",")
 
 
+async def test_a_deal_name_and_owner_email_longer_than_their_columns_are_cut_to_fit_and_stored(
+    hubspot_bot: BotClient, fake_crm: FakeCrm, clock: Clock
+) -> None:
+    """HubSpot takes deal names of any length; PostgreSQL refused one over 500 characters, and the
+    fetch was retried for a day and dropped. Runs on PostgreSQL too, which enforces the lengths."""
+    name = "Globex - " + "250 seats, " * 500
+    email = "Dana." + "d" * 400 + "@Example.com"
+    reason = "Went with a cheaper competitor. " * 3000  # a text column: kept whole
+    fake_crm.hubspot_deals[DEAL_ID].update(dealname=name[:5000], closed_lost_reason=reason)
+    fake_crm.hubspot_owners["61829374"] = email
+
+    status, _ = await post_signed(
+        hubspot_bot, [stage_change(stage="closedlost", occurred_at_ms=DELIVERED_AT_MS)], clock
+    )
+
+    assert status == 200
+    (job,) = await jobs_done(hubspot_bot, 1)
+    assert (job.state, job.last_error) == (CrmJobState.DONE, None)
+    (deal,) = await hubspot_bot.rows(Deal)
+    assert (deal.name, deal.owner_email, deal.crm_reason) == (name[:500], email.lower()[:320], reason.strip())
+    assert len(await hubspot_bot.rows(Loss)) == 1
+
+
 async def test_without_public_url_the_signed_uri_is_the_one_the_bot_was_called_on(
     database_url: str, fake_slack: FakeSlack, fake_crm: FakeCrm, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -97,6 +97,28 @@ async def test_a_lost_deal_is_stored_with_its_owner_looked_up_and_prompted(
     assert prompt["channel"] == "U0DANA001"
 
 
+async def test_a_title_and_owner_email_longer_than_their_columns_are_cut_to_fit_and_stored(
+    pipedrive_bot: BotClient, fake_crm: FakeCrm
+) -> None:
+    """Stored rather than refused (Pipedrive bans a webhook that keeps failing); on PostgreSQL too,
+    which enforces the column lengths."""
+    document = json.loads(V2.read_bytes())
+    title = "Globex - " + "250 seats, " * 500
+    reason = "Went with a cheaper competitor. " * 3000  # a text column: kept whole
+    document["data"].update(title=title[:5000], lost_reason=reason)
+    email = "Dana." + "d" * 400 + "@Example.com"
+    fake_crm.pipedrive_users[21876999] = email
+
+    status, answer = await post_pipedrive(pipedrive_bot, json.dumps(document).encode())
+
+    assert (status, answer) == (200, {"accepted": 1, "duplicates": 0})
+    (job,) = await jobs_done(pipedrive_bot, 1)
+    assert (job.state, job.last_error) == (CrmJobState.DONE, None)
+    (deal,) = await pipedrive_bot.rows(Deal)
+    assert (deal.name, deal.owner_email, deal.crm_reason) == (title[:500], email.lower()[:320], reason.strip())
+    assert len(await pipedrive_bot.rows(Loss)) == 1
+
+
 async def test_the_owners_email_is_looked_up_once_for_several_deals(
     pipedrive_bot: BotClient, fake_crm: FakeCrm
 ) -> None:

@@ -131,6 +131,9 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path) -> None:
         ({"timezone": "Mars/Base"}, "timezone"),
         ({"log_level": "LOUD"}, "log_level"),
         ({"log_format": "xml"}, "log_format"),
+        ({"salesforce_webhook_token": "short-token"}, "salesforce_webhook_token"),
+        ({"salesforce_webhook_token": "a token with spaces in it"}, "salesforce_webhook_token"),
+        ({"salesforce_webhook_token": "token&org=00D5g000004XyZa"}, "salesforce_webhook_token"),
     ],
 )
 def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) -> None:
@@ -388,6 +391,15 @@ def test_an_unknown_time_zone_stops_start_up_in_one_line(tmp_path: Path) -> None
 
     assert_one_line_naming(result, "TIMEZONE")
     assert "Mars/Base" in result.stderr
+
+
+def test_a_salesforce_webhook_token_a_url_cannot_carry_stops_start_up_in_one_line_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    result = serve(tmp_path, **GOOD_ENV, SALESFORCE_WEBHOOK_TOKEN="secret#part")
+
+    assert_one_line_naming(result, "SALESFORCE_WEBHOOK_TOKEN")
+    assert "secret#part" not in result.stderr
 
 
 def test_http_mode_without_a_signing_secret_stops_start_up_in_one_line(tmp_path: Path) -> None:

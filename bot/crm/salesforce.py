@@ -1,8 +1,9 @@
 """Salesforce: Outbound Messages (SOAP) for Opportunities in, a REST update of the Opportunity out.
 
-Outbound Messages carry no signature: a message is trusted when its `OrganizationId` is ours. Each
-notification has an id of its own, which is the event's idempotency key: Salesforce resends a
-message until it gets an `Ack`, for up to 24 hours, and may deliver notifications out of order.
+Outbound Messages carry no signature: a message is trusted when its URL carries our token (checked
+by the route) and its `OrganizationId` is ours. Each notification has an id of its own, which is
+the event's idempotency key: Salesforce resends a message until it gets an `Ack`, for up to 24
+hours, and may deliver notifications out of order.
 
 The sweep and the import read Opportunities with a SOQL query instead (`list_deal_changes`), which
 reaches the owner's email through the Owner relationship, so they need no formula field.
@@ -24,6 +25,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import defusedxml.ElementTree as defused_ET
+from defusedxml import DefusedXmlException
 
 from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, wait_out_rate_limits
 from bot.crm.event import (
@@ -65,12 +68,17 @@ class OutboundMessage:
 
 
 def read_outbound_message(body: bytes) -> OutboundMessage:
-    """The envelope of an Outbound Message: its organization, and its notifications unread."""
-    # Salesforce never sends a DTD; refusing one keeps entity tricks out of the parser.
-    if b"<!DOCTYPE" in body.upper():
-        raise PayloadError([FieldError(None, None, "a document type declaration is not allowed")])
+    """The envelope of an Outbound Message: its organization, and its notifications unread.
+    Raises PayloadError for any body that is not one (the only error it raises, whatever the bytes).
+
+    Salesforce never sends a DTD. defusedxml refuses one, and with it every entity and external
+    reference, as the parser meets it, so whatever encoding the body declares (UTF-16 hides the
+    bytes `<!DOCTYPE` from a byte search) nothing is expanded or fetched."""
     try:
-        root = ET.fromstring(body)
+        root = defused_ET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        message = "a document type declaration (DTD), entity or external reference is not allowed"
+        raise PayloadError([FieldError(None, None, message)]) from None
     except ET.ParseError as error:
         raise PayloadError([FieldError(None, None, f"the body is not XML: {error}")]) from None
     message = root.find(f"{{{SOAP}}}Body/{{{OUTBOUND}}}notifications")
@@ -83,9 +91,18 @@ def read_outbound_message(body: bytes) -> OutboundMessage:
     if not 0 < len(notifications) <= MAX_NOTIFICATIONS:
         message_text = f"a message carries 1 to {MAX_NOTIFICATIONS} notifications, not {len(notifications)}"
         raise PayloadError([FieldError(None, "Notification", message_text)])
-    partner_url = urlsplit(_text(message.find(f"{{{OUTBOUND}}}PartnerUrl")) or "")
-    base_url = f"https://{partner_url.netloc}" if partner_url.scheme == "https" and partner_url.netloc else None
+    base_url = _base_url(_text(message.find(f"{{{OUTBOUND}}}PartnerUrl")))
     return OutboundMessage(organization_id=organization_id, base_url=base_url, notifications=notifications)
+
+
+def _base_url(partner_url: str | None) -> str | None:
+    """`https://` and the host of `PartnerUrl`; None when it is not an https:// URL, which only
+    costs the deals their links."""
+    try:
+        parts = urlsplit(partner_url or "")
+    except ValueError:  # such as an unclosed IPv6 address, https://[
+        return None
+    return f"https://{parts.netloc}" if parts.scheme == "https" and parts.netloc else None
 
 
 def is_our_organization(organization_id: str, ours: str) -> bool:
@@ -97,6 +114,8 @@ def is_our_organization(organization_id: str, ours: str) -> bool:
 def parse_opportunities(
     message: OutboundMessage, *, owner_email_field: str, reason_field: str | None
 ) -> list[DealEvent]:
+    """One event per notification, in order; or PayloadError naming every problem of every
+    notification (the only error it raises), so that a message is stored whole or not at all."""
     events: list[DealEvent] = []
     errors: list[FieldError] = []
     for index, notification in enumerate(message.notifications):
@@ -131,7 +150,7 @@ def _parse_notification(
         if found is None:
             errors.append(FieldError(index, name, "required: add this field to the outbound message"))
     owner_email = value(owner_email_field)
-    if owner_email is None or "@" not in owner_email or len(owner_email) > 320:
+    if owner_email is None or "@" not in owner_email:
         message = "required: the owner's email, from a formula field added to the outbound message"
         errors.append(FieldError(index, owner_email_field, message))
     changed_at = _time(fields["LastModifiedDate"])
@@ -148,7 +167,7 @@ def _parse_notification(
     return DealEvent(
         source=SOURCE,
         deal_id=opportunity_id,
-        name=(fields["Name"] or "")[:500],
+        name=fields["Name"] or "",
         stage=stage,
         owner_email=owner_email.lower(),
         owner_slack_id=None,
@@ -169,11 +188,13 @@ def _text(element: ET.Element | None) -> str | None:
 
 
 def _time(value: str | None) -> datetime | None:
+    """The time in UTC; None for no time, a time without its offset, or one whose instant in UTC
+    falls outside the years 1 to 9999."""
     try:
         parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
 
 
 def build_ack() -> bytes:

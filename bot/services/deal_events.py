@@ -5,6 +5,7 @@ written with one bulk statement per table, so a batch of 100 events costs about 
 rather than hundreds of ORM round trips.
 """
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,12 +18,56 @@ from bot.crm.event import CLOSED_LOST, OPEN, DealEvent
 from bot.logs import log_ids
 from bot.services import outbox, revisits
 from storage import deal_queries, loss_queries, message_queries
-from storage.models import LossState
+from storage.models import Deal, LossState
 
 logger = logging.getLogger(__name__)
 
 # The deal columns an event may change; optional fields an event leaves out keep their value.
 OPTIONAL_FIELDS = ("account", "amount", "currency", "url", "crm_reason")
+
+# The deal column each text of a DealEvent is stored in. An event id has no column of its own: it is
+# held to a deal id's length, which keeps either form of the idempotency key within its column.
+_COLUMNS = {
+    "source": "source",
+    "deal_id": "external_id",
+    "name": "name",
+    "stage": "stage",
+    "owner_email": "owner_email",
+    "owner_slack_id": "owner_slack_id",
+    "currency": "currency",
+    "account": "account",
+    "url": "url",
+    "crm_reason": "crm_reason",
+    "event_id": "external_id",
+}
+
+
+def _length(column: str) -> int | None:
+    """The column's length in characters; None for text of any length."""
+    length = getattr(Deal.__table__.c[column].type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+TEXT_LIMITS: dict[str, int] = {
+    field: length for field, column in _COLUMNS.items() if (length := _length(column)) is not None
+}
+"""The most characters each text of a DealEvent is stored with: its column's length."""
+
+
+def fit_to_columns(event: DealEvent) -> DealEvent:
+    """The event with each text longer than its column cut to the column's length.
+
+    The CRMs' text knows nothing of our columns: a HubSpot deal name of 5,000 characters failed on
+    PostgreSQL, which enforces their lengths, so its fetch was retried for a day and dropped. Every
+    event is stored through `record_deal_events`, whichever CRM and path it came from, so this is
+    the one place that cuts. The generic webhook refuses over-long values before, with a 400.
+    """
+    too_long = {
+        name: value[:limit]
+        for name, limit in TEXT_LIMITS.items()
+        if (value := getattr(event, name)) is not None and len(value) > limit
+    }
+    return dataclasses.replace(event, **too_long) if too_long else event
 
 
 @dataclass(frozen=True)
@@ -72,12 +117,14 @@ async def record_deal_events(
 ) -> IngestResult:
     """Stores a batch of events in one transaction, in the order given.
 
-    An event already seen (same idempotency key) has no effect. An event older than what is recorded
+    Text longer than its column is cut to fit (`fit_to_columns`). An event already seen (same
+    idempotency key) has no effect. An event older than what is recorded
     for its deal joins the audit trail but changes nothing, so deliveries out of order are safe.
     New losses are prompted by the scheduler once `policy.bulk_window` has passed; a loss that
     changes owner starts over with the new owner, and the messages about it are updated. A deal
     that leaves closed-lost closes its open revisits as win-backs.
     """
+    events = [fit_to_columns(event) for event in events]
     is_new: list[bool] = []
     stage_changes: list[bool] = []
     audit: list[tuple[tuple[str, str], dict[str, Any]]] = []
