@@ -37,7 +37,7 @@ def webhook_sources(settings: Settings) -> frozenset[str]:
         sources.add(hubspot.SOURCE)
     if settings.pipedrive_webhook_user is not None:
         sources.add(pipedrive.SOURCE)
-    if settings.salesforce_org_id is not None:
+    if settings.salesforce_org_id is not None and settings.salesforce_webhook_token is not None:
         sources.add(salesforce.SOURCE)
     return frozenset(sources)
 
