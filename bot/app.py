@@ -113,7 +113,12 @@ def create_app(
         write_back_sources=write_back_sources(settings),
         audience=Audience.from_settings(settings),
         home=HomePublisher(
-            session_factory=session_factory, slack=slack, catalogue=catalogue, tz=settings.tz, clock=clock
+            session_factory=session_factory,
+            slack=slack,
+            catalogue=catalogue,
+            tz=settings.tz,
+            clock=clock,
+            admins=settings.admin_users,
         ),
         clock=clock,
     )

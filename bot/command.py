@@ -15,6 +15,8 @@ USAGE = (
     "*/closedlost pending* — your deals still waiting for a reason, with their *Log reason* buttons\n"
     "*/closedlost revisit* — your upcoming revisits\n"
     "*/closedlost reasons* — the reasons reps pick from, with their codes\n"
+    "*/closedlost admin* — for the bot's admins: what Slack refused, failed CRM jobs, each CRM's last event, "
+    "the backlog\n"
     "*/closedlost help* — this list"
 )
 PERIODS = {name.value: name for name in PeriodName}
@@ -44,14 +46,24 @@ class Reasons:
 
 
 @dataclass(frozen=True)
+class Admin:
+    pass
+
+
+@dataclass(frozen=True)
 class Usage:
     problem: str | None = None
     """What was wrong with the command, shown above the usage; None when help was asked for. It
     quotes what the user typed: escape it before it goes into mrkdwn."""
 
 
-Command = Stats | Pending | Revisits | Reasons | Usage
-WITHOUT_ARGUMENTS: dict[str, Command] = {"pending": Pending(), "revisit": Revisits(), "reasons": Reasons()}
+Command = Stats | Pending | Revisits | Reasons | Admin | Usage
+WITHOUT_ARGUMENTS: dict[str, Command] = {
+    "pending": Pending(),
+    "revisit": Revisits(),
+    "reasons": Reasons(),
+    "admin": Admin(),
+}
 
 
 def parse_command(text: str) -> Command:

@@ -4,6 +4,7 @@ Every field's description says what it expects, so that a bad value can be repor
 that names the setting (see `describe_settings_error`).
 """
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -39,6 +40,31 @@ Durations = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(_duration
 def is_channel_id(value: str) -> bool:
     # chat.postMessage takes a name too, but chat.update needs the id, and names change.
     return value[:1] in "CG" and value[1:].isalnum() and len(value) > 1
+
+
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+
+
+def is_user_id(value: str) -> bool:
+    # U… for a workspace's own users, W… for those of an Enterprise Grid.
+    return USER_ID.fullmatch(value) is not None
+
+
+def parse_user_ids(text: str) -> frozenset[str]:
+    """`"U0123ABCD, W0456EFGH"` → those Slack user ids."""
+    ids = {part.strip() for part in text.split(",") if part.strip()}
+    for user_id in sorted(ids):
+        if not is_user_id(user_id):
+            raise ValueError(f"{user_id!r} is not a Slack user id (a member's profile has it: More → Copy member ID)")
+    return frozenset(ids)
+
+
+def _user_ids(value: object) -> object:
+    return parse_user_ids(value) if isinstance(value, str) else value
+
+
+# A comma list of Slack user ids; NoDecode keeps pydantic-settings from reading it as JSON.
+UserIds = Annotated[frozenset[str], NoDecode, BeforeValidator(_user_ids)]
 
 
 def parse_reason_routes(text: str) -> dict[str, tuple[str, ...]]:
@@ -119,6 +145,9 @@ class Settings(DatabaseSettings):
     )
     host: str = Field(default="0.0.0.0", description="the address the HTTP server listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    admin_users: UserIds = Field(
+        default=frozenset(), description="a comma list of Slack user ids, such as U0123ABCD,W0456EFGH"
+    )
     deals_webhook_secret: SecretStr | None = Field(
         default=None, description="the HMAC secret that signs POST /webhooks/deals"
     )

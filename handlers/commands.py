@@ -10,12 +10,15 @@ import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
-from bot.command import Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.command import Admin, Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.errors import NotAdmin
 from bot.periods import period_named
 from bot.runtime import Runtime
+from bot.services.admin import load_admin_panel
 from bot.services.home import load_awaiting, load_upcoming_revisits
 from bot.services.stats import closed_stats
 from bot.views import ids
+from bot.views.admin import build_admin_refusal, build_admin_reply
 from bot.views.commands import (
     build_pending_reply,
     build_reasons_reply,
@@ -65,5 +68,16 @@ async def _answer(text: str, user_id: str, runtime: Runtime) -> MessageContent:
             return build_revisits_reply(revisits=revisits, total=total, catalogue=runtime.catalogue)
         case Reasons():
             return build_reasons_reply(runtime.catalogue)
+        case Admin():
+            try:
+                panel = await load_admin_panel(
+                    session_factory=runtime.session_factory,
+                    user_id=user_id,
+                    admins=runtime.settings.admin_users,
+                    now=runtime.clock(),
+                )
+            except NotAdmin as refusal:
+                return build_admin_refusal(str(refusal))
+            return build_admin_reply(panel)
         case Usage() as usage:
             return build_usage_reply(usage)

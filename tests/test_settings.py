@@ -198,6 +198,30 @@ def test_incomplete_crm_settings_are_refused_naming_what_is_missing(values: dict
     assert named in str(caught.value)
 
 
+def test_admins_are_nobody_by_default_and_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().admin_users == frozenset()
+    monkeypatch.setenv("ADMIN_USERS", "U0ADMIN01, W0GRID0001")
+
+    assert settings().admin_users == frozenset({"U0ADMIN01", "W0GRID0001"})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"admin_users": "U0ADMIN01,@dana"}, "'@dana' is not a Slack user id"),
+        ({"admin_users": "C0CHANNEL"}, "'C0CHANNEL' is not a Slack user id"),
+        ({"admin_users": "u0admin01"}, "'u0admin01' is not a Slack user id"),
+    ],
+)
+def test_a_bad_admin_id_is_refused_naming_it(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("admin_users",)
+    assert message in problem["msg"]
+
+
 def test_secrets_are_not_shown_in_the_repr() -> None:
     assert "xoxb-test-token" not in repr(settings())
 
@@ -358,3 +382,10 @@ def test_reason_routes_naming_an_unknown_code_stop_start_up_in_one_line(tmp_path
 
     assert_one_line_naming(result, "REASON_ROUTES")
     assert "pricing" in result.stderr
+
+
+def test_a_bad_admin_id_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, ADMIN_USERS="U0ADMIN01,dana")
+
+    assert_one_line_naming(result, "ADMIN_USERS")
+    assert "'dana' is not a Slack user id" in result.stderr

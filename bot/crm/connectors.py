@@ -4,9 +4,12 @@ from functools import partial
 
 import aiohttp
 
-from bot.crm import hubspot, pipedrive, salesforce
+from bot.crm import generic, hubspot, pipedrive, salesforce
 from bot.crm.api import Connector
 from bot.settings import Settings
+
+SOURCES = (generic.SOURCE, hubspot.SOURCE, salesforce.SOURCE, pipedrive.SOURCE)
+"""Every source a deal can come from: the generic webhook and each CRM."""
 
 
 def write_back_sources(settings: Settings) -> frozenset[str]:

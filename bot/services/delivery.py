@@ -48,6 +48,10 @@ ANNOUNCEMENTS = frozenset({MessageKind.DEBRIEF, MessageKind.ROUTE})
 """Posts about logged reasons (`bot.services.debriefs`): to a channel, about losses no longer awaiting."""
 
 
+# Why a rep could not be found, as the loss and the admin view (`bot.services.admin`) tell it.
+NO_SLACK_USER = "no Slack user has the email"
+NO_OWNER = "the CRM gave no owner for this deal"
+
 NUDGE_STANDINGS = {
     RevisitState.DUE: NudgeStanding.WAITING,
     RevisitState.SNOOZED: NudgeStanding.SNOOZED,
@@ -196,10 +200,10 @@ class SlackDelivery:
                 try:
                     response = await call(self.slack.users_lookupByEmail(email=message.rep_email))
                 except PermanentFailure:
-                    raise PermanentFailure(f"no Slack user has the email {message.rep_email}") from None
+                    raise PermanentFailure(f"{NO_SLACK_USER} {message.rep_email}") from None
                 looked_up_by_email = True
             else:
-                raise PermanentFailure("the CRM gave no owner for this deal")
+                raise PermanentFailure(NO_OWNER)
             user_id, tz = str(response["user"]["id"]), response["user"].get("tz")
         assert user_id is not None
         async with self.session_factory() as session, session.begin():
