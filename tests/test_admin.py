@@ -189,7 +189,11 @@ async def test_a_second_retry_of_the_same_item_changes_nothing_and_says_so(bot: 
     (failed,) = await bot.rows(OutboxMessage)
     await click_retry(bot, user_id=ADMIN, action_id="retry_message", value=str(failed.id))
     await dm_to(bot, GHOST)
-    await bot.settle_worker()
+
+    async def all_prompted() -> bool:
+        return all(loss.prompted_at is not None for loss in await bot.rows(Loss))
+
+    await eventually(all_prompted, what="the prompt's losses to be recorded as prompted")
     before = await bot.snapshot()
 
     again = await click_retry(bot, user_id=ADMIN, action_id="retry_message", value=str(failed.id))
