@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app, utc_now
+from bot.metrics import Metrics
 from bot.periods import Week, last_full_week, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.scheduler import claim_lease
@@ -108,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         catalogue = _load_catalogue(settings)
         team = _load_team(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
-        listening = _listen(settings.host, settings.port)
+        listening = _listen(settings.host, settings.port, "PORT")
+        metrics_socket = None
+        if settings.metrics_port is not None:
+            metrics_socket = _listen(settings.host, settings.metrics_port, "METRICS_PORT")
         _migrate(settings.database_url)
         asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
     except StartupError as error:
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
     try:
-        web.run_app(create_app(settings, catalogue=catalogue, team=team), sock=listening, print=None)
+        app = create_app(settings, catalogue=catalogue, team=team, metrics_socket=metrics_socket)
+        web.run_app(app, sock=listening, print=None)
     except SlackApiError as error:
         print(f"closedlost: SLACK_APP_TOKEN was refused by Slack: {error.response.get('error')}", file=sys.stderr)
         return 2
@@ -130,12 +135,12 @@ def _load(settings_class: type[SettingsT]) -> SettingsT:
         raise StartupError(describe_settings_error(error)) from None
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, port_setting: str) -> socket.socket:
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family)
     except OSError as error:
-        setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
+        setting = port_setting if error.errno == errno.EADDRINUSE else "HOST"
         raise StartupError(f"cannot listen on {host}:{port} ({setting}): {error}") from None
 
 
@@ -234,6 +239,7 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | Non
             team_tz=settings.tz,
             team={},  # a digest mentions no rep's manager
             clock=utc_now,
+            metrics=Metrics(),  # counted, but not served: this command serves nothing
         )
         await outbox.deliver_due_messages(
             session_factory=session_factory,

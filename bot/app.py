@@ -7,6 +7,7 @@ session factory and clock.
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from bot.crm.connectors import write_back_sources
 from bot.crm.generic import MAX_BODY_BYTES
 from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
+from bot.metrics import Metrics
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
 from bot.scheduler import Jobs, claim_lease
@@ -53,8 +55,13 @@ def create_app(
     catalogue: Catalogue | None = None,
     team: dict[str, str] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    metrics_socket: socket.socket | None = None,
 ) -> web.Application:
-    slack = client or create_slack_client(settings)
+    """The public web app; with METRICS_PORT set, the metrics app is served beside it, on
+    `metrics_socket` when given (the CLI binds it before starting), else on HOST:METRICS_PORT."""
+    # This app's own registry: another app in the same process (tests build many) counts apart.
+    metrics = Metrics()
+    slack = client or create_slack_client(settings, metrics=metrics)
     own_engine = None
     if session_factory is None:
         own_engine = create_engine(settings.database_url)
@@ -77,6 +84,7 @@ def create_app(
         team_tz=settings.tz,
         team=team,
         clock=clock,
+        metrics=metrics,
     )
     worker = OutboxWorker(delivery=delivery, process_id=process_id, lease=claim_lease(settings))
     jobs = Jobs(
@@ -94,6 +102,7 @@ def create_app(
         policy=policy,
         on_messages_queued=worker.kick,
         on_losses_opened=jobs.prompt_soon,
+        metrics=metrics,
     )
     crm_jobs = CrmJobWorker(
         settings=settings,
@@ -120,6 +129,7 @@ def create_app(
             clock=clock,
             admins=settings.admin_users,
         ),
+        metrics=metrics,
         clock=clock,
     )
 
@@ -128,8 +138,22 @@ def create_app(
     web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     web_app[RUNTIME] = runtime
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
+    metrics_app = None
+    if settings.metrics_port is not None:
+        metrics_app = web.Application()
+        metrics_app[RUNTIME] = runtime
+        handlers.register_metrics_route(metrics_app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
+        metrics_runner = None
+        if metrics_app is not None:
+            # No access log: a scrape every few seconds would bury everything else in it.
+            metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            await metrics_runner.setup()
+            if metrics_socket is not None:
+                await web.SockSite(metrics_runner, metrics_socket).start()
+            else:
+                await web.TCPSite(metrics_runner, settings.host, settings.metrics_port).start()
         socket_mode = None
         if settings.socket_mode:
             assert settings.slack_app_token is not None
@@ -140,6 +164,8 @@ def create_app(
         running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
         jobs.start()
         yield
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await jobs.stop()
         if socket_mode is not None:
             await socket_mode.close_async()

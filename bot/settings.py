@@ -13,7 +13,15 @@ from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -145,6 +153,9 @@ class Settings(DatabaseSettings):
     )
     host: str = Field(default="0.0.0.0", description="the address the HTTP server listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="a TCP port from 1 to 65535 other than PORT, for GET /metrics"
+    )
     admin_users: UserIds = Field(
         default=frozenset(), description="a comma list of Slack user ids, such as U0123ABCD,W0456EFGH"
     )
@@ -280,6 +291,14 @@ class Settings(DatabaseSettings):
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ValueError("is not an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_apart_from_the_public_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # The metrics are for the operator's network only: never on the port Slack and the CRMs reach.
+        if value is not None and value == info.data.get("port"):
+            raise ValueError(f"is {value}, the same as PORT")
+        return value
 
     @field_validator("salesforce_org_id")
     @classmethod

@@ -53,6 +53,7 @@ async def handle_reason_submitted(
         logger.exception("saving a reason for loss %s failed", modal.loss_id)
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
+    runtime.metrics.reasons_logged.inc()
     await ack()
     await _after_saving(runtime, body["user"]["id"])
 
@@ -86,6 +87,7 @@ async def handle_several_submitted(
         logger.exception("saving one reason for %d losses failed", len(submission.loss_ids))
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
+    runtime.metrics.reasons_logged.inc(result.logged)
     if result.skipped:
         notice = describe_several(logged=result.logged, skipped=result.skipped)
         await ack(response_action="update", view=build_notice_modal(title="Saved", text=notice))

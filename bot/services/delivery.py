@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.metrics import Metrics
 from bot.periods import week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
@@ -90,6 +91,8 @@ class SlackDelivery:
     team: dict[str, str]
     """Rep email to manager email (TEAM_FILE)."""
     clock: Callable[[], datetime]
+    metrics: Metrics
+    """Counts the messages posted, by kind."""
 
     async def send(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         if claimed.kind == OutboxKind.POST:
@@ -156,6 +159,7 @@ class SlackDelivery:
                 **content.as_kwargs(),
             )
         )
+        self.metrics.messages_posted.labels(message.kind).inc()
         async with self.session_factory() as session, session.begin():
             posted = await session.get_one(Message, message.id)
             posted.channel = response["channel"]
