@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
 from bot.logs import configure_logging
+from bot.metrics import Metrics
 from bot.periods import Week, last_full_week, start_of_day, week_of
 from bot.reasons import Catalogue, CatalogueError, load_catalogue
 from bot.scheduler import claim_lease
@@ -159,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         catalogue = _load_catalogue(settings)
         team = _load_team(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
-        listening = _listen(settings.host, settings.port)
+        listening = _listen(settings.host, settings.port, "PORT")
+        metrics_socket = None
+        if settings.metrics_port is not None:
+            metrics_socket = _listen(settings.host, settings.metrics_port, "METRICS_PORT")
         _migrate(settings.database_url)
         asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
     except StartupError as error:
         for line in str(error).splitlines():
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
-    problem = asyncio.run(_serve(settings, catalogue, team, listening))
+    problem = asyncio.run(_serve(settings, catalogue, team, listening, metrics_socket))
     if problem is not None:
         print(f"closedlost: {problem}", file=sys.stderr)
         return 2
@@ -180,21 +184,25 @@ def _load(settings_class: type[SettingsT]) -> SettingsT:
         raise StartupError(describe_settings_error(error)) from None
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, port_setting: str) -> socket.socket:
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family)
     except OSError as error:
-        setting = "PORT" if error.errno == errno.EADDRINUSE else "HOST"
+        setting = port_setting if error.errno == errno.EADDRINUSE else "HOST"
         raise StartupError(f"cannot listen on {host}:{port} ({setting}): {error}") from None
 
 
 async def _serve(
-    settings: Settings, catalogue: Catalogue, team: dict[str, str], listening: socket.socket
+    settings: Settings,
+    catalogue: Catalogue,
+    team: dict[str, str],
+    listening: socket.socket,
+    metrics_socket: socket.socket | None,
 ) -> str | None:
-    """Serves the bot on `listening` until SIGINT or SIGTERM, or until it cannot go on (Slack
-    refused SLACK_APP_TOKEN); shuts it down gracefully either way, and returns the one line saying
-    why it could not go on, or None.
+    """Serves the bot on `listening` (and its metrics on `metrics_socket`) until SIGINT or SIGTERM,
+    or until it cannot go on (Slack refused SLACK_APP_TOKEN); shuts it down gracefully either way,
+    and returns the one line saying why it could not go on, or None.
 
     Not `web.run_app`: it offers the app no way to stop the process
     (https://github.com/aio-libs/aiohttp/issues/6723)."""
@@ -208,7 +216,8 @@ async def _serve(
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop, None)
     runner = web.AppRunner(
-        create_app(settings, catalogue=catalogue, team=team, on_fatal=stop), access_log_class=AccessLogger
+        create_app(settings, catalogue=catalogue, team=team, on_fatal=stop, metrics_socket=metrics_socket),
+        access_log_class=AccessLogger,
     )
     await runner.setup()
     try:
@@ -421,6 +430,7 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | Non
             team_tz=settings.tz,
             team={},  # a digest mentions no rep's manager
             clock=utc_now,
+            metrics=Metrics(),  # counted, but not served: this command serves nothing
         )
         await outbox.deliver_due_messages(
             session_factory=session_factory,

@@ -7,6 +7,7 @@ session factory and clock.
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from bot.crm.connectors import webhook_sources, write_back_sources
 from bot.crm.generic import MAX_BODY_BYTES
 from bot.crm_worker import CrmJobWorker, SweepWorker
 from bot.ingest import IngestQueue
+from bot.metrics import Metrics
 from bot.reasons import Catalogue, load_catalogue
 from bot.runtime import RUNTIME, Runtime
 from bot.scheduler import Jobs, claim_lease
@@ -59,13 +61,18 @@ def create_app(
     team: dict[str, str] | None = None,
     clock: Callable[[], datetime] = utc_now,
     on_fatal: Callable[[str], None] = log_fatal,
+    metrics_socket: socket.socket | None = None,
 ) -> web.Application:
     """The bot's aiohttp app; its cleanup context starts and stops the Slack connection and the workers.
 
     `on_fatal` is called with one line when the app cannot go on (Slack refused SLACK_APP_TOKEN);
     `closedlost serve` stops with it. By default the line is logged and the rest is still served.
+    With METRICS_PORT set, the metrics app is served beside it, on `metrics_socket` when given (the
+    CLI binds it before starting), else on HOST:METRICS_PORT.
     """
-    slack = client or create_slack_client(settings)
+    # This app's own registry: another app in the same process (tests build many) counts apart.
+    metrics = Metrics()
+    slack = client or create_slack_client(settings, metrics=metrics)
     own_engine = None
     if session_factory is None:
         own_engine = create_engine(settings.database_url)
@@ -88,6 +95,7 @@ def create_app(
         team_tz=settings.tz,
         team=team,
         clock=clock,
+        metrics=metrics,
     )
     worker = OutboxWorker(delivery=delivery, process_id=process_id, lease=claim_lease(settings))
     jobs = Jobs(
@@ -105,6 +113,7 @@ def create_app(
         policy=policy,
         on_messages_queued=worker.kick,
         on_losses_opened=jobs.prompt_soon,
+        metrics=metrics,
     )
     sweeper = None
     if settings.sweep_every is not None:
@@ -138,8 +147,14 @@ def create_app(
         write_back_sources=write_back_sources(settings),
         audience=Audience.from_settings(settings),
         home=HomePublisher(
-            session_factory=session_factory, slack=slack, catalogue=catalogue, tz=settings.tz, clock=clock
+            session_factory=session_factory,
+            slack=slack,
+            catalogue=catalogue,
+            tz=settings.tz,
+            clock=clock,
+            admins=settings.admin_users,
         ),
+        metrics=metrics,
         clock=clock,
     )
 
@@ -148,8 +163,22 @@ def create_app(
     web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     web_app[RUNTIME] = runtime
     handlers.register_routes(web_app, None if settings.socket_mode else bolt_app)
+    metrics_app = None
+    if settings.metrics_port is not None:
+        metrics_app = web.Application()
+        metrics_app[RUNTIME] = runtime
+        handlers.register_metrics_route(metrics_app)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
+        metrics_runner = None
+        if metrics_app is not None:
+            # No access log: a scrape every few seconds would bury everything else in it.
+            metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            await metrics_runner.setup()
+            if metrics_socket is not None:
+                await web.SockSite(metrics_runner, metrics_socket).start()
+            else:
+                await web.TCPSite(metrics_runner, settings.host, settings.metrics_port).start()
         # Every Slack Web API call of the process (apps.connections.open included) shares one
         # connection pool.
         async with connection_pool(slack):
@@ -162,6 +191,8 @@ def create_app(
             running_crm_jobs = asyncio.create_task(crm_jobs.run(), name="crm-jobs")
             jobs.start()
             yield
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await jobs.stop()
             if slack_socket is not None:
                 await slack_socket.close()

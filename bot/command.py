@@ -18,6 +18,8 @@ USAGE = (
     "*/closedlost reasons* — the reasons reps pick from, with their codes\n"
     "*/closedlost export* `[7d|30d|90d|quarter|year|all]` — a spreadsheet (CSV) of the losses, one row "
     "each, sent to your DM with the bot (default: the last 30 days)\n"
+    "*/closedlost admin* — for the bot's admins: what Slack refused, failed CRM jobs, each CRM's last event, "
+    "the backlog\n"
     "*/closedlost help* — this list"
 )
 PERIODS = {name.value: name for name in PeriodName}
@@ -52,14 +54,24 @@ class Export:
 
 
 @dataclass(frozen=True)
+class Admin:
+    pass
+
+
+@dataclass(frozen=True)
 class Usage:
     problem: str | None = None
     """What was wrong with the command, shown above the usage; None when help was asked for. It
     quotes what the user typed: escape it before it goes into mrkdwn."""
 
 
-Command = Stats | Pending | Revisits | Reasons | Export | Usage
-WITHOUT_ARGUMENTS: dict[str, Command] = {"pending": Pending(), "revisit": Revisits(), "reasons": Reasons()}
+Command = Stats | Pending | Revisits | Reasons | Export | Admin | Usage
+WITHOUT_ARGUMENTS: dict[str, Command] = {
+    "pending": Pending(),
+    "revisit": Revisits(),
+    "reasons": Reasons(),
+    "admin": Admin(),
+}
 
 
 def parse_command(text: str) -> Command:

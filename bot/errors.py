@@ -1,4 +1,5 @@
-"""What can go wrong when a rep works on a loss, as exceptions that a listener renders for them."""
+"""What can go wrong when someone works on a loss, or asks for the admin view, as exceptions that a
+listener renders for them."""
 
 
 class LossError(Exception):
@@ -39,3 +40,13 @@ class NotRevisitOwner(LossError):
     def __init__(self, owner_slack_id: str | None) -> None:
         owner = f"<@{owner_slack_id}>" if owner_slack_id else "its owner in the CRM"
         super().__init__(f"This deal belongs to {owner}: only they can answer its revisit. Nothing was changed.")
+
+
+class NotAdmin(Exception):
+    """Someone not in ADMIN_USERS asked for the admin view or clicked its Retry; `str(error)` says so."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Only the bot's admins can use this: ask one of them, or whoever runs closedlost to add you "
+            "to ADMIN_USERS. Nothing was changed."
+        )

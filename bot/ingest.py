@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import DealEvent
+from bot.metrics import Metrics
 from bot.services.deal_events import PromptPolicy, record_deal_events
 
 logger = logging.getLogger(__name__)
@@ -50,12 +51,14 @@ class IngestQueue:
         policy: PromptPolicy,
         on_messages_queued: Callable[[], None],
         on_losses_opened: Callable[[], None],
+        metrics: Metrics,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
         self._policy = policy
         self._on_messages_queued = on_messages_queued
         self._on_losses_opened = on_losses_opened
+        self._metrics = metrics
         self._waiting: list[_Request] = []
         self._wake = asyncio.Event()
 
@@ -104,6 +107,7 @@ class IngestQueue:
         if result.messages_queued:
             self._on_messages_queued()
         if result.losses_opened:
+            self._metrics.losses_opened.inc(result.losses_opened)
             self._on_losses_opened()
         start = 0
         for request in batch:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
+from bot.metrics import Metrics
 from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
 from bot.services.home import HomePublisher
@@ -38,6 +39,8 @@ class Runtime:
     audience: Audience
     """The channels a logged reason is announced in (debriefs, REASON_ROUTES)."""
     home: HomePublisher
+    metrics: Metrics
+    """This app's own counters (METRICS_PORT)."""
     clock: Callable[[], datetime]
 
     def today(self) -> date:

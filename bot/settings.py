@@ -15,7 +15,15 @@ from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -53,6 +61,31 @@ URL_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
 def is_channel_id(value: str) -> bool:
     # chat.postMessage takes a name too, but chat.update needs the id, and names change.
     return value[:1] in "CG" and value[1:].isalnum() and len(value) > 1
+
+
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+
+
+def is_user_id(value: str) -> bool:
+    # U… for a workspace's own users, W… for those of an Enterprise Grid.
+    return USER_ID.fullmatch(value) is not None
+
+
+def parse_user_ids(text: str) -> frozenset[str]:
+    """`"U0123ABCD, W0456EFGH"` → those Slack user ids."""
+    ids = {part.strip() for part in text.split(",") if part.strip()}
+    for user_id in sorted(ids):
+        if not is_user_id(user_id):
+            raise ValueError(f"{user_id!r} is not a Slack user id (a member's profile has it: More → Copy member ID)")
+    return frozenset(ids)
+
+
+def _user_ids(value: object) -> object:
+    return parse_user_ids(value) if isinstance(value, str) else value
+
+
+# A comma list of Slack user ids; NoDecode keeps pydantic-settings from reading it as JSON.
+UserIds = Annotated[frozenset[str], NoDecode, BeforeValidator(_user_ids)]
 
 
 def parse_reason_routes(text: str) -> dict[str, tuple[str, ...]]:
@@ -176,6 +209,12 @@ class Settings(ExportSettings):
     )
     host: str = Field(default="0.0.0.0", description="the address the HTTP server listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="a TCP port from 1 to 65535 other than PORT, for GET /metrics"
+    )
+    admin_users: UserIds = Field(
+        default=frozenset(), description="a comma list of Slack user ids, such as U0123ABCD,W0456EFGH"
+    )
     deals_webhook_secret: SecretStr | None = Field(
         default=None, description="the HMAC secret that signs POST /webhooks/deals"
     )
@@ -313,6 +352,14 @@ class Settings(ExportSettings):
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ValueError("is not an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_apart_from_the_public_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # The metrics are for the operator's network only: never on the port Slack and the CRMs reach.
+        if value is not None and value == info.data.get("port"):
+            raise ValueError(f"is {value}, the same as PORT")
+        return value
 
     @field_validator("salesforce_org_id")
     @classmethod

@@ -13,6 +13,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
 
+from bot.metrics import Metrics, SlackCallCounter
 from bot.settings import Settings
 
 # Errors about this one message or recipient: sending again cannot succeed.
@@ -39,11 +40,15 @@ class PermanentFailure(Exception):
     """Sending cannot succeed; the message says why, for the loss and the log."""
 
 
-def create_slack_client(settings: Settings) -> AsyncWebClient:
+def create_slack_client(settings: Settings, *, metrics: Metrics | None = None) -> AsyncWebClient:
     """A client on `SLACK_API_URL` that honours 429 + Retry-After and retries 500/503 a few times;
-    slack_sdk retries only connection errors by default.
+    slack_sdk retries only connection errors by default. With `metrics`, every request it makes is
+    counted there by method and outcome.
     https://docs.slack.dev/tools/python-slack-sdk/web#retryhandler"""
     client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    if metrics is not None:
+        # First, so that it sees every answer before a handler that retries takes it.
+        client.retry_handlers.insert(0, SlackCallCounter(metrics, base_url=client.base_url))
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
     return client

@@ -3,7 +3,7 @@
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from handlers import actions, commands, crm_webhooks, errors, events, http, views
+from handlers import actions, commands, crm_webhooks, errors, events, http, metrics, views
 
 
 def register_listeners(app: AsyncApp) -> None:
@@ -16,5 +16,11 @@ def register_listeners(app: AsyncApp) -> None:
 
 def register_routes(web_app: web.Application, bolt_app: AsyncApp | None) -> None:
     """The HTTP routes; `/slack/events` only in HTTP mode (`bolt_app` given)."""
+    web_app.middlewares.append(metrics.count_refused_webhooks)
     http.register(web_app, bolt_app)
     crm_webhooks.register(web_app)
+
+
+def register_metrics_route(metrics_app: web.Application) -> None:
+    """`GET /metrics`, on the app that serves METRICS_PORT."""
+    metrics.register(metrics_app)

@@ -1,18 +1,20 @@
 """Buttons and menus: Log reason / Edit / Log one reason for several and the page buttons on the DM,
-the reason menu inside the modals, and the answers to a revisit nudge."""
+the reason menu inside the modals, the answers to a revisit nudge, and the admin view's Retry."""
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import LossError
+from bot.errors import LossError, NotAdmin
 from bot.runtime import Runtime
+from bot.services.admin import load_admin_panel, retry_failed_crm_job, retry_refused_message
 from bot.services.home import load_awaiting
 from bot.services.losses import open_loss, turn_page
 from bot.services.revisits import answer_nudge
 from bot.validation import ReasonForm
 from bot.views import ids
+from bot.views.admin import build_admin_reply
 from bot.views.reason_modal import (
     SEVERAL_MAX_DEALS,
     ModalContext,
@@ -40,6 +42,8 @@ def register(app: AsyncApp) -> None:
     app.action(ids.OPEN_IN_CRM)(handle_link_clicked)
     for action_id in REVISIT_ANSWERS:
         app.action(action_id)(handle_revisit_answered)
+    app.action(ids.RETRY_MESSAGE)(handle_retry_message)
+    app.action(ids.RETRY_CRM_JOB)(handle_retry_crm_job)
 
 
 async def handle_open_reason(
@@ -167,3 +171,82 @@ async def handle_revisit_answered(
         return
     runtime.worker.kick()
     await runtime.home.publish(user_id)
+
+
+async def handle_retry_message(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    respond: AsyncRespond,
+    client: AsyncWebClient,
+    context: AsyncBoltContext,
+) -> None:
+    """Retry on a message Slack refused, in the admin view: back in the outbox, and the view drawn again."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    try:
+        retried = await retry_refused_message(
+            session_factory=runtime.session_factory,
+            outbox_id=int(action["value"]),
+            user_id=body["user"]["id"],
+            admins=runtime.settings.admin_users,
+            now=runtime.clock(),
+        )
+    except NotAdmin as refusal:
+        await _refuse(body, respond, client, refusal)
+        return
+    runtime.worker.kick()
+    await _draw_admin_view_again(body, respond, runtime, retried=retried)
+
+
+async def handle_retry_crm_job(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    respond: AsyncRespond,
+    client: AsyncWebClient,
+    context: AsyncBoltContext,
+) -> None:
+    """Retry on a failed CRM job, in the admin view: back in the queue, and the view drawn again."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    try:
+        retried = await retry_failed_crm_job(
+            session_factory=runtime.session_factory,
+            job_id=int(action["value"]),
+            user_id=body["user"]["id"],
+            admins=runtime.settings.admin_users,
+            now=runtime.clock(),
+        )
+    except NotAdmin as refusal:
+        await _refuse(body, respond, client, refusal)
+        return
+    runtime.crm_jobs.kick()
+    await _draw_admin_view_again(body, respond, runtime, retried=retried)
+
+
+async def _refuse(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, refusal: NotAdmin) -> None:
+    """Tells someone not an admin why nothing changed: a click on the Home tab has no response_url."""
+    if body["container"]["type"] == "view":
+        notice = build_notice_modal(title="Admins only", text=str(refusal))
+        await client.views_open(trigger_id=body["trigger_id"], view=notice)
+    else:
+        await respond(text=str(refusal), response_type="ephemeral", replace_original=False)
+
+
+async def _draw_admin_view_again(
+    body: dict[str, Any], respond: AsyncRespond, runtime: Runtime, *, retried: bool
+) -> None:
+    """Where the Retry was clicked: the Home tab, or the `/closedlost admin` reply (replaced in place)."""
+    user_id = body["user"]["id"]
+    if body["container"]["type"] == "view":
+        await runtime.home.publish(user_id)
+        return
+    panel = await load_admin_panel(
+        session_factory=runtime.session_factory,
+        user_id=user_id,
+        admins=runtime.settings.admin_users,
+        now=runtime.clock(),
+    )
+    reply = build_admin_reply(panel, retried=retried)
+    await respond(text=reply.text, blocks=reply.blocks, replace_original=True)

@@ -11,14 +11,17 @@ import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
-from bot.command import Export, Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.command import Admin, Export, Pending, Reasons, Revisits, Stats, Usage, parse_command
+from bot.errors import NotAdmin
 from bot.logs import log_ids
 from bot.periods import period_named
 from bot.runtime import Runtime
+from bot.services.admin import load_admin_panel
 from bot.services.export import ExportNotSent, send_export
 from bot.services.home import load_awaiting, load_upcoming_revisits
 from bot.services.stats import closed_stats
 from bot.views import ids
+from bot.views.admin import build_admin_refusal, build_admin_reply
 from bot.views.commands import (
     build_export_failed_reply,
     build_export_reply,
@@ -84,5 +87,16 @@ async def _answer(text: str, user_id: str, runtime: Runtime) -> MessageContent:
             except ExportNotSent as error:
                 return build_export_failed_reply(str(error))
             return build_export_reply(losses=exported, period=period)
+        case Admin():
+            try:
+                panel = await load_admin_panel(
+                    session_factory=runtime.session_factory,
+                    user_id=user_id,
+                    admins=runtime.settings.admin_users,
+                    now=runtime.clock(),
+                )
+            except NotAdmin as refusal:
+                return build_admin_refusal(str(refusal))
+            return build_admin_reply(panel)
         case Usage() as usage:
             return build_usage_reply(usage)

@@ -21,9 +21,10 @@ NOT_STORED = "the events could not be stored just now; nothing was kept, send th
 
 
 def register(web_app: web.Application) -> None:
-    web_app.router.add_post("/webhooks/hubspot", handle_hubspot_webhook)
-    web_app.router.add_post("/webhooks/salesforce", handle_salesforce_webhook)
-    web_app.router.add_post("/webhooks/pipedrive", handle_pipedrive_webhook)
+    # Each named for its source: `handlers.metrics` counts its refusals by that name.
+    web_app.router.add_post("/webhooks/hubspot", handle_hubspot_webhook, name=hubspot.SOURCE)
+    web_app.router.add_post("/webhooks/salesforce", handle_salesforce_webhook, name=salesforce.SOURCE)
+    web_app.router.add_post("/webhooks/pipedrive", handle_pipedrive_webhook, name=pipedrive.SOURCE)
 
 
 async def handle_hubspot_webhook(request: web.Request) -> web.Response:
@@ -114,6 +115,7 @@ async def handle_salesforce_webhook(request: web.Request) -> web.Response:
         )
     except PayloadError as error:
         return _fault(400, "; ".join(_describe(problem) for problem in error.errors))
+    runtime.metrics.events_received.labels(salesforce.SOURCE).inc(len(events))
     try:
         await runtime.ingest.submit(events)
     except IngestFailed:
@@ -123,6 +125,7 @@ async def handle_salesforce_webhook(request: web.Request) -> web.Response:
 
 async def _queue(request: web.Request, source: str, events: list[PendingEvent]) -> web.Response:
     runtime = request.app[RUNTIME]
+    runtime.metrics.events_received.labels(source).inc(len(events))
     try:
         accepted = await queue_fetches(
             session_factory=runtime.session_factory, source=source, events=events, now=runtime.clock()

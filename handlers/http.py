@@ -8,6 +8,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.crm import generic
 from bot.crm.generic import MAX_BODY_BYTES, FieldError, PayloadError, is_signed, is_utf8, parse_deal_events
 from bot.ingest import IngestFailed
 from bot.runtime import RUNTIME
@@ -20,7 +21,8 @@ BOLT_APP = web.AppKey("bolt_app", AsyncApp)
 
 
 def register(web_app: web.Application, bolt_app: AsyncApp | None) -> None:
-    web_app.router.add_post("/webhooks/deals", handle_deals_webhook)
+    # Named for its source: `handlers.metrics` counts its refusals by that name.
+    web_app.router.add_post("/webhooks/deals", handle_deals_webhook, name=generic.SOURCE)
     web_app.router.add_get("/healthz", handle_health)
     if bolt_app is not None:
         web_app[BOLT_APP] = bolt_app
@@ -78,6 +80,7 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
         events = parse_deal_events(body, now=now)
     except PayloadError as error:
         return field_errors(error.errors)
+    runtime.metrics.events_received.labels(generic.SOURCE).inc(len(events))
     try:
         receipt = await runtime.ingest.submit(events)
     except IngestFailed:

@@ -58,6 +58,7 @@ async def handle_reason_submitted(
         )
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
+    runtime.metrics.reasons_logged.inc()
     await ack()
     await _after_saving(runtime, body["user"]["id"])
 
@@ -95,6 +96,7 @@ async def handle_several_submitted(
         )
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=SOMETHING_WENT_WRONG))
         return
+    runtime.metrics.reasons_logged.inc(result.logged)
     if result.skipped:
         notice = describe_several(logged=result.logged, skipped=result.skipped)
         await ack(response_action="update", view=build_notice_modal(title="Saved", text=notice))

@@ -14,6 +14,8 @@ from storage.models import (
     CrmJob,
     CrmJobKind,
     CrmJobState,
+    Deal,
+    Loss,
 )
 
 
@@ -76,3 +78,64 @@ async def next_crm_job_due_at(session: AsyncSession, now: datetime) -> datetime 
             or_(CrmJob.claimed_until.is_(None), CrmJob.claimed_until < now),
         )
     )
+
+
+class FailedCrmJob(NamedTuple):
+    id: int
+    kind: str
+    source: str
+    event_key: str | None
+    deal_name: str | None
+    """The deal a write-back was for; None for a fetch (its deal was never read)."""
+    error: str | None
+    attempts: int
+
+
+async def failed_crm_jobs(session: AsyncSession, *, limit: int) -> tuple[list[FailedCrmJob], int]:
+    """The failed jobs, newest first, at most `limit`; and how many there are."""
+    rows = (
+        await session.execute(
+            select(
+                CrmJob.id,
+                CrmJob.kind,
+                CrmJob.source,
+                CrmJob.event_key,
+                Deal.name,
+                CrmJob.last_error,
+                CrmJob.attempts,
+                func.count().over(),
+            )
+            .outerjoin(Loss, Loss.id == CrmJob.loss_id)
+            .outerjoin(Deal, Deal.id == Loss.deal_id)
+            .where(CrmJob.state == CrmJobState.FAILED)
+            .order_by(CrmJob.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [FailedCrmJob(*row[:-1]) for row in rows], rows[0][-1] if rows else 0
+
+
+async def requeue_failed_crm_job(session: AsyncSession, job_id: int, now: datetime) -> bool:
+    """Makes a failed job pending again, due now, with its tries counted afresh; False when the job
+    is not (or no longer) failed."""
+    requeued = await session.scalar(
+        update(CrmJob)
+        .where(CrmJob.id == job_id, CrmJob.state == CrmJobState.FAILED)
+        .values(state=CrmJobState.PENDING, due_at=now, attempts=0, last_error=None, claimed_until=None)
+        .returning(CrmJob.id)
+    )
+    return requeued is not None
+
+
+async def crm_job_counts(session: AsyncSession) -> tuple[int, int]:
+    """How many jobs are pending, and how many failed."""
+    counts = dict(
+        (
+            await session.execute(
+                select(CrmJob.state, func.count())
+                .where(CrmJob.state.in_([CrmJobState.PENDING, CrmJobState.FAILED]))
+                .group_by(CrmJob.state)
+            )
+        ).all()
+    )
+    return counts.get(CrmJobState.PENDING, 0), counts.get(CrmJobState.FAILED, 0)

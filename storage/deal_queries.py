@@ -4,6 +4,7 @@ These functions never commit: the calling service owns the transaction.
 """
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, insert, select, text, update
@@ -67,4 +68,21 @@ async def set_owner_slack_id(session: AsyncSession, deal_ids: list[int], *, emai
     whose owner the CRM changed meanwhile keeps the new one."""
     await session.execute(
         update(Deal).where(Deal.id.in_(deal_ids), Deal.owner_email == email).values(owner_slack_id=user_id)
+    )
+
+
+async def last_event_received_at(session: AsyncSession, source: str) -> datetime | None:
+    """When the newest deal event from `source` was received; None when it never sent one.
+
+    Read backwards from the newest event, which finds an active source's at once; a source without
+    deals is answered from the deal index without reading events at all.
+    """
+    if await session.scalar(select(Deal.id).where(Deal.source == source).limit(1)) is None:
+        return None
+    return await session.scalar(
+        select(DealEventRecord.received_at)
+        .join(Deal, Deal.id == DealEventRecord.deal_id)
+        .where(Deal.source == source)
+        .order_by(DealEventRecord.id.desc())
+        .limit(1)
     )

@@ -15,6 +15,7 @@ from storage.models import (
     Loss,
     LossState,
     Message,
+    MessageLoss,
     ReasonEntry,
     Rep,
 )
@@ -170,3 +171,12 @@ async def losses_with_deals(
     query = select(Loss, Deal).join(Deal, Loss.deal_id == Deal.id).where(Loss.id.in_(loss_ids)).order_by(Loss.id)
     rows = await session.execute(query.with_for_update(of=Loss) if for_update else query)
     return [(row[0], row[1]) for row in rows]
+
+
+async def clear_delivery_errors(session: AsyncSession, message_id: int) -> None:
+    """Forgets why the message could not be delivered, on each loss it lists: it is being sent again."""
+    await session.execute(
+        update(Loss)
+        .where(Loss.id.in_(select(MessageLoss.loss_id).where(MessageLoss.message_id == message_id)))
+        .values(delivery_error=None)
+    )

@@ -6,13 +6,15 @@ These functions never commit: the calling service owns the transaction.
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.loss_queries import is_current_entry
 from storage.models import (
     Deal,
     Loss,
+    LossState,
     Message,
     MessageKind,
     MessageLoss,
@@ -20,6 +22,8 @@ from storage.models import (
     OutboxMessage,
     OutboxState,
     ReasonEntry,
+    Revisit,
+    RevisitState,
 )
 
 
@@ -220,3 +224,111 @@ async def outbox_calls(session: AsyncSession, message_id: int) -> list[OutboxMes
             select(OutboxMessage).where(OutboxMessage.message_id == message_id).order_by(OutboxMessage.id)
         )
     )
+
+
+class RefusedCall(NamedTuple):
+    """A Slack call that failed for good, and the message it was for."""
+
+    id: int
+    call: str
+    message_id: int
+    message_kind: str
+    post_to: str | None
+    rep_slack_id: str | None
+    rep_email: str | None
+    error: str | None
+
+
+async def refused_calls(session: AsyncSession, *, limit: int) -> tuple[list[RefusedCall], int]:
+    """The failed calls that still matter, newest first, at most `limit`; and how many there are.
+
+    A failed call matters while it is its message's latest call (a later one, retried or queued
+    since, takes its place) and, for a post, while the message is unposted and still owed: a
+    prompt while one of its losses awaits its reason on it, a reminder or an escalation while one
+    of its losses awaits, a revisit nudge while its revisit waits for it; a debrief, a route post or
+    a digest until posted.
+    """
+    later = aliased(OutboxMessage)
+    awaiting_here = exists().where(
+        MessageLoss.message_id == Message.id,
+        Loss.id == MessageLoss.loss_id,
+        Loss.state == LossState.AWAITING,
+        or_(Message.kind != MessageKind.PROMPT, Loss.prompt_message_id == Message.id),
+    )
+    nudge_waiting = exists().where(
+        Revisit.message_id == Message.id, Revisit.state == RevisitState.DUE, Revisit.nudge_at.is_(None)
+    )
+    owed = or_(
+        Message.kind.in_([MessageKind.DEBRIEF, MessageKind.ROUTE, MessageKind.DIGEST]),
+        and_(Message.kind == MessageKind.REVISIT, nudge_waiting),
+        and_(Message.kind.in_([MessageKind.PROMPT, MessageKind.REMINDER, MessageKind.ESCALATION]), awaiting_here),
+    )
+    rows = (
+        await session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.kind,
+                Message.id,
+                Message.kind,
+                Message.post_to,
+                Message.rep_slack_id,
+                Message.rep_email,
+                OutboxMessage.last_error,
+                func.count().over(),
+            )
+            .join(Message, Message.id == OutboxMessage.message_id)
+            .where(
+                OutboxMessage.state == OutboxState.FAILED,
+                ~exists().where(later.message_id == OutboxMessage.message_id, later.id > OutboxMessage.id),
+                or_(OutboxMessage.kind == OutboxKind.UPDATE, and_(Message.ts.is_(None), owed)),
+            )
+            .order_by(OutboxMessage.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [RefusedCall(*row[:-1]) for row in rows], rows[0][-1] if rows else 0
+
+
+async def deal_names_listed(session: AsyncSession, message_ids: list[int]) -> dict[int, list[str]]:
+    """The names of the deals each of these messages lists, in its order."""
+    if not message_ids:
+        return {}
+    rows = await session.execute(
+        select(MessageLoss.message_id, Deal.name)
+        .join(Loss, Loss.id == MessageLoss.loss_id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(MessageLoss.message_id.in_(message_ids))
+        .order_by(MessageLoss.message_id, Loss.lost_at, Loss.id)
+    )
+    names: dict[int, list[str]] = {}
+    for message_id, name in rows:
+        names.setdefault(message_id, []).append(name)
+    return names
+
+
+async def requeue_failed_call(session: AsyncSession, outbox_id: int, now: datetime) -> int | None:
+    """Makes a failed call pending again, due now, with its tries counted afresh; returns its
+    message's id, or None when the call is not (or no longer) failed."""
+    return await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.state == OutboxState.FAILED)
+        .values(
+            state=OutboxState.PENDING,
+            due_at=now,
+            attempts=0,
+            last_error=None,
+            claimed_by=None,
+            claimed_until=None,
+        )
+        .returning(OutboxMessage.message_id)
+    )
+
+
+async def outbox_backlog(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many calls are pending, and when the oldest of them was queued."""
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.state == OutboxState.PENDING)
+        )
+    ).one()
+    return count, oldest

@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import DealEvent
+from bot.metrics import Metrics
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services import chasing, outbox
 from bot.services.chasing import ChasePolicy
@@ -59,6 +60,7 @@ def delivery(session_factory: async_sessionmaker[AsyncSession], fake_slack: Fake
         team_tz=settings.tz,
         team={},
         clock=lambda: now,
+        metrics=Metrics(),
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from bot.settings import Settings, describe_settings_error, parse_reason_routes
+from tests.bot_process import free_port
 
 REQUIRED = {"slack_bot_token": "xoxb-test-token", "slack_signing_secret": "signing-secret"}
 
@@ -328,6 +329,55 @@ def test_incomplete_crm_settings_are_refused_naming_what_is_missing(values: dict
     assert named in str(caught.value)
 
 
+def test_admins_are_nobody_by_default_and_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().admin_users == frozenset()
+    monkeypatch.setenv("ADMIN_USERS", "U0ADMIN01, W0GRID0001")
+
+    assert settings().admin_users == frozenset({"U0ADMIN01", "W0GRID0001"})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"admin_users": "U0ADMIN01,@dana"}, "'@dana' is not a Slack user id"),
+        ({"admin_users": "C0CHANNEL"}, "'C0CHANNEL' is not a Slack user id"),
+        ({"admin_users": "u0admin01"}, "'u0admin01' is not a Slack user id"),
+    ],
+)
+def test_a_bad_admin_id_is_refused_naming_it(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("admin_users",)
+    assert message in problem["msg"]
+
+
+def test_metrics_are_off_by_default_and_their_port_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().metrics_port is None
+    monkeypatch.setenv("METRICS_PORT", "9464")
+
+    assert settings().metrics_port == 9464
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"metrics_port": 0}, "greater than or equal to 1"),
+        ({"metrics_port": 65536}, "less than or equal to 65535"),
+        ({"metrics_port": 3000}, "is 3000, the same as PORT"),
+        ({"port": 8080, "metrics_port": 8080}, "is 8080, the same as PORT"),
+    ],
+)
+def test_a_bad_metrics_port_is_refused_naming_it(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("metrics_port",)
+    assert message in problem["msg"]
+
+
 def test_secrets_are_not_shown_in_the_repr() -> None:
     assert "xoxb-test-token" not in repr(settings())
 
@@ -506,3 +556,32 @@ def test_reason_routes_naming_an_unknown_code_stop_start_up_in_one_line(tmp_path
 
     assert_one_line_naming(result, "REASON_ROUTES")
     assert "pricing" in result.stderr
+
+
+def test_a_bad_admin_id_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, ADMIN_USERS="U0ADMIN01,dana")
+
+    assert_one_line_naming(result, "ADMIN_USERS")
+    assert "'dana' is not a Slack user id" in result.stderr
+
+
+def test_a_metrics_port_equal_to_port_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, PORT="9000", METRICS_PORT="9000")
+
+    assert_one_line_naming(result, "METRICS_PORT")
+    assert "the same as PORT" in result.stderr
+
+
+def test_a_metrics_port_in_use_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'closedlost.db'}"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        public = str(free_port())
+        result = serve(
+            tmp_path, **GOOD_ENV, DATABASE_URL=database, HOST="127.0.0.1", PORT=public, METRICS_PORT=str(port)
+        )
+
+    assert_one_error_line_naming(result, "METRICS_PORT")

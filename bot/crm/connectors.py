@@ -6,10 +6,12 @@ from functools import partial
 
 import aiohttp
 
-from bot.crm import hubspot, pipedrive, salesforce
+from bot.crm import generic, hubspot, pipedrive, salesforce
 from bot.crm.api import Connector, DealPage
 from bot.settings import Settings
 
+SOURCES = (generic.SOURCE, hubspot.SOURCE, salesforce.SOURCE, pipedrive.SOURCE)
+"""Every source a deal can come from: the generic webhook and each CRM."""
 CRM_NAMES = {hubspot.SOURCE: "HubSpot", salesforce.SOURCE: "Salesforce", pipedrive.SOURCE: "Pipedrive"}
 """Each CRM's name as people write it, by its `source`."""
 

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.logs import log_ids
+from bot.metrics import Metrics
 from bot.periods import Week, week_of
 from bot.reasons import Catalogue
 from bot.services import outbox
@@ -49,6 +50,10 @@ logger = logging.getLogger(__name__)
 ANNOUNCEMENTS = frozenset({MessageKind.DEBRIEF, MessageKind.ROUTE})
 """Posts about logged reasons (`bot.services.debriefs`): to a channel, about losses no longer awaiting."""
 
+
+# Why a rep could not be found, as the loss and the admin view (`bot.services.admin`) tell it.
+NO_SLACK_USER = "no Slack user has the email"
+NO_OWNER = "the CRM gave no owner for this deal"
 
 NUDGE_STANDINGS = {
     RevisitState.DUE: NudgeStanding.WAITING,
@@ -88,6 +93,8 @@ class SlackDelivery:
     team: dict[str, str]
     """Rep email to manager email (TEAM_FILE)."""
     clock: Callable[[], datetime]
+    metrics: Metrics
+    """Counts the messages posted, by kind."""
 
     async def send(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         if claimed.kind == OutboxKind.POST:
@@ -159,6 +166,7 @@ class SlackDelivery:
                 **content.as_kwargs(),
             )
         )
+        self.metrics.messages_posted.labels(message.kind).inc()
         async with self.session_factory() as session, session.begin():
             posted = await session.get_one(Message, message.id)
             posted.channel = response["channel"]
@@ -214,10 +222,10 @@ class SlackDelivery:
                 try:
                     response = await call(self.slack.users_lookupByEmail(email=message.rep_email))
                 except PermanentFailure:
-                    raise PermanentFailure(f"no Slack user has the email {message.rep_email}") from None
+                    raise PermanentFailure(f"{NO_SLACK_USER} {message.rep_email}") from None
                 looked_up_by_email = True
             else:
-                raise PermanentFailure("the CRM gave no owner for this deal")
+                raise PermanentFailure(NO_OWNER)
             user_id, tz = str(response["user"]["id"]), response["user"].get("tz")
         assert user_id is not None
         async with self.session_factory() as session, session.begin():

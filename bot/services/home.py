@@ -1,9 +1,9 @@
 """A rep's own deals: those awaiting a reason, the upcoming revisits, the rep's numbers. For
 `/closedlost pending` and `revisit`, and for the App Home tab, which is published again whenever
-what it shows changes."""
+what it shows changes (with the admin view at its bottom for ADMIN_USERS)."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import PeriodName, period_named
 from bot.reasons import Catalogue
+from bot.services.admin import load_admin_panel
 from bot.services.presenting import awaiting_deals, upcoming_revisits
 from bot.services.stats import read_closed_stats
 from bot.views.data import AwaitingDeal, Home, UpcomingRevisit
@@ -76,13 +77,17 @@ class HomePublisher:
     tz: ZoneInfo
     """The team's time zone (TIMEZONE): the 90 days of the rep's numbers end today there."""
     clock: Callable[[], datetime]
+    admins: Collection[str]
+    """ADMIN_USERS: their Home tab ends with the admin view."""
 
     async def publish(self, user_id: str) -> None:
+        now = self.clock()
         home = await load_home(
-            session_factory=self.session_factory,
-            catalogue=self.catalogue,
-            user_id=user_id,
-            now=self.clock(),
-            tz=self.tz,
+            session_factory=self.session_factory, catalogue=self.catalogue, user_id=user_id, now=now, tz=self.tz
         )
+        if user_id in self.admins:
+            admin = await load_admin_panel(
+                session_factory=self.session_factory, user_id=user_id, admins=self.admins, now=now
+            )
+            home = replace(home, admin=admin)
         await self.slack.views_publish(user_id=user_id, view=build_home_view(home, self.catalogue))

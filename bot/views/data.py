@@ -204,6 +204,90 @@ class ClosedStats:
         return rates
 
 
+class Fix(StrEnum):
+    """What the admin does about a message Slack refused."""
+
+    OWNER_EMAIL = "owner_email"
+    """No Slack user has the deal owner's email."""
+    DEAL_OWNER = "deal_owner"
+    """The CRM named no owner for the deal."""
+    INVITE_BOT = "invite_bot"
+    """The bot is not in the channel."""
+    CHANNEL = "channel"
+    """Slack knows no such channel: the setting that names it is wrong."""
+    ARCHIVED = "archived"
+    REP_INACTIVE = "rep_inactive"
+    """The rep's Slack account is deactivated."""
+    OWNER_IS_BOT = "owner_is_bot"
+    MESSAGE_GONE = "message_gone"
+    """The message was deleted in Slack: there is nothing left to update."""
+    REPORT = "report"
+    """Slack refused what the bot sent: a bug to report, with the log."""
+    SLACK_FAILING = "slack_failing"
+    """Slack kept failing until the bot gave up: retry once it works again."""
+
+
+@dataclass(frozen=True)
+class RefusedMessage:
+    """A message Slack refused for good (or kept failing), as the admin view lists it."""
+
+    outbox_id: int
+    kind: str
+    """prompt, reminder, escalation, revisit, debrief, route or digest."""
+    update: bool
+    """The refused call was an update of a posted message, not its post."""
+    channel: str | None
+    """The channel it goes to; None for a DM to the rep."""
+    rep_slack_id: str | None
+    rep_email: str | None
+    deals: list[str]
+    """The names of the deals it lists."""
+    error: str
+    fix: Fix
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A CRM job that failed for good, as the admin view lists it."""
+
+    job_id: int
+    write_back: bool
+    """A reason to write to the CRM; else a deal to fetch from it."""
+    source: str
+    deal_name: str | None
+    event_key: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class CrmActivity:
+    source: str
+    last_event_at: datetime | None
+    """When its last deal event was received (a webhook's, or a fetch's that a webhook asked for)."""
+    last_sweep_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    outbox_pending: int
+    oldest_pending_age: timedelta | None
+    """How long the oldest pending Slack call has waited; None when none waits."""
+    crm_jobs_pending: int
+    crm_jobs_failed: int
+
+
+@dataclass(frozen=True)
+class AdminPanel:
+    """What ADMIN_USERS see to keep the bot healthy; the lists are the newest few, the totals count all."""
+
+    refused: list[RefusedMessage]
+    refused_total: int
+    failed_jobs: list[FailedJob]
+    failed_jobs_total: int
+    crms: list[CrmActivity]
+    backlog: Backlog
+
+
 @dataclass(frozen=True)
 class Home:
     """What a rep's Home tab shows; the lists are the first few, the totals count them all."""
@@ -214,6 +298,8 @@ class Home:
     revisits_total: int
     period: Period
     stats: ClosedStats
+    admin: AdminPanel | None = None
+    """Shown at the bottom, to ADMIN_USERS only."""
 
 
 @dataclass(frozen=True)

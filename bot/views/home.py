@@ -1,10 +1,12 @@
 """The App Home tab: the rep's deals awaiting a reason (with Log reason buttons), upcoming
-revisits, and the rep's numbers. At most 100 blocks: https://docs.slack.dev/reference/block-kit/blocks"""
+revisits, and the rep's numbers; for ADMIN_USERS, the admin view below them. At most 100 blocks:
+https://docs.slack.dev/reference/block-kit/blocks"""
 
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, SectionBlock
 from slack_sdk.models.views import View
 
 from bot.reasons import Catalogue
+from bot.views.admin import admin_blocks
 from bot.views.data import Home
 from bot.views.figures import awaiting_blocks, revisit_blocks, stats_blocks
 
@@ -21,4 +23,6 @@ def build_home_view(home: Home, catalogue: Catalogue) -> View:
         SectionBlock(text=f"*Your numbers, {home.period.label}*"),
         *stats_blocks(home.stats, catalogue),
     ]
+    if home.admin is not None:
+        blocks += [DividerBlock(), HeaderBlock(text="closedlost admin"), *admin_blocks(home.admin)]
     return View(type="home", blocks=blocks)

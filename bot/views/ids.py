@@ -29,3 +29,7 @@ REVISIT_INPUT = "revisit_input"
 REVISIT_REOPENED = "revisit_reopened"
 REVISIT_SNOOZE = "revisit_snooze"
 REVISIT_DROP = "revisit_drop"
+
+# The admin view's Retry buttons; each button's value is the outbox row's or the CRM job's id.
+RETRY_MESSAGE = "retry_message"
+RETRY_CRM_JOB = "retry_crm_job"
