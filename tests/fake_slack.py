@@ -42,7 +42,8 @@ class FakeSlack:
     _runner: web.AppRunner | None = None
     url: str = ""
     response_url: str = ""
-    """Where slash commands send their answers; append an id."""
+    """The `response_url` of a slash command or a click (hooks.slack.com in Slack); append an id.
+    What the bot posts there is recorded as a "response_url" call."""
     socket: web.WebSocketResponse | None = None
     socket_replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
@@ -104,7 +105,7 @@ class FakeSlack:
         return web.json_response(answer(params) if answer else {"ok": True})
 
     async def _response_url(self, request: web.Request) -> web.Response:
-        """A slash command's `response_url` (hooks.slack.com in Slack), recorded as a "response_url" call."""
+        """A slash command's or a click's `response_url`, recorded as a "response_url" call."""
         self.calls.append(Call("response_url", {"id": request.match_info["id"], **await request.json()}))
         return web.Response(text="ok")
 
@@ -165,6 +166,10 @@ class FakeSlack:
         return {"ok": True, "channel": key[0], "ts": key[1]}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Slack answers channel_not_found where the bot is not a member; here the bot is a member
+        # of the conversations it has posted in.
+        if params["channel"] not in {channel for channel, _ in self.messages}:
+            return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -268,15 +268,16 @@ async def test_only_the_deals_owner_can_answer_and_an_unknown_revisit_says_so(
         before = await the_revisit(bot)
 
         await bot.click(user_id=SAM, action_id="revisit_drop", value=str(before.id), message=where)
-        [refused] = await fake_slack.wait_for("chat.postEphemeral")
-        assert refused["user"] == SAM
+        [refused] = await fake_slack.wait_for("response_url")
+        assert (refused["response_type"], refused["replace_original"]) == ("ephemeral", False)
         assert (
             refused["text"] == f"This deal belongs to <@{DANA}>: only they can answer its revisit. Nothing was changed."
         )
 
         await bot.click(user_id=DANA, action_id="revisit_drop", value="999999", message=where)
-        unknown = (await fake_slack.wait_for("chat.postEphemeral", 2))[1]
+        unknown = (await fake_slack.wait_for("response_url", 2))[1]
         assert unknown["text"] == "This revisit is no longer tracked by closedlost."
+        assert fake_slack.calls_to("chat.postEphemeral") == []
 
         after = await the_revisit(bot)
         assert (after.state, after.closed_at, after.closed_by) == (RevisitState.DUE, None, None)
