@@ -87,7 +87,9 @@ def create_app(
         process_id=process_id,
         on_messages_queued=worker.kick,
     )
-    policy = PromptPolicy(bulk_window=settings.bulk_window, min_amount=settings.prompt_min_amount)
+    policy = PromptPolicy(
+        bulk_window=settings.bulk_window, bulk_max=settings.bulk_max, min_amount=settings.prompt_min_amount
+    )
     ingest = IngestQueue(
         session_factory=session_factory,
         clock=clock,

@@ -137,7 +137,12 @@ class Loss(Base):
     state: Mapped[LossState] = mapped_column(String(16), index=True)
     excluded_because: Mapped[str | None] = mapped_column(String(200))
     prompt_after: Mapped[datetime | None]
-    """When the prompt may go out: the loss waits out BULK_WINDOW so that a burst makes one DM."""
+    """BULK_WINDOW after the loss began waiting for its prompt. A rep's prompt goes out once every
+    loss it lists is past this (BULK_WINDOW without a new loss), or once one is past `prompt_by`:
+    so a burst, however long it takes, makes one DM."""
+    prompt_by: Mapped[datetime | None]
+    """BULK_MAX after the loss began waiting: the latest its prompt waits for the rep's other
+    losses. Set with `prompt_after`."""
     prompt_message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     prompted_at: Mapped[datetime | None]
     delivery_error: Mapped[str | None] = mapped_column(Text)

@@ -29,7 +29,7 @@ from tests.fake_slack import Failure
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CATALOGUE = Catalogue(DEFAULT_REASONS)
-POLICY = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
+POLICY = PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0))
 EXPLANATION = "Initech undercut us by 30% and bundled onboarding for free."
 
 

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ def test_the_defaults_match_the_design() -> None:
     assert loaded.slack_app_token is None
     assert loaded.socket_mode is False
     assert loaded.reasons_file is None
+    assert (loaded.bulk_window, loaded.bulk_max) == (timedelta(minutes=2), timedelta(minutes=15))
 
 
 @pytest.mark.parametrize(
@@ -125,6 +127,8 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path) -> None:
         ({"port": 70000}, "port"),
         ({"timezone": "Mars/Base"}, "timezone"),
         ({"log_level": "LOUD"}, "log_level"),
+        ({"bulk_max": "1m"}, "bulk_max"),
+        ({"bulk_window": "20m"}, "bulk_max"),
     ],
 )
 def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) -> None:
@@ -261,6 +265,13 @@ def test_an_unknown_time_zone_stops_start_up_in_one_line(tmp_path: Path) -> None
 
     assert_one_line_naming(result, "TIMEZONE")
     assert "Mars/Base" in result.stderr
+
+
+def test_a_bulk_max_shorter_than_the_bulk_window_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, BULK_WINDOW="10m", BULK_MAX="5m")
+
+    assert_one_line_naming(result, "BULK_MAX")
+    assert "shorter than BULK_WINDOW (600s)" in result.stderr and "at least BULK_WINDOW" in result.stderr
 
 
 def test_http_mode_without_a_signing_secret_stops_start_up_in_one_line(tmp_path: Path) -> None:
