@@ -66,7 +66,7 @@ def create_app(
         logger.warning("MANAGER_CHANNEL is not set: losses left without a reason will not be escalated")
     if settings.debrief_min_amount is not None and settings.manager_channel is None:
         logger.warning("DEBRIEF_MIN_AMOUNT needs MANAGER_CHANNEL: no debrief cards will be posted")
-    # Names this process's claims on outbox rows (see bot.scheduler).
+    # Names this process's claims on outbox rows and CRM jobs (see storage.claims).
     process_id = str(uuid.uuid4())
     chase = ChasePolicy.from_settings(settings)
     delivery = SlackDelivery(
@@ -103,6 +103,7 @@ def create_app(
         catalogue=catalogue,
         clock=clock,
         ingest=ingest,
+        process_id=process_id,
     )
     runtime = Runtime(
         settings=settings,

@@ -293,7 +293,8 @@ class CrmJob(Base):
 
     A fetch carries the CRM's own event (`payload`) and its idempotency key (`event_key`, unique, so a
     redelivered event is stored once); a write-back names its loss and reads the newest reason when
-    it runs. `claimed_until` lets one process at a time work on a row, as in the outbox.
+    it runs. `claimed_by` and `claimed_until` let one process at a time work on a row, as in the
+    outbox.
     """
 
     __tablename__ = "crm_job"
@@ -307,6 +308,7 @@ class CrmJob(Base):
     loss_id: Mapped[int | None] = mapped_column(ForeignKey("loss.id"), index=True)
     state: Mapped[CrmJobState] = mapped_column(String(16))
     due_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -4,6 +4,7 @@ One server answers the few calls the bot makes to each CRM, records every call (
 headers, body), and can be told to fail a call: a 500, or a 429 with `Retry-After`.
 """
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ class FakeCrm:
     calls: list[CrmCall] = field(default_factory=list)
     url: str = ""
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
+    _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -86,6 +88,12 @@ class FakeCrm:
         """The next calls named `name` get these answers, in order; then it works again."""
         self._failures.setdefault(name, []).extend(failures)
 
+    def hold(self, name: str) -> asyncio.Future[Failure | None]:
+        """The next call named `name` is recorded, then answered only when the test sets the
+        returned future: as usual with None, or with the Failure given (a slow CRM)."""
+        self._held[name] = asyncio.get_running_loop().create_future()
+        return self._held[name]
+
     def calls_to(self, name: str) -> list[CrmCall]:
         return [call for call in self.calls if call.name == name]
 
@@ -99,7 +107,12 @@ class FakeCrm:
             else:
                 body = text
             self.calls.append(CrmCall(name, request.path, dict(request.query), dict(request.headers), body))
-            pending = self._failures.get(name)
+            pending = self._failures.get(name, [])
+            held = self._held.pop(name, None)
+            if held is not None:
+                answer_with = await held
+                if answer_with is not None:
+                    pending = [answer_with]
             if pending:
                 failure = pending.pop(0)
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}

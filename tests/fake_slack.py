@@ -37,6 +37,7 @@ class FakeSlack:
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
     _hanging: set[str] = field(default_factory=set)
+    _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -75,6 +76,13 @@ class FakeSlack:
         the connection died on the way: Slack did nothing with it."""
         self._hanging.add(method)
 
+    def hold(self, method: str) -> asyncio.Future[Failure | None]:
+        """The next call to `method` is received (and recorded in `calls`), then answered only when
+        the test sets the returned future: as usual with None, or with the Failure given. A Slack
+        slower than anything the bot waits for."""
+        self._held[method] = asyncio.get_running_loop().create_future()
+        return self._held[method]
+
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
 
@@ -95,7 +103,12 @@ class FakeSlack:
             self._hanging.discard(method)
             await self._stopping.wait()
             return web.json_response({"ok": False, "error": "fake_slack_stopped"}, status=503)
-        pending = self._failures.get(method)
+        pending = self._failures.get(method, [])
+        held = self._held.pop(method, None)
+        if held is not None:
+            answer_with = await held
+            if answer_with is not None:
+                pending = [answer_with]
         if pending:
             failure = pending.pop(0)
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
