@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.revisits import first_moment
@@ -402,13 +402,16 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
         )
         session.add(lost)
         await session.flush()
-        loss = Loss(deal_id=lost.id, lost_at=LOST_AT, state=LossState.LOGGED, reminders_sent=0, created_at=LOST_AT)
-        session.add(loss)
-        await session.flush()
+        # Only the columns the schema had then: the model has grown since.
+        loss_id = await session.scalar(
+            insert(Loss)
+            .values(deal_id=lost.id, lost_at=LOST_AT, state=LossState.LOGGED, reminders_sent=0, created_at=LOST_AT)
+            .returning(Loss.id)
+        )
         for revision, revisit_on in ((1, day - timedelta(days=7)), (2, day)):
             session.add(
                 ReasonEntry(
-                    loss_id=loss.id,
+                    loss_id=loss_id,
                     revision=revision,
                     reason_code="timing",
                     explanation=EXPLANATION,
@@ -421,7 +424,7 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
     await asyncio.to_thread(upgrade_to_head, database_url)
 
     revisit = (await rows(session_factory, Revisit))[0]
-    assert (revisit.loss_id, revisit.due_on, revisit.state) == (loss.id, day, RevisitState.DUE)
+    assert (revisit.loss_id, revisit.due_on, revisit.state) == (loss_id, day, RevisitState.DUE)
     assert revisit.nudge_at == first_moment(day)
     async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory, clock=clock) as bot:
         nudge, where = await nudged(bot, clock, day, number=1)
