@@ -141,7 +141,7 @@ async def _make_call(
     except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
         await _retry_later(session_factory, message, _describe(error), now)
     except ClaimLost:
-        raise
+        raise  # `send` could not record what Slack answered: not a failure of the call to retry
     except Exception:
         logger.exception(
             "unexpected error making the %s of message %s; it will be retried", message.kind, message.message_id
