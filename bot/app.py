@@ -84,7 +84,7 @@ def create_app(
         logger.warning("MANAGER_CHANNEL is not set: losses left without a reason will not be escalated")
     if settings.debrief_min_amount is not None and settings.manager_channel is None:
         logger.warning("DEBRIEF_MIN_AMOUNT needs MANAGER_CHANNEL: no debrief cards will be posted")
-    # Names this process's claims on outbox rows (see bot.scheduler) and on CRM sweeps.
+    # Names this process's claims on outbox rows and CRM jobs (see storage.claims), and on CRM sweeps.
     process_id = str(uuid.uuid4())
     chase = ChasePolicy.from_settings(settings)
     delivery = SlackDelivery(
@@ -106,7 +106,9 @@ def create_app(
         process_id=process_id,
         on_messages_queued=worker.kick,
     )
-    policy = PromptPolicy(bulk_window=settings.bulk_window, min_amount=settings.prompt_min_amount)
+    policy = PromptPolicy(
+        bulk_window=settings.bulk_window, bulk_max=settings.bulk_max, min_amount=settings.prompt_min_amount
+    )
     ingest = IngestQueue(
         session_factory=session_factory,
         clock=clock,
@@ -131,6 +133,7 @@ def create_app(
         clock=clock,
         ingest=ingest,
         sweeper=sweeper,
+        process_id=process_id,
     )
     slack_socket = None
     if settings.slack_app_token is not None:

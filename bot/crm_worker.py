@@ -69,9 +69,11 @@ class CrmJobWorker(Worker):
         clock: Callable[[], datetime],
         ingest: IngestQueue,
         sweeper: SweepWorker | None,
+        process_id: str,
     ) -> None:
         super().__init__(name="run of CRM jobs", clock=clock)
         self._settings = settings
+        self._process_id = process_id
         self._session_factory = session_factory
         self._catalogue = catalogue
         self._ingest = ingest
@@ -107,6 +109,7 @@ class CrmJobWorker(Worker):
             catalogue=self._catalogue,
             clock=self._clock,
             record=self._ingest.submit,
+            process_id=self._process_id,
         )
 
     async def _next_due_at(self, now: datetime) -> datetime | None:

@@ -48,6 +48,8 @@ class Jobs:
         # One tick at a time in this process, whether the timer or `prompt_soon` started it.
         self._ticking = asyncio.Lock()
         self._prompt_timer: asyncio.TimerHandle | None = None
+        self._prompt_timer_at: datetime | None = None
+        self._stopped = False
         self._running: set[asyncio.Task[None]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -65,6 +67,7 @@ class Jobs:
 
     async def stop(self) -> None:
         """Stops ticking, and waits for a tick under way to finish its transaction."""
+        self._stopped = True
         # APScheduler's shutdown cancels the ticks it started that are still running (and logs each
         # with a traceback), so it comes last: pausing starts no new tick; one more turn of the loop
         # lets a tick already started take its place in the queue for the lock, ahead of this one.
@@ -76,14 +79,26 @@ class Jobs:
             self._scheduler.shutdown(wait=False)
 
     def prompt_soon(self) -> None:
-        """New losses were recorded: tick as soon as their BULK_WINDOW is over, rather than up to a
-        whole SCHEDULER_TICK later. Losses arriving meanwhile are in the same window."""
-        if self._prompt_timer is None:
-            delay = self._settings.bulk_window.total_seconds()
-            self._prompt_timer = asyncio.get_running_loop().call_later(delay, self._tick_for_prompts)
+        """New losses were recorded: tick when their prompt could first fall due (BULK_WINDOW from
+        now), rather than up to a whole SCHEDULER_TICK later. That tick arms the next timer for when
+        a prompt is due as the database has it, which counts the losses every process recorded."""
+        self._tick_for_prompts_at(self._clock() + self._settings.bulk_window)
+
+    def _tick_for_prompts_at(self, when: datetime) -> None:
+        """Ticks at `when`, unless a tick is already set for earlier."""
+        if self._stopped:
+            return
+        if self._prompt_timer is not None:
+            assert self._prompt_timer_at is not None
+            if self._prompt_timer_at <= when:
+                return
+            self._prompt_timer.cancel()
+        delay = max((when - self._clock()).total_seconds(), 0.0)
+        self._prompt_timer = asyncio.get_running_loop().call_later(delay, self._tick_for_prompts)
+        self._prompt_timer_at = when
 
     def _tick_for_prompts(self) -> None:
-        self._prompt_timer = None
+        self._prompt_timer = self._prompt_timer_at = None
         task = asyncio.create_task(self.tick())
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -101,7 +116,7 @@ class Jobs:
         except Exception:
             logger.exception("renewing this process's outbox claims failed; trying again next tick")
         jobs = {
-            "prompts": partial(chasing.queue_due_prompts, session_factory=self._session_factory, now=now),
+            "prompts": partial(self._queue_due_prompts, now=now),
             "reminders": partial(
                 chasing.queue_due_reminders, session_factory=self._session_factory, policy=self._chase, now=now
             ),
@@ -132,3 +147,9 @@ class Jobs:
                 logger.exception("queueing due %s failed; trying again next tick", what)
         if queued:
             self._on_messages_queued()
+
+    async def _queue_due_prompts(self, *, now: datetime) -> int:
+        prompts = await chasing.queue_due_prompts(session_factory=self._session_factory, now=now)
+        if prompts.next_due_at is not None:
+            self._tick_for_prompts_at(prompts.next_due_at)
+        return prompts.queued

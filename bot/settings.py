@@ -239,6 +239,10 @@ class Settings(ExportSettings):
     bulk_window: Duration = Field(
         default=timedelta(minutes=2), description="a duration such as 2m, to gather a rep's losses into one DM"
     )
+    bulk_max: Duration = Field(
+        default=timedelta(minutes=15),
+        description="a duration of at least BULK_WINDOW, such as 15m, the longest a rep's prompt waits",
+    )
     scheduler_tick: Duration = Field(
         default=timedelta(seconds=60), description="a duration of at least 1s, such as 60s"
     )
@@ -399,6 +403,14 @@ class Settings(ExportSettings):
     @classmethod
     def _digest_schedule_shape(cls, value: str) -> str:
         parse_weekly_time(value)
+        return value
+
+    @field_validator("bulk_max")
+    @classmethod
+    def _bulk_max_at_least_the_window(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        window = info.data.get("bulk_window")
+        if window is not None and value < window:
+            raise ValueError(f"is shorter than BULK_WINDOW ({int(window.total_seconds())}s)")
         return value
 
     @field_validator("scheduler_tick")

@@ -1,5 +1,11 @@
 """Buttons and menus: Log reason / Edit / Log one reason for several and the page buttons on the DM,
-the reason menu inside the modals, the answers to a revisit nudge, and the admin view's Retry."""
+the reason menu inside the modals, the answers to a revisit nudge, and the admin view's Retry.
+
+A click that changes nothing (another rep's button, a deal no longer awaiting, a nudge not yours) is
+answered through the click's `response_url`, which reaches the person in any conversation:
+`chat.postEphemeral` answers `channel_not_found` where the bot is not a member, such as a DM
+between two people. https://api.slack.com/interactivity/handling (message responses)
+"""
 
 from typing import Any
 
@@ -47,7 +53,12 @@ def register(app: AsyncApp) -> None:
 
 
 async def handle_open_reason(
-    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    context: AsyncBoltContext,
 ) -> None:
     """Opens the reason modal for the deal's owner, pre-filled with the current reason on Edit, or
     with the reason the CRM already has."""
@@ -68,7 +79,7 @@ async def handle_open_reason(
             notice = build_notice_modal(title="Nothing to log", text=str(error))
             await client.views_open(trigger_id=body["trigger_id"], view=notice)
         else:
-            await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
+            await refuse(body, respond, client, str(error))
         return
     view = build_reason_modal(
         deal=loss.deal,
@@ -81,7 +92,7 @@ async def handle_open_reason(
 
 
 async def handle_open_several(
-    ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond, context: AsyncBoltContext
 ) -> None:
     """Opens the modal that logs one reason for several of the rep's awaiting deals."""
     await ack()
@@ -89,7 +100,7 @@ async def handle_open_several(
     user_id = body["user"]["id"]
     deals, _ = await load_awaiting(session_factory=runtime.session_factory, user_id=user_id, limit=SEVERAL_MAX_DEALS)
     if not deals:
-        await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=NOTHING_AWAITING)
+        await refuse(body, respond, client, NOTHING_AWAITING)
         return
     view = build_several_modal(deals=deals, catalogue=runtime.catalogue, chosen=None, today=runtime.today())
     await client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -150,7 +161,12 @@ async def handle_link_clicked(ack: AsyncAck) -> None:
 
 
 async def handle_revisit_answered(
-    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    context: AsyncBoltContext,
 ) -> None:
     """Reopened it / Snooze 30 days / Not worth it on a nudge: stored, the DM updated, the Home tab
     drawn again. Anyone but the deal's owner is told why nothing changed."""
@@ -167,7 +183,7 @@ async def handle_revisit_answered(
             now=runtime.clock(),
         )
     except LossError as error:
-        await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=user_id, text=str(error))
+        await refuse(body, respond, client, str(error))
         return
     runtime.worker.kick()
     await runtime.home.publish(user_id)
@@ -231,7 +247,7 @@ async def _refuse(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebC
         notice = build_notice_modal(title="Admins only", text=str(refusal))
         await client.views_open(trigger_id=body["trigger_id"], view=notice)
     else:
-        await respond(text=str(refusal), response_type="ephemeral", replace_original=False)
+        await refuse(body, respond, client, str(refusal))
 
 
 async def _draw_admin_view_again(
@@ -250,3 +266,13 @@ async def _draw_admin_view_again(
     )
     reply = build_admin_reply(panel, retried=retried)
     await respond(text=reply.text, blocks=reply.blocks, replace_original=True)
+
+
+async def refuse(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, text: str) -> None:
+    """Tells the person who clicked a message's button why nothing happened, visible to them only,
+    without touching the message: through the click's `response_url`, or with `chat.postEphemeral`
+    in the click's channel for a click that came without one."""
+    if body.get("response_url"):
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+    else:
+        await client.chat_postEphemeral(channel=body["container"]["channel_id"], user=body["user"]["id"], text=text)

@@ -5,7 +5,8 @@ import contextlib
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+import aiohttp
+from slack_bolt.async_app import AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -20,7 +21,9 @@ def register(app: AsyncApp) -> None:
     app.error(handle_unexpected_error)
 
 
-async def handle_unexpected_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
+async def handle_unexpected_error(
+    error: Exception, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+) -> None:
     user_id = (body.get("user") or {}).get("id") or body.get("user_id")
     logger.error(
         "unhandled error for a %s from user %s",
@@ -29,7 +32,12 @@ async def handle_unexpected_error(error: Exception, body: dict[str, Any], client
         exc_info=error,
         extra=log_ids(user=user_id),
     )
+    if body.get("type") != "block_actions":
+        return
+    # As the refusals in handlers.actions: the click's response_url reaches the person anywhere.
     channel_id = (body.get("container") or {}).get("channel_id")
-    if body.get("type") == "block_actions" and channel_id and user_id:
-        with contextlib.suppress(SlackApiError):
+    with contextlib.suppress(SlackApiError, aiohttp.ClientError, TimeoutError):
+        if body.get("response_url"):
+            await respond(text=SOMETHING_WENT_WRONG, response_type="ephemeral", replace_original=False)
+        elif channel_id and user_id:
             await client.chat_postEphemeral(channel=channel_id, user=user_id, text=SOMETHING_WENT_WRONG)

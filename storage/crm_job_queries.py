@@ -6,10 +6,11 @@ These functions never commit: the calling service owns the transaction.
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.claims import ClaimLost
 from storage.models import (
     CrmJob,
     CrmJobKind,
@@ -43,17 +44,21 @@ async def has_waiting_write_back(session: AsyncSession, loss_id: int) -> bool:
 
 
 class ClaimedCrmJob(NamedTuple):
+    """A CRM job claimed by a process: what to do, and who may record it done."""
+
     id: int
     kind: str
     source: str
     payload: dict[str, Any] | None
     loss_id: int | None
+    claimed_by: str
 
 
 async def claim_due_crm_jobs(
-    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+    session: AsyncSession, *, now: datetime, process_id: str, until: datetime, limit: int
 ) -> list[ClaimedCrmJob]:
-    """Claims up to `limit` due CRM jobs no other process holds, as `claim_due_messages` does."""
+    """Claims up to `limit` due CRM jobs no other process holds, for `process_id` until `until`, as
+    `claim_due_messages` does."""
     claimable = (
         CrmJob.state == CrmJobState.PENDING,
         CrmJob.due_at <= now,
@@ -65,10 +70,31 @@ async def claim_due_crm_jobs(
     rows = await session.execute(
         update(CrmJob)
         .where(CrmJob.id.in_(list(candidates)), *claimable)
-        .values(claimed_until=until)
+        .values(claimed_by=process_id, claimed_until=until)
         .returning(CrmJob.id, CrmJob.kind, CrmJob.source, CrmJob.payload, CrmJob.loss_id)
     )
-    return sorted((ClaimedCrmJob(*row) for row in rows), key=lambda job: job.id)
+    claimed = (ClaimedCrmJob(row.id, row.kind, row.source, row.payload, row.loss_id, process_id) for row in rows)
+    return sorted(claimed, key=lambda job: job.id)
+
+
+def _still_held(claimed: ClaimedCrmJob) -> tuple[ColumnElement[bool], ...]:
+    """The job is pending and the process that claimed it still holds it (see `storage.claims`)."""
+    return (CrmJob.id == claimed.id, CrmJob.claimed_by == claimed.claimed_by, CrmJob.state == CrmJobState.PENDING)
+
+
+async def held_crm_job(session: AsyncSession, claimed: ClaimedCrmJob) -> CrmJob:
+    """The job's row, locked until the transaction ends (PostgreSQL), while its claimer still holds
+    it; ClaimLost otherwise."""
+    row = await session.scalar(select(CrmJob).where(*_still_held(claimed)).with_for_update())
+    if row is None:
+        raise ClaimLost(f"CRM job {claimed.id} is no longer held by {claimed.claimed_by}")
+    return row
+
+
+async def release_crm_jobs(session: AsyncSession, claimed: list[ClaimedCrmJob]) -> None:
+    """Hands back these jobs, those of them their claimer still holds, to be claimed again at once."""
+    for job in claimed:
+        await session.execute(update(CrmJob).where(*_still_held(job)).values(claimed_by=None, claimed_until=None))
 
 
 async def next_crm_job_due_at(session: AsyncSession, now: datetime) -> datetime | None:

@@ -6,7 +6,7 @@ These functions never commit: the calling service owns the transaction.
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -20,6 +20,9 @@ from storage.models import (
     Rep,
 )
 
+PROMPTING_LOCK = {"space": 20261205, "key": 1}
+"""The advisory lock of `lock_prompting`: constants the application uses for nothing else."""
+
 
 async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """Inserts losses in one statement; returns (id, state) of each."""
@@ -31,7 +34,9 @@ async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetim
     await session.execute(update(Loss).where(Loss.id.in_(loss_ids)).values(state=LossState.CANCELLED, cancelled_at=now))
 
 
-async def restart_losses(session: AsyncSession, loss_ids: list[int], *, prompt_after: datetime) -> None:
+async def restart_losses(
+    session: AsyncSession, loss_ids: list[int], *, prompt_after: datetime, prompt_by: datetime
+) -> None:
     """Starts these losses over, as if they had just arrived: no prompt, reminder or escalation
     yet (their deal has a new owner)."""
     await session.execute(
@@ -39,6 +44,7 @@ async def restart_losses(session: AsyncSession, loss_ids: list[int], *, prompt_a
         .where(Loss.id.in_(loss_ids))
         .values(
             prompt_after=prompt_after,
+            prompt_by=prompt_by,
             prompt_message_id=None,
             prompted_at=None,
             delivery_error=None,
@@ -87,7 +93,22 @@ class LossToPrompt(NamedTuple):
     rep_key: str
     rep_slack_id: str | None
     rep_email: str | None
-    prompt_after: datetime | None
+    prompt_after: datetime
+    prompt_by: datetime
+
+
+async def lock_prompting(session: AsyncSession) -> None:
+    """Makes transactions that prompt wait for each other, across processes, until they end.
+
+    PostgreSQL only (SQLite runs one writing transaction at a time): without it, two processes
+    locking a rep's losses at the same moment (SKIP LOCKED) could each take some of them, and
+    each send the rep a DM. Taken before the losses are read, so the second transaction sees what
+    the first committed. The two-integer form of the advisory lock, whose keys are apart from the
+    one-integer form `storage.deal_queries.lock_deals` and the migrations use.
+    """
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), PROMPTING_LOCK)
 
 
 async def losses_to_prompt(session: AsyncSession) -> list[LossToPrompt]:
@@ -95,7 +116,7 @@ async def losses_to_prompt(session: AsyncSession) -> list[LossToPrompt]:
     it goes to (their Slack id, or else their email)."""
     rep_key = func.coalesce(Deal.owner_slack_id, Deal.owner_email)
     rows = await session.execute(
-        select(Loss.id, rep_key, Deal.owner_slack_id, Deal.owner_email, Loss.prompt_after)
+        select(Loss.id, rep_key, Deal.owner_slack_id, Deal.owner_email, Loss.prompt_after, Loss.prompt_by)
         .join(Deal, Deal.id == Loss.deal_id)
         .where(
             Loss.state == LossState.AWAITING,
@@ -106,7 +127,8 @@ async def losses_to_prompt(session: AsyncSession) -> list[LossToPrompt]:
         .order_by(Loss.lost_at, Loss.id)
         .with_for_update(of=Loss, skip_locked=True)
     )
-    return [LossToPrompt(*row) for row in rows]
+    # prompt_after is not NULL here, and prompt_by is set with it.
+    return [LossToPrompt(*row) for row in rows]  # type: ignore[arg-type]
 
 
 class LossToChase(NamedTuple):

@@ -6,10 +6,11 @@ These functions never commit: the calling service owns the transaction.
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.claims import ClaimLost
 from storage.loss_queries import is_current_entry
 from storage.models import (
     Deal,
@@ -63,9 +64,12 @@ async def bring_forward_waiting_calls(session: AsyncSession, message_ids: list[i
 
 
 class ClaimedMessage(NamedTuple):
+    """An outbox call claimed by a process: what to do, and who may record it done."""
+
     id: int
     kind: str
     message_id: int
+    claimed_by: str
 
 
 async def claim_due_messages(
@@ -98,7 +102,7 @@ async def claim_due_messages(
         .values(claimed_by=process_id, claimed_until=until)
         .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.message_id)
     )
-    return sorted(ClaimedMessage(*row) for row in rows)
+    return sorted(ClaimedMessage(*row, claimed_by=process_id) for row in rows)
 
 
 async def renew_claims(session: AsyncSession, *, process_id: str, until: datetime) -> None:
@@ -117,20 +121,46 @@ async def release_claims(session: AsyncSession, *, process_id: str) -> None:
     )
 
 
-async def mark_sent(session: AsyncSession, outbox_id: int, now: datetime) -> None:
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id)
-        .values(state=OutboxState.SENT, sent_at=now, attempts=OutboxMessage.attempts + 1)
+def _still_held(claimed: ClaimedMessage) -> tuple[ColumnElement[bool], ...]:
+    """The call is pending and the process that claimed it still holds it (see `storage.claims`)."""
+    return (
+        OutboxMessage.id == claimed.id,
+        OutboxMessage.claimed_by == claimed.claimed_by,
+        OutboxMessage.state == OutboxState.PENDING,
     )
 
 
-async def mark_failed(session: AsyncSession, outbox_id: int, reason: str) -> None:
-    await session.execute(
+async def mark_sent(session: AsyncSession, claimed: ClaimedMessage, now: datetime) -> None:
+    """Records the call made; ClaimLost, and nothing changed, when its claimer no longer holds it."""
+    await _finish(session, claimed, state=OutboxState.SENT, sent_at=now)
+
+
+async def mark_failed(session: AsyncSession, claimed: ClaimedMessage, reason: str) -> None:
+    """Records that the call cannot succeed; ClaimLost, and nothing changed, when its claimer no
+    longer holds it."""
+    await _finish(session, claimed, state=OutboxState.FAILED, last_error=reason)
+
+
+async def _finish(session: AsyncSession, claimed: ClaimedMessage, **values: object) -> None:
+    # One conditional UPDATE: on PostgreSQL a concurrent claim of the row waits for it and then
+    # finds the row no longer pending, or this one finds the row claimed by the other.
+    finished = await session.scalar(
         update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id)
-        .values(state=OutboxState.FAILED, last_error=reason, attempts=OutboxMessage.attempts + 1)
+        .where(*_still_held(claimed))
+        .values(attempts=OutboxMessage.attempts + 1, **values)
+        .returning(OutboxMessage.id)
     )
+    if finished is None:
+        raise ClaimLost(f"outbox call {claimed.id} is no longer held by {claimed.claimed_by}")
+
+
+async def held_call(session: AsyncSession, claimed: ClaimedMessage) -> OutboxMessage:
+    """The outbox row, locked until the transaction ends (PostgreSQL), while its claimer still holds
+    it; ClaimLost otherwise."""
+    row = await session.scalar(select(OutboxMessage).where(*_still_held(claimed)).with_for_update())
+    if row is None:
+        raise ClaimLost(f"outbox call {claimed.id} is no longer held by {claimed.claimed_by}")
+    return row
 
 
 async def post_pending(session: AsyncSession, message_id: int) -> bool:

@@ -140,7 +140,12 @@ class Loss(Base):
     state: Mapped[LossState] = mapped_column(String(16), index=True)
     excluded_because: Mapped[str | None] = mapped_column(String(200))
     prompt_after: Mapped[datetime | None]
-    """When the prompt may go out: the loss waits out BULK_WINDOW so that a burst makes one DM."""
+    """BULK_WINDOW after the loss began waiting for its prompt. A rep's prompt goes out once every
+    loss it lists is past this (BULK_WINDOW without a new loss), or once one is past `prompt_by`:
+    so a burst, however long it takes, makes one DM."""
+    prompt_by: Mapped[datetime | None]
+    """BULK_MAX after the loss began waiting: the latest its prompt waits for the rep's other
+    losses. Set with `prompt_after`."""
     prompt_message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     prompted_at: Mapped[datetime | None]
     delivery_error: Mapped[str | None] = mapped_column(Text)
@@ -291,7 +296,8 @@ class CrmJob(Base):
 
     A fetch carries the CRM's own event (`payload`) and its idempotency key (`event_key`, unique, so a
     redelivered event is stored once); a write-back names its loss and reads the newest reason when
-    it runs. `claimed_until` lets one process at a time work on a row, as in the outbox.
+    it runs. `claimed_by` and `claimed_until` let one process at a time work on a row, as in the
+    outbox.
     """
 
     __tablename__ = "crm_job"
@@ -305,6 +311,7 @@ class CrmJob(Base):
     loss_id: Mapped[int | None] = mapped_column(ForeignKey("loss.id"), index=True)
     state: Mapped[CrmJobState] = mapped_column(String(16))
     due_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

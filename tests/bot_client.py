@@ -97,6 +97,7 @@ class BotClient:
     slack: FakeSlack
     session_factory: async_sessionmaker[AsyncSession]
     _settle_count: int = 0
+    _click_count: int = 0
 
     async def settle_worker(self) -> dict[str, Any]:
         """Shows that the outbox worker has handled everything queued so far: posts an unrelated
@@ -200,7 +201,10 @@ class BotClient:
             return Answer(response.status, await response.text())
 
     async def click(self, *, user_id: str, action_id: str, value: str, message: tuple[str, str]) -> Answer:
+        """A click on a button of the message at (channel, ts); its `response_url` is on the fake
+        Slack, which records what the bot posts there as a "response_url" call (id `click-N`)."""
         channel, ts = message
+        self._click_count += 1
         return await self.post_slack(
             {
                 "type": "block_actions",
@@ -215,7 +219,7 @@ class BotClient:
                 "channel": {"id": channel, "name": "directmessage"},
                 "message": {"type": "message", "ts": ts, "text": "", "blocks": []},
                 "state": {"values": {}},
-                "response_url": "https://hooks.slack.com/actions/T0001/1/abc",
+                "response_url": f"{self.slack.response_url}click-{self._click_count}",
                 "actions": [
                     {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1.2"}
                 ],

@@ -10,6 +10,7 @@ for a page past the first 10,000 results), Salesforce's SOQL query (pages throug
 `nextRecordsUrl`), Pipedrive's API v2 deal list (pages of at most 500 through `next_cursor`).
 """
 
+import asyncio
 import base64
 import itertools
 import json
@@ -167,6 +168,7 @@ class FakeCrm:
     _drops: dict[str, int] = field(default_factory=dict)
     _salesforce_cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _locators: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -208,6 +210,12 @@ class FakeCrm:
         closed without an answer."""
         self._drops[name] = self._drops.get(name, 0) + times
 
+    def hold(self, name: str) -> asyncio.Future[Failure | None]:
+        """The next call named `name` is recorded, then answered only when the test sets the
+        returned future: as usual with None, or with the Failure given (a slow CRM)."""
+        self._held[name] = asyncio.get_running_loop().create_future()
+        return self._held[name]
+
     def calls_to(self, name: str) -> list[CrmCall]:
         return [call for call in self.calls if call.name == name]
 
@@ -226,7 +234,12 @@ class FakeCrm:
                 assert request.transport is not None
                 request.transport.close()
                 return web.Response()
-            pending = self._failures.get(name)
+            pending = self._failures.get(name, [])
+            held = self._held.pop(name, None)
+            if held is not None:
+                answer_with = await held
+                if answer_with is not None:
+                    pending = [answer_with]
             if pending:
                 failure = pending.pop(0)
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}

@@ -62,12 +62,14 @@ class FakeSlack:
     """Every file an upload URL was asked for, by file id."""
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
     _hanging: set[str] = field(default_factory=set)
+    _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     url: str = ""
     response_url: str = ""
-    """Where slash commands send their answers; append an id."""
+    """The `response_url` of a slash command or a click (hooks.slack.com in Slack); append an id.
+    What the bot posts there is recorded as a "response_url" call."""
     socket: web.WebSocketResponse | None = None
     socket_replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
@@ -107,6 +109,13 @@ class FakeSlack:
         assert self._runner is not None and self._runner.server is not None
         return len(self._runner.server.connections)
 
+    def hold(self, method: str) -> asyncio.Future[Failure | None]:
+        """The next call to `method` is received (and recorded in `calls`), then answered only when
+        the test sets the returned future: as usual with None, or with the Failure given. A Slack
+        slower than anything the bot waits for."""
+        self._held[method] = asyncio.get_running_loop().create_future()
+        return self._held[method]
+
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
 
@@ -127,6 +136,11 @@ class FakeSlack:
             self._hanging.discard(method)
             await self._stopping.wait()
             return web.json_response({"ok": False, "error": "fake_slack_stopped"}, status=503)
+        held = self._held.pop(method, None)
+        if held is not None:
+            answer_with = await held
+            if answer_with is not None:
+                self._failures.setdefault(method, []).insert(0, answer_with)
         failed = self._failure(method)
         if failed is not None:
             return failed
@@ -156,7 +170,7 @@ class FakeSlack:
         return web.Response(text=f"OK - {len(content)}")
 
     async def _response_url(self, request: web.Request) -> web.Response:
-        """A slash command's `response_url` (hooks.slack.com in Slack), recorded as a "response_url" call."""
+        """A slash command's or a click's `response_url`, recorded as a "response_url" call."""
         self.calls.append(Call("response_url", {"id": request.match_info["id"], **await request.json()}))
         return web.Response(text="ok")
 
@@ -217,6 +231,10 @@ class FakeSlack:
         return {"ok": True, "channel": key[0], "ts": key[1]}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Slack answers channel_not_found where the bot is not a member; here the bot is a member
+        # of the conversations it has posted in.
+        if params["channel"] not in {channel for channel, _ in self.messages}:
+            return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
 
     def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 outage delays a fetch or a write-back, never loses or doubles it; a 429's Retry-After is honoured;
 what retrying cannot fix is recorded as failed with the reason."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,14 +24,14 @@ from bot.services.debriefs import Audience
 from bot.services.losses import record_reason
 from bot.validation import ReasonForm
 from storage.models import CrmJob, CrmJobState, Deal, DealEventRecord, Loss
-from tests.bot_client import rows
+from tests.bot_client import eventually, rows
 from tests.conftest import make_settings
 from tests.fake_crm import SALESFORCE_TOKEN, FakeCrm
 from tests.fake_slack import Failure
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CATALOGUE = Catalogue(DEFAULT_REASONS)
-POLICY = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
+POLICY = PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0))
 EXPLANATION = "Initech undercut us by 30% and bundled onboarding for free."
 
 
@@ -53,12 +55,23 @@ async def connectors(fake_crm: FakeCrm) -> AsyncIterator[dict[str, Connector]]:
         yield build_connectors(settings, http)
 
 
-async def run(session_factory: async_sessionmaker[AsyncSession], connectors: dict[str, Connector], at: datetime) -> int:
+async def run(
+    session_factory: async_sessionmaker[AsyncSession],
+    connectors: dict[str, Connector],
+    at: datetime,
+    *,
+    process_id: str = "process-a",
+) -> int:
     async def record(events: list[DealEvent]) -> object:
         return await record_deal_events(session_factory=session_factory, events=events, received_at=at, policy=POLICY)
 
     return await crm_jobs.run_due_jobs(
-        session_factory=session_factory, connectors=connectors, catalogue=CATALOGUE, clock=lambda: at, record=record
+        session_factory=session_factory,
+        connectors=connectors,
+        catalogue=CATALOGUE,
+        clock=lambda: at,
+        record=record,
+        process_id=process_id,
     )
 
 
@@ -175,6 +188,37 @@ async def test_a_pipedrive_owner_lookup_outage_delays_the_event(
 
     (deal,) = await rows(session_factory, Deal)
     assert (deal.external_id, deal.owner_email, deal.stage) == ("5", "sam@example.com", "closed_lost")
+
+
+@pytest.mark.parametrize("late_answer", [None, Failure(500)], ids=["fetched", "to retry"])
+async def test_a_process_whose_claim_ran_out_records_nothing_of_the_job_another_process_took_over(
+    session_factory: async_sessionmaker[AsyncSession],
+    fake_crm: FakeCrm,
+    connectors: dict[str, Connector],
+    caplog: pytest.LogCaptureFixture,
+    late_answer: Failure | None,
+) -> None:
+    """HubSpot answers the first process after its claim (CLAIM_FOR) ran out; by then the second
+    process has claimed the job and done it."""
+    await queue_hubspot_change(session_factory, fake_crm)
+    slow = fake_crm.hold("hubspot.deal")
+    first = asyncio.create_task(run(session_factory, connectors, NOW, process_id="first"))
+    await eventually(lambda: fake_crm.calls_to("hubspot.deal"), what="the first process to call HubSpot")
+    (job,) = await rows(session_factory, CrmJob)
+    assert (job.claimed_by, job.claimed_until) == ("first", NOW + crm_jobs.CLAIM_FOR)
+
+    later = NOW + crm_jobs.CLAIM_FOR + timedelta(minutes=1)
+    assert await run(session_factory, connectors, later, process_id="second") == 1
+    slow.set_result(late_answer)
+    with caplog.at_level(logging.WARNING, logger="bot.services.crm_jobs"):
+        assert await first == 1
+    assert "was taken over by another process" in caplog.text
+
+    (job,) = await rows(session_factory, CrmJob)
+    assert (job.state, job.attempts, job.done_at, job.last_error) == (CrmJobState.DONE, 1, later, None)
+    assert job.claimed_by == "second"
+    assert len(await rows(session_factory, DealEventRecord)) == 1
+    assert len(await rows(session_factory, Loss)) == 1
 
 
 # --- writing reasons back -------------------------------------------------------------------------

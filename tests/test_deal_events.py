@@ -15,7 +15,7 @@ from tests.bot_client import rows
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DEALS = range(20)
-POLICY = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
+POLICY = PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0))
 
 
 def event(number: int, stage: str, changed_at: datetime, event_id: str) -> DealEvent:

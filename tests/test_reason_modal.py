@@ -3,6 +3,7 @@ and a deal reopened while the modal was open."""
 
 from datetime import date, timedelta
 
+import aiohttp
 import pytest
 from sqlalchemy import text
 
@@ -33,11 +34,37 @@ async def test_someone_else_gets_told_whose_deal_it_is(bot: BotClient, prompted)
 
     await bot.click(user_id="U0SAM0001", action_id="log_reason", value=loss_id, message=where)
 
-    (ephemeral,) = await bot.slack.wait_for("chat.postEphemeral")
-    assert ephemeral["user"] == "U0SAM0001" and ephemeral["channel"] == where[0]
-    assert f"belongs to <@{DANA}>" in ephemeral["text"]
+    (refusal,) = await bot.slack.wait_for("response_url")
+    assert refusal["id"] == "click-1"
+    assert (refusal["response_type"], refusal["replace_original"]) == ("ephemeral", False)
+    assert f"belongs to <@{DANA}>" in refusal["text"]
     assert bot.slack.calls_to("views.open") == []
     assert await bot.snapshot() == before
+
+
+async def test_a_refusal_reaches_a_click_from_a_conversation_the_bot_is_not_in(bot: BotClient, prompted) -> None:
+    """The prompt shared into a DM between Sam and Dana, where the bot is not a member: Slack
+    answers chat.postEphemeral there with channel_not_found, the click's response_url still works."""
+    loss_id, (_, ts) = prompted
+    ephemeral = {"channel": "D0SAMDANA", "user": "U0SAM0001", "text": "?"}
+    async with aiohttp.ClientSession() as http, http.post(f"{bot.slack.url}chat.postEphemeral", data=ephemeral) as sent:
+        assert await sent.json() == {"ok": False, "error": "channel_not_found"}
+
+    await bot.click(user_id="U0SAM0001", action_id="log_reason", value=loss_id, message=("D0SAMDANA", ts))
+
+    (refusal,) = await bot.slack.wait_for("response_url")
+    assert f"belongs to <@{DANA}>" in refusal["text"] and refusal["response_type"] == "ephemeral"
+    assert bot.slack.calls_to("views.open") == []
+
+
+async def test_log_one_reason_for_several_with_nothing_awaiting_says_so(bot: BotClient, prompted) -> None:
+    _, where = prompted
+
+    await bot.click(user_id="U0SAM0001", action_id="log_several", value="1", message=where)
+
+    (refusal,) = await bot.slack.wait_for("response_url")
+    assert refusal["text"] == "Every one of your closed-lost deals has its reason: there is nothing left to log."
+    assert refusal["response_type"] == "ephemeral" and bot.slack.calls_to("views.open") == []
 
 
 async def test_a_submission_by_someone_else_stores_nothing(bot: BotClient, prompted) -> None:
@@ -219,8 +246,8 @@ async def test_a_click_that_fails_on_our_side_tells_the_rep(bot: BotClient, prom
 
     await bot.click(user_id=DANA, action_id="log_reason", value=loss_id, message=where)
 
-    (ephemeral,) = await bot.slack.wait_for("chat.postEphemeral")
-    assert ephemeral["user"] == DANA and "Something went wrong on our side" in ephemeral["text"]
+    (answer,) = await bot.slack.wait_for("response_url")
+    assert answer["response_type"] == "ephemeral" and "Something went wrong on our side" in answer["text"]
     assert bot.slack.calls_to("views.open") == []
 
 

@@ -48,6 +48,7 @@ def test_the_defaults_match_the_design() -> None:
     assert loaded.socket_mode is False
     assert loaded.reasons_file is None
     assert loaded.log_format == "text"
+    assert (loaded.bulk_window, loaded.bulk_max) == (timedelta(minutes=2), timedelta(minutes=15))
 
 
 @pytest.mark.parametrize(
@@ -135,6 +136,8 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path) -> None:
         ({"salesforce_webhook_token": "short-token"}, "salesforce_webhook_token"),
         ({"salesforce_webhook_token": "a token with spaces in it"}, "salesforce_webhook_token"),
         ({"salesforce_webhook_token": "token&org=00D5g000004XyZa"}, "salesforce_webhook_token"),
+        ({"bulk_max": "1m"}, "bulk_max"),
+        ({"bulk_window": "20m"}, "bulk_max"),
     ],
 )
 def test_a_malformed_setting_is_refused(values: dict[str, object], name: str) -> None:
@@ -450,6 +453,13 @@ def test_a_salesforce_webhook_token_a_url_cannot_carry_stops_start_up_in_one_lin
 
     assert_one_line_naming(result, "SALESFORCE_WEBHOOK_TOKEN")
     assert "secret#part" not in result.stderr
+
+
+def test_a_bulk_max_shorter_than_the_bulk_window_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, BULK_WINDOW="10m", BULK_MAX="5m")
+
+    assert_one_line_naming(result, "BULK_MAX")
+    assert "shorter than BULK_WINDOW (600s)" in result.stderr and "at least BULK_WINDOW" in result.stderr
 
 
 def test_http_mode_without_a_signing_secret_stops_start_up_in_one_line(tmp_path: Path) -> None:

@@ -49,19 +49,28 @@ class ChasePolicy:
         )
 
 
-async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession], now: datetime) -> int:
-    """One DM per rep for their losses not yet prompted, once the oldest has waited out BULK_WINDOW.
-    Returns the number of DMs queued."""
+@dataclass(frozen=True)
+class PromptRound:
+    queued: int
+    """DMs queued."""
+    next_due_at: datetime | None
+    """When the next rep's prompt falls due, as the losses stand now; None when no loss waits."""
+
+
+async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession], now: datetime) -> PromptRound:
+    """One DM per rep for their losses not yet prompted, once it is due (see `prompt_due_at`).
+
+    Prompt rounds run one at a time across processes (`loss_queries.lock_prompting`), so a rep's
+    losses are never split between two DMs by two processes ticking together."""
     async with session_factory() as session, session.begin():
+        await loss_queries.lock_prompting(session)
         waiting = await loss_queries.losses_to_prompt(session)
         by_rep = _grouped(waiting, key=lambda row: row.rep_key)
-        due = {
-            rep: rows
-            for rep, rows in by_rep.items()
-            if any(row.prompt_after and row.prompt_after <= now for row in rows)
-        }
+        due_at = {rep: prompt_due_at(rows) for rep, rows in by_rep.items()}
+        due = {rep: rows for rep, rows in by_rep.items() if due_at[rep] <= now}
+        next_due_at = min((at for at in due_at.values() if at > now), default=None)
         if not due:
-            return 0
+            return PromptRound(queued=0, next_due_at=next_due_at)
         message_ids = await message_queries.insert_messages(
             session,
             [
@@ -81,7 +90,15 @@ async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession]
                 session, [{"id": row.loss_id, "prompt_message_id": message_id} for row in rows]
             )
         await outbox.queue_posts(session, message_ids=message_ids, now=now)
-        return len(message_ids)
+        return PromptRound(queued=len(message_ids), next_due_at=next_due_at)
+
+
+def prompt_due_at(rows: list[loss_queries.LossToPrompt]) -> datetime:
+    """When a rep's prompt for these losses of theirs falls due: once BULK_WINDOW has passed since
+    the newest began waiting (a quiet period), and at the latest BULK_MAX after the oldest, so that
+    a clean-up trickling in for minutes still makes one DM, and one that never pauses makes one
+    DM every BULK_MAX."""
+    return min(max(row.prompt_after for row in rows), min(row.prompt_by for row in rows))
 
 
 async def queue_due_reminders(

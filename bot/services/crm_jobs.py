@@ -4,7 +4,8 @@ writing a logged reason back to the deal.
 A job is a row written before the work is done (a webhook's event in the transaction that answers
 the CRM, a write-back in the transaction that stores the reason), claimed in the database by one
 process, retried with backoff while the CRM is down or rate-limiting us, and marked failed with the
-reason when retrying cannot help. Modelled on the outbox (`bot.services.outbox`).
+reason when retrying cannot help. Modelled on the outbox (`bot.services.outbox`): only the process
+that still holds a job's claim records its outcome.
 """
 
 import logging
@@ -22,6 +23,7 @@ from bot.logs import log_ids
 from bot.reasons import Catalogue
 from bot.services.outbox import backoff
 from storage import crm_job_queries, loss_queries
+from storage.claims import ClaimLost
 from storage.models import CrmJob, CrmJobKind, CrmJobState
 
 logger = logging.getLogger(__name__)
@@ -91,50 +93,73 @@ async def run_due_jobs(
     catalogue: Catalogue,
     clock: Callable[[], datetime],
     record: Callable[[list[DealEvent]], Awaitable[object]],
+    process_id: str,
 ) -> int:
-    """Runs every due job no other process holds; returns how many were handled. A fetched deal is
-    recorded with `record` (the ingest queue's `submit`, the path every webhook's events take). A
-    batch whose claim nears its end hands the rest back, as the outbox does."""
+    """Runs every due job no other process holds, claimed for `process_id`; returns how many were
+    handled. A fetched deal is recorded with `record` (the ingest queue's `submit`, the path every
+    webhook's events take). A batch whose claim nears its end hands the rest back, as the outbox
+    does."""
     handled = 0
     while True:
         claimed_at = clock()
         until = claimed_at + CLAIM_FOR
         async with session_factory() as session, session.begin():
-            claimed = await crm_job_queries.claim_due_crm_jobs(session, now=claimed_at, until=until, limit=BATCH_SIZE)
+            claimed = await crm_job_queries.claim_due_crm_jobs(
+                session, now=claimed_at, process_id=process_id, until=until, limit=BATCH_SIZE
+            )
         if not claimed:
             return handled
         for position, job in enumerate(claimed):
             now = clock()
             if now >= until - CLAIM_MARGIN:
                 async with session_factory() as session, session.begin():
-                    for rest in claimed[position:]:
-                        (await session.get_one(CrmJob, rest.id)).claimed_until = None
+                    await crm_job_queries.release_crm_jobs(session, claimed[position:])
                 return handled
             try:
-                await _run(job, session_factory, connectors, catalogue, record)
-            except CrmApiError as error:
-                if error.permanent:
-                    await _record_failure(session_factory, job, str(error))
-                else:
-                    await _retry_later(session_factory, job, str(error), now, error.retry_after)
-            except IngestFailed:
-                await _retry_later(
-                    session_factory, job, "the fetched deal could not be stored (see the log)", now, None
-                )
-            except Exception:
-                logger.exception(
-                    "unexpected error in the %s job %s for %s; it will be retried",
+                await _run_and_record(job, session_factory, connectors, catalogue, record, now)
+            except ClaimLost:
+                logger.warning(
+                    "the %s job %s for %s was taken over by another process while this one ran it (this"
+                    " process's claim ran out): its outcome here is not recorded",
                     job.kind,
                     job.id,
                     job.source,
                     extra=_about(job),
                 )
-                await _retry_later(session_factory, job, "unexpected error (see the log)", now, None)
-            else:
-                async with session_factory() as session, session.begin():
-                    done = await session.get_one(CrmJob, job.id)
-                    done.state, done.done_at, done.attempts = CrmJobState.DONE, now, done.attempts + 1
             handled += 1
+
+
+async def _run_and_record(
+    job: crm_job_queries.ClaimedCrmJob,
+    session_factory: async_sessionmaker[AsyncSession],
+    connectors: Mapping[str, Connector],
+    catalogue: Catalogue,
+    record: Callable[[list[DealEvent]], Awaitable[object]],
+    now: datetime,
+) -> None:
+    """Runs the job and records how it went; ClaimLost when this process no longer holds it."""
+    try:
+        await _run(job, session_factory, connectors, catalogue, record)
+    except CrmApiError as error:
+        if error.permanent:
+            await _record_failure(session_factory, job, str(error))
+        else:
+            await _retry_later(session_factory, job, str(error), now, error.retry_after)
+    except IngestFailed:
+        await _retry_later(session_factory, job, "the fetched deal could not be stored (see the log)", now, None)
+    except Exception:
+        logger.exception(
+            "unexpected error in the %s job %s for %s; it will be retried",
+            job.kind,
+            job.id,
+            job.source,
+            extra=_about(job),
+        )
+        await _retry_later(session_factory, job, "unexpected error (see the log)", now, None)
+    else:
+        async with session_factory() as session, session.begin():
+            done = await crm_job_queries.held_crm_job(session, job)
+            done.state, done.done_at, done.attempts = CrmJobState.DONE, now, done.attempts + 1
 
 
 async def next_due_at(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> datetime | None:
@@ -184,7 +209,7 @@ async def _record_failure(
     session_factory: async_sessionmaker[AsyncSession], claimed: crm_job_queries.ClaimedCrmJob, reason: str
 ) -> None:
     async with session_factory() as session, session.begin():
-        job = await session.get_one(CrmJob, claimed.id)
+        job = await crm_job_queries.held_crm_job(session, claimed)
         job.state, job.attempts, job.last_error = CrmJobState.FAILED, job.attempts + 1, reason
     logger.warning(
         "the %s job %s for %s failed and will not be retried: %s",
@@ -204,10 +229,10 @@ async def _retry_later(
     retry_after: float | None,
 ) -> None:
     async with session_factory() as session, session.begin():
-        job = await session.get_one(CrmJob, claimed.id)
+        job = await crm_job_queries.held_crm_job(session, claimed)
         job.attempts += 1
         job.last_error = reason
-        job.claimed_until = None
+        job.claimed_by = job.claimed_until = None
         if job.attempts >= MAX_ATTEMPTS:
             job.state = CrmJobState.FAILED
             logger.error(

@@ -75,7 +75,10 @@ class PromptPolicy:
     """Which new losses get a prompt, and when."""
 
     bulk_window: timedelta
-    """A prompt waits this long, so that a rep's losses arriving together make one DM."""
+    """A rep's prompt waits until no new loss of theirs has come for this long, so that a burst
+    makes one DM ..."""
+    bulk_max: timedelta
+    """... and at most this long after the first loss it lists."""
     min_amount: Decimal
     """Losses of deals below this amount (in their own currency) are recorded but not prompted."""
 
@@ -120,9 +123,10 @@ async def record_deal_events(
     Text longer than its column is cut to fit (`fit_to_columns`). An event already seen (same
     idempotency key) has no effect. An event older than what is recorded
     for its deal joins the audit trail but changes nothing, so deliveries out of order are safe.
-    New losses are prompted by the scheduler once `policy.bulk_window` has passed; a loss that
-    changes owner starts over with the new owner, and the messages about it are updated. A deal
-    that leaves closed-lost closes its open revisits as win-backs.
+    New losses are prompted by the scheduler (`bot.services.chasing.queue_due_prompts`) at the
+    times `policy` gives them; a loss that changes owner starts over with the new owner, and the
+    messages about it are updated. A deal that leaves closed-lost closes its open revisits as
+    win-backs.
     """
     events = [fit_to_columns(event) for event in events]
     is_new: list[bool] = []
@@ -176,7 +180,12 @@ async def record_deal_events(
             await loss_queries.cancel_losses(session, cancelled, received_at)
         reassigned = _reassigned_losses(deals)
         if reassigned:
-            await loss_queries.restart_losses(session, reassigned, prompt_after=received_at + policy.bulk_window)
+            await loss_queries.restart_losses(
+                session,
+                reassigned,
+                prompt_after=received_at + policy.bulk_window,
+                prompt_by=received_at + policy.bulk_max,
+            )
         messages = await message_queries.message_ids_about(session, cancelled + reassigned)
         messages += await revisits.close_reopened_deals(
             session, deal_ids=[deal_ids[key] for key, state in deals.items() if state.reopened], now=received_at
@@ -244,6 +253,7 @@ def _apply(state: _DealState, event: DealEvent, now: datetime, policy: PromptPol
             "state": LossState.EXCLUDED if excluded_because else LossState.AWAITING,
             "excluded_because": excluded_because,
             "prompt_after": None if excluded_because else now + policy.bulk_window,
+            "prompt_by": None if excluded_because else now + policy.bulk_max,
             "reminders_sent": 0,
             "created_at": now,
             "cancelled_at": None,

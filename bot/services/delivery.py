@@ -150,7 +150,7 @@ class SlackDelivery:
             message = await session.get_one(Message, claimed.message_id)
             items = _shown(message, await message_queries.message_items(session, message.id))
             if message.ts is not None or not await _still_owed(session, message, items):
-                await message_queries.mark_sent(session, claimed.id, now)  # nothing is owed any more
+                await message_queries.mark_sent(session, claimed, now)  # nothing is owed any more
                 return
         if message.kind not in ANNOUNCEMENTS and message.kind != MessageKind.DIGEST:
             # An announcement names the rep who logged, a known Slack user; a digest is about no rep.
@@ -168,11 +168,12 @@ class SlackDelivery:
         )
         self.metrics.messages_posted.labels(message.kind).inc()
         async with self.session_factory() as session, session.begin():
+            # First, so that a process whose claim was taken over meanwhile records nothing.
+            await message_queries.mark_sent(session, claimed, now)
             posted = await session.get_one(Message, message.id)
             posted.channel = response["channel"]
             posted.ts = response["ts"]
             posted.posted_at = now
-            await message_queries.mark_sent(session, claimed.id, now)
             if message.kind == MessageKind.PROMPT:
                 await self._start_chasing(session, posted, now)
         if digest_week is not None:
@@ -193,14 +194,14 @@ class SlackDelivery:
             if message.ts is None:
                 if await message_queries.post_pending(session, message.id):
                     raise NotPostedYet(f"message {message.id} is not posted yet")
-                await message_queries.mark_sent(session, claimed.id, now)  # never posted: nothing to update
+                await message_queries.mark_sent(session, claimed, now)  # never posted: nothing to update
                 return
             items = _shown(message, await message_queries.message_items(session, message.id))
         content = await self._content(message, items)
         assert message.channel is not None
         await call(self.slack.chat_update(channel=message.channel, ts=message.ts, **content.as_kwargs()))
         async with self.session_factory() as session, session.begin():
-            await message_queries.mark_sent(session, claimed.id, now)
+            await message_queries.mark_sent(session, claimed, now)
 
     async def _find_rep(self, message: Message, items: list[Listed], now: datetime) -> None:
         """Makes sure the rep's Slack id and time zone are known before the message goes out (the rep

@@ -7,6 +7,12 @@ rows of a process that died are sent by another (or by the same, restarted) once
 out. Rate limits (429 + Retry-After) and 5xx answers are retried inside the Slack client (see
 `bot.slack_client`); what still fails is retried here with backoff, and failures that retrying
 cannot fix are recorded by `record_failure` and not retried.
+
+Only the process that still holds a row's claim records its outcome (sent, failed, or the next
+try): a process whose lease ran out while Slack was answering (it was stalled, or cut off from the
+database, for three ticks) finds the row taken over, logs it and records nothing, so the row's
+state is the one the process that took it over gives it. What Slack accepted from the first
+process cannot be taken back: that post stays, unrecorded, beside the second process's.
 """
 
 import logging
@@ -19,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.slack_client import PermanentFailure
 from storage import message_queries
-from storage.models import OutboxKind, OutboxMessage, OutboxState
+from storage.claims import ClaimLost
+from storage.models import OutboxKind, OutboxState
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +115,33 @@ async def _deliver(
     now: datetime,
 ) -> None:
     try:
+        await _make_call(message, session_factory, send, record_failure, now)
+    except ClaimLost:
+        logger.warning(
+            "the %s of message %s was taken over by another process while this one was making it (this"
+            " process's claim ran out): its outcome here is not recorded",
+            message.kind,
+            message.message_id,
+        )
+
+
+async def _make_call(
+    message: message_queries.ClaimedMessage,
+    session_factory: async_sessionmaker[AsyncSession],
+    send: Send,
+    record_failure: RecordFailure,
+    now: datetime,
+) -> None:
+    try:
         await send(message, now)
     except PermanentFailure as failure:
         async with session_factory() as session, session.begin():
-            await message_queries.mark_failed(session, message.id, str(failure))
+            await message_queries.mark_failed(session, message, str(failure))
         await record_failure(message, str(failure), now)
     except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
         await _retry_later(session_factory, message, _describe(error), now)
+    except ClaimLost:
+        raise  # `send` could not record what Slack answered: not a failure of the call to retry
     except Exception:
         logger.exception(
             "unexpected error making the %s of message %s; it will be retried", message.kind, message.message_id
@@ -129,7 +156,7 @@ async def _retry_later(
     now: datetime,
 ) -> None:
     async with session_factory() as session, session.begin():
-        message = await session.get_one(OutboxMessage, claimed.id)
+        message = await message_queries.held_call(session, claimed)
         message.attempts += 1
         message.last_error = reason
         message.claimed_by = None
