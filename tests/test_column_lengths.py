@@ -80,7 +80,7 @@ def test_the_longest_idempotency_keys_fit_their_columns(event_id: str | None) ->
 async def test_an_event_of_the_longest_texts_is_stored(session_factory: async_sessionmaker[AsyncSession]) -> None:
     """On PostgreSQL too, which refuses a value longer than its column."""
     event = longest_event(stage=CLOSED_LOST, currency="USD", amount=Decimal("48000"))
-    policy = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
+    policy = PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0))
 
     result = await record_deal_events(
         session_factory=session_factory, events=[event], received_at=CHANGED_AT, policy=policy
@@ -107,7 +107,7 @@ async def test_an_event_sent_again_is_recognised_by_its_cut_id(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     event = longest_event(stage=CLOSED_LOST, currency="USD")
-    policy = PromptPolicy(bulk_window=timedelta(0), min_amount=Decimal(0))
+    policy = PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0))
 
     first = await record_deal_events(
         session_factory=session_factory, events=[event], received_at=CHANGED_AT, policy=policy

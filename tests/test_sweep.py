@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -411,7 +412,7 @@ async def sweeping(session_factory: async_sessionmaker[AsyncSession], fake_crm: 
     ingest = IngestQueue(
         session_factory=session_factory,
         clock=clock,
-        policy=PromptPolicy(bulk_window=timedelta(0), min_amount=0),  # type: ignore[arg-type]
+        policy=PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0)),
         on_messages_queued=lambda: None,
         on_losses_opened=lambda: None,
     )
