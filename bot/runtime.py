@@ -13,6 +13,7 @@ from bot.crm_worker import CrmJobWorker
 from bot.ingest import IngestQueue
 from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
+from bot.services.health import HealthCheck
 from bot.services.home import HomePublisher
 from bot.settings import Settings
 from bot.slack_socket import SlackSocket
@@ -38,6 +39,8 @@ class Runtime:
     audience: Audience
     """The channels a logged reason is announced in (debriefs, REASON_ROUTES)."""
     home: HomePublisher
+    health: HealthCheck
+    """Probes the database for `GET /healthz`, on connections of its own."""
     clock: Callable[[], datetime]
 
     def today(self) -> date:

@@ -220,3 +220,18 @@ async def outbox_calls(session: AsyncSession, message_id: int) -> list[OutboxMes
             select(OutboxMessage).where(OutboxMessage.message_id == message_id).order_by(OutboxMessage.id)
         )
     )
+
+
+class PendingCalls(NamedTuple):
+    number: int
+    oldest_created_at: datetime | None
+
+
+async def pending_calls(session: AsyncSession) -> PendingCalls:
+    """How many calls are waiting to be made, and when the oldest of them was queued."""
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.state == OutboxState.PENDING)
+        )
+    ).one()
+    return PendingCalls(count, oldest)
