@@ -8,14 +8,16 @@ import logging
 import signal
 import socket
 import sys
+import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from bot.app import create_app, utc_now
 from bot.periods import Week, last_full_week, week_of
@@ -26,6 +28,7 @@ from bot.services.chasing import ChasePolicy
 from bot.services.delivery import SlackDelivery
 from bot.services.digest import build_digest
 from bot.services.digest_chart import loss_trend
+from bot.services.health import connection_problem
 from bot.services.losses import reason_codes_missing_from
 from bot.settings import DatabaseSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
@@ -37,6 +40,7 @@ from storage.engine import create_engine, create_session_factory
 from storage.migrate import upgrade_to_head
 
 SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
+DATABASE_RETRY_SECONDS = 2
 
 
 class StartupError(Exception):
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         team = _load_team(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
         listening = _listen(settings.host, settings.port)
+        _wait_for_database(settings.database_url, settings.database_wait)
         _migrate(settings.database_url)
         asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
     except StartupError as error:
@@ -183,6 +188,29 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # matplotlib (the digest's chart) tells at INFO how it built its font cache: nothing to act on.
     logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _wait_for_database(database_url: str, wait: timedelta) -> None:
+    """Tries to connect to PostgreSQL every DATABASE_RETRY_SECONDS for up to `wait`, saying so in one
+    line per try: a platform or a compose file often starts the bot and its database together.
+    A SQLite file does not come up later, so it is not waited for. The URL's password is never shown."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    give_up_at = time.monotonic() + wait.total_seconds()
+    while (problem := asyncio.run(connection_problem(database_url))) is not None:
+        if time.monotonic() + DATABASE_RETRY_SECONDS > give_up_at:
+            raise StartupError(
+                f"the database at {where} (DATABASE_URL) cannot be reached, "
+                f"after waiting {wait.total_seconds():g} s (DATABASE_WAIT): {problem}"
+            )
+        print(
+            f"closedlost: waiting for the database at {where}: {problem}; trying again in {DATABASE_RETRY_SECONDS} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(DATABASE_RETRY_SECONDS)
 
 
 def _migrate(database_url: str) -> None:

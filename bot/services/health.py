@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage import message_queries
-from storage.engine import probe_writes
+from storage.engine import CONNECT_TIMEOUT_SECONDS, create_probe_engine, probe_writes
 
 PROBE_SECONDS = 1.5
 OK = "ok"
@@ -120,3 +120,21 @@ def describe(error: BaseException) -> str:
     cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     lines = str(cause).strip().splitlines()
     return lines[0] if lines else type(cause).__name__
+
+
+async def connection_problem(database_url: str) -> str | None:
+    """None when the database at `database_url` takes a connection and answers a query; else one
+    line saying why not, in the driver's words. Gives up after CONNECT_TIMEOUT_SECONDS."""
+    engine = create_probe_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+    except TimeoutError:
+        # asyncpg's connect timeout, a TimeoutError without a message: the port took the
+        # connection (or the network swallowed it) and nothing answered.
+        return f"no answer within {CONNECT_TIMEOUT_SECONDS} s"
+    except Exception as error:
+        return describe(error)
+    finally:
+        await engine.dispose()
+    return None
