@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access_log import AccessLogger
@@ -33,6 +35,7 @@ from bot.services.delivery import SlackDelivery
 from bot.services.digest import build_digest
 from bot.services.digest_chart import loss_trend
 from bot.services.export import Bounds, Progress, write_losses_csv
+from bot.services.health import connection_problem
 from bot.services.losses import reason_codes_missing_from
 from bot.settings import DatabaseSettings, ExportSettings, Settings, describe_settings_error
 from bot.slack_client import create_slack_client
@@ -44,6 +47,7 @@ from storage.engine import create_engine, create_session_factory, ping
 from storage.migrate import upgrade_to_head
 
 SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
+DATABASE_RETRY_SECONDS = 2
 
 
 class StartupError(Exception):
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_socket = None
         if settings.metrics_port is not None:
             metrics_socket = _listen(settings.host, settings.metrics_port, "METRICS_PORT")
+        _wait_for_database(settings.database_url, settings.database_wait)
         _migrate(settings.database_url)
         asyncio.run(_check_catalogue_keeps_stored_codes(settings, catalogue))
     except StartupError as error:
@@ -225,6 +230,29 @@ async def _serve(
         return await stopped
     finally:
         await runner.cleanup()
+
+
+def _wait_for_database(database_url: str, wait: timedelta) -> None:
+    """Tries to connect to PostgreSQL every DATABASE_RETRY_SECONDS for up to `wait`, saying so in one
+    line per try: a platform or a compose file often starts the bot and its database together.
+    A SQLite file does not come up later, so it is not waited for. The URL's password is never shown."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    give_up_at = time.monotonic() + wait.total_seconds()
+    while (problem := asyncio.run(connection_problem(database_url))) is not None:
+        if time.monotonic() + DATABASE_RETRY_SECONDS > give_up_at:
+            raise StartupError(
+                f"the database at {where} (DATABASE_URL) cannot be reached, "
+                f"after waiting {wait.total_seconds():g} s (DATABASE_WAIT): {problem}"
+            )
+        print(
+            f"closedlost: waiting for the database at {where}: {problem}; trying again in {DATABASE_RETRY_SECONDS} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(DATABASE_RETRY_SECONDS)
 
 
 def _migrate(database_url: str) -> None:

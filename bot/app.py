@@ -30,6 +30,7 @@ from bot.services.chasing import ChasePolicy
 from bot.services.deal_events import PromptPolicy
 from bot.services.debriefs import Audience
 from bot.services.delivery import SlackDelivery
+from bot.services.health import HealthCheck
 from bot.services.home import HomePublisher
 from bot.services.sweeps import SweepPolicy
 from bot.settings import Settings
@@ -37,7 +38,7 @@ from bot.slack_client import connection_pool, create_slack_client
 from bot.slack_socket import SlackSocket
 from bot.team import load_team
 from bot.worker import OutboxWorker
-from storage.engine import create_engine, create_session_factory
+from storage.engine import create_engine, create_probe_engine, create_session_factory
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def create_app(
             admins=settings.admin_users,
         ),
         metrics=metrics,
+        health=HealthCheck(engine=create_probe_engine(settings.database_url), clock=clock),
         clock=clock,
     )
 
@@ -209,6 +211,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await runtime.health.close()
         if own_engine is not None:
             await own_engine.dispose()
 

@@ -14,6 +14,7 @@ from bot.ingest import IngestQueue
 from bot.metrics import Metrics
 from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
+from bot.services.health import HealthCheck
 from bot.services.home import HomePublisher
 from bot.settings import Settings
 from bot.slack_socket import SlackSocket
@@ -41,6 +42,8 @@ class Runtime:
     home: HomePublisher
     metrics: Metrics
     """This app's own counters (METRICS_PORT)."""
+    health: HealthCheck
+    """Probes the database for `GET /healthz`, on connections of its own."""
     clock: Callable[[], datetime]
 
     def today(self) -> date:

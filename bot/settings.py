@@ -255,6 +255,10 @@ class Settings(ExportSettings):
     debrief_min_amount: Decimal | None = Field(
         default=None, ge=0, lt=AMOUNTS_BELOW, description=f"an amount in the deal's own currency, {AMOUNT_RANGE}"
     )
+    database_wait: Duration = Field(
+        default=timedelta(seconds=30),
+        description="a duration such as 30s, how long serve waits for the database at start",
+    )
     reason_routes: ReasonRoutes = Field(
         default_factory=dict, description="a comma list of code=channel id, such as missing_feature=C0PRODUCT"
     )

@@ -354,11 +354,16 @@ async def requeue_failed_call(session: AsyncSession, outbox_id: int, now: dateti
     )
 
 
-async def outbox_backlog(session: AsyncSession) -> tuple[int, datetime | None]:
-    """How many calls are pending, and when the oldest of them was queued."""
+class PendingCalls(NamedTuple):
+    number: int
+    oldest_created_at: datetime | None
+
+
+async def pending_calls(session: AsyncSession) -> PendingCalls:
+    """How many calls are waiting to be made, and when the oldest of them was queued."""
     count, oldest = (
         await session.execute(
             select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.state == OutboxState.PENDING)
         )
     ).one()
-    return count, oldest
+    return PendingCalls(count, oldest)

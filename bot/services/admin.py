@@ -147,7 +147,7 @@ def _check_admin(user_id: str, admins: Collection[str]) -> None:
 
 
 async def _backlog(session: AsyncSession, now: datetime) -> Backlog:
-    pending, oldest = await message_queries.outbox_backlog(session)
+    pending, oldest = await message_queries.pending_calls(session)
     jobs_pending, jobs_failed = await crm_job_queries.crm_job_counts(session)
     return Backlog(
         outbox_pending=pending,
