@@ -46,9 +46,14 @@ DEFAULT_REASONS = (
     Reason("no_need", "No need / not a fit"),
     Reason("poor_fit", "Poor qualification"),
     Reason("no_champion", "No decision-maker buy-in", revisit_after_days=120),
+    Reason("stale", "Stale / pipeline clean-up", group=ReasonGroup.NO_DECISION),
     Reason("terms", "Contract or legal terms"),
     Reason("other", "Other"),
 )
+
+CLEAN_UP_CODE = "stale"
+"""The reason a bulk clean-up's one-click answer logs (README.md, "Bulk clean-ups"), when the
+catalogue has it and it is not retired."""
 
 CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # A static_select holds at most 100 options: https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element

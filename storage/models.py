@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.types import UTCDateTime
@@ -185,6 +185,9 @@ class ReasonEntry(Base):
     logged_by: Mapped[str] = mapped_column(String(32))
     logged_at: Mapped[datetime]
     view_id: Mapped[str | None] = mapped_column(String(64))
+    bulk: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Given for a whole bulk clean-up with one click (README.md, "Bulk clean-ups"): the digest
+    counts these apart."""
 
 
 class Message(Base):
@@ -234,12 +237,15 @@ class MessageLoss(Base):
 
 
 class Rep(Base):
-    """What the bot knows of a rep from Slack: the time zone their working hours are counted in."""
+    """What the bot knows of a rep from Slack: the time zone their working hours are counted in,
+    and the name posts call them by without pinging them."""
 
     __tablename__ = "rep"
 
     slack_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tz: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    """`profile.display_name` from `users.info`, else `real_name`; None until looked up."""
     looked_up_at: Mapped[datetime]
 
 

@@ -180,6 +180,7 @@ async def test_reasons_lists_the_catalogue_with_codes(bot: BotClient) -> None:
         "no_need",
         "poor_fit",
         "no_champion",
+        "stale",
         "terms",
         "other",
     ]

@@ -16,6 +16,7 @@ DEFAULT_CODES = [
     "no_need",
     "poor_fit",
     "no_champion",
+    "stale",
     "terms",
     "other",
 ]
@@ -89,7 +90,10 @@ def test_the_default_rules_match_the_design() -> None:
     assert no_decision is not None and no_decision.group is ReasonGroup.NO_DECISION
     required = {reason.code for reason in catalogue.active if reason.requires is not None}
     assert required == {"competitor", "missing_feature"}
-    assert {reason.code for reason in catalogue.active if reason.group is ReasonGroup.NO_DECISION} == {"no_decision"}
+    assert {reason.code for reason in catalogue.active if reason.group is ReasonGroup.NO_DECISION} == {
+        "no_decision",
+        "stale",
+    }
 
 
 def test_every_default_label_fits_a_select_option() -> None:
