@@ -81,6 +81,12 @@ class Catalogue:
     def codes(self) -> set[str]:
         return set(self._by_code)
 
+    @property
+    def offers_clean_up(self) -> bool:
+        """Whether a bulk prompt can offer its one-click answer: the catalogue has CLEAN_UP_CODE, not retired."""
+        reason = self.get(CLEAN_UP_CODE)
+        return reason is not None and not reason.retired
+
     def label(self, code: str) -> str:
         """The label of a code, or the code itself for one the catalogue no longer knows."""
         reason = self.get(code)

@@ -149,7 +149,7 @@ class Jobs:
             self._on_messages_queued()
 
     async def _queue_due_prompts(self, *, now: datetime) -> int:
-        prompts = await chasing.queue_due_prompts(session_factory=self._session_factory, now=now)
+        prompts = await chasing.queue_due_prompts(session_factory=self._session_factory, policy=self._chase, now=now)
         if prompts.next_due_at is not None:
             self._tick_for_prompts_at(prompts.next_due_at)
         return prompts.queued

@@ -228,6 +228,9 @@ class Settings(ExportSettings):
     escalate_after: Duration = Field(
         default=timedelta(hours=24), description="a working-time duration after the prompt, such as 24h"
     )
+    prompt_anytime: bool = Field(
+        default=False, description="true to prompt as soon as a loss is in, false to wait for working hours"
+    )
     working_hours: str = Field(default="09:00-18:00", description="a daily span HH:MM-HH:MM, such as 09:00-18:00")
     working_days: str = Field(default="mon-fri", description="a day range such as mon-fri, or days such as mon,wed,fri")
     team_file: Path | None = Field(

@@ -1,4 +1,5 @@
-"""Buttons and menus: Log reason / Edit / Log one reason for several and the page buttons on the DM,
+"""Buttons and menus: Log reason / Edit / Log one reason for several / the clean-up answer and the
+page buttons on the DM,
 the reason menu inside the modals, the answers to a revisit nudge, and the admin view's Retry.
 
 A click that changes nothing (another rep's button, a deal no longer awaiting, a nudge not yours) is
@@ -16,7 +17,7 @@ from bot.errors import LossError, NotAdmin
 from bot.runtime import Runtime
 from bot.services.admin import load_admin_panel, retry_failed_crm_job, retry_refused_message
 from bot.services.home import load_awaiting
-from bot.services.losses import open_loss, turn_page
+from bot.services.losses import open_loss, record_clean_up, turn_page
 from bot.services.revisits import answer_nudge
 from bot.validation import ReasonForm
 from bot.views import ids
@@ -42,6 +43,7 @@ def register(app: AsyncApp) -> None:
     app.action(ids.LOG_REASON)(handle_open_reason)
     app.action(ids.EDIT_REASON)(handle_open_reason)
     app.action(ids.LOG_SEVERAL)(handle_open_several)
+    app.action(ids.LOG_CLEAN_UP)(handle_clean_up)
     app.action(ids.REASON_SELECT)(handle_reason_picked)
     app.action(ids.PAGE_BACK)(handle_page_turned)
     app.action(ids.PAGE_NEXT)(handle_page_turned)
@@ -104,6 +106,36 @@ async def handle_open_several(
         return
     view = build_several_modal(deals=deals, catalogue=runtime.catalogue, chosen=None, today=runtime.today())
     await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+async def handle_clean_up(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:
+    """Logs every deal of a bulk prompt still awaiting a reason as a pipeline clean-up, in one click."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    result = await record_clean_up(
+        session_factory=runtime.session_factory,
+        message_id=int(action["value"]),
+        catalogue=runtime.catalogue,
+        user_id=user_id,
+        now=runtime.clock(),
+        write_back_to=runtime.write_back_sources,
+        audience=runtime.audience,
+    )
+    if not result.logged:
+        await refuse(body, respond, client, NOTHING_AWAITING)
+        return
+    runtime.metrics.reasons_logged.inc(result.logged)
+    runtime.worker.kick()
+    runtime.crm_jobs.kick()
+    await runtime.home.publish(user_id)
 
 
 async def handle_page_turned(

@@ -29,15 +29,11 @@ from storage.models import (
 
 
 async def message_ids_about(session: AsyncSession, loss_ids: list[int]) -> list[int]:
-    """The prompts and escalations that list these losses."""
+    """The messages that list these losses: prompts, reminders (so that none still says a reason
+    is needed once it is logged), escalations, and announcements."""
     if not loss_ids:
         return []
-    rows = await session.scalars(
-        select(MessageLoss.message_id)
-        .distinct()
-        .join(Message, Message.id == MessageLoss.message_id)
-        .where(MessageLoss.loss_id.in_(loss_ids), Message.kind != MessageKind.REMINDER)
-    )
+    rows = await session.scalars(select(MessageLoss.message_id).distinct().where(MessageLoss.loss_id.in_(loss_ids)))
     return sorted(rows)
 
 

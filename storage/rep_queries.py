@@ -20,5 +20,22 @@ async def rep_tz(session: AsyncSession, slack_id: str) -> str | None:
     return await session.scalar(select(Rep.tz).where(Rep.slack_id == slack_id))
 
 
+async def zones_of(session: AsyncSession, rep_keys: list[str]) -> dict[str, str | None]:
+    """The time zones Slack gave for reps named by rep key (a Slack id, or a lower-case email the
+    bot has looked up); a rep the bot has not looked up yet is left out."""
+    if not rep_keys:
+        return {}
+    by_id = await session.execute(select(Rep.slack_id, Rep.tz).where(Rep.slack_id.in_(rep_keys)))
+    by_email = await session.execute(
+        select(SlackUser.email, Rep.tz)
+        .join(Rep, Rep.slack_id == SlackUser.user_id)
+        .where(SlackUser.email.in_(rep_keys))
+    )
+    zones: dict[str, str | None] = {}
+    for key, tz in [*by_id, *by_email]:
+        zones[key] = tz
+    return zones
+
+
 async def has_rep(session: AsyncSession, slack_id: str) -> bool:
     return await session.get(Rep, slack_id) is not None

@@ -196,6 +196,14 @@ async def detail_counts(
     return [(detail, count) for detail, count in rows]
 
 
+async def bulk_answers(session: AsyncSession, *, since: datetime, until: datetime) -> int:
+    """Logged losses in the period whose current answer is a bulk clean-up's one click."""
+    count = await session.scalar(
+        _current_answers(since, until).add_columns(func.count()).where(ReasonEntry.bulk.is_(True))
+    )
+    return count or 0
+
+
 class RepGroup(NamedTuple):
     owner_slack_id: str | None
     reason_code: str | None

@@ -94,8 +94,9 @@ def make_settings(database_url: str, slack_api_url: str, **overrides: object) ->
         "slack_api_url": slack_api_url,
         "database_url": database_url,
         "deals_webhook_secret": DEALS_WEBHOOK_SECRET,
-        # Prompts go out as soon as a deal is lost, and the scheduler ticks every second.
+        # Prompts go out as soon as a deal is lost, whatever the hour, and the scheduler ticks every second.
         "bulk_window": "0s",
+        "prompt_anytime": True,
         "scheduler_tick": "1s",
         "digest_schedule": digest_schedule_far_from_now(),
         # Tests of the sweep turn it on; elsewhere it would only add calls to the fake CRM.

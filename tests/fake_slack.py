@@ -56,6 +56,9 @@ class FakeSlack:
     users_by_email: dict[str, str] = field(default_factory=dict)
     tz_by_user: dict[str, str] = field(default_factory=dict)
     """Each user's time zone as `users.info` and `users.lookupByEmail` give it (default New York)."""
+    names_by_user: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Each user's (real_name, profile.display_name) as `users.info` and `users.lookupByEmail` give
+    them; a user not listed has neither."""
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     files: dict[str, SlackFile] = field(default_factory=dict)
@@ -213,7 +216,13 @@ class FakeSlack:
         return {"ok": True, "user": self._user(params["user"])}
 
     def _user(self, user_id: str) -> dict[str, Any]:
-        return {"id": user_id, "tz": self.tz_by_user.get(user_id, "America/New_York")}
+        real_name, display_name = self.names_by_user.get(user_id, ("", ""))
+        return {
+            "id": user_id,
+            "tz": self.tz_by_user.get(user_id, "America/New_York"),
+            "real_name": real_name,
+            "profile": {"real_name": real_name, "display_name": display_name},
+        }
 
     def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params["channel"]

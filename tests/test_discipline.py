@@ -8,6 +8,7 @@ for what the next tick sends.
 
 import asyncio
 import json
+import re
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ async def test_an_unanswered_loss_is_reminded_twice_then_escalated_and_the_post_
     database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     fake_slack.users_by_email["lee@example.com"] = "U0LEE0001"
+    fake_slack.names_by_user["U0DANA001"] = ("Dana Scully", "dana")
     clock = Clock()
     settings = make_settings(database_url, fake_slack.url, team_file=team_file(tmp_path), **CYCLE)
     async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
@@ -65,17 +67,25 @@ async def test_an_unanswered_loss_is_reminded_twice_then_escalated_and_the_post_
         assert (first["channel"], first["thread_ts"]) == (dm, prompt_ts)
         assert "Reminder: 1 closed-lost deal still needs a reason" in first["text"]
         assert "log_reason" in json.dumps(first["blocks"])
+        assert "open list" not in json.dumps(first["blocks"]), "a reminder before the last spoke of the escalation"
 
         clock.advance(hours=1)
         second = (await fake_slack.wait_for("chat.postMessage", 3))[2]
         assert (second["channel"], second["thread_ts"]) == (dm, prompt_ts)
+        # The last reminder before the escalation says what happens next (today or tomorrow in the
+        # rep's zone, depending on the hour the test runs).
+        assert re.search(r"(Later today|Tomorrow) this goes on the team's open list", json.dumps(second["blocks"]))
 
         clock.advance(hours=1)
         escalation = (await fake_slack.wait_for("chat.postMessage", 4))[3]
         assert escalation["channel"] == "C0MANAGERS"
         headline = escalation["blocks"][0]["text"]["text"]
-        assert "<@U0DANA001>" in headline and "(cc <@U0LEE0001>)" in headline and "48,000 USD" in headline
-        assert "Acme — 200 seats" in json.dumps(escalation["blocks"], ensure_ascii=False)
+        assert headline.startswith(":wave: <@U0LEE0001>: dana has 1 closed-lost deal still open"), headline
+        assert "48,000 USD" in headline and "waiting since <!date^" in headline
+        everything = json.dumps([escalation["text"], escalation["blocks"]], ensure_ascii=False)
+        assert "<@U0DANA001>" not in everything, "the escalation pinged the rep"
+        assert everything.count("<@") == 1, "the escalation mentions someone besides the manager"
+        assert "Acme — 200 seats" in everything
         assert len(posted_to(fake_slack, dm)) == 3, "the rep got an extra DM when escalated"
 
         [loss] = await bot.rows(Loss)
@@ -89,7 +99,18 @@ async def test_an_unanswered_loss_is_reminded_twice_then_escalated_and_the_post_
 
         updated = await eventually(escalation_updated, what="the escalation post updated")
         assert "logged late: Price" in json.dumps(updated["blocks"])
-        assert "has logged every reason" in updated["blocks"][0]["text"]["text"]
+        assert updated["blocks"][0]["text"]["text"] == ":white_check_mark: dana has logged every reason below."
+
+        reminder_ts = {ts for channel, ts in fake_slack.messages if channel == dm and ts != prompt_ts}
+        assert len(reminder_ts) == 2
+
+        def reminders_updated() -> list[dict[str, Any]] | None:
+            calls = [call for call in fake_slack.calls_to("chat.update") if call["ts"] in reminder_ts]
+            return calls if len(calls) == 2 else None
+
+        for call in await eventually(reminders_updated, what="both reminders updated"):
+            assert call["text"] == ":white_check_mark: Done: the deal in this reminder has its reason."
+            assert "Needs a reason" not in json.dumps(call["blocks"]) and "log_reason" not in json.dumps(call["blocks"])
         [loss] = await bot.rows(Loss)
         assert loss.state == LossState.LOGGED and loss.logged_at is not None
 
@@ -319,3 +340,32 @@ async def test_a_reminder_due_outside_the_reps_working_hours_waits_for_their_nex
         clock.now = monday_nine + timedelta(seconds=30)
         reminder = (await fake_slack.wait_for("chat.postMessage", 2))[1]
         assert reminder["channel"] == dm and "Reminder" in reminder["text"]
+
+
+async def test_a_loss_that_comes_in_at_night_is_prompted_at_the_start_of_the_next_working_hours(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    # The rep has never been looked up, so their zone is TIMEZONE's.
+    paris = ZoneInfo("Europe/Paris")
+    clock = Clock()
+    local = clock.now.astimezone(paris) + timedelta(days=1)
+    tuesday_night = (local + timedelta(days=(1 - local.weekday()) % 7)).replace(
+        hour=23, minute=0, second=0, microsecond=0
+    )
+    wednesday_nine = (tuesday_night + timedelta(days=1)).replace(hour=9).astimezone(UTC)
+    clock.now = tuesday_night.astimezone(UTC)
+    settings = make_settings(database_url, fake_slack.url, prompt_anytime=False, timezone="Europe/Paris")
+    async with serve(settings, fake_slack, session_factory, clock=clock) as bot:
+        await post(bot, clock, deal())
+        await asyncio.sleep(TWO_TICKS)
+        assert fake_slack.calls_to("chat.postMessage") == [], "a loss at 23:00 buzzed the rep at once"
+
+        clock.now = wednesday_nine - timedelta(minutes=1)
+        await asyncio.sleep(TWO_TICKS)
+        assert fake_slack.calls_to("chat.postMessage") == [], "the prompt went out before working hours"
+
+        clock.now = wednesday_nine
+        prompt = (await fake_slack.wait_for("chat.postMessage"))[0]
+        assert prompt["channel"] == "U0DANA001"
+        [loss] = await bot.rows(Loss)
+        assert loss.prompted_at == wednesday_nine

@@ -25,6 +25,7 @@ from tests.fake_slack import Failure, FakeSlack
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CATALOGUE = Catalogue(DEFAULT_REASONS)
+CHASE = ChasePolicy.from_settings(make_settings("sqlite+aiosqlite://", "http://127.0.0.1:1"))
 POLICY = PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0))
 LEASE = timedelta(seconds=30)
 
@@ -47,7 +48,7 @@ async def queue_prompts(session_factory: async_sessionmaker[AsyncSession], count
     await record_deal_events(
         session_factory=session_factory, events=[lost(n) for n in range(count)], received_at=NOW, policy=POLICY
     )
-    assert (await chasing.queue_due_prompts(session_factory=session_factory, now=NOW)).queued == count
+    assert (await chasing.queue_due_prompts(session_factory=session_factory, policy=CHASE, now=NOW)).queued == count
 
 
 def delivery(session_factory: async_sessionmaker[AsyncSession], fake_slack: FakeSlack, now: datetime) -> SlackDelivery:
@@ -178,7 +179,9 @@ async def test_an_error_retrying_cannot_fix_is_recorded_and_not_retried(session_
 
     await deliver(session_factory, fake_slack, NOW)
     assert await deliver(session_factory, fake_slack, NOW + timedelta(days=1)) == 0
-    assert (await chasing.queue_due_prompts(session_factory=session_factory, now=NOW + timedelta(days=1))).queued == 0
+    assert (
+        await chasing.queue_due_prompts(session_factory=session_factory, policy=CHASE, now=NOW + timedelta(days=1))
+    ).queued == 0
 
     (call,) = await rows(session_factory, OutboxMessage)
     assert call.state == "failed" and "account_inactive" in call.last_error

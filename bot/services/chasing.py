@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.services import outbox
 from bot.settings import Settings
 from bot.working_time import WorkingHours, add_working_time, is_working_time, next_working_moment
-from storage import loss_queries, message_queries
+from storage import loss_queries, message_queries, rep_queries
 from storage.models import MessageKind
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class ChasePolicy:
     team_tz: ZoneInfo
     """TIMEZONE: escalation days are counted in it, and it stands in for a rep's unknown zone."""
     manager_channel: str | None
+    prompt_anytime: bool
+    """PROMPT_ANYTIME: prompts go out as soon as they are due, not at the start of working hours."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ChasePolicy":
@@ -46,6 +48,7 @@ class ChasePolicy:
             hours=settings.hours,
             team_tz=settings.tz,
             manager_channel=settings.manager_channel,
+            prompt_anytime=settings.prompt_anytime,
         )
 
 
@@ -57,8 +60,13 @@ class PromptRound:
     """When the next rep's prompt falls due, as the losses stand now; None when no loss waits."""
 
 
-async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession], now: datetime) -> PromptRound:
-    """One DM per rep for their losses not yet prompted, once it is due (see `prompt_due_at`).
+async def queue_due_prompts(
+    *, session_factory: async_sessionmaker[AsyncSession], policy: ChasePolicy, now: datetime
+) -> PromptRound:
+    """One DM per rep for their losses not yet prompted, once it is due (see `prompt_due_at`) and,
+    unless `policy.prompt_anytime`, the rep is in their working hours: a loss that comes in at
+    night is prompted at the start of the rep's next working hours, in their time zone as Slack
+    gave it, or TIMEZONE for a rep not looked up yet.
 
     Prompt rounds run one at a time across processes (`loss_queries.lock_prompting`), so a rep's
     losses are never split between two DMs by two processes ticking together."""
@@ -67,6 +75,12 @@ async def queue_due_prompts(*, session_factory: async_sessionmaker[AsyncSession]
         waiting = await loss_queries.losses_to_prompt(session)
         by_rep = _grouped(waiting, key=lambda row: row.rep_key)
         due_at = {rep: prompt_due_at(rows) for rep, rows in by_rep.items()}
+        if not policy.prompt_anytime:
+            zones = await rep_queries.zones_of(session, list(by_rep))
+            due_at = {
+                rep: next_working_moment(at, rep_zone(zones.get(rep), policy.team_tz), policy.hours)
+                for rep, at in due_at.items()
+            }
         due = {rep: rows for rep, rows in by_rep.items() if due_at[rep] <= now}
         next_due_at = min((at for at in due_at.values() if at > now), default=None)
         if not due:

@@ -25,7 +25,7 @@ from bot.services.digest import build_digest
 from bot.services.digest_chart import share_digest_chart
 from bot.services.presenting import deal_facts, logged_reason
 from bot.slack_client import PermanentFailure, call
-from bot.views.chasing import build_escalation, build_reminder
+from bot.views.chasing import EscalationNotice, build_escalation, build_reminder
 from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState
 from bot.views.debrief import build_debrief, build_route_post
 from bot.views.digest import build_digest_message
@@ -215,7 +215,7 @@ class SlackDelivery:
         if rep_known and user_id == message.rep_slack_id:
             return
         looked_up_by_email = False
-        tz = None
+        tz = name = None
         if not rep_known:
             if user_id is not None:
                 response = await call(self.slack.users_info(user=user_id))
@@ -228,12 +228,13 @@ class SlackDelivery:
             else:
                 raise PermanentFailure(NO_OWNER)
             user_id, tz = str(response["user"]["id"]), response["user"].get("tz")
+            name = display_name(response["user"])
         assert user_id is not None
         async with self.session_factory() as session, session.begin():
             if looked_up_by_email:
                 await session.merge(SlackUser(email=message.rep_email, user_id=user_id, looked_up_at=now))
             if not rep_known:
-                await session.merge(Rep(slack_id=user_id, tz=tz, looked_up_at=now))
+                await session.merge(Rep(slack_id=user_id, tz=tz, name=name, looked_up_at=now))
             stored = await session.get_one(Message, message.id)
             stored.rep_slack_id = user_id
             if message.rep_slack_id is None and message.rep_email is not None:
@@ -251,8 +252,12 @@ class SlackDelivery:
         if message.kind == MessageKind.PROMPT:
             return build_prompt_message(items=items, catalogue=self.catalogue, message_id=message.id, page=message.page)
         if message.kind == MessageKind.REMINDER:
-            waiting = [item for item in items if item.awaiting]
-            return build_reminder(waiting, catalogue=self.catalogue, message_id=message.id)
+            return build_reminder(
+                items,
+                catalogue=self.catalogue,
+                message_id=message.id,
+                escalation=await self._escalation_notice(message, listed),
+            )
         if message.kind == MessageKind.REVISIT:
             [item] = items
             async with self.session_factory() as session, session.begin():
@@ -266,8 +271,48 @@ class SlackDelivery:
             return build_route_post(items, catalogue=self.catalogue)
         assert message.rep_slack_id is not None
         return build_escalation(
-            items, rep_slack_id=message.rep_slack_id, manager=await self._manager(message), catalogue=self.catalogue
+            items,
+            rep_name=await self._rep_name(message.rep_slack_id),
+            manager=await self._manager(message),
+            catalogue=self.catalogue,
         )
+
+    async def _escalation_notice(self, message: Message, listed: list[Listed]) -> EscalationNotice | None:
+        """When the reminder's waiting losses go to the manager channel, if that comes before any
+        other reminder: so the reminder can say it. None when nothing is escalated."""
+        if self.chase.manager_channel is None:
+            return None
+        due = [
+            item.loss.escalation_due_at
+            for item in listed
+            if item.awaiting
+            and item.loss.escalation_due_at is not None
+            and item.loss.escalated_at is None
+            and (item.loss.reminder_due_at is None or item.loss.escalation_due_at <= item.loss.reminder_due_at)
+        ]
+        if not due:
+            return None
+        rep = message.rep_slack_id
+        async with self.session_factory() as session, session.begin():
+            tz = rep_zone(await rep_queries.rep_tz(session, rep) if rep else None, self.chase.team_tz)
+        return EscalationNotice(at=min(due), now=self.clock(), tz=tz)
+
+    async def _rep_name(self, slack_id: str) -> str:
+        """The rep's display name, cached on their Rep row; looked up with `users.info` once when the
+        row has none (a rep found before names were kept)."""
+        async with self.session_factory() as session, session.begin():
+            rep = await session.get(Rep, slack_id)
+            if rep is not None and rep.name:
+                return rep.name
+        response = await call(self.slack.users_info(user=slack_id))
+        name = display_name(response["user"]) or slack_id
+        async with self.session_factory() as session, session.begin():
+            rep = await session.get(Rep, slack_id)
+            if rep is None:
+                session.add(Rep(slack_id=slack_id, tz=response["user"].get("tz"), name=name, looked_up_at=self.clock()))
+            else:
+                rep.name = name
+        return name
 
     async def _digest(self, message: Message) -> MessageContent:
         """The digest of its run's week, from the data as it is now."""
@@ -317,6 +362,17 @@ class SlackDelivery:
         )
         if not all(item.awaiting for item in items):
             await outbox.queue_updates(session, message_ids=[message.id], now=now)
+
+
+def display_name(user: dict[str, object]) -> str | None:
+    """What Slack shows as a user's name: their display name when they set one, else their full
+    name (`users.info`, `users.lookupByEmail`)."""
+    profile = user.get("profile")
+    profile = profile if isinstance(profile, dict) else {}
+    for name in (profile.get("display_name"), user.get("real_name"), profile.get("real_name")):
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return None
 
 
 async def _still_owed(session: AsyncSession, message: Message, items: list[Listed]) -> bool:

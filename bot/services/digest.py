@@ -43,6 +43,7 @@ async def build_digest(
         competitors = await stats_queries.detail_counts(session, since=since, until=until, reason_code=COMPETITOR)
         gaps = await stats_queries.detail_counts(session, since=since, until=until, reason_code=MISSING_FEATURE)
         delays = await stats_queries.reason_delays(session, since=since, until=until)
+        bulk_answers = await stats_queries.bulk_answers(session, since=since, until=until)
         overdue = await stats_queries.overdue_by_rep(session, now=now)
         rep_groups = await stats_queries.rep_groups(session, since=since, until=until)
         revisits, revisits_total = await stats_queries.upcoming_revisits(
@@ -70,6 +71,7 @@ async def build_digest(
         win_backs_total,
         [Quote(*row) for row in quotes],
         [(crm_name(source), count) for source, count in misses],
+        bulk_answers,
     )
 
 

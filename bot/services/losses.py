@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
-from bot.reasons import Catalogue, code_for_crm_reason
+from bot.reasons import CLEAN_UP_CODE, Catalogue, code_for_crm_reason
 from bot.services import crm_jobs, outbox, revisits
 from bot.services.debriefs import Audience, queue_reason_posts
 from bot.services.presenting import deal_facts
@@ -151,6 +151,8 @@ def _entry(
     user_id: str,
     view_id: str | None,
     now: datetime,
+    *,
+    bulk: bool = False,
 ) -> ReasonEntry:
     return ReasonEntry(
         loss_id=loss_id,
@@ -162,6 +164,7 @@ def _entry(
         logged_by=user_id,
         logged_at=now,
         view_id=view_id,
+        bulk=bulk,
     )
 
 
@@ -188,6 +191,7 @@ async def record_reason_for_several(
     now: datetime,
     write_back_to: Collection[str],
     audience: Audience,
+    bulk: bool = False,
 ) -> SeveralLogged:
     """Stores one validated reason as the answer of each picked loss that still awaits this rep's
     reason (with its revisit, when it has a date), in one transaction, and queues the updates of the
@@ -200,7 +204,7 @@ async def record_reason_for_several(
         for loss, deal in await loss_queries.losses_with_deals(session, loss_ids, for_update=True):
             if loss.state != LossState.AWAITING or deal.owner_slack_id != user_id:
                 continue
-            session.add(_entry(loss.id, 1, form, catalogue, user_id, view_id, now))
+            session.add(_entry(loss.id, 1, form, catalogue, user_id, view_id, now, bulk=bulk))
             await revisits.record_revisit_date(
                 session, loss_id=loss.id, before=None, after=form.revisit_on, user_id=user_id, now=now
             )
@@ -223,6 +227,43 @@ async def record_reason_for_several(
             now=now,
         )
     return SeveralLogged(logged=len(logged), skipped=len(set(loss_ids)) - len(logged))
+
+
+async def record_clean_up(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    message_id: int,
+    catalogue: Catalogue,
+    user_id: str,
+    now: datetime,
+    write_back_to: Collection[str],
+    audience: Audience,
+) -> SeveralLogged:
+    """The one-click answer of a bulk prompt (README.md, "Bulk clean-ups"): every loss the prompt
+    asks about that still awaits this rep's reason is logged with the clean-up reason
+    (`CLEAN_UP_CODE`) and no explanation, as a bulk answer, like `record_reason_for_several`.
+    Nothing is logged for a message that is not this rep's prompt, or when the catalogue has no
+    active clean-up reason."""
+    if not catalogue.offers_clean_up:
+        return SeveralLogged(logged=0, skipped=0)
+    async with session_factory() as session, session.begin():
+        message = await session.get(Message, message_id)
+        if message is None or message.kind != MessageKind.PROMPT or message.rep_slack_id != user_id:
+            return SeveralLogged(logged=0, skipped=0)
+        items = await message_queries.message_items(session, message_id)
+        loss_ids = [item.loss.id for item in items if item.loss.prompt_message_id == message_id]
+    return await record_reason_for_several(
+        session_factory=session_factory,
+        loss_ids=loss_ids,
+        form=ReasonForm(reason_code=CLEAN_UP_CODE, detail=None, explanation="", revisit_on=None),
+        catalogue=catalogue,
+        user_id=user_id,
+        view_id=None,
+        now=now,
+        write_back_to=write_back_to,
+        audience=audience,
+        bulk=True,
+    )
 
 
 async def turn_page(

@@ -1,6 +1,9 @@
 """The reminder a rep gets in their prompt's thread, and the escalation post in the manager channel."""
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
@@ -17,11 +20,48 @@ ESCALATION_DEALS = 100
 LINES_PER_SECTION = 10
 
 
-def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: int) -> MessageContent:
-    """A reply in the prompt's thread about the deals still without a reason."""
+@dataclass(frozen=True)
+class EscalationNotice:
+    """When the deals of a reminder go on the team's open list (the escalation), told in the
+    rep's own time zone so that it is never a surprise."""
+
+    at: datetime
+    now: datetime
+    tz: ZoneInfo
+
+    def sentence(self) -> str:
+        day = self.at.astimezone(self.tz).date()
+        today = self.now.astimezone(self.tz).date()
+        if day <= today:
+            when = "Later today"
+        elif day == today + timedelta(days=1):
+            when = "Tomorrow"
+        elif day < today + timedelta(days=7):
+            when = f"On {day:%A}"
+        else:
+            when = f"On {day:%b} {day.day}"
+        return f"{when} this goes on the team's open list, unless a reason is logged first."
+
+
+def build_reminder(
+    items: list[DealLoss], *, catalogue: Catalogue, message_id: int, escalation: EscalationNotice | None = None
+) -> MessageContent:
+    """A reply in the prompt's thread about the deals it lists: those still without a reason, with
+    what happens next when `escalation` is given; once none is waiting, a line that says so."""
+    listed = len(items)
+    items = [item for item in items if item.awaiting]
+    if not items:
+        done = (
+            ":white_check_mark: Done: the deal in this reminder has its reason."
+            if listed == 1
+            else ":white_check_mark: Done: every deal in this reminder has its reason."
+        )
+        return MessageContent(text=done, blocks=[SectionBlock(text=done)])
     count = len(items)
     deals = "1 closed-lost deal still needs" if count == 1 else f"{count} closed-lost deals still need"
     blocks: list[Block] = [SectionBlock(text=f":wave: Reminder: {deals} a reason. It takes under a minute each.")]
+    if escalation is not None:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=escalation.sentence())]))
     blocks.extend(deal_line(item, catalogue) for item in items[:REMINDER_DEALS])
     if count > REMINDER_DEALS:
         blocks.append(
@@ -41,22 +81,25 @@ def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: i
 
 
 def build_escalation(
-    items: list[DealLoss], *, rep_slack_id: str, manager: str | None, catalogue: Catalogue
+    items: list[DealLoss], *, rep_name: str, manager: str | None, catalogue: Catalogue
 ) -> MessageContent:
-    """The day's post about one rep's overdue losses; updated as they are logged. `manager` is
-    the manager's Slack id, or their email when Slack does not know it."""
+    """The day's post about one rep's overdue losses; updated as they are logged. It names the rep
+    without pinging them (`rep_name`, plain text) and mentions only the manager: `manager` is their
+    Slack id, or their email when Slack does not know it."""
     waiting = [item for item in items if item.awaiting]
-    cc = ""
+    name = escape(rep_name)
+    to = ""
     if manager is not None:
-        cc = f" (cc <@{manager}>)" if "@" not in manager else f" (cc {escape(manager)})"
+        to = f"<@{manager}>: " if "@" not in manager else f"{escape(manager)}: "
     if waiting:
+        oldest = min(item.lost_at for item in waiting)
         headline = (
-            f":alarm_clock: <@{rep_slack_id}> has {len(waiting)} closed-lost "
-            f"{'deal' if len(waiting) == 1 else 'deals'} with no reason logged after the reminders{cc}. "
-            f"Total: {_totals(waiting)}."
+            f":wave: {to}{name} has {_deals(len(waiting))} "
+            f"still open after the reminders, waiting since {slack_date(oldest)}. Total: {_totals(waiting)}. "
+            "A quick word may help them log why."
         )
     else:
-        headline = f":white_check_mark: <@{rep_slack_id}> has logged every reason below{cc}."
+        headline = f":white_check_mark: {name} has logged every reason below."
     lines = [_line(item, catalogue) for item in items[:ESCALATION_DEALS]]
     blocks: list[Block] = [SectionBlock(text=fit(headline, SECTION_MAX_LENGTH))]
     for start in range(0, len(lines), LINES_PER_SECTION):
@@ -65,8 +108,12 @@ def build_escalation(
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(items) - ESCALATION_DEALS} more deals.")])
         )
-    text = f"{len(waiting)} overdue closed-lost reasons for <@{rep_slack_id}>" if waiting else headline
+    text = f"{name}: {_deals(len(waiting))} still open after the reminders" if waiting else headline
     return MessageContent(text=text, blocks=blocks)
+
+
+def _deals(count: int) -> str:
+    return f"{count} closed-lost {'deal' if count == 1 else 'deals'}"
 
 
 def _line(item: DealLoss, catalogue: Catalogue) -> str:

@@ -336,6 +336,9 @@ class Digest:
     webhook_misses: list[tuple[str, int]] = field(default_factory=list)
     """Per CRM (by name) whose webhook is configured, the stage changes that reached the bot only
     through the sweep during the week."""
+    bulk_answers: int = 0
+    """Losses of the week answered with a bulk clean-up's one click (README.md, "Bulk clean-ups"),
+    counted apart from the reasons reps gave one by one."""
 
     @property
     def empty(self) -> bool:

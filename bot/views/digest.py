@@ -162,6 +162,9 @@ def _discipline(digest: Digest) -> str:
         lines.append(f"Overdue (past their escalation, or the rep could not be asked): {listed}")
     else:
         lines.append("No loss is overdue for a reason.")
+    if digest.bulk_answers:
+        deals = "deal was" if digest.bulk_answers == 1 else "deals were"
+        lines.append(f"Bulk clean-ups: {digest.bulk_answers} {deals} logged in one click as a pipeline clean-up.")
     for crm, count in digest.webhook_misses:
         changes = "stage change" if count == 1 else "stage changes"
         lines.append(f"{escape(crm)}: {count} {changes} reached us only through the sweep: check its webhook.")

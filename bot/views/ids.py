@@ -6,6 +6,7 @@ LOG_REASON = "log_reason"
 EDIT_REASON = "edit_reason"
 OPEN_IN_CRM = "open_in_crm"
 LOG_SEVERAL = "log_several"
+LOG_CLEAN_UP = "log_clean_up"
 PAGE_BACK = "page_back"
 PAGE_NEXT = "page_next"
 

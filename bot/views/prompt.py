@@ -32,6 +32,8 @@ FIELD_MAX_LENGTH = 1900
 # Deals listed on one page of a bulk prompt: with the header, the buttons, the page line and the
 # page buttons, a page stays under Block Kit's 50 blocks.
 PAGE_SIZE = 40
+# A bulk prompt of at least this many deals offers to log them all as a pipeline clean-up.
+CLEAN_UP_MIN_DEALS = 20
 
 
 def build_prompt_message(*, items: list[DealLoss], catalogue: Catalogue, message_id: int, page: int) -> MessageContent:
@@ -75,14 +77,18 @@ def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id
     pages = (len(items) + PAGE_SIZE - 1) // PAGE_SIZE
     page = min(max(page, 0), pages - 1)
     headline = f"{awaiting} closed-lost deals need a reason" if awaiting else "Every deal here has its reason"
-    blocks: list[Block] = [
-        HeaderBlock(text=headline),
-        SectionBlock(
-            text=f"{len(items)} of your deals were closed lost together. Log why each was lost, "
-            "or log one reason for several that were lost for the same reason."
-        ),
-    ]
-    if awaiting > 1:
+    blocks: list[Block] = [HeaderBlock(text=headline)]
+    clean_up = awaiting > 0 and len(items) >= CLEAN_UP_MIN_DEALS and catalogue.offers_clean_up
+    if clean_up:
+        blocks.extend(_clean_up_question(len(items), message_id))
+    else:
+        blocks.append(
+            SectionBlock(
+                text=f"{len(items)} of your deals were closed lost together. Log why each was lost, "
+                "or log one reason for several that were lost for the same reason."
+            )
+        )
+    if awaiting > 1 and not clean_up:
         blocks.append(
             ActionsBlock(
                 elements=[
@@ -115,6 +121,25 @@ def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id
             turns.append(ButtonElement(text="Next →", action_id=ids.PAGE_NEXT, value=f"{message_id}:{page + 1}"))
         blocks.append(ActionsBlock(elements=turns))
     return MessageContent(text=f"{headline}.", blocks=blocks)
+
+
+def _clean_up_question(count: int, message_id: int) -> list[Block]:
+    """The one-click answer for a bulk clean-up (README.md, "Bulk clean-ups"), beside the way to log
+    real reasons."""
+    return [
+        SectionBlock(text=f"{count} deals closed together — a pipeline clean-up?"),
+        ActionsBlock(
+            elements=[
+                ButtonElement(
+                    text="Yes, log them all as clean-up",
+                    action_id=ids.LOG_CLEAN_UP,
+                    value=str(message_id),
+                    style="primary",
+                ),
+                ButtonElement(text="I'll log reasons", action_id=ids.LOG_SEVERAL, value=str(message_id)),
+            ]
+        ),
+    ]
 
 
 def deal_line(item: DealLoss, catalogue: Catalogue) -> SectionBlock:
