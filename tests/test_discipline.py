@@ -9,19 +9,24 @@ for what the next tick sends.
 import asyncio
 import json
 import re
-from datetime import UTC, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.periods import week_of
+from bot.reasons import DEFAULT_REASONS, Catalogue
+from bot.services.digest import build_digest
+from bot.views.digest import build_digest_message
 from storage.models import Loss, LossState, ReasonEntry
 from tests.bot_client import BotClient, deal, eventually
 from tests.clock import TWO_TICKS, Clock, post
 from tests.conftest import make_settings, serve
 from tests.fake_slack import Failure, FakeSlack, posted_to
 
+CATALOGUE = Catalogue(DEFAULT_REASONS)
 GOOD_EXPLANATION = "Their CFO froze every new tool purchase until the next fiscal year."
 CYCLE = {
     "reminder_after": "1h,2h",
@@ -369,3 +374,47 @@ async def test_a_loss_that_comes_in_at_night_is_prompted_at_the_start_of_the_nex
         assert prompt["channel"] == "U0DANA001"
         [loss] = await bot.rows(Loss)
         assert loss.prompted_at == wednesday_nine
+
+
+async def test_a_clean_up_of_25_deals_is_answered_in_one_click_and_the_digest_counts_it_apart(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = make_settings(database_url, fake_slack.url, bulk_window="2s")
+    async with serve(settings, fake_slack, session_factory) as bot:
+        events = [deal(deal_id=f"stale-{n}", name=f"Stale deal {n}", amount=1000 + n) for n in range(25)]
+        assert (await bot.post_deals(events)).status == 202
+        prompt, where = await bot.prompt(1)
+        blocks = json.dumps(prompt["blocks"], ensure_ascii=False)
+        assert prompt["blocks"][1]["text"]["text"] == "25 deals closed together — a pipeline clean-up?"
+        assert "I'll log reasons" in blocks and "Log one reason for several" not in blocks
+        clean_up = _button(prompt, "log_clean_up")
+        assert clean_up["style"] == "primary" and _button(prompt, "log_several")["value"] == clean_up["value"]
+
+        # Another rep's click on it logs nothing.
+        await bot.click(user_id="U0SAM0001", action_id="log_clean_up", value=clean_up["value"], message=where)
+        await fake_slack.wait_for("response_url")
+        assert await bot.rows(ReasonEntry) == []
+
+        await bot.click(user_id="U0DANA001", action_id="log_clean_up", value=clean_up["value"], message=where)
+
+        async def all_logged() -> bool:
+            return {loss.state for loss in await bot.rows(Loss)} == {LossState.LOGGED}
+
+        await eventually(all_logged, what="every loss of the DM logged")
+        entries = await bot.rows(ReasonEntry)
+        assert len(entries) == 25
+        assert {(entry.reason_code, entry.explanation, entry.bulk) for entry in entries} == {("stale", "", True)}
+
+        def dm_updated() -> dict[str, Any] | None:
+            updates = fake_slack.calls_to("chat.update")
+            return next((call for call in updates if "Every deal here has its reason" in call["text"]), None)
+
+        done = await eventually(dm_updated, what="the DM updated to show every reason logged")
+        assert "log_clean_up" not in json.dumps(done["blocks"])
+
+        now = datetime.now(UTC)
+        week = week_of(date(2026, 11, 20), tz=UTC, today=now.date())  # the week the deals were lost
+        digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=week, now=now, tz=UTC)
+        assert digest.bulk_answers == 25
+        text = json.dumps(build_digest_message(digest, CATALOGUE).as_kwargs(), ensure_ascii=False)
+        assert "Bulk clean-ups: 25 deals were logged in one click as a pipeline clean-up." in text
