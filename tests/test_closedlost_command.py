@@ -167,7 +167,8 @@ async def test_revisit_lists_my_upcoming_revisit_dates(bot: BotClient, team: dic
 async def test_reasons_lists_the_catalogue_with_codes(bot: BotClient) -> None:
     answer = await bot.command("reasons", user_id=DANA)
 
-    lines = sections(answer.body)[0].splitlines()
+    # Ten reasons to a section: the eleventh begins the second.
+    lines = "\n".join(sections(answer.body)).splitlines()
     assert lines[0] == "• `price` Price / budget (revisit after 180 days)"
     assert lines[1] == "• `competitor` Lost to a competitor (names the competitor, revisit after 300 days)"
     assert lines[3] == "• `no_decision` No decision / went dark (kept apart from real losses, revisit after 90 days)"

@@ -272,7 +272,7 @@ class SlackDelivery:
         assert message.rep_slack_id is not None
         return build_escalation(
             items,
-            rep_name=await self._rep_name(message.rep_slack_id),
+            rep_name=await self._rep_name(message.rep_slack_id, fallback=message.rep_email or "A rep"),
             manager=await self._manager(message),
             catalogue=self.catalogue,
         )
@@ -297,15 +297,21 @@ class SlackDelivery:
             tz = rep_zone(await rep_queries.rep_tz(session, rep) if rep else None, self.chase.team_tz)
         return EscalationNotice(at=min(due), now=self.clock(), tz=tz)
 
-    async def _rep_name(self, slack_id: str) -> str:
+    async def _rep_name(self, slack_id: str, *, fallback: str) -> str:
         """The rep's display name, cached on their Rep row; looked up with `users.info` once when the
-        row has none (a rep found before names were kept)."""
+        row has none (a rep found before names were kept). `fallback` (never a mention) when Slack
+        has no name for them."""
         async with self.session_factory() as session, session.begin():
             rep = await session.get(Rep, slack_id)
             if rep is not None and rep.name:
                 return rep.name
-        response = await call(self.slack.users_info(user=slack_id))
-        name = display_name(response["user"]) or slack_id
+        try:
+            response = await call(self.slack.users_info(user=slack_id))
+        except PermanentFailure:
+            return fallback
+        name = display_name(response["user"])
+        if name is None:
+            return fallback
         async with self.session_factory() as session, session.begin():
             rep = await session.get(Rep, slack_id)
             if rep is None:
