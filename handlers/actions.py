@@ -1,6 +1,6 @@
 """Buttons and menus: Log reason / Edit / Log one reason for several / the clean-up answer and the
-page buttons on the DM,
-the reason menu inside the modals, the answers to a revisit nudge, and the admin view's Retry.
+page buttons on the DM, the reason menu inside the modals, the answers to a revisit nudge, and the
+admin view's Retry.
 
 A click that changes nothing (another rep's button, a deal no longer awaiting, a nudge not yours) is
 answered through the click's `response_url`, which reaches the person in any conversation:

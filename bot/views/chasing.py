@@ -48,14 +48,15 @@ def build_reminder(
 ) -> MessageContent:
     """A reply in the prompt's thread about the deals it lists: those still without a reason, with
     what happens next when `escalation` is given; once none is waiting, a line that says so."""
-    listed = len(items)
+    listed = items
     items = [item for item in items if item.awaiting]
     if not items:
-        done = (
-            ":white_check_mark: Done: the deal in this reminder has its reason."
-            if listed == 1
-            else ":white_check_mark: Done: every deal in this reminder has its reason."
-        )
+        if any(item.entry is None for item in listed):
+            done = ":white_check_mark: Done: no deal in this reminder needs a reason any more."
+        elif len(listed) == 1:
+            done = ":white_check_mark: Done: the deal in this reminder has its reason."
+        else:
+            done = ":white_check_mark: Done: every deal in this reminder has its reason."
         return MessageContent(text=done, blocks=[SectionBlock(text=done)])
     count = len(items)
     deals = "1 closed-lost deal still needs" if count == 1 else f"{count} closed-lost deals still need"
@@ -108,7 +109,8 @@ def build_escalation(
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(items) - ESCALATION_DEALS} more deals.")])
         )
-    text = f"{name}: {_deals(len(waiting))} still open after the reminders" if waiting else headline
+    # The fallback text is what notifications show: it mentions the manager too.
+    text = f"{to}{name} has {_deals(len(waiting))} still open after the reminders." if waiting else headline
     return MessageContent(text=text, blocks=blocks)
 
 
