@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.periods import week_of
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services.digest import build_digest
+from bot.views.chasing import EscalationNotice
 from bot.views.digest import build_digest_message
 from storage.models import Loss, LossState, ReasonEntry
 from tests.bot_client import BotClient, deal, eventually
@@ -418,3 +419,18 @@ async def test_a_clean_up_of_25_deals_is_answered_in_one_click_and_the_digest_co
         assert digest.bulk_answers == 25
         text = json.dumps(build_digest_message(digest, CATALOGUE).as_kwargs(), ensure_ascii=False)
         assert "Bulk clean-ups: 25 deals were logged in one click as a pipeline clean-up." in text
+
+
+def test_the_last_reminder_names_the_day_of_the_escalation_in_the_reps_zone() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    # Tuesday 2026-12-01 22:00 in Tokyo.
+    now = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+
+    def sentence(**later: float) -> str:
+        return EscalationNotice(at=now + timedelta(**later), now=now, tz=tokyo).sentence()
+
+    assert sentence(hours=1) == "Later today this goes on the team's open list, unless a reason is logged first."
+    # 11 hours later is Wednesday 09:00 in Tokyo, though still Tuesday in UTC.
+    assert sentence(hours=11).startswith("Tomorrow this goes on the team's open list")
+    assert sentence(days=3).startswith("On Friday this goes")
+    assert sentence(days=10).startswith("On Dec 11 this goes")
