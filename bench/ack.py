@@ -53,7 +53,7 @@ GOOD_EXPLANATION = (
 )
 VAGUE_EXPLANATION = "n/a"
 # Prompts go out on the first tick after the deals arrive, not after the default BULK_WINDOW (2m).
-BOT_SETTINGS = {"bulk_window": "0s", "scheduler_tick": "1s"}
+BOT_SETTINGS = {"bulk_window": "0s", "prompt_anytime": True, "scheduler_tick": "1s"}
 
 
 # --- servers, each in its own process --------------------------------------------------------

@@ -34,6 +34,7 @@ def bot_environment(database_url: str, slack_url: str, port: int, **settings: st
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "BULK_WINDOW": "0s",
+        "PROMPT_ANYTIME": "true",
         "SCHEDULER_TICK": "1s",
         **settings,
     }
