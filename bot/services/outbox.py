@@ -124,9 +124,14 @@ async def deliver_due_messages(
             if not lanes.busy:
                 break
             await lanes.wait_for_progress(woken, POLL_SECONDS)
+    except asyncio.CancelledError:
+        # Cut off (a shutdown past its grace): so are the calls under way, and their claims run out.
+        lanes.cancel()
+        raise
     finally:
         await lanes.finish()
-        await _hand_back(session_factory, process_id, lanes.unsent)
+        if not lanes.cancelled:
+            await _hand_back(session_factory, process_id, lanes.unsent)
     if lanes.error is not None:
         raise lanes.error
     return lanes.handled
@@ -154,6 +159,7 @@ class _Lanes:
         self.unsent: list[message_queries.ClaimedMessage] = []
         """Calls claimed and not made: after an error, or when stopping."""
         self.error: Exception | None = None
+        self.cancelled = False
 
     @property
     def held(self) -> int:
@@ -205,6 +211,11 @@ class _Lanes:
         finally:
             for wait in waits:
                 wait.cancel()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for task in self._tasks:
+            task.cancel()
 
     async def finish(self) -> None:
         """Waits for the calls under way: a call cut off half way would leave its outcome unknown."""
