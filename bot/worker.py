@@ -104,6 +104,7 @@ class OutboxWorker(Worker):
         self._process_id = process_id
         self._lease = lease
         self._in_flight: set[int] = set()
+        self._slack_outage = outbox.SlackOutage()
 
     def calls_in_flight(self) -> frozenset[int]:
         """The outbox calls this process has claimed and is making: the claims the scheduler renews."""
@@ -136,6 +137,7 @@ class OutboxWorker(Worker):
             stopping=lambda: self._stopping,
             in_flight=self._in_flight,
             woken=self._wake,
+            slack_outage=self._slack_outage,
         )
 
     async def _next_due_at(self, now: datetime) -> datetime | None:

@@ -200,3 +200,37 @@ async def test_a_failed_post_is_logged_with_its_reason_and_a_later_retry_without
     )
     assert call.due_at.replace(tzinfo=UTC) > datetime.fromtimestamp(line.created, UTC)
     assert [record for record in caplog.records if record.exc_info] == []
+
+
+async def test_a_slack_outage_is_one_warning_when_it_starts_and_one_when_it_ends(
+    session_factory: async_sessionmaker[AsyncSession], fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    await queue_prompts(session_factory, 3)
+    fake_slack.fail("chat.postMessage", *[Failure(503)] * 9)  # each post, with the client's two retries
+    sender = delivery(session_factory, fake_slack, NOW)
+    slack_outage = outbox.SlackOutage()
+    caplog.set_level(logging.INFO, logger="bot.services.outbox")
+
+    async def deliver_at(now: datetime) -> int:
+        return await outbox.deliver_due_messages(
+            session_factory=session_factory,
+            send=sender.send,
+            record_failure=sender.record_failure,
+            process_id="process-a",
+            lease=timedelta(seconds=30),
+            clock=lambda: now,
+            stopping=lambda: False,
+            slack_outage=slack_outage,
+        )
+
+    await deliver_at(NOW)
+    failed = [record for record in caplog.records if "failed (Slack answered HTTP 503" in record.getMessage()]
+    assert sorted(record.levelname for record in failed) == ["INFO", "INFO", "WARNING"]
+    assert len(caplog.records) == 3
+    caplog.clear()
+
+    assert await deliver_at(NOW + outbox.backoff(1)) == 3
+
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("WARNING", "Slack answers again; the 3 calls it failed meanwhile are retried at the times logged")
+    ]

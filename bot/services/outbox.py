@@ -85,6 +85,7 @@ async def deliver_due_messages(
     message_id: int | None = None,
     in_flight: set[int] | None = None,
     woken: asyncio.Event | None = None,
+    slack_outage: "SlackOutage | None" = None,
 ) -> int:
     """Makes every due call that no other process holds until none is left or `stopping()`; only
     the calls of `message_id` when given (the CLI sends what it queued and nothing else). Returns
@@ -97,11 +98,17 @@ async def deliver_due_messages(
     the only claims the scheduler renews. When a call cannot be recorded (the database is down),
     no more are claimed, what this process claimed and did not make is handed back (as far as the
     database lets it: claims it cannot hand back run out within the lease, as nothing renews
-    them), and the error is raised once the calls under way are done.
+    them), and the error is raised once the calls under way are done. `slack_outage` carries, from
+    one call to the next, whether Slack is failing every call (see SlackOutage).
     """
     lanes = _Lanes(
         make_call=partial(
-            _deliver, session_factory=session_factory, send=send, record_failure=record_failure, clock=clock
+            _deliver,
+            session_factory=session_factory,
+            send=send,
+            record_failure=record_failure,
+            clock=clock,
+            slack_outage=slack_outage or SlackOutage(),
         ),
         in_flight=in_flight if in_flight is not None else set(),
         stopping=stopping,
@@ -267,9 +274,10 @@ async def _deliver(
     send: Send,
     record_failure: RecordFailure,
     clock: Callable[[], datetime],
+    slack_outage: "SlackOutage",
 ) -> None:
     try:
-        await _make_call(message, session_factory, send, record_failure, clock)
+        await _make_call(message, session_factory, send, record_failure, clock, slack_outage)
     except ClaimLost:
         logger.warning(
             "the %s of message %s was taken over by another process while this one was making it (this"
@@ -285,15 +293,25 @@ async def _make_call(
     send: Send,
     record_failure: RecordFailure,
     clock: Callable[[], datetime],
+    slack_outage: "SlackOutage",
 ) -> None:
     try:
         await send(message, clock())
+        slack_outage.answered()
     except PermanentFailure as failure:
+        slack_outage.answered()
         async with session_factory() as session, session.begin():
             await message_queries.mark_failed(session, message, str(failure))
         await record_failure(message, str(failure), clock())
     except (TimeoutError, SlackApiError, aiohttp.ClientError) as error:
-        await _retry_later(session_factory, message, describe_slack_error(error), clock())
+        # While Slack fails every call, the first failure is a warning and the rest are told at INFO.
+        if slack_failing(error):
+            quiet = not slack_outage.failed()
+        else:
+            slack_outage.answered()
+            quiet = False
+        level = logging.INFO if quiet else logging.WARNING
+        await _retry_later(session_factory, message, describe_slack_error(error), clock(), level=level)
     except ClaimLost:
         raise  # `send` could not record what Slack answered: not a failure of the call to retry
     except Exception as error:
@@ -310,6 +328,8 @@ async def _retry_later(
     claimed: message_queries.ClaimedMessage,
     reason: str,
     now: datetime,
+    *,
+    level: int = logging.WARNING,
 ) -> None:
     """Records a failed try; `now` is when it failed, so the retry time logged is after the log line's."""
     async with session_factory() as session, session.begin():
@@ -330,13 +350,43 @@ async def _retry_later(
             )
         else:
             message.due_at = now + backoff(message.attempts)
-            logger.warning(
+            logger.log(
+                level,
                 "the %s of message %s failed (%s); retrying at %s",
                 message.kind,
                 message.message_id,
                 reason,
                 message.due_at.isoformat(),
             )
+
+
+class SlackOutage:
+    """Whether Slack is failing the calls made to it (5xx, answers that are not JSON, timeouts,
+    dropped connections), so that an outage is logged as one warning when a call first fails and
+    one when a call next succeeds, not one per call."""
+
+    def __init__(self) -> None:
+        self._failed_calls = 0
+
+    def failed(self) -> bool:
+        """Counts a call Slack failed; True for the first since a call last succeeded."""
+        self._failed_calls += 1
+        return self._failed_calls == 1
+
+    def answered(self) -> None:
+        if self._failed_calls > 1:
+            logger.warning(
+                "Slack answers again; the %d calls it failed meanwhile are retried at the times logged",
+                self._failed_calls,
+            )
+        self._failed_calls = 0
+
+
+def slack_failing(error: Exception) -> bool:
+    """Whether `error` is Slack (or the way to it) failing, rather than an answer about this call."""
+    if isinstance(error, SlackApiError):
+        return error.response.status_code >= 500 or not isinstance(error.response.data, dict)
+    return True
 
 
 def backoff(attempts: int) -> timedelta:
