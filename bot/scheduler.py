@@ -3,9 +3,8 @@ weekly digest, on the server's own event loop (APScheduler 3's AsyncIOScheduler)
 
 Jobs claim their work in the database (see `bot.services.chasing`), so any number of processes can
 tick against one database. Each tick also renews this process's claims on the outbox rows it is
-sending, and only those (`calls_in_flight`: a row it claimed and gave up on is not held). The
-claims of a process that died run out after LEASE_TICKS ticks, and another process (or this one,
-restarted) sends what it left.
+sending: the claims of a process that died run out after LEASE_TICKS ticks, and another process
+(or this one, restarted) sends what it left.
 """
 
 import asyncio
@@ -116,6 +115,7 @@ class Jobs:
         now = self._clock()
         try:
             until = now + claim_lease(self._settings)
+            # Only the calls under way: one this process claimed and gave up on is left to run out.
             await outbox.renew_claims(
                 self._session_factory, process_id=self._process_id, outbox_ids=self._calls_in_flight(), until=until
             )
