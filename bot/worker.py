@@ -67,8 +67,8 @@ class Worker(ABC):
                     OUTAGE_RETRY_SECONDS,
                 )
             return OUTAGE_RETRY_SECONDS
-        logger.exception("the %s failed (%s); trying again in %g s", self._name, describe(error), OUTAGE_RETRY_SECONDS)
-        return OUTAGE_RETRY_SECONDS
+        logger.exception("the %s failed (%s); trying again in %g s", self._name, describe(error), IDLE_WAKE_SECONDS)
+        return IDLE_WAKE_SECONDS
 
     def _recovered(self) -> None:
         if self._outage_since is not None:
