@@ -120,7 +120,7 @@ async def test_a_hung_post_to_one_rep_does_not_hold_up_another(bot: BotClient, f
     assert (await bot.post_deals(sam)).status == 202
 
     await eventually(lambda: dms_naming(fake_slack, "Sam's deal") == 1, what="Sam's DM")
-    assert time.monotonic() - started < 3  # not behind Dana's (the client waits 30 s for it)
+    assert time.monotonic() - started < 5  # not behind Dana's (the client waits 30 s for it)
     assert not held.done()
 
     held.set_result(None)
