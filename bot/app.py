@@ -106,6 +106,7 @@ def create_app(
         clock=clock,
         process_id=process_id,
         on_messages_queued=worker.kick,
+        calls_in_flight=worker.calls_in_flight,
     )
     policy = PromptPolicy(
         bulk_window=settings.bulk_window, bulk_max=settings.bulk_max, min_amount=settings.prompt_min_amount

@@ -9,7 +9,7 @@ sending: the claims of a process that died run out after LEASE_TICKS ticks, and 
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services import chasing, digest_posting, outbox, revisits
 from bot.settings import Settings
+from storage.faults import database_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Jobs:
         clock: Callable[[], datetime],
         process_id: str,
         on_messages_queued: Callable[[], None],
+        calls_in_flight: Callable[[], Collection[int]],
     ) -> None:
         self._settings = settings
         self._chase = chase
@@ -45,6 +47,7 @@ class Jobs:
         self._clock = clock
         self._process_id = process_id
         self._on_messages_queued = on_messages_queued
+        self._calls_in_flight = calls_in_flight
         # One tick at a time in this process, whether the timer or `prompt_soon` started it.
         self._ticking = asyncio.Lock()
         self._prompt_timer: asyncio.TimerHandle | None = None
@@ -112,9 +115,14 @@ class Jobs:
         now = self._clock()
         try:
             until = now + claim_lease(self._settings)
-            await outbox.renew_claims(self._session_factory, process_id=self._process_id, until=until)
-        except Exception:
-            logger.exception("renewing this process's outbox claims failed; trying again next tick")
+            # Only the calls under way: one this process claimed and gave up on is left to run out.
+            await outbox.renew_claims(
+                self._session_factory, process_id=self._process_id, outbox_ids=self._calls_in_flight(), until=until
+            )
+        except Exception as error:
+            if not database_unreachable(error):
+                logger.exception("renewing this process's outbox claims failed; trying again next tick")
+            # Else the outbox worker says the database is unreachable, once.
         jobs = {
             "prompts": partial(self._queue_due_prompts, now=now),
             "reminders": partial(

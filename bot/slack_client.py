@@ -73,7 +73,8 @@ async def call(request: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
     try:
         return await request
     except SlackApiError as error:
-        code = error.response.get("error")
+        # A body that is not JSON (a proxy's error page) comes as text: no error code in it.
+        code = error.response.data.get("error") if isinstance(error.response.data, dict) else None
         if code in PERMANENT_ERRORS:
             raise PermanentFailure(f"Slack answered {code}") from error
         raise

@@ -11,10 +11,13 @@ from datetime import datetime, timedelta
 
 from bot.services import outbox
 from bot.services.delivery import SlackDelivery
+from storage.faults import database_unreachable, describe
 
 logger = logging.getLogger(__name__)
 
 IDLE_WAKE_SECONDS = 30.0
+OUTAGE_RETRY_SECONDS = 5.0
+"""How soon a worker tries again while the database is unreachable."""
 
 
 class Worker(ABC):
@@ -23,6 +26,7 @@ class Worker(ABC):
         self._clock = clock
         self._wake = asyncio.Event()
         self._stopping = False
+        self._outage_since: datetime | None = None
 
     def kick(self) -> None:
         """Work soon: called after a transaction that queued work has committed."""
@@ -40,13 +44,40 @@ class Worker(ABC):
             try:
                 await self._work_round()
                 wait = await self._seconds_until_next_due()
-            except Exception:
-                logger.exception("the %s failed; trying again shortly", self._name)
-                wait = IDLE_WAKE_SECONDS
+            except Exception as error:
+                wait = self._failed(error)
+            else:
+                self._recovered()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
+
+    def _failed(self, error: Exception) -> float:
+        """Reports a failed round, and returns how long to wait before the next. An unreachable
+        database is an outage: one warning when it starts (and one when it ends, `_recovered`),
+        not one per round; anything else is a fault, reported with its traceback each time."""
+        if database_unreachable(error):
+            if self._outage_since is None:
+                self._outage_since = self._clock()
+                logger.warning(
+                    "the %s stopped: the database is unreachable (%s); trying again every %g s until it is back",
+                    self._name,
+                    describe(error),
+                    OUTAGE_RETRY_SECONDS,
+                )
+            return OUTAGE_RETRY_SECONDS
+        logger.exception("the %s failed (%s); trying again in %g s", self._name, describe(error), IDLE_WAKE_SECONDS)
+        return IDLE_WAKE_SECONDS
+
+    def _recovered(self) -> None:
+        if self._outage_since is not None:
+            logger.warning(
+                "the %s resumed: the database is reachable again (it was not for %.0f s)",
+                self._name,
+                (self._clock() - self._outage_since).total_seconds(),
+            )
+            self._outage_since = None
 
     @abstractmethod
     async def _work_round(self) -> None:
@@ -72,14 +103,27 @@ class OutboxWorker(Worker):
         self._delivery = delivery
         self._process_id = process_id
         self._lease = lease
+        self._in_flight: set[int] = set()
+        self._slack_outage = outbox.SlackOutage()
+
+    def calls_in_flight(self) -> frozenset[int]:
+        """The outbox calls this process has claimed and is making: the claims the scheduler renews."""
+        return frozenset(self._in_flight)
 
     async def run(self) -> None:
         await super().run()
         try:
             await outbox.release_claims(self._delivery.session_factory, process_id=self._process_id)
-        except Exception:
+        except Exception as error:
             # The claims then run out by themselves, within three scheduler ticks.
-            logger.exception("handing back this process's unsent messages failed")
+            if not database_unreachable(error):
+                logger.exception("handing back this process's unsent messages failed")
+                return
+            logger.warning(
+                "handing back this process's unsent messages failed (%s); another process sends them once"
+                " this one's claims run out",
+                describe(error),
+            )
 
     async def _work_round(self) -> None:
         delivery = self._delivery
@@ -91,6 +135,9 @@ class OutboxWorker(Worker):
             lease=self._lease,
             clock=delivery.clock,
             stopping=lambda: self._stopping,
+            in_flight=self._in_flight,
+            woken=self._wake,
+            slack_outage=self._slack_outage,
         )
 
     async def _next_due_at(self, now: datetime) -> datetime | None:

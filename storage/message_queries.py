@@ -3,6 +3,7 @@
 These functions never commit: the calling service owns the transaction.
 """
 
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -66,6 +67,8 @@ class ClaimedMessage(NamedTuple):
     kind: str
     message_id: int
     claimed_by: str
+    conversation: str = ""
+    """Where the call goes (a channel, or the rep of a DM): calls to one conversation are made in order."""
 
 
 async def claim_due_messages(
@@ -98,21 +101,47 @@ async def claim_due_messages(
         .values(claimed_by=process_id, claimed_until=until)
         .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.message_id)
     )
-    return sorted(ClaimedMessage(*row, claimed_by=process_id) for row in rows)
-
-
-async def renew_claims(session: AsyncSession, *, process_id: str, until: datetime) -> None:
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.claimed_by == process_id, OutboxMessage.state == OutboxState.PENDING)
-        .values(claimed_until=until)
+    claimed = rows.all()
+    message_ids = {row.message_id for row in claimed}
+    conversations = await session.execute(
+        select(Message.id, func.coalesce(Message.post_to, Message.rep_slack_id, Message.rep_email)).where(
+            Message.id.in_(message_ids)
+        )
+    )
+    conversation_of: dict[int, str | None] = {row[0]: row[1] for row in conversations}
+    return sorted(
+        ClaimedMessage(
+            *row, claimed_by=process_id, conversation=conversation_of.get(row.message_id) or f"message {row.message_id}"
+        )
+        for row in claimed
     )
 
 
-async def release_claims(session: AsyncSession, *, process_id: str) -> None:
+async def renew_claims(session: AsyncSession, *, process_id: str, outbox_ids: Collection[int], until: datetime) -> None:
+    """Extends this process's claims on these calls (the ones it is making) to `until`."""
+    if outbox_ids:
+        await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(list(outbox_ids)),
+                OutboxMessage.claimed_by == process_id,
+                OutboxMessage.state == OutboxState.PENDING,
+            )
+            .values(claimed_until=until)
+        )
+
+
+async def release_claims(session: AsyncSession, *, process_id: str, outbox_ids: Collection[int] | None = None) -> None:
+    """Hands back this process's claims on these calls, or on all of its calls when None."""
+    if outbox_ids is not None and not outbox_ids:
+        return
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.claimed_by == process_id, OutboxMessage.state == OutboxState.PENDING)
+        .where(
+            OutboxMessage.claimed_by == process_id,
+            OutboxMessage.state == OutboxState.PENDING,
+            *([OutboxMessage.id.in_(list(outbox_ids))] if outbox_ids is not None else []),
+        )
         .values(claimed_by=None, claimed_until=None)
     )
 

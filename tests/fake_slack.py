@@ -35,6 +35,9 @@ class Failure:
     status: int
     retry_after: int | None = None
     error: str | None = None
+    body: str | dict[str, Any] | None = None
+    """The whole answer, instead of `{"ok": false, "error": …}`: a text (as a proxy's error page
+    is) or a JSON object."""
 
 
 @dataclass
@@ -156,6 +159,10 @@ class FakeSlack:
             return None
         failure = pending.pop(0)
         headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+        if isinstance(failure.body, str):
+            return web.Response(text=failure.body, status=failure.status, headers=headers)
+        if failure.body is not None:
+            return web.json_response(failure.body, status=failure.status, headers=headers)
         error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
         return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
 

@@ -140,13 +140,27 @@ async def test_a_message_claimed_by_a_process_that_died_is_sent_after_its_claim_
 
 async def test_a_process_that_renews_its_claims_keeps_them(session_factory, fake_slack) -> None:
     await queue_prompts(session_factory, 1)
-    assert len(await claim(session_factory, "process-b", NOW)) == 1
+    ids = await claim(session_factory, "process-b", NOW)
+    assert len(ids) == 1
 
-    await outbox.renew_claims(session_factory, process_id="process-b", until=NOW + 2 * LEASE)
+    await outbox.renew_claims(session_factory, process_id="process-b", outbox_ids=ids, until=NOW + 2 * LEASE)
 
     assert await deliver(session_factory, fake_slack, NOW + LEASE + timedelta(seconds=1)) == 0
     assert fake_slack.calls_to("chat.postMessage") == []
     assert await deliver(session_factory, fake_slack, NOW + 2 * LEASE + timedelta(seconds=1)) == 1
+
+
+async def test_renewing_extends_only_the_claims_on_calls_in_flight(session_factory, fake_slack) -> None:
+    """A call the process claimed and then gave up on (its batch failed) is not held by renewing."""
+    await queue_prompts(session_factory, 2)
+    in_flight, abandoned = await claim(session_factory, "process-b", NOW)
+
+    await outbox.renew_claims(session_factory, process_id="process-b", outbox_ids=[in_flight], until=NOW + 2 * LEASE)
+
+    assert await deliver(session_factory, fake_slack, NOW + LEASE + timedelta(seconds=1)) == 1
+    calls = {call.id: call for call in await rows(session_factory, OutboxMessage)}
+    assert (calls[abandoned].state, calls[abandoned].claimed_by) == ("sent", "process-a")
+    assert (calls[in_flight].state, calls[in_flight].claimed_by) == ("pending", "process-b")
 
 
 async def test_slack_down_longer_than_the_client_retries_is_retried_later_not_lost(session_factory, fake_slack) -> None:
@@ -192,7 +206,7 @@ async def test_an_error_retrying_cannot_fix_is_recorded_and_not_retried(session_
 
 
 async def test_a_process_that_stops_hands_back_what_it_did_not_send(session_factory, fake_slack) -> None:
-    await queue_prompts(session_factory, 3)
+    await queue_prompts(session_factory, 12)
     sender = delivery(session_factory, fake_slack, NOW)
     sent = len(fake_slack.calls_to("chat.postMessage"))
 
@@ -206,14 +220,20 @@ async def test_a_process_that_stops_hands_back_what_it_did_not_send(session_fact
         stopping=lambda: len(fake_slack.calls_to("chat.postMessage")) > sent,  # told to stop after one
     )
 
-    assert handled == 1
+    # The calls under way when it was told (up to CONCURRENCY at once) are finished; no other
+    # starts, and the rest are handed back for any process to send.
+    assert 1 <= handled <= outbox.CONCURRENCY
     pending = [call for call in await rows(session_factory, OutboxMessage) if call.state == "pending"]
-    assert len(pending) == 2 and all(call.claimed_by == "process-a" for call in pending)
+    assert len(pending) == 12 - handled and all(call.claimed_until is None for call in pending)
+    assert await deliver(session_factory, fake_slack, NOW, process_id="process-b") == 12 - handled
+    assert len(fake_slack.calls_to("chat.postMessage")) == 12
+
+
+async def test_release_claims_hands_back_every_call_a_process_holds(session_factory, fake_slack) -> None:
+    await queue_prompts(session_factory, 2)
+    assert len(await claim(session_factory, "process-a", NOW)) == 2
     assert await deliver(session_factory, fake_slack, NOW, process_id="process-b") == 0  # still claimed
 
     await outbox.release_claims(session_factory, process_id="process-a")
 
-    pending = [call for call in await rows(session_factory, OutboxMessage) if call.state == "pending"]
-    assert len(pending) == 2 and all(call.claimed_until is None for call in pending)
     assert await deliver(session_factory, fake_slack, NOW, process_id="process-b") == 2
-    assert len(fake_slack.calls_to("chat.postMessage")) == 3
