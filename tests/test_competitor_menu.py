@@ -138,3 +138,36 @@ async def test_the_competitors_file_merges_names_in_the_menu_and_in_what_is_stor
         assert answer.body == ""
         stored = await bot.rows(ReasonEntry)
         assert (stored[-1].detail, stored[-1].detail_key) == ("Big Blue", "initech")
+
+
+async def test_one_competitor_for_several_deals_is_stored_with_its_key_on_each(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = make_settings(database_url, fake_slack.url, bulk_window="2s")
+    async with serve(settings, fake_slack, session_factory) as bot:
+        assert (
+            await bot.post_deals([deal(deal_id="a", name="Deal A"), deal(deal_id="b", name="Deal B")])
+        ).status == 202
+        prompt, where = await bot.prompt()
+        await bot.click(
+            user_id=DANA, action_id="log_several", value=button(prompt, "log_several")["value"], message=where
+        )
+        opened = {**(await fake_slack.wait_for("views.open"))[0]["view"], "id": "V0SEVERAL", "hash": "h"}
+        await bot.pick_reason(user_id=DANA, view=opened, code="competitor")
+        view = {**(await fake_slack.wait_for("views.update"))[0]["view"], "id": "V0SEVERAL"}
+        picked = view["blocks"][0]["element"]["options"]
+
+        answer = await bot.submit(
+            user_id=DANA,
+            view=view,
+            values={
+                "deals_select": picked,
+                "reason_select": "competitor",
+                "detail_input": "initech inc.",
+                "explanation_input": GOOD,
+            },
+        )
+
+        assert (answer.status, answer.body) == (200, "")
+        stored = await bot.rows(ReasonEntry)
+        assert [(entry.detail, entry.detail_key) for entry in stored] == [("initech inc.", "initech")] * 2
