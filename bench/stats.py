@@ -131,8 +131,8 @@ WHERE l.state = 'logged' AND l.lost_at >= ? AND l.lost_at < ?
   AND NOT EXISTS (SELECT 1 FROM reason_entry later WHERE later.loss_id = re.loss_id AND later.revision > re.revision)
 """
 DETAILS = f"""
-SELECT min(trim(re.detail)), count(*) {CURRENT_ANSWERS} AND re.reason_code = ? AND re.detail IS NOT NULL
-GROUP BY lower(trim(re.detail)) ORDER BY count(*) DESC, lower(trim(re.detail))
+SELECT re.detail_key, trim(re.detail), count(*) {CURRENT_ANSWERS} AND re.reason_code = ? AND re.detail_key IS NOT NULL
+GROUP BY re.detail_key, trim(re.detail)
 """
 DELAYS = """
 SELECT coalesce(prompted_at, lost_at), logged_at FROM loss WHERE state = 'logged' AND lost_at >= ? AND lost_at < ?
@@ -313,13 +313,15 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
                 days = REVISIT_DAYS.get(code)
                 revisit_on = (changed_at + timedelta(days=days)).date() if days and rng.random() < 0.5 else None
                 dates.append(revisit_on)
+                detail = "Initech" if code == "competitor" else "SSO" if code == "missing_feature" else None
                 entries.append(
                     {
                         "id": entry_id,
                         "loss_id": loss_id,
                         "revision": revision,
                         "reason_code": code,
-                        "detail": "Initech" if code == "competitor" else "SSO" if code == "missing_feature" else None,
+                        "detail": detail,
+                        "detail_key": detail.lower() if detail is not None else None,
                         "explanation": "The buyer froze spending until the reorganisation is done next year.",
                         "revisit_on": revisit_on,
                         "logged_by": owner,

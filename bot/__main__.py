@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
+from bot.competitors import CompetitorsFileError, load_competitors
 from bot.logs import configure_logging
 from bot.metrics import Metrics
 from bot.periods import Week, last_full_week, start_of_day, week_of
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         catalogue = _load_catalogue(settings)
         team = _load_team(settings)
+        competitor_merges = _load_competitors(settings)
         # Bound first, before the app starts anything: a bad HOST or a busy PORT is one line.
         listening = _listen(settings.host, settings.port, "PORT")
         metrics_socket = None
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(error).splitlines():
             print(f"closedlost: {line}", file=sys.stderr)
         return 2
-    problem = asyncio.run(_serve(settings, catalogue, team, listening, metrics_socket))
+    problem = asyncio.run(_serve(settings, catalogue, team, competitor_merges, listening, metrics_socket))
     if problem is not None:
         print(f"closedlost: {problem}", file=sys.stderr)
         return 2
@@ -202,6 +204,7 @@ async def _serve(
     settings: Settings,
     catalogue: Catalogue,
     team: dict[str, str],
+    competitor_merges: dict[str, str],
     listening: socket.socket,
     metrics_socket: socket.socket | None,
 ) -> str | None:
@@ -221,7 +224,14 @@ async def _serve(
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop, None)
     runner = web.AppRunner(
-        create_app(settings, catalogue=catalogue, team=team, on_fatal=stop, metrics_socket=metrics_socket),
+        create_app(
+            settings,
+            catalogue=catalogue,
+            team=team,
+            competitor_merges=competitor_merges,
+            on_fatal=stop,
+            metrics_socket=metrics_socket,
+        ),
         access_log_class=AccessLogger,
     )
     await runner.setup()
@@ -287,6 +297,15 @@ def _load_team(settings: Settings) -> dict[str, str]:
         return load_team(settings.team_file)
     except TeamFileError as error:
         raise StartupError(f"TEAM_FILE {error}") from None
+
+
+def _load_competitors(settings: Settings) -> dict[str, str]:
+    if settings.competitors_file is None:
+        return {}
+    try:
+        return load_competitors(settings.competitors_file)
+    except CompetitorsFileError as error:
+        raise StartupError(f"COMPETITORS_FILE {error}") from None
 
 
 async def _check_catalogue_keeps_stored_codes(settings: Settings, catalogue: Catalogue) -> None:

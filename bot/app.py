@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import handlers
+from bot.competitors import load_competitors
 from bot.crm.connectors import webhook_sources, write_back_sources
 from bot.crm.generic import MAX_BODY_BYTES
 from bot.crm_worker import CrmJobWorker, SweepWorker
@@ -60,6 +61,7 @@ def create_app(
     session_factory: async_sessionmaker[AsyncSession] | None = None,
     catalogue: Catalogue | None = None,
     team: dict[str, str] | None = None,
+    competitor_merges: dict[str, str] | None = None,
     clock: Callable[[], datetime] = utc_now,
     on_fatal: Callable[[str], None] = log_fatal,
     metrics_socket: socket.socket | None = None,
@@ -81,6 +83,8 @@ def create_app(
     catalogue = catalogue or load_catalogue(settings.reasons_file)
     if team is None:
         team = load_team(settings.team_file) if settings.team_file else {}
+    if competitor_merges is None:
+        competitor_merges = load_competitors(settings.competitors_file) if settings.competitors_file else {}
     if settings.manager_channel is None:
         logger.warning("MANAGER_CHANNEL is not set: losses left without a reason will not be escalated")
     if settings.debrief_min_amount is not None and settings.manager_channel is None:
@@ -146,6 +150,7 @@ def create_app(
         slack=slack,
         slack_socket=slack_socket,
         catalogue=catalogue,
+        competitor_merges=competitor_merges,
         worker=worker,
         ingest=ingest,
         crm_jobs=crm_jobs,

@@ -1,6 +1,6 @@
 """What listeners and routes need at run time, built once by the app factory."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -32,6 +32,8 @@ class Runtime:
     slack_socket: SlackSocket | None
     """The Socket Mode connection, when SLACK_APP_TOKEN is set."""
     catalogue: Catalogue
+    competitor_merges: Mapping[str, str]
+    """COMPETITORS_FILE: an alias's key → its name's key (bot.competitors)."""
     worker: OutboxWorker
     ingest: IngestQueue
     crm_jobs: CrmJobWorker

@@ -236,6 +236,9 @@ class Settings(ExportSettings):
     team_file: Path | None = Field(
         default=None, description="the path of a CSV file with the header rep_email,manager_email"
     )
+    competitors_file: Path | None = Field(
+        default=None, description='the path of a TOML file of names and their aliases, such as "IBM" = ["Big Blue"]'
+    )
     prompt_min_amount: Decimal = Field(
         default=Decimal(0), ge=0, lt=AMOUNTS_BELOW, description=f"an amount in the deal's own currency, {AMOUNT_RANGE}"
     )

@@ -121,6 +121,9 @@ def validate_reason_form(form: ReasonForm, *, catalogue: Catalogue, today: date)
             if reason.requires is Requirement.COMPETITOR
             else "Name the feature the buyer needed and we lack."
         )
+    elif reason.requires is not None and form.detail is not None and len(form.detail) > MAX_DETAIL_LENGTH:
+        # The text input caps its length in Slack; a menu's option value does not stop a forged one.
+        errors["detail"] = f"Keep the name to {MAX_DETAIL_LENGTH} characters."
     explanation_error = explanation_problem(form.explanation, reason)
     if explanation_error is not None:
         errors["explanation"] = explanation_error

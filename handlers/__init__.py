@@ -3,13 +3,14 @@
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from handlers import actions, commands, crm_webhooks, errors, events, http, metrics, views
+from handlers import actions, commands, crm_webhooks, errors, events, http, metrics, suggestions, views
 
 
 def register_listeners(app: AsyncApp) -> None:
     actions.register(app)
     commands.register(app)
     events.register(app)
+    suggestions.register(app)
     views.register(app)
     errors.register(app)
 

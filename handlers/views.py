@@ -44,6 +44,7 @@ async def handle_reason_submitted(
             now=runtime.clock(),
             write_back_to=runtime.write_back_sources,
             audience=runtime.audience,
+            competitor_merges=runtime.competitor_merges,
         )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
@@ -87,6 +88,7 @@ async def handle_several_submitted(
             now=runtime.clock(),
             write_back_to=runtime.write_back_sources,
             audience=runtime.audience,
+            competitor_merges=runtime.competitor_merges,
         )
     except Exception:
         logger.exception(

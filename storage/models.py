@@ -180,6 +180,8 @@ class ReasonEntry(Base):
     revision: Mapped[int]
     reason_code: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str | None] = mapped_column(String(200))
+    detail_key: Mapped[str | None] = mapped_column(String(200))
+    """The key `detail` is counted under (bot.competitors.detail_key): one for all its spellings."""
     explanation: Mapped[str] = mapped_column(Text)
     revisit_on: Mapped[date | None]
     logged_by: Mapped[str] = mapped_column(String(32))

@@ -4,6 +4,7 @@ A loss's answer is its reason entry of the highest revision; earlier revisions a
 cancelled loss (the deal reopened before a reason was due) is no loss at all and is never counted.
 """
 
+from collections.abc import Collection, Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -184,16 +185,53 @@ async def detail_counts(
     session: AsyncSession, *, since: datetime, until: datetime, reason_code: str
 ) -> list[tuple[str, int]]:
     """What reps named for this reason (competitors, features) on losses in the period, most named
-    first. Spellings that differ only in case or spaces count as one, shown in one of them."""
-    key = func.lower(func.trim(ReasonEntry.detail))
-    rows = await session.execute(
+    first: the spellings of one name (one `detail_key`) count as one, shown in the most used one."""
+    rows: Result[Any] = await session.execute(
         _current_answers(since, until)
-        .add_columns(func.min(func.trim(ReasonEntry.detail)), func.count())
-        .where(ReasonEntry.reason_code == reason_code, ReasonEntry.detail.is_not(None))
-        .group_by(key)
-        .order_by(func.count().desc(), key)
+        .add_columns(ReasonEntry.detail_key, func.trim(ReasonEntry.detail), func.count())
+        .where(ReasonEntry.reason_code == reason_code, ReasonEntry.detail_key.is_not(None))
+        .group_by(ReasonEntry.detail_key, func.trim(ReasonEntry.detail))
     )
-    return [(detail, count) for detail, count in rows]
+    return [(name.spelling, name.times) for name in _by_key(rows)]
+
+
+class NamedDetail(NamedTuple):
+    key: str
+    spelling: str
+    """The most used spelling of the name; of two used as often, the first in alphabetical order."""
+    times: int
+    """How many answers name it, in all its spellings."""
+
+
+async def named_details(session: AsyncSession, *, reason_codes: Collection[str]) -> list[NamedDetail]:
+    """Every name stored as the current answer's detail for these reasons, one per key, most named
+    first."""
+    rows: Result[Any] = await session.execute(
+        select(ReasonEntry.detail_key, func.trim(ReasonEntry.detail), func.count())
+        .select_from(Loss)
+        .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
+        .where(
+            Loss.state != LossState.CANCELLED,
+            ReasonEntry.reason_code.in_(reason_codes),
+            ReasonEntry.detail_key.is_not(None),
+            is_current_entry(),
+        )
+        .group_by(ReasonEntry.detail_key, func.trim(ReasonEntry.detail))
+    )
+    return _by_key(rows)
+
+
+def _by_key(rows: Iterable[Any]) -> list[NamedDetail]:
+    """Folds (key, spelling, count) rows into one per key. Done here rather than in SQL: portable SQL
+    has no "value of the largest group", and a team names a few hundred competitors at most."""
+    spellings: dict[str, list[tuple[int, str]]] = {}
+    for key, spelling, times in rows:
+        spellings.setdefault(key, []).append((times, spelling))
+    named = [
+        NamedDetail(key, min(found, key=lambda pair: (-pair[0], pair[1]))[1], sum(times for times, _ in found))
+        for key, found in spellings.items()
+    ]
+    return sorted(named, key=lambda name: (-name.times, name.spelling.casefold(), name.key))
 
 
 async def bulk_answers(session: AsyncSession, *, since: datetime, until: datetime) -> int:

@@ -250,6 +250,28 @@ class BotClient:
             }
         )
 
+    async def type_in_menu(
+        self, *, user_id: str, view: dict[str, Any], block_id: str, action_id: str, typed: str
+    ) -> Answer:
+        """The rep types `typed` in an external select of the open modal: Slack's options request
+        (a block_suggestion), answered with the options in the response's body."""
+        return await self.post_slack(
+            {
+                "type": "block_suggestion",
+                "user": {"id": user_id, "username": "rep", "name": "rep", "team_id": "T0001"},
+                "container": {"type": "view", "view_id": view["id"]},
+                "api_app_id": "A0001",
+                "token": "legacy",
+                "action_id": action_id,
+                "block_id": block_id,
+                "value": typed,
+                "team": {"id": "T0001", "domain": "acme"},
+                "view": {**view, "state": {"values": {}}},
+                "is_enterprise_install": False,
+                "enterprise": None,
+            }
+        )
+
     async def submit(self, *, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> Answer:
         """Submits `view` (as the bot opened it) with `values` keyed by action id."""
         return await self.post_slack(
@@ -323,7 +345,7 @@ def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
 
 def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`state.values` for the input blocks of `view`, filled from `values` by action id (a
-    multi-select takes the list of options picked)."""
+    multi-select takes the list of options picked; a select, the value of the option picked)."""
     state: dict[str, dict[str, Any]] = {}
     for block in view["blocks"]:
         if block["type"] != "input":
@@ -331,9 +353,9 @@ def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[s
         element = block["element"]
         action_id = element["action_id"]
         value = values.get(action_id)
-        if element["type"] == "static_select":
+        if element["type"] in ("static_select", "external_select"):
             selected = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
-            entry: dict[str, Any] = {"type": "static_select", "selected_option": selected}
+            entry: dict[str, Any] = {"type": element["type"], "selected_option": selected}
         elif element["type"] == "multi_static_select":
             entry = {"type": "multi_static_select", "selected_options": value or []}
         elif element["type"] == "datepicker":

@@ -8,6 +8,7 @@ from itertools import count
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.competitors import competitor_key
 from bot.services.revisits import first_moment
 from storage.models import Deal, Loss, LossState, ReasonEntry, Revisit, RevisitState
 
@@ -89,6 +90,7 @@ class Seed:
             revision=revision,
             reason_code=code,
             detail=detail,
+            detail_key=competitor_key(detail) if detail is not None else None,
             explanation=explanation,
             revisit_on=revisit_on,
             logged_by=next(deal.owner_slack_id for lost, deal in self.losses if lost is loss) or "",

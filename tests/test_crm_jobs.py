@@ -256,6 +256,7 @@ async def log_reason(
         now=NOW,
         write_back_to={"hubspot", "pipedrive", "salesforce"},
         audience=Audience(),
+        competitor_merges={},
     )
 
 

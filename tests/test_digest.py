@@ -195,6 +195,30 @@ async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_t
     ]
 
 
+async def test_the_spellings_of_one_competitor_count_as_one_shown_in_the_most_used(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    seed = Seed()
+    named = [
+        ("competitor", "Initech"),
+        ("competitor", "initech inc."),
+        ("competitor", "INITECH, Inc"),
+        ("competitor", "Initech"),
+        ("competitor", "Globex Corp."),
+        ("missing_feature", "SSO / SAML"),
+        ("missing_feature", "sso-saml"),
+    ]
+    for hour, (code, detail) in enumerate(named):
+        loss = seed.loss(owner=DANA, lost_at=utc(2026, 11, 10, hour), amount="1000")
+        seed.reason(loss, code, logged_at=utc(2026, 11, 10, 20), detail=detail)
+    await seed.save(session_factory)
+
+    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+
+    assert digest.competitors == [("Initech", 4), ("Globex Corp.", 1)]
+    assert digest.product_gaps == [("SSO / SAML", 2)]
+
+
 async def test_an_empty_week_is_a_short_note(session_factory: async_sessionmaker[AsyncSession]) -> None:
     digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
 

@@ -1,5 +1,6 @@
 """Migrations on a database that already holds data: 0005 makes revisits of the revisit dates logged
-before it, 0008 marks the deal events stored before it as webhooks'; each can be undone."""
+before it, 0008 marks the deal events stored before it as webhooks', 0013 gives the competitors and
+features stored before it their key; each can be undone."""
 
 import asyncio
 from datetime import UTC, date, datetime
@@ -119,3 +120,45 @@ async def test_0008_marks_the_events_stored_before_as_webhooks_and_can_be_undone
         columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("deal_event"))
     assert "sweep_cursor" not in tables and "webhook_miss" not in tables
     assert "via" not in {column["name"] for column in columns}
+
+
+async def test_0013_gives_the_details_stored_before_it_their_key_and_can_be_undone(
+    database_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await asyncio.to_thread(_downgrade, database_url, "0010_claimed_by")
+    details = ["Initech", "initech inc.", "INITECH, Inc", "Globex", None]
+    async with session_factory() as session, session.begin():
+        for number, detail in enumerate(details, start=1):
+            values = {"id": number, "external": f"d{number}", "detail": detail, "at": LOST_AT}
+            await session.execute(
+                text(
+                    "INSERT INTO deal (id, source, external_id, name, stage, stage_changed_at, created_at, updated_at)"
+                    " VALUES (:id, 'api', :external, 'Deal', 'closed_lost', :at, :at, :at)"
+                ),
+                values,
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO loss (id, deal_id, lost_at, state, reminders_sent, created_at)"
+                    " VALUES (:id, :id, :at, 'logged', 0, :at)"
+                ),
+                values,
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO reason_entry (loss_id, revision, reason_code, detail, explanation, logged_by,"
+                    " logged_at) VALUES (:id, 1, 'competitor', :detail, 'They chose Initech.', 'U1', :at)"
+                ),
+                values,
+            )
+
+    await asyncio.to_thread(upgrade_to_head, database_url)
+
+    async with session_factory() as session:
+        keys = (await session.execute(text("SELECT detail_key FROM reason_entry ORDER BY loss_id"))).scalars().all()
+    assert keys == ["initech", "initech", "initech", "globex", None]
+
+    await asyncio.to_thread(_downgrade, database_url, "0010_claimed_by")
+    async with session_factory() as session:
+        columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("reason_entry"))
+    assert "detail_key" not in {column["name"] for column in columns}

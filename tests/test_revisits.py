@@ -409,8 +409,8 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
             .returning(Loss.id)
         )
         for revision, revisit_on in ((1, day - timedelta(days=7)), (2, day)):
-            session.add(
-                ReasonEntry(
+            await session.execute(
+                insert(ReasonEntry).values(
                     loss_id=loss_id,
                     revision=revision,
                     reason_code="timing",

@@ -503,6 +503,24 @@ def test_a_missing_reasons_file_stops_start_up_in_one_line(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b'"IBM" = ["Big Blue"\n', id="invalid-toml"),
+        pytest.param(b'"IBM" = "Big Blue"\n', id="not-a-list"),
+        pytest.param(b'"IBM" = ["Big Blue"]\n"Hooli" = ["Big Blue Inc."]\n', id="alias-twice"),
+    ],
+)
+def test_a_bad_competitors_file_stops_start_up_in_one_line(tmp_path: Path, content: bytes) -> None:
+    competitors = tmp_path / "competitors.toml"
+    competitors.write_bytes(content)
+
+    result = serve(tmp_path, **GOOD_ENV, COMPETITORS_FILE=str(competitors))
+
+    assert_one_line_naming(result, "COMPETITORS_FILE")
+    assert "competitors.toml" in result.stderr
+
+
+@pytest.mark.parametrize(
     "arguments",
     [
         pytest.param([CLOSEDLOST, "--help"], id="closedlost"),

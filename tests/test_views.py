@@ -13,7 +13,13 @@ from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
 from bot.views.data import DealFacts, DealLoss, LoggedReason
 from bot.views.prompt import build_prompt_message, build_single_prompt
-from bot.views.reason_modal import ModalContext, build_notice_modal, build_reason_modal, parse_reason_submission
+from bot.views.reason_modal import (
+    ModalContext,
+    build_competitor_options,
+    build_notice_modal,
+    build_reason_modal,
+    parse_reason_submission,
+)
 from bot.views.text import escape, format_amount
 from storage.models import LossState
 
@@ -403,8 +409,13 @@ def test_choosing_competitor_adds_the_competitor_input() -> None:
     rendered = modal(chosen=choose("competitor", detail="Initech"))
 
     block = inputs(rendered)[ids.COMPETITOR_BLOCK]
-    assert block["element"]["action_id"] == ids.DETAIL_INPUT
-    assert block["element"]["initial_value"] == "Initech"
+    # A menu of the competitors logged so far, filled as the rep types (an options request).
+    assert block["element"]["type"] == "external_select"
+    assert (block["element"]["action_id"], block["element"]["min_query_length"]) == (ids.DETAIL_INPUT, 1)
+    assert block["element"]["initial_option"] == {
+        "text": {"type": "plain_text", "text": "Initech", "emoji": True},
+        "value": "Initech",
+    }
     assert "competitor" in block["label"]["text"]
     assert ids.FEATURE_BLOCK not in inputs(rendered)
     assert inputs(rendered)[ids.REASON_BLOCK]["element"]["initial_option"]["value"] == "competitor"
@@ -523,6 +534,9 @@ def state_from(rendered: dict[str, Any], values: dict[str, Any]) -> dict[str, di
         if kind == "static_select":
             selected = next((o for o in block["element"]["options"] if o["value"] == value), None)
             state[block_id] = {action_id: {"type": kind, "selected_option": selected}}
+        elif kind == "external_select":
+            picked = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
+            state[block_id] = {action_id: {"type": kind, "selected_option": picked}}
         elif kind == "datepicker":
             state[block_id] = {action_id: {"type": kind, "selected_date": value}}
         else:
@@ -619,6 +633,32 @@ def test_the_modal_context_round_trips(context: ModalContext) -> None:
 
     assert ModalContext.decode(encoded) == context
     assert len(encoded) <= 3000
+
+
+def test_the_competitor_menu_offers_known_names_then_the_text_typed_within_slacks_limits() -> None:
+    known = [f"Competitor {number}" for number in range(30)]
+    long_name = "Initech " * 12
+    options = [
+        option.to_dict() for option in build_competitor_options(known=["A" * 151, long_name, *known], typed="Hooli")
+    ]
+
+    # At most 20 known names, a name too long for an option's value (150) left out, then the new one.
+    assert len(options) == 21
+    assert options[0]["value"] == long_name and options[0]["text"]["text"] == long_name[:74] + "…"
+    assert [option["value"] for option in options[1:20]] == known[:19]
+    assert options[-1] == {"text": {"type": "plain_text", "text": "Use “Hooli”", "emoji": True}, "value": "Hooli"}
+    assert all(len(option["text"]["text"]) <= 75 and len(option["value"]) <= 150 for option in options)
+
+
+def test_the_competitor_menu_offers_no_new_name_when_none_was_typed_or_it_is_too_long() -> None:
+    assert build_competitor_options(known=[], typed=None) == []
+    assert build_competitor_options(known=[], typed="x" * 151) == []
+
+
+def test_a_competitor_too_long_for_a_menu_opens_without_it() -> None:
+    rendered = modal(chosen=choose("competitor", detail="x" * 151))
+
+    assert "initial_option" not in inputs(rendered)[ids.COMPETITOR_BLOCK]["element"]
 
 
 # --- text helpers ---------------------------------------------------------------------------------

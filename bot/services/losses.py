@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.competitors import competitor_key, detail_key
 from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
-from bot.reasons import CLEAN_UP_CODE, Catalogue, code_for_crm_reason
+from bot.reasons import CLEAN_UP_CODE, Catalogue, Requirement, code_for_crm_reason
 from bot.services import crm_jobs, outbox, revisits
 from bot.services.debriefs import Audience, queue_reason_posts
 from bot.services.presenting import deal_facts
@@ -72,6 +73,7 @@ async def record_reason(
     now: datetime,
     write_back_to: Collection[str],
     audience: Audience,
+    competitor_merges: Mapping[str, str],
 ) -> ReasonEntry:
     """Stores a validated reason as the loss's next revision, with the loss's revisit on its date,
     and queues the DM's update, the reason's write-back to the deal's CRM when that CRM is in
@@ -79,7 +81,9 @@ async def record_reason(
 
     `revision` is the one the modal was opened on; a second submission made against the same
     revision (a double click, a second window) is refused by the unique (loss, revision) key, and
-    the same view submitted again returns the entry it already made.
+    the same view submitted again returns the entry it already made. The detail (a competitor, a
+    missing feature) is stored with its key, a competitor's through `competitor_merges`
+    (COMPETITORS_FILE).
     """
     try:
         async with session_factory() as session, session.begin():
@@ -93,7 +97,7 @@ async def record_reason(
                 if view_id is not None and latest.view_id == view_id:
                     return latest
                 raise AlreadyLogged()
-            entry = _entry(loss.id, revision + 1, form, catalogue, user_id, view_id, now)
+            entry = _entry(loss.id, revision + 1, form, catalogue, competitor_merges, user_id, view_id, now)
             session.add(entry)
             await session.flush()
             await revisits.record_revisit_date(
@@ -148,17 +152,26 @@ def _entry(
     revision: int,
     form: ReasonForm,
     catalogue: Catalogue,
+    competitor_merges: Mapping[str, str],
     user_id: str,
     view_id: str | None,
     now: datetime,
     *,
     bulk: bool = False,
 ) -> ReasonEntry:
+    reason = catalogue.get(form.reason_code or "")
+    requirement = reason.requires if reason is not None else None
+    detail = form.detail if requirement is not None else None
+    key = None
+    if detail is not None:
+        # The file merges competitors; a missing feature is grouped by the rules alone.
+        key = detail_key(detail, competitor_merges) if requirement == Requirement.COMPETITOR else competitor_key(detail)
     return ReasonEntry(
         loss_id=loss_id,
         revision=revision,
         reason_code=form.reason_code or "",
-        detail=form.detail if _needs_detail(catalogue, form) else None,
+        detail=detail,
+        detail_key=key,
         explanation=form.explanation.strip(),
         revisit_on=form.revisit_on,
         logged_by=user_id,
@@ -166,11 +179,6 @@ def _entry(
         view_id=view_id,
         bulk=bulk,
     )
-
-
-def _needs_detail(catalogue: Catalogue, form: ReasonForm) -> bool:
-    reason = catalogue.get(form.reason_code or "")
-    return reason is not None and reason.requires is not None
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,7 @@ async def record_reason_for_several(
     now: datetime,
     write_back_to: Collection[str],
     audience: Audience,
+    competitor_merges: Mapping[str, str],
     bulk: bool = False,
 ) -> SeveralLogged:
     """Stores one validated reason as the answer of each picked loss that still awaits this rep's
@@ -204,7 +213,7 @@ async def record_reason_for_several(
         for loss, deal in await loss_queries.losses_with_deals(session, loss_ids, for_update=True):
             if loss.state != LossState.AWAITING or deal.owner_slack_id != user_id:
                 continue
-            session.add(_entry(loss.id, 1, form, catalogue, user_id, view_id, now, bulk=bulk))
+            session.add(_entry(loss.id, 1, form, catalogue, competitor_merges, user_id, view_id, now, bulk=bulk))
             await revisits.record_revisit_date(
                 session, loss_id=loss.id, before=None, after=form.revisit_on, user_id=user_id, now=now
             )
@@ -262,6 +271,7 @@ async def record_clean_up(
         now=now,
         write_back_to=write_back_to,
         audience=audience,
+        competitor_merges={},  # the clean-up reason names no competitor
         bulk=True,
     )
 

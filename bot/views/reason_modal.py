@@ -1,18 +1,22 @@
-"""The modal a rep logs a reason in, and the reading of its submission.
+"""The modal a rep logs a reason in, the competitors its competitor menu offers, and the reading of
+its submission.
 
 At most four inputs (reason, the competitor or feature when the reason asks for it, an explanation,
 a revisit date) so that a rep answers in under 90 seconds. Picking a reason rebuilds the modal
-(`dispatch_action`) to show that reason's extra field and default revisit date.
+(`dispatch_action`) to show that reason's extra field and default revisit date. The competitor is
+picked from a menu of the names the team has logged, as the rep types (an external select, fed by
+an options request), or entered as typed, so that the next rep picks the existing spelling.
 """
 
 import json
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from slack_sdk.models.blocks import (
     Block,
     DatePickerElement,
+    ExternalDataSelectElement,
     InputBlock,
     Option,
     OptionGroup,
@@ -37,6 +41,12 @@ SEVERAL_MAX_DEALS = 100 * OPTIONS_PER_GROUP
 OPTION_MAX_LENGTH = 75
 DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
 DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
+# https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element#external_select: an
+# options response lists at most 100 options; the menu shows the most named ones.
+COMPETITORS_OFFERED = 20
+# https://docs.slack.dev/reference/block-kit/composition-objects/option-object: a value is at most
+# 150 characters, as many as a detail may have (bot/validation.py).
+OPTION_VALUE_MAX_LENGTH = 150
 
 
 @dataclass(frozen=True)
@@ -147,11 +157,37 @@ def _reason_input(catalogue: Catalogue, chosen: Reason | None) -> InputBlock:
 
 
 def _detail_input(requirement: Requirement, initial: str | None) -> InputBlock:
-    return InputBlock(
-        block_id=DETAIL_BLOCKS[requirement],
-        label=DETAIL_LABELS[requirement],
-        element=PlainTextInputElement(action_id=ids.DETAIL_INPUT, max_length=MAX_DETAIL_LENGTH, initial_value=initial),
-    )
+    if requirement == Requirement.COMPETITOR:
+        # The same action id as the feature's text input: the submission reads either as the detail.
+        element: ExternalDataSelectElement | PlainTextInputElement = ExternalDataSelectElement(
+            action_id=ids.DETAIL_INPUT,
+            placeholder="Type the competitor's name",
+            min_query_length=1,
+            initial_option=_competitor_option(initial, initial) if _fits(initial) else None,
+        )
+    else:
+        element = PlainTextInputElement(action_id=ids.DETAIL_INPUT, max_length=MAX_DETAIL_LENGTH, initial_value=initial)
+    return InputBlock(block_id=DETAIL_BLOCKS[requirement], label=DETAIL_LABELS[requirement], element=element)
+
+
+def build_competitor_options(*, known: list[str], typed: str | None) -> list[Option]:
+    """The competitor menu's options as the rep types: the names the team has logged that match
+    (`known`, most named first, at most COMPETITORS_OFFERED shown), then what the rep typed as a
+    new name (`typed`; None when a known name is the same competitor). A name longer than an
+    option's value can hold is not offered: the rep shortens it."""
+    options = [_competitor_option(name, name) for name in known if _fits(name)][:COMPETITORS_OFFERED]
+    if _fits(typed):
+        options.append(_competitor_option(typed, f"Use “{typed}”"))
+    return options
+
+
+def _fits(name: str | None) -> TypeGuard[str]:
+    return bool(name) and len(name or "") <= OPTION_VALUE_MAX_LENGTH
+
+
+def _competitor_option(value: str, label: str) -> Option:
+    # Option text is plain text that Slack shows as it is: nothing to escape.
+    return Option(value=value, label=truncate(label, OPTION_MAX_LENGTH))
 
 
 def _explanation_input(initial: str) -> InputBlock:
@@ -220,6 +256,9 @@ def parse_reason_submission(state_values: dict[str, dict[str, Any]]) -> Submissi
             block_ids[field] = block_id
             if field == "reason":
                 values[field] = (state.get("selected_option") or {}).get("value")
+            elif field == "detail" and "selected_option" in state:
+                # The competitor menu: the option picked carries the name as the rep will see it.
+                values[field] = ((state.get("selected_option") or {}).get("value") or "").strip() or None
             elif field == "revisit":
                 values[field] = state.get("selected_date")
             elif field == "deals":
