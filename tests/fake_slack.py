@@ -300,9 +300,7 @@ class FakeSlack:
         key = (params["channel"], params["ts"])
         if key not in self.messages:
             return {"ok": False, "error": "message_not_found"}
-        # What chat.update does not name stays as posted: the thread, the metadata.
-        kept = {name: self.messages[key][name] for name in ("thread_ts", "metadata") if name in self.messages[key]}
-        self.messages[key] = {**kept, **params}
+        self.messages[key] = params
         return {"ok": True, "channel": key[0], "ts": key[1]}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
