@@ -68,6 +68,7 @@ class FakeSlack:
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
     _hanging: set[str] = field(default_factory=set)
     _accepting_then_hanging: set[str] = field(default_factory=set)
+    _accepting_then_dropping: set[str] = field(default_factory=set)
     _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -115,6 +116,11 @@ class FakeSlack:
         answered: the answer is lost on the way back, so the caller cannot know it worked."""
         self._accepting_then_hanging.add(method)
 
+    def accept_then_drop(self, method: str) -> None:
+        """The next call to `method` is received, recorded and done, then its connection is closed
+        before any answer: the caller sees the connection lost after sending."""
+        self._accepting_then_dropping.add(method)
+
     def open_connections(self) -> int:
         """How many client connections are open now, kept-alive ones included."""
         assert self._runner is not None and self._runner.server is not None
@@ -161,6 +167,10 @@ class FakeSlack:
             self._accepting_then_hanging.discard(method)
             await self._stopping.wait()
             return web.json_response({"ok": False, "error": "fake_slack_stopped"}, status=503)
+        if method in self._accepting_then_dropping:
+            self._accepting_then_dropping.discard(method)
+            assert request.transport is not None
+            request.transport.close()
         return web.json_response(body)
 
     def _failure(self, method: str) -> web.Response | None:

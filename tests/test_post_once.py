@@ -93,6 +93,24 @@ async def test_a_post_slack_accepted_whose_answer_never_came_is_not_posted_again
     assert loss.prompted_at == call.sent_at  # the reminders' clock starts when the post is recorded
 
 
+async def test_a_post_whose_connection_dropped_after_sending_is_not_posted_again(session_factory, fake_slack) -> None:
+    await queue_prompts(session_factory, 1)
+    fake_slack.accept_then_drop("chat.postMessage")
+
+    await deliver(session_factory, fake_slack, NOW)
+
+    [call] = await rows(session_factory, OutboxMessage)
+    assert call.state == OutboxState.PENDING and "Disconnected" in call.last_error
+    [(channel, ts)] = list(fake_slack.messages)
+
+    assert await deliver(session_factory, fake_slack, call.due_at) == 1
+
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the client did not resend it either
+    assert len(posted_to(fake_slack, channel)) == 1
+    [message] = await rows(session_factory, Message)
+    assert (message.channel, message.ts) == (channel, ts)
+
+
 async def test_a_post_whose_answer_never_came_and_that_slack_does_not_have_is_posted(
     session_factory, fake_slack
 ) -> None:
