@@ -4,9 +4,12 @@ the conversation's history by its metadata and records it instead of posting aga
 
 import asyncio
 import signal
+import sqlite3
 from datetime import datetime, timedelta
 
 import aiohttp
+import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
@@ -109,6 +112,34 @@ async def test_a_post_whose_connection_dropped_after_sending_is_not_posted_again
     assert len(posted_to(fake_slack, channel)) == 1
     [message] = await rows(session_factory, Message)
     assert (message.channel, message.ts) == (channel, ts)
+
+
+async def test_a_post_slack_accepted_while_the_database_was_locked_is_not_posted_again(
+    database_url: str, session_factory: async_sessionmaker[AsyncSession], fake_slack: FakeSlack
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("another process's lock on the SQLite file stands in for a database that is down")
+    await queue_prompts(session_factory, 1)
+    answer = fake_slack.hold("chat.postMessage")
+    delivering = asyncio.create_task(deliver(session_factory, fake_slack, NOW))
+    await fake_slack.wait_for("chat.postMessage")
+    locker = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # writers wait out the busy timeout, then fail
+        answer.set_result(None)
+        with pytest.raises(OperationalError, match="locked"):
+            await delivering  # neither marking it sent nor scheduling a retry could be recorded
+    finally:
+        locker.close()
+    [(channel, ts)] = list(fake_slack.messages)
+
+    assert await deliver(session_factory, fake_slack, NOW + LEASE + timedelta(seconds=1)) == 1
+
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    [message] = await rows(session_factory, Message)
+    assert (message.channel, message.ts) == (channel, ts)
+    [call] = await rows(session_factory, OutboxMessage)
+    assert call.state == OutboxState.SENT
 
 
 async def test_a_post_whose_answer_never_came_and_that_slack_does_not_have_is_posted(
