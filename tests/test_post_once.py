@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
-from bot.services import outbox
+from bot.services import chasing, outbox
 from bot.services.chasing import ChasePolicy
 from bot.services.delivery import POST_EVENT_TYPE, SlackDelivery
 from bot.slack_client import create_slack_client
@@ -140,6 +140,31 @@ async def test_a_post_slack_accepted_while_the_database_was_locked_is_not_posted
     assert (message.channel, message.ts) == (channel, ts)
     [call] = await rows(session_factory, OutboxMessage)
     assert call.state == OutboxState.SENT
+
+
+async def test_a_reply_in_a_thread_whose_answer_never_came_is_looked_for_among_the_replies(
+    session_factory, fake_slack
+) -> None:
+    await queue_prompts(session_factory, 1)
+    await deliver(session_factory, fake_slack, NOW)
+    [(channel, prompt_ts)] = list(fake_slack.messages)
+    [loss] = await rows(session_factory, Loss)
+    due = loss.reminder_due_at
+    policy = ChasePolicy.from_settings(make_settings("sqlite+aiosqlite://", fake_slack.url))
+    assert await chasing.queue_due_reminders(session_factory=session_factory, policy=policy, now=due) == 1
+    fake_slack.accept_then_hang("chat.postMessage")
+
+    await deliver(session_factory, fake_slack, due)
+    [reminder_call] = [call for call in await rows(session_factory, OutboxMessage) if call.state == OutboxState.PENDING]
+    assert await deliver(session_factory, fake_slack, reminder_call.due_at) == 1
+
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2  # the prompt, and the reminder once
+    [lookup] = fake_slack.calls_to("conversations.replies")
+    assert (lookup["channel"], lookup["ts"]) == (channel, prompt_ts)
+    assert fake_slack.calls_to("conversations.history") == []
+    [reply] = [ts for (where, ts), posted in fake_slack.messages.items() if posted.get("thread_ts") == prompt_ts]
+    reminder = next(message for message in await rows(session_factory, Message) if message.thread_ts == prompt_ts)
+    assert (reminder.channel, reminder.ts) == (channel, reply)
 
 
 async def test_a_post_whose_answer_never_came_and_that_slack_does_not_have_is_posted(
