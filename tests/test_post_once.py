@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.metrics import Metrics
 from bot.services import chasing, outbox
 from bot.services.chasing import ChasePolicy
-from bot.services.delivery import POST_EVENT_TYPE, SlackDelivery
+from bot.services.delivery import LOOKUP_MARGIN, POST_EVENT_TYPE, SlackDelivery
 from bot.slack_client import create_slack_client
 from storage.models import Loss, Message, OutboxMessage, OutboxState
 from tests.bot_client import BotClient, deal, eventually, rows
@@ -88,6 +88,7 @@ async def test_a_post_slack_accepted_whose_answer_never_came_is_not_posted_again
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
     [lookup] = fake_slack.calls_to("conversations.history")
     assert lookup["channel"] == channel and lookup["include_all_metadata"] in ("1", "true", True)
+    assert float(lookup["oldest"]) == (NOW - LOOKUP_MARGIN).timestamp()  # from just before the first try
     [message] = await rows(session_factory, Message)
     assert (message.channel, message.ts) == (channel, ts)
     [call] = await rows(session_factory, OutboxMessage)

@@ -177,10 +177,9 @@ class SlackDelivery:
         # A digest's chart covers the weeks up to the digest's; known before the post, so that sharing
         # the chart after it reads nothing that could fail.
         digest_week = await self._digest_week(message) if message.kind == MessageKind.DIGEST else None
-        posted_at = await self._look_for_earlier_post(message) if message.post_started_at is not None else None
-        if posted_at is None:
-            posted_at = await self._post_once(claimed, message, await self._content(message, items), now)
-        channel, ts = posted_at
+        # A try whose outcome is not known may have posted it: then only its ts is left to record.
+        found = await self._look_for_earlier_post(message) if message.post_started_at is not None else None
+        channel, ts = found or await self._post_marked(claimed, message, await self._content(message, items), now)
         self.metrics.messages_posted.labels(message.kind).inc()
         async with self.session_factory() as session, session.begin():
             # First, so that a process whose claim was taken over meanwhile records nothing.
@@ -203,10 +202,11 @@ class SlackDelivery:
                 channel=channel,
             )
 
-    async def _post_once(
+    async def _post_marked(
         self, claimed: message_queries.ClaimedMessage, message: Message, content: MessageContent, now: datetime
     ) -> tuple[str, str]:
-        """Posts the message, marked as a try under way until Slack answers; returns its channel and ts."""
+        """Posts the message, marked as a try under way (`post_started_at`, committed first) until
+        Slack answers; returns its channel and ts."""
         async with self.session_factory() as session, session.begin():
             trying = await session.get_one(Message, message.id)
             if trying.post_started_at is None:
