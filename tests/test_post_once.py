@@ -232,3 +232,21 @@ async def test_a_dm_slack_accepted_just_before_a_sigkill_is_not_sent_again_after
     [loss] = await client.rows(Loss)
     assert loss.prompted_at is not None
     assert loss.prompted_at - message.posted_at == timedelta(0)
+
+
+async def test_an_app_not_yet_granted_the_history_scopes_posts_again_and_says_why(
+    session_factory, fake_slack, caplog
+) -> None:
+    await queue_prompts(session_factory, 1)
+    fake_slack.accept_then_hang("chat.postMessage")
+    await deliver(session_factory, fake_slack, NOW)
+    [call] = await rows(session_factory, OutboxMessage)
+    fake_slack.fail("conversations.history", Failure(200, error="missing_scope"))
+
+    assert await deliver(session_factory, fake_slack, call.due_at) == 1
+
+    assert len(fake_slack.messages) == 2  # at least once, as before the scopes were asked for
+    [warning] = [record.getMessage() for record in caplog.records if "missing_scope" in record.getMessage()]
+    assert "reinstall the app" in warning and "posting it" in warning
+    [call] = await rows(session_factory, OutboxMessage)
+    assert call.state == OutboxState.SENT
