@@ -8,9 +8,13 @@ from typing import BinaryIO
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
 
 from bot.metrics import Metrics, SlackCallCounter
@@ -40,12 +44,35 @@ class PermanentFailure(Exception):
     """Sending cannot succeed; the message says why, for the loss and the log."""
 
 
+class ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's retry of a call whose connection failed, except a post that may have reached
+    Slack: sent again, it could be posted twice. Such a post fails instead, and the outbox looks for
+    it in the conversation before posting it again (`bot.services.delivery`). A post whose
+    connection was never made is retried as any call."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if request.url.endswith("/chat.postMessage") and not isinstance(error, aiohttp.ClientConnectorError):
+            return False
+        return await super()._can_retry_async(state=state, request=request, response=response, error=error)
+
+
 def create_slack_client(settings: Settings, *, metrics: Metrics | None = None) -> AsyncWebClient:
     """A client on `SLACK_API_URL` that honours 429 + Retry-After and retries 500/503 a few times;
-    slack_sdk retries only connection errors by default. With `metrics`, every request it makes is
-    counted there by method and outcome.
+    slack_sdk retries only connection errors by default (here: not a post that may have been sent).
+    With `metrics`, every request it makes is counted there by method and outcome.
     https://docs.slack.dev/tools/python-slack-sdk/web#retryhandler"""
-    client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        retry_handlers=[ConnectionErrorRetryHandler()],
+    )
     if metrics is not None:
         # First, so that it sees every answer before a handler that retries takes it.
         client.retry_handlers.insert(0, SlackCallCounter(metrics, base_url=client.base_url))

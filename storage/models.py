@@ -227,6 +227,9 @@ class Message(Base):
     ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     posted_at: Mapped[datetime | None]
+    post_started_at: Mapped[datetime | None]
+    """When a try to post the message began whose outcome is not known (set before the call, cleared
+    when Slack answers that it failed): the next try looks for the post in Slack first."""
 
 
 class MessageLoss(Base):

@@ -7,11 +7,16 @@ Files go up as Slack's external upload flow has them: files.getUploadURLExternal
 URL on this server, the bytes are POSTed there (recorded as an "upload" call, and failed with
 `fail("upload", …)`), and files.completeUploadExternal shares the file in a channel.
 https://docs.slack.dev/messaging/working-with-files#uploading_files
+
+Messages keep what they were posted with, their `metadata` too, and conversations.history and
+conversations.replies list them as Slack does (newest first, or a thread's oldest first; metadata
+only with `include_all_metadata`). Timestamps are the time of the post, as Slack's are.
 """
 
 import asyncio
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +73,8 @@ class FakeSlack:
     """Every file an upload URL was asked for, by file id."""
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
     _hanging: set[str] = field(default_factory=set)
+    _accepting_then_hanging: set[str] = field(default_factory=set)
+    _accepting_then_dropping: set[str] = field(default_factory=set)
     _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -110,6 +117,16 @@ class FakeSlack:
         the connection died on the way: Slack did nothing with it."""
         self._hanging.add(method)
 
+    def accept_then_hang(self, method: str) -> None:
+        """The next call to `method` is received, recorded and done (a post is posted), but never
+        answered: the answer is lost on the way back, so the caller cannot know it worked."""
+        self._accepting_then_hanging.add(method)
+
+    def accept_then_drop(self, method: str) -> None:
+        """The next call to `method` is received, recorded and done, then its connection is closed
+        before any answer: the caller sees the connection lost after sending."""
+        self._accepting_then_dropping.add(method)
+
     def open_connections(self) -> int:
         """How many client connections are open now, kept-alive ones included."""
         assert self._runner is not None and self._runner.server is not None
@@ -151,7 +168,16 @@ class FakeSlack:
         if failed is not None:
             return failed
         answer = getattr(self, "_" + method.replace(".", "_"), None)
-        return web.json_response(answer(params) if answer else {"ok": True})
+        body = answer(params) if answer else {"ok": True}
+        if method in self._accepting_then_hanging:
+            self._accepting_then_hanging.discard(method)
+            await self._stopping.wait()
+            return web.json_response({"ok": False, "error": "fake_slack_stopped"}, status=503)
+        if method in self._accepting_then_dropping:
+            self._accepting_then_dropping.discard(method)
+            assert request.transport is not None
+            request.transport.close()
+        return web.json_response(body)
 
     def _failure(self, method: str) -> web.Response | None:
         pending = self._failures.get(method)
@@ -235,9 +261,66 @@ class FakeSlack:
         channel = params["channel"]
         if channel.startswith(("U", "W")):
             channel = "D" + channel[1:]
-        ts = f"{1700000000 + next(self._ts)}.000100"
-        self.messages[(channel, ts)] = params
+        self.messages[(channel, ts := self._new_ts())] = params
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": params.get("text")}}
+
+    def _new_ts(self) -> str:
+        """Now, as Slack's `ts` gives it: seconds, then a part that tells apart messages of one second."""
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The channel's messages, not thread replies, newest first: from `latest` (default now) back
+        to `oldest`, `limit` (default 100) to a page, the next page at `cursor`."""
+        listed = [
+            (ts, message)
+            for (channel, ts), message in self.messages.items()
+            if channel == params["channel"] and message.get("thread_ts") in (None, ts)
+        ]
+        listed = [(ts, message) for ts, message in listed if float(params.get("oldest", 0)) < float(ts)]
+        if "latest" in params:
+            listed = [(ts, message) for ts, message in listed if float(ts) < float(params["latest"])]
+        listed.sort(key=lambda pair: float(pair[0]), reverse=True)
+        return self._page(listed, params)
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The thread at `ts`: its parent, then its replies oldest first (from `oldest`), paged."""
+        parent = (params["channel"], params["ts"])
+        if parent not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        replies = sorted(
+            (
+                (ts, message)
+                for (channel, ts), message in self.messages.items()
+                if channel == params["channel"]
+                and message.get("thread_ts") == params["ts"]
+                and float(params.get("oldest", 0)) < float(ts)
+            ),
+            key=lambda pair: float(pair[0]),
+        )
+        return self._page([(params["ts"], self.messages[parent]), *replies], params)
+
+    def _page(self, listed: list[tuple[str, dict[str, Any]]], params: dict[str, Any]) -> dict[str, Any]:
+        start = int(params.get("cursor") or 0)
+        end = start + int(params.get("limit", 100))
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in {"1", "true"}
+        messages = [
+            {
+                "type": "message",
+                "ts": ts,
+                "text": message.get("text"),
+                "bot_id": "BBOT0001",
+                **({"thread_ts": message["thread_ts"]} if message.get("thread_ts") else {}),
+                **({"metadata": message["metadata"]} if with_metadata and "metadata" in message else {}),
+            }
+            for ts, message in listed[start:end]
+        ]
+        more = end < len(listed)
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(end) if more else ""},
+        }
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         key = (params["channel"], params["ts"])
@@ -307,7 +390,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         params.update(await request.json())
     elif request.can_read_body:
         params.update(await request.post())
-    for key in ("blocks", "view"):
+    for key in ("blocks", "view", "metadata"):
         if isinstance(params.get(key), str):
             params[key] = json.loads(params[key])
     return params

@@ -93,11 +93,10 @@ async def test_a_database_cut_mid_burst_leaves_nothing_unsent_and_is_logged_once
                 await asyncio.sleep(0.2)
             missing = [name for name in accepted if dms_naming(fake_slack, name) == 0]
             assert missing == [], f"{len(missing)} accepted deals got no DM: {missing[:5]}"
-            # A post Slack accepted while the cut kept it from being recorded has an unknown outcome,
-            # and is sent again: at most the calls under way at the cut. (Looking such a post up in
-            # the conversation before sending it again is issue 16's point 2; with it, none.)
+            # A post Slack accepted while the cut kept it from being recorded has an unknown outcome:
+            # it is looked up in the conversation (by its metadata) before it is sent again.
             doubled = [name for name in accepted if dms_naming(fake_slack, name) > 1]
-            assert len(doubled) <= outbox.CONCURRENCY
+            assert doubled == []
     finally:
         await proxy.stop()
 

@@ -4,14 +4,23 @@ revisit nudges, debriefs and route posts, and posting the weekly digest (then sh
 A message's content is built from its losses as they are when the call is made. A prompt finds its
 rep on the way out (`users.lookupByEmail`, which also gives their time zone, cached) and, once
 posted, starts the clock on the losses' reminders and escalation.
+
+A message is posted once, though Slack's API has no idempotency key: every post carries metadata
+naming its message and outbox row (POST_EVENT_TYPE), and the time a try began is stored before the
+call. A try whose outcome is not known (the answer timed out or the connection dropped, the process
+died, or recording the answer failed) leaves that mark, and the next try first looks for the post in
+the conversation's recent history: if Slack has it, its `ts` is recorded instead of posting again.
+A try Slack answered with a failure clears the mark, and the next one posts without looking.
 """
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -62,6 +71,16 @@ NUDGE_STANDINGS = {
     RevisitState.REOPENED: NudgeStanding.REOPENED,
     RevisitState.DONE: NudgeStanding.REMOVED,
 }
+
+
+POST_EVENT_TYPE = "closedlost_outbox"
+"""The `metadata.event_type` of every post; its `event_payload` names the message and outbox row."""
+LOOKUP_MARGIN = timedelta(minutes=10)
+"""How far before a try's start the history is read: room for Slack's clock to differ from ours."""
+LOOKUP_PAGE = 50
+LOOKUP_PAGES = 10
+"""At most this many pages of history are read: a post not among the last 500 messages is taken as
+not made."""
 
 
 class NotPostedYet(Exception):
@@ -155,24 +174,19 @@ class SlackDelivery:
         if message.kind not in ANNOUNCEMENTS and message.kind != MessageKind.DIGEST:
             # An announcement names the rep who logged, a known Slack user; a digest is about no rep.
             await self._find_rep(message, items, now)
-        content = await self._content(message, items)
         # A digest's chart covers the weeks up to the digest's; known before the post, so that sharing
         # the chart after it reads nothing that could fail.
         digest_week = await self._digest_week(message) if message.kind == MessageKind.DIGEST else None
-        response = await call(
-            self.slack.chat_postMessage(
-                channel=message.post_to or message.rep_slack_id or "",
-                thread_ts=message.thread_ts,
-                **content.as_kwargs(),
-            )
-        )
+        # A try whose outcome is not known may have posted it: then only its ts is left to record.
+        found = await self._look_for_earlier_post(message) if message.post_started_at is not None else None
+        channel, ts = found or await self._post_marked(claimed, message, await self._content(message, items), now)
         self.metrics.messages_posted.labels(message.kind).inc()
         async with self.session_factory() as session, session.begin():
             # First, so that a process whose claim was taken over meanwhile records nothing.
             await message_queries.mark_sent(session, claimed, now)
             posted = await session.get_one(Message, message.id)
-            posted.channel = response["channel"]
-            posted.ts = response["ts"]
+            posted.channel = channel
+            posted.ts = ts
             posted.posted_at = now
             if message.kind == MessageKind.PROMPT:
                 await self._start_chasing(session, posted, now)
@@ -185,8 +199,102 @@ class SlackDelivery:
                 catalogue=self.catalogue,
                 week=digest_week,
                 tz=self.team_tz,
-                channel=response["channel"],
+                channel=channel,
             )
+
+    async def _post_marked(
+        self, claimed: message_queries.ClaimedMessage, message: Message, content: MessageContent, now: datetime
+    ) -> tuple[str, str]:
+        """Posts the message, marked as a try under way (`post_started_at`, committed first) until
+        Slack answers; returns its channel and ts."""
+        async with self.session_factory() as session, session.begin():
+            trying = await session.get_one(Message, message.id)
+            if trying.post_started_at is None:
+                trying.post_started_at = now
+        try:
+            response = await call(
+                self.slack.chat_postMessage(
+                    channel=message.post_to or message.rep_slack_id or "",
+                    thread_ts=message.thread_ts,
+                    metadata={
+                        "event_type": POST_EVENT_TYPE,
+                        "event_payload": {"message_id": message.id, "outbox_id": claimed.id},
+                    },
+                    **content.as_kwargs(),
+                )
+            )
+        except (SlackApiError, PermanentFailure):
+            # Slack answered: nothing was posted, so the next try need not look for it.
+            async with self.session_factory() as session, session.begin():
+                (await session.get_one(Message, message.id)).post_started_at = None
+            raise
+        return str(response["channel"]), str(response["ts"])
+
+    async def _look_for_earlier_post(self, message: Message) -> tuple[str, str] | None:
+        """`_earlier_post`, or None when the app may not read the conversation's history: it was
+        installed before it asked for the history scopes, and posts at least once, as it used to."""
+        try:
+            return await self._earlier_post(message)
+        except SlackApiError as error:
+            if error.response.get("error") != "missing_scope":
+                raise
+            logger.warning(
+                "cannot look for an earlier post of message %s (Slack answered missing_scope: reinstall the app"
+                " to grant it the history scopes manifest.yml asks for); posting it, though an earlier try may have",
+                message.id,
+            )
+            return None
+
+    async def _earlier_post(self, message: Message) -> tuple[str, str] | None:
+        """The channel and ts of this message as an earlier try whose outcome is not known posted it,
+        found by its metadata in the conversation's history since that try began (in the thread's
+        replies, for a post in a thread); None when Slack has no such post."""
+        assert message.post_started_at is not None
+        if message.post_to is not None:
+            channel = message.post_to
+        else:
+            # The DM's history is read by the IM channel's id; a post is addressed by the user's.
+            opened = await call(self.slack.conversations_open(users=message.rep_slack_id or ""))
+            channel = str(opened["channel"]["id"])
+        oldest = f"{(message.post_started_at - LOOKUP_MARGIN).timestamp():.6f}"
+        cursor = None
+        for _ in range(LOOKUP_PAGES):
+            if message.thread_ts is not None:
+                page = await call(
+                    self.slack.conversations_replies(
+                        channel=channel,
+                        ts=message.thread_ts,
+                        oldest=oldest,
+                        limit=LOOKUP_PAGE,
+                        cursor=cursor,
+                        include_all_metadata=True,
+                    )
+                )
+            else:
+                page = await call(
+                    self.slack.conversations_history(
+                        channel=channel, oldest=oldest, limit=LOOKUP_PAGE, cursor=cursor, include_all_metadata=True
+                    )
+                )
+            for found in page.get("messages") or []:
+                if _posts_message(found, message.id):
+                    logger.info(
+                        "message %s was posted by an earlier try whose answer was lost (ts %s): recorded, not"
+                        " posted again",
+                        message.id,
+                        found["ts"],
+                    )
+                    return channel, str(found["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        logger.warning(
+            "message %s is not in the last %d messages of %s: posting it, though an earlier try may have",
+            message.id,
+            LOOKUP_PAGE * LOOKUP_PAGES,
+            channel,
+        )
+        return None
 
     async def _update(self, claimed: message_queries.ClaimedMessage, now: datetime) -> None:
         async with self.session_factory() as session, session.begin():
@@ -379,6 +487,13 @@ def display_name(user: dict[str, object]) -> str | None:
         if isinstance(name, str) and name.strip():
             return name.strip()
     return None
+
+
+def _posts_message(found: dict[str, Any], message_id: int) -> bool:
+    """Whether a message from the history is a post of our message `message_id` (by its metadata)."""
+    metadata = found.get("metadata") or {}
+    payload = metadata.get("event_payload") or {}
+    return metadata.get("event_type") == POST_EVENT_TYPE and payload.get("message_id") == message_id
 
 
 async def _still_owed(session: AsyncSession, message: Message, items: list[Listed]) -> bool:

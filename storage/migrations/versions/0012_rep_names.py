@@ -2,7 +2,7 @@
 reason_entry.bulk: an answer given for a whole clean-up with one click
 
 Revision ID: 0012_rep_names
-Revises: 0010_claimed_by
+Revises: 0011_post_attempts
 Create Date: 2026-12-05 12:40:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_rep_names"
-down_revision: str | None = "0010_claimed_by"
+down_revision: str | None = "0011_post_attempts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
