@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.crm import hubspot, pipedrive, salesforce
 from bot.crm.event import FieldError, PayloadError
 from bot.crm.generic import MAX_BODY_BYTES
-from bot.ingest import IngestFailed
+from bot.ingest import ANSWER_WITHIN_SECONDS, IngestFailed
 from bot.runtime import RUNTIME
 from bot.services.crm_jobs import PendingEvent, queue_fetches
 from handlers.webhook_io import field_errors, json_error, read_body
@@ -117,7 +117,7 @@ async def handle_salesforce_webhook(request: web.Request) -> web.Response:
         return _fault(400, "; ".join(_describe(problem) for problem in error.errors))
     runtime.metrics.events_received.labels(salesforce.SOURCE).inc(len(events))
     try:
-        await runtime.ingest.submit(events)
+        await runtime.ingest.submit_within(events, ANSWER_WITHIN_SECONDS)
     except IngestFailed:
         return _fault(503, NOT_STORED)
     return web.Response(body=salesforce.build_ack(), content_type="text/xml", charset="utf-8")
