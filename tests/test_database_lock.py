@@ -59,9 +59,13 @@ async def test_a_webhook_is_answered_within_the_bound_while_another_process_hold
         for n in ("1", "2", "3")
     )
     async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory) as bot:
+        waiting = deal(deal_id="LOCK-0", name="Read while locked", owner_email=None, owner_slack_id="U0LOCK000")
+        assert (await bot.post_deals(waiting)).status == 202
         locked = asyncio.Event()
         holder = asyncio.create_task(hold_lock(path, locked))
         await locked.wait()
+        # A read, on connections of its own, does not wait for the lock.
+        pending, read_seconds = await timed(bot.command("pending", user_id="U0LOCK000"))
         # Two at once: one is being written when the bound runs out, the other waits its turn.
         answers = await asyncio.gather(timed(bot.post_deals(first)), timed(bot.post_deals(second)))
         for answer, seconds in answers:
@@ -80,12 +84,15 @@ async def test_a_webhook_is_answered_within_the_bound_while_another_process_hold
         await bot.settle_worker()
         stored = await bot.rows(DealEventRecord)
 
+    assert pending.body["text"] == "1 of your deals are waiting for a reason.", pending
+    assert read_seconds < 2
     assert health == (200, {"reads": "ok", "writes": "no answer within 1.5 s"})
     assert later_answer == Answer(202, {"accepted": 1, "duplicates": 0})
     for answer in resent:
         assert answer.status == 202
         assert answer.body["accepted"] + answer.body["duplicates"] == 1
     assert sorted(row.payload["deal_id"] for row in stored if row.payload["deal_id"].startswith("LOCK-")) == [
+        "LOCK-0",
         "LOCK-1",
         "LOCK-2",
         "LOCK-3",
