@@ -13,11 +13,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.ingest import ANSWER_WITHIN_SECONDS
-from storage.models import DealEventRecord
+from storage.models import CrmJobState, DealEventRecord
 from tests.bot_client import Answer, BotClient, deal, eventually
 from tests.conftest import make_settings, serve
+from tests.fake_crm import FakeCrm
 from tests.fake_slack import FakeSlack
 from tests.sqlite_lock import write_lock_held_by_another_process
+from tests.test_pipedrive import PASSWORD, USER, jobs_done, post_pipedrive, v2_change
 
 # Longer than the bound and than SQLite's busy timeout (10 s), so that the bot's own waits end
 # while the lock is still held.
@@ -103,3 +105,44 @@ async def test_a_webhook_is_answered_within_the_bound_while_another_process_hold
     assert not [line for line in messages if "maximum number of running instances" in line]
     assert len([line for line in messages if "skipping ticks until it ends" in line]) == 1
     assert len([line for line in messages if "the scheduler ticks again" in line]) == 1
+
+
+async def test_a_crm_webhook_is_answered_within_the_bound_and_its_retry_stored_once(
+    database_url: str, fake_slack: FakeSlack, fake_crm: FakeCrm, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Pipedrive's route, which stores a fetch of the deal rather than going through the ingest queue."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a file lock is SQLite's")
+    path = make_url(database_url).database
+    assert path is not None
+    fake_crm.pipedrive_users[21876999] = "Dana@Example.com"
+    settings = make_settings(
+        database_url,
+        fake_slack.url,
+        pipedrive_webhook_user=USER,
+        pipedrive_webhook_password=PASSWORD,
+        pipedrive_api_token="pipedrive-api-token",
+        pipedrive_api_url=fake_crm.url,
+    )
+    async with serve(settings, fake_slack, session_factory) as bot:
+        locked = asyncio.Event()
+        holder = asyncio.create_task(hold_lock(path, locked))
+        await locked.wait()
+        # Two at once, which would otherwise wait for the database one after the other.
+        changes = [v2_change(status="lost", update_time="2024-06-10T14:51:00Z", deal_id=number) for number in (1, 2)]
+        answers = await asyncio.gather(*(timed(post_pipedrive(bot, change)) for change in changes))
+        for (status, answer), seconds in answers:
+            assert (status, answer) == (503, NOT_STORED)
+            assert seconds < ANSWER_WITHIN_SECONDS + 1
+        await holder
+
+        # Pipedrive sends them again; stored meanwhile or not, each is one deal event.
+        resent = [await post_pipedrive(bot, change) for change in changes]
+        jobs = await jobs_done(bot, 2)
+        await fake_slack.wait_for("chat.postMessage")  # one prompt: both deals are Dana's
+        stored = await bot.rows(DealEventRecord)
+
+    for status, answer in resent:
+        assert status == 200 and answer["accepted"] + answer["duplicates"] == 1
+    assert [job.state for job in jobs] == [CrmJobState.DONE] * 2
+    assert len(stored) == 2
