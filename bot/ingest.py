@@ -25,9 +25,10 @@ from bot.services.deal_events import PromptPolicy, record_deal_events
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_TRANSACTION = 2000
-# How long a webhook waits for its events to be stored before it is answered 503: well within the
-# timeouts of the CRMs (HubSpot and Pipedrive give 10 s or more, Salesforce 60 s), so that the
-# CRM hears "send again" from us rather than giving up on its own.
+# How long a webhook waits for its events to be stored before it is answered 503 ("send them
+# again"), rather than for as long as a lock is held. Salesforce waits 60 s for an answer and
+# Pipedrive 10 s; HubSpot's timeout is undocumented (said to be 5 s). A CRM that gives up first
+# retries as after a 503 (facts/crm-polling.md), and a retry is deduplicated either way.
 ANSWER_WITHIN_SECONDS = 10.0
 
 
