@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 MAX_EVENTS_PER_TRANSACTION = 2000
 # How long a webhook waits for its events to be stored before it is answered 503 ("send them
 # again"), rather than for as long as a lock is held. Salesforce waits 60 s for an answer and
-# Pipedrive 10 s; HubSpot's timeout is undocumented (said to be 5 s). A CRM that gives up first
-# retries as after a 503 (facts/crm-polling.md), and a retry is deduplicated either way.
+# Pipedrive 10 s (https://pipedrive.readme.io/docs/guide-for-webhooks-v2, "Retry logic"); HubSpot's
+# timeout is not documented (said to be 5 s). A CRM that gives up first retries as it does after a
+# 503, and a retry is deduplicated either way.
 ANSWER_WITHIN_SECONDS = 10.0
 
 
