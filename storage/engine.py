@@ -3,6 +3,7 @@
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -68,8 +69,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def create_read_engine(url: str) -> AsyncEngine | None:
-    """An engine for work that only reads, on SQLite; None for PostgreSQL, whose readers never wait
-    for its writers.
+    """An engine for work that only reads, on a SQLite file; None for PostgreSQL, whose readers
+    never wait for its writers (and for an in-memory SQLite database, which has one connection).
 
     `create_engine` gives SQLite one connection and starts every transaction with the write lock,
     so a read waits for every write before it, and for a lock another process holds. WAL lets
@@ -78,6 +79,10 @@ def create_read_engine(url: str) -> AsyncEngine | None:
     that a write sent here by mistake fails at once rather than racing the one writer.
     """
     if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or "mode=memory" in url:
+        # Each connection to an in-memory database opens a new, empty one.
         return None
     engine = create_async_engine(url, pool_size=READ_POOL_SIZE, max_overflow=0)
 
