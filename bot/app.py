@@ -39,7 +39,7 @@ from bot.slack_client import connection_pool, create_slack_client
 from bot.slack_socket import SlackSocket
 from bot.team import load_team
 from bot.worker import OutboxWorker
-from storage.engine import create_engine, create_probe_engine, create_session_factory
+from storage.engine import create_engine, create_probe_engine, create_read_engine, create_session_factory
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,12 @@ def create_app(
     # This app's own registry: another app in the same process (tests build many) counts apart.
     metrics = Metrics()
     slack = client or create_slack_client(settings, metrics=metrics)
-    own_engine = None
+    own_engine = own_read_engine = None
     if session_factory is None:
         own_engine = create_engine(settings.database_url)
         session_factory = create_session_factory(own_engine)
+        own_read_engine = create_read_engine(settings.database_url)
+    read_session_factory = session_factory if own_read_engine is None else create_session_factory(own_read_engine)
     catalogue = catalogue or load_catalogue(settings.reasons_file)
     if team is None:
         team = load_team(settings.team_file) if settings.team_file else {}
@@ -147,6 +149,7 @@ def create_app(
     runtime = Runtime(
         settings=settings,
         session_factory=session_factory,
+        read_session_factory=read_session_factory,
         slack=slack,
         slack_socket=slack_socket,
         catalogue=catalogue,
@@ -157,7 +160,7 @@ def create_app(
         write_back_sources=write_back_sources(settings),
         audience=Audience.from_settings(settings),
         home=HomePublisher(
-            session_factory=session_factory,
+            session_factory=read_session_factory,
             slack=slack,
             catalogue=catalogue,
             tz=settings.tz,
@@ -218,8 +221,9 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await runtime.health.close()
-        if own_engine is not None:
-            await own_engine.dispose()
+        for engine in (own_engine, own_read_engine):
+            if engine is not None:
+                await engine.dispose()
 
     web_app.cleanup_ctx.append(background)
     return web_app

@@ -5,6 +5,9 @@ A transaction costs a few milliseconds however few rows it writes, so one transa
 would cap a burst of single-event requests at a few hundred a second. Requests that arrive while a
 transaction is being written wait for the next one, which takes them all. Each request still gets
 its own answer, and only once the transaction holding its events has committed.
+
+A webhook waits for its answer at most ANSWER_WITHIN_SECONDS (`submit_within`), so that a CRM is
+answered in time while the database is locked or down.
 """
 
 import asyncio
@@ -22,6 +25,12 @@ from bot.services.deal_events import PromptPolicy, record_deal_events
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_TRANSACTION = 2000
+# How long a webhook waits for its events to be stored before it is answered 503 ("send them
+# again"), rather than for as long as a lock is held. Salesforce waits 60 s for an answer and
+# Pipedrive 10 s (https://pipedrive.readme.io/docs/guide-for-webhooks-v2, "Retry logic"); HubSpot's
+# timeout is not documented (said to be 5 s). A CRM that gives up first retries as it does after a
+# 503, and a retry is deduplicated either way.
+ANSWER_WITHIN_SECONDS = 10.0
 
 
 class IngestFailed(Exception):
@@ -36,7 +45,8 @@ class Receipt:
     """Events that moved their deal to another stage (see `IngestResult.stage_changes`)."""
 
 
-@dataclass(frozen=True)
+# Compared by identity: two requests with the same events are still two requests.
+@dataclass(frozen=True, eq=False)
 class _Request:
     events: list[DealEvent]
     answer: "asyncio.Future[Receipt]"
@@ -64,10 +74,44 @@ class IngestQueue:
 
     async def submit(self, events: list[DealEvent]) -> Receipt:
         """Stores the events (with whatever else is waiting) and returns once they are committed."""
+        return await self._enqueue(events).answer
+
+    async def submit_within(self, events: list[DealEvent], seconds: float) -> Receipt:
+        """`submit`, but raises IngestFailed when the events are not committed within `seconds`.
+
+        A request still waiting for its turn is withdrawn then, and nothing of it is stored. A
+        request whose transaction is already being written cannot be stopped (a SQLite call cannot
+        be interrupted, nor a COMMIT already sent recalled): it may still commit after the sender
+        was told to retry, and the retry is then counted as duplicates by the events' idempotency
+        keys, so the events have one effect either way.
+        """
+        request = self._enqueue(events)
+        try:
+            async with asyncio.timeout(seconds):
+                # On timeout this cancels the future: `_write` leaves a cancelled request unanswered,
+                # and does not try it again on its own.
+                return await request.answer
+        except TimeoutError:
+            withdrawn = request in self._waiting
+            self._waiting = [waiting for waiting in self._waiting if waiting is not request]
+            if withdrawn:
+                outcome = "nothing of them will be stored"
+            else:
+                outcome = "their transaction is under way: if it commits, the retry counts as duplicates"
+            logger.warning(
+                "%d deal events were not stored within %g s (the database is slow or locked); their sender is"
+                " told to retry, and %s",
+                len(events),
+                seconds,
+                outcome,
+            )
+            raise IngestFailed() from None
+
+    def _enqueue(self, events: list[DealEvent]) -> _Request:
         request = _Request(events, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         self._wake.set()
-        return await request.answer
+        return request
 
     async def run(self) -> None:
         while True:
@@ -96,9 +140,12 @@ class IngestQueue:
             )
         except Exception:
             if len(batch) > 1:
-                # One request's events must not fail the others that shared its transaction.
+                # One request's events must not fail the others that shared its transaction. A
+                # request whose sender stopped waiting (`submit_within`) was answered 503 with
+                # nothing stored, which stays true.
                 for request in batch:
-                    await self._write([request])
+                    if not request.answer.done():
+                        await self._write([request])
                 return
             logger.exception("storing %d deal events failed; their sender is told to retry", len(events))
             if not batch[0].answer.done():

@@ -28,6 +28,9 @@ EARLIEST_ZONE = ZoneInfo("Etc/GMT+12")
 class Runtime:
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
+    read_session_factory: async_sessionmaker[AsyncSession]
+    """For work that only reads: on SQLite its own connections, which read beside a write under
+    way (or a lock another process holds) instead of waiting for it; else `session_factory`."""
     slack: AsyncWebClient
     slack_socket: SlackSocket | None
     """The Socket Mode connection, when SLACK_APP_TOKEN is set."""

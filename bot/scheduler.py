@@ -5,10 +5,15 @@ Jobs claim their work in the database (see `bot.services.chasing`), so any numbe
 tick against one database. Each tick also renews this process's claims on the outbox rows it is
 sending: the claims of a process that died run out after LEASE_TICKS ticks, and another process
 (or this one, restarted) sends what it left.
+
+A tick that outlasts SCHEDULER_TICK (the database is locked or down, and each job waits for it)
+makes the ticks due meanwhile skip themselves, with one warning when the skipping starts and one
+line when a tick ends again, rather than APScheduler's warning every SCHEDULER_TICK.
 """
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -54,15 +59,20 @@ class Jobs:
         self._prompt_timer_at: datetime | None = None
         self._stopped = False
         self._running: set[asyncio.Task[None]] = set()
+        # When the running tick began (monotonic seconds), and whether scheduled ticks skipped for it.
+        self._tick_began = 0.0
+        self._skipped = False
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
     def start(self) -> None:
         self._scheduler.add_job(
-            self.tick,
+            self._scheduled_tick,
             "interval",
             seconds=self._settings.scheduler_tick.total_seconds(),
             id="tick",
-            max_instances=1,
+            # A tick that runs long is one instance; the next, which only skips itself, is the
+            # second. At one, APScheduler would refuse that one with a warning every tick.
+            max_instances=2,
             coalesce=True,
             next_run_time=datetime.now(UTC),
         )
@@ -109,7 +119,32 @@ class Jobs:
     async def tick(self) -> None:
         """One round of every job; a job that fails is logged and tried again next tick."""
         async with self._ticking:
+            self._tick_began = time.monotonic()
             await self._tick()
+            if self._skipped:
+                self._skipped = False
+                logger.warning(
+                    "the scheduler ticks again: its last tick took %.0f s (the database was slow or locked)",
+                    time.monotonic() - self._tick_began,
+                )
+
+    async def _scheduled_tick(self) -> None:
+        """A tick, unless one is still running: then this one is skipped (the next tick does its
+        work). The first skip for a tick that has run longer than SCHEDULER_TICK is logged; one
+        that only began a moment ago (`prompt_soon` started it) is no news."""
+        if self._ticking.locked():
+            running_for = time.monotonic() - self._tick_began
+            every = self._settings.scheduler_tick.total_seconds()
+            if not self._skipped and running_for >= every:
+                self._skipped = True
+                logger.warning(
+                    "the scheduler's tick has run for %.0f s, longer than SCHEDULER_TICK (%g s; the database is"
+                    " slow or locked): skipping ticks until it ends",
+                    running_for,
+                    every,
+                )
+            return
+        await self.tick()
 
     async def _tick(self) -> None:
         now = self._clock()

@@ -60,15 +60,18 @@ async def _answer(text: str, user_id: str, runtime: Runtime) -> MessageContent:
         case Stats(period=name, user_id=rep):
             period = period_named(name, now=runtime.clock(), tz=runtime.settings.tz)
             stats = await closed_stats(
-                session_factory=runtime.session_factory, period=period, owner_slack_id=rep, catalogue=runtime.catalogue
+                session_factory=runtime.read_session_factory,
+                period=period,
+                owner_slack_id=rep,
+                catalogue=runtime.catalogue,
             )
             return build_stats_reply(stats=stats, period=period, user_id=rep, catalogue=runtime.catalogue)
         case Pending():
-            losses, total = await load_awaiting(session_factory=runtime.session_factory, user_id=user_id)
+            losses, total = await load_awaiting(session_factory=runtime.read_session_factory, user_id=user_id)
             return build_pending_reply(losses=losses, total=total)
         case Revisits():
             revisits, total = await load_upcoming_revisits(
-                session_factory=runtime.session_factory, user_id=user_id, today=runtime.today()
+                session_factory=runtime.read_session_factory, user_id=user_id, today=runtime.today()
             )
             return build_revisits_reply(revisits=revisits, total=total, catalogue=runtime.catalogue)
         case Reasons():

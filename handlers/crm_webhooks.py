@@ -1,8 +1,10 @@
 """The CRMs' own webhooks: verify, parse, store, answer. Each route answers 503 until its CRM is
 configured, like `/webhooks/deals` without its secret."""
 
+import asyncio
 import hmac
 import logging
+from functools import partial
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
@@ -10,14 +12,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.crm import hubspot, pipedrive, salesforce
 from bot.crm.event import FieldError, PayloadError
 from bot.crm.generic import MAX_BODY_BYTES
-from bot.ingest import IngestFailed
+from bot.crm_worker import CrmJobWorker
+from bot.ingest import ANSWER_WITHIN_SECONDS, IngestFailed
 from bot.runtime import RUNTIME
 from bot.services.crm_jobs import PendingEvent, queue_fetches
+from bot.services.health import describe
 from handlers.webhook_io import field_errors, json_error, read_body
 
 logger = logging.getLogger(__name__)
 
 NOT_STORED = "the events could not be stored just now; nothing was kept, send them again"
+# Writes still running after their webhook was answered 503 (see `_queue`): the event loop keeps
+# only a weak reference to a task.
+_late_writes: set["asyncio.Task[int]"] = set()
 
 
 def register(web_app: web.Application) -> None:
@@ -117,25 +124,60 @@ async def handle_salesforce_webhook(request: web.Request) -> web.Response:
         return _fault(400, "; ".join(_describe(problem) for problem in error.errors))
     runtime.metrics.events_received.labels(salesforce.SOURCE).inc(len(events))
     try:
-        await runtime.ingest.submit(events)
+        await runtime.ingest.submit_within(events, ANSWER_WITHIN_SECONDS)
     except IngestFailed:
         return _fault(503, NOT_STORED)
     return web.Response(body=salesforce.build_ack(), content_type="text/xml", charset="utf-8")
 
 
 async def _queue(request: web.Request, source: str, events: list[PendingEvent]) -> web.Response:
+    """Stores the events' fetches, or answers 503 when they are not stored within
+    ANSWER_WITHIN_SECONDS. The write is left to end on its own then: cut off mid-statement, it
+    would first wait out SQLite's busy timeout to roll back. If it commits after the 503, the CRM's
+    retry counts as duplicates, by the events' keys."""
     runtime = request.app[RUNTIME]
     runtime.metrics.events_received.labels(source).inc(len(events))
+    storing = asyncio.ensure_future(
+        queue_fetches(session_factory=runtime.session_factory, source=source, events=events, now=runtime.clock())
+    )
     try:
-        accepted = await queue_fetches(
-            session_factory=runtime.session_factory, source=source, events=events, now=runtime.clock()
+        async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+            accepted = await asyncio.shield(storing)
+    except TimeoutError:
+        _late_writes.add(storing)
+        storing.add_done_callback(partial(_end_late_write, runtime.crm_jobs))
+        logger.warning(
+            "%d %s events were not stored within %g s (the database is slow or locked); their sender is told to"
+            " retry, and if their transaction still commits, the retry counts as duplicates",
+            len(events),
+            source,
+            ANSWER_WITHIN_SECONDS,
         )
+        return json_error(503, NOT_STORED)
     except SQLAlchemyError:
         logger.exception("storing %d %s events failed; their sender is told to retry", len(events), source)
         return json_error(503, NOT_STORED)
     if accepted:
         runtime.crm_jobs.kick()
     return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted})
+
+
+def _end_late_write(crm_jobs: CrmJobWorker, storing: "asyncio.Task[int]") -> None:
+    """Ends a write that outlived its request: the fetches it stored are started now, as its request
+    would have started them."""
+    _late_writes.discard(storing)
+    if storing.cancelled():
+        return
+    error = storing.exception()
+    if error is None:
+        if storing.result():
+            crm_jobs.kick()
+    else:
+        logger.warning(
+            "a write that outlived its webhook's answer failed (%s): nothing of it was stored, and its sender was"
+            " told to retry",
+            describe(error),
+        )
 
 
 def _describe(problem: FieldError) -> str:

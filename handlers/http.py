@@ -10,7 +10,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.crm import generic
 from bot.crm.generic import MAX_BODY_BYTES, FieldError, PayloadError, is_signed, is_utf8, parse_deal_events
-from bot.ingest import IngestFailed
+from bot.ingest import ANSWER_WITHIN_SECONDS, IngestFailed
 from bot.runtime import RUNTIME
 from handlers.webhook_io import field_errors, json_error, read_body
 
@@ -81,7 +81,7 @@ async def handle_deals_webhook(request: web.Request) -> web.Response:
         return field_errors(error.errors)
     runtime.metrics.events_received.labels(generic.SOURCE).inc(len(events))
     try:
-        receipt = await runtime.ingest.submit(events)
+        receipt = await runtime.ingest.submit_within(events, ANSWER_WITHIN_SECONDS)
     except IngestFailed:
         return json_error(503, "the events could not be stored just now; nothing was kept, send them again")
     return web.json_response({"accepted": receipt.accepted, "duplicates": receipt.duplicates}, status=202)

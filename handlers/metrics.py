@@ -17,7 +17,7 @@ def register(metrics_app: web.Application) -> None:
 async def handle_metrics(request: web.Request) -> web.Response:
     """This process's counters, and the backlog gauges read from the database now."""
     runtime = request.app[RUNTIME]
-    backlog = await read_backlog(session_factory=runtime.session_factory, now=runtime.clock())
+    backlog = await read_backlog(session_factory=runtime.read_session_factory, now=runtime.clock())
     age = backlog.oldest_pending_age
     runtime.metrics.observe_backlog(
         outbox_pending=backlog.outbox_pending,

@@ -3,10 +3,13 @@
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Connections for reads on SQLite (`create_read_engine`): a few commands or Home tabs at once.
+READ_POOL_SIZE = 4
 # How long a connection to PostgreSQL may take. asyncpg's default is 60 s, and a port that accepts
 # connections but never answers then ends in a TimeoutError with no message, a minute later.
 CONNECT_TIMEOUT_SECONDS = 10
@@ -63,6 +66,39 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_read_engine(url: str) -> AsyncEngine | None:
+    """An engine for work that only reads, on a SQLite file; None for PostgreSQL, whose readers
+    never wait for its writers (and for an in-memory SQLite database, which has one connection).
+
+    `create_engine` gives SQLite one connection and starts every transaction with the write lock,
+    so a read waits for every write before it, and for a lock another process holds. WAL lets
+    readers read beside the writer, on connections of their own: these start a plain (deferred)
+    `BEGIN`, which reads one snapshot and never takes the write lock, and are `query_only`, so
+    that a write sent here by mistake fails at once rather than racing the one writer.
+    """
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or "mode=memory" in url:
+        # Each connection to an in-memory database opens a new, empty one.
+        return None
+    engine = create_async_engine(url, pool_size=READ_POOL_SIZE, max_overflow=0)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

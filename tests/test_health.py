@@ -1,11 +1,7 @@
 """`GET /healthz` tells what works: within 2 s, a 503 only when the database cannot be read or
 written, and a body that says what is degraded."""
 
-import asyncio
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +13,7 @@ from storage.models import Message, MessageKind, OutboxKind, OutboxMessage, Outb
 from tests.bot_client import BotClient
 from tests.conftest import make_settings, serve
 from tests.fake_slack import FakeSlack
+from tests.sqlite_lock import write_lock_held_by_another_process
 
 # The check's own bound; a test allows a little for the request itself.
 ANSWERS_WITHIN_SECONDS = 2.5
@@ -82,31 +79,6 @@ async def test_a_database_that_refuses_writes_answers_503_naming_writes(
     assert body["error"] == "the database cannot be written"
     assert body["database"] == {"reads": "ok", "writes": "failed: attempt to write a readonly database"}
     assert seconds < ANSWERS_WITHIN_SECONDS
-
-
-@asynccontextmanager
-async def write_lock_held_by_another_process(path: str) -> AsyncIterator[None]:
-    """A second process that holds SQLite's write lock (BEGIN EXCLUSIVE) until told to let go."""
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sqlite3, sys\n"
-        f"connection = sqlite3.connect({path!r}, isolation_level=None)\n"
-        "connection.execute('BEGIN EXCLUSIVE')\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.readline()\n"
-        "connection.execute('ROLLBACK')\n",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert holder.stdin is not None and holder.stdout is not None
-    try:
-        assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"locked\n"
-        yield
-    finally:
-        holder.stdin.write(b"done\n")
-        await holder.stdin.drain()
-        await asyncio.wait_for(holder.wait(), 10)
 
 
 async def test_a_write_lock_held_by_another_process_is_reported_within_2_s(
