@@ -92,7 +92,9 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     await close_revisit(session_factory, losses["gap"], RevisitState.REOPENED, utc(2026, 11, 15, 23, 30))
     await close_revisit(session_factory, losses["dark"], RevisitState.DROPPED, utc(2026, 11, 12, 16))
 
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     assert (WEEK.period.since, WEEK.period.until, WEEK.so_far) == (utc(2026, 11, 8, 23), utc(2026, 11, 15, 23), False)
     assert digest.current == ClosedStats(
@@ -185,7 +187,9 @@ async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_t
         ]:
             session.add(WebhookMiss(source=source, found_at=found_at, stage_changes=count))
 
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     assert digest.webhook_misses == [("HubSpot", 12), ("Pipedrive", 1)]
     discipline = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")[8]
@@ -196,7 +200,9 @@ async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_t
 
 
 async def test_an_empty_week_is_a_short_note(session_factory: async_sessionmaker[AsyncSession]) -> None:
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     message = build_digest_message(digest, CATALOGUE)
     assert message.text == "Closed-lost digest, the week of Nov 9, 2026: no closed-lost deals."

@@ -7,8 +7,8 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextB
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import DealLoss, MessageContent
-from bot.views.prompt import SECTION_MAX_LENGTH, deal_line, slack_date
-from bot.views.text import escape, fit, format_amount
+from bot.views.prompt import SECTION_MAX_LENGTH, deal_line
+from bot.views.text import MISSING, day, escape, fit, format_amount, plural
 
 # A reminder lists the first few deals; the prompt above it lists them all.
 REMINDER_DEALS = 10
@@ -20,7 +20,7 @@ LINES_PER_SECTION = 10
 def build_reminder(items: list[DealLoss], *, catalogue: Catalogue, message_id: int) -> MessageContent:
     """A reply in the prompt's thread about the deals still without a reason."""
     count = len(items)
-    deals = "1 closed-lost deal still needs" if count == 1 else f"{count} closed-lost deals still need"
+    deals = f"{plural(count, 'closed-lost deal')} still {'needs' if count == 1 else 'need'}"
     blocks: list[Block] = [SectionBlock(text=f":wave: Reminder: {deals} a reason. It takes under a minute each.")]
     blocks.extend(deal_line(item, catalogue) for item in items[:REMINDER_DEALS])
     if count > REMINDER_DEALS:
@@ -44,16 +44,15 @@ def build_escalation(
     items: list[DealLoss], *, rep_slack_id: str, manager: str | None, catalogue: Catalogue
 ) -> MessageContent:
     """The day's post about one rep's overdue losses; updated as they are logged. `manager` is
-    the manager's Slack id, or their email when Slack does not know it."""
+    the manager's Slack id, or their email when Slack does not know it: an email is left out, since
+    it pings no one and shows an address where a name belongs."""
     waiting = [item for item in items if item.awaiting]
-    cc = ""
-    if manager is not None:
-        cc = f" (cc <@{manager}>)" if "@" not in manager else f" (cc {escape(manager)})"
+    cc = f" (cc <@{manager}>)" if manager is not None and "@" not in manager else ""
     if waiting:
+        totals = _totals(waiting)
         headline = (
-            f":alarm_clock: <@{rep_slack_id}> has {len(waiting)} closed-lost "
-            f"{'deal' if len(waiting) == 1 else 'deals'} with no reason logged after the reminders{cc}. "
-            f"Total: {_totals(waiting)}."
+            f":alarm_clock: <@{rep_slack_id}> has {plural(len(waiting), 'closed-lost deal')} "
+            f"with no reason logged after the reminders{cc}." + (f" Total: {totals}." if totals != MISSING else "")
         )
     else:
         headline = f":white_check_mark: <@{rep_slack_id}> has logged every reason below{cc}."
@@ -63,15 +62,17 @@ def build_escalation(
         blocks.append(SectionBlock(text=fit("\n".join(lines[start : start + LINES_PER_SECTION]), SECTION_MAX_LENGTH)))
     if len(items) > ESCALATION_DEALS:
         blocks.append(
-            ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(items) - ESCALATION_DEALS} more deals.")])
+            ContextBlock(
+                elements=[MarkdownTextObject(text=f"…and {plural(len(items) - ESCALATION_DEALS, 'more deal')}.")]
+            )
         )
-    text = f"{len(waiting)} overdue closed-lost reasons for <@{rep_slack_id}>" if waiting else headline
+    text = f"{plural(len(waiting), 'overdue closed-lost reason')} for <@{rep_slack_id}>" if waiting else headline
     return MessageContent(text=text, blocks=blocks)
 
 
 def _line(item: DealLoss, catalogue: Catalogue) -> str:
     deal, entry = item.deal, item.entry
-    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
+    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {day(item.lost_at)}"
     if item.moved:
         return f"{line} · moved to another rep"
     if entry is not None:
@@ -88,5 +89,5 @@ def _totals(items: list[DealLoss]) -> str:
         if item.deal.amount is not None:
             totals[item.deal.currency] = totals.get(item.deal.currency, Decimal(0)) + item.deal.amount
     if not totals:
-        return "no amounts"
+        return MISSING
     return ", ".join(format_amount(amount, currency) for currency, amount in totals.items())

@@ -333,9 +333,12 @@ class Digest:
     """Revisited deals that came back during the week."""
     win_backs_total: int
     quotes: list[Quote]
+    """The largest losses in the team's main currency (CURRENCY), largest first."""
     webhook_misses: list[tuple[str, int]] = field(default_factory=list)
     """Per CRM (by name) whose webhook is configured, the stage changes that reached the bot only
     through the sweep during the week."""
+    quotes_elsewhere: list[Quote] = field(default_factory=list)
+    """The largest loss in each other currency (or none), listed apart from `quotes`."""
 
     @property
     def empty(self) -> bool:
