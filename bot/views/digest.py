@@ -10,7 +10,7 @@ from bot.reasons import Catalogue, ReasonGroup
 from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quote
 from bot.views.figures import amounts_text, fit_list, percent, with_amounts
 from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
-from bot.views.text import MISSING, blockquote, day, escape, fit, format_amount, plural, truncate
+from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 BAR_WIDTH = 10
 CHART_LABEL_WIDTH = 24
