@@ -134,6 +134,7 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert [(quote.deal_name, quote.amount, quote.logged_by) for quote in digest.quotes] == [
         ("Acme <!here>", Decimal("40000"), DANA),
         ("Deal 2", Decimal("10000"), DANA),
+        ("Deal 4", Decimal("5000"), SAM),
     ]
     assert [(quote.deal_name, quote.amount, quote.currency) for quote in digest.quotes_elsewhere] == [
         ("Deal 3", Decimal("25000"), "EUR")
@@ -174,8 +175,9 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         f"— <@{DANA}>, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
     )
     assert text[13].endswith(f"— <@{DANA}>, *Deal 2* (10,000 USD), Lost to a competitor")
-    assert text[14] == "*The largest loss in each other currency*"
-    assert text[15].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
+    assert text[14].endswith(f"— <@{SAM}>, *Deal 4* (5,000 USD), No decision / went dark")
+    assert text[15] == "*The largest loss in each other currency*"
+    assert text[16].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
 
 
 async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_that_week(
