@@ -254,7 +254,8 @@ def test_a_bulk_prompt_with_nothing_left_does_not_ask() -> None:
 
     shown = plain_text(build_bulk_prompt(items, catalogue=CATALOGUE, message_id=1, page=0))
 
-    assert "# Nothing here needs a reason any more" in shown
+    assert "# Every deal here has its reason" in shown
+    assert "each has its reason, or no longer needs one" in shown
     assert "Log why" not in shown
 
 

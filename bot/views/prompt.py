@@ -86,6 +86,8 @@ def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id
     settled = len(items) - awaiting
     if awaiting:
         headline = f"{plural(awaiting, 'closed-lost deal')} {'needs' if awaiting == 1 else 'need'} a reason"
+    elif all(item.entry is not None for item in items):
+        headline = "Every deal here has its reason"
     else:
         headline = "Nothing here needs a reason any more"
     # The count closed together is not the count still waiting: say how the two differ.
