@@ -6,6 +6,7 @@ and buttons a screen reader can tell apart. Each surface is rendered to plain te
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from bot.views.data import (
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
+from bot.views.reason_modal import ModalContext, build_reason_modal, build_several_modal
 from bot.views.revisit import describe_outcome
 from bot.views.text import day, format_amount, plural, span
 from storage.models import LossState
@@ -233,6 +235,32 @@ def test_a_deal_without_an_amount_says_nothing_about_it() -> None:
         assert "no amount" not in plain_text(message)
     assert "Total" not in plain_text(escalation)
     assert "*2* lost\n*1* won\n" in plain_text(stats)
+
+
+def test_the_reason_modals_say_nothing_of_a_missing_amount() -> None:
+    no_amount = replace(awaiting(1), amount=None, currency=None)
+    several = build_several_modal(deals=[no_amount, awaiting(2)], catalogue=CATALOGUE, chosen=None, today=NOW.date())
+    one = build_reason_modal(
+        deal=make_deal(amount=None, currency=None),
+        context=ModalContext(loss_id=7, revision=1),
+        catalogue=CATALOGUE,
+        chosen=None,
+        today=NOW.date(),
+    )
+
+    labels = [option["text"]["text"] for option in _options(several.to_dict())]
+    assert labels[:2] == ["Acme 1", "Acme 2 · 1,000 USD"]  # the deals, then the reasons
+    assert one.to_dict()["blocks"][0]["text"]["text"] == "*Acme — 200 seats* · Acme Corp"
+
+
+def _options(node: object) -> list[dict[str, Any]]:
+    """Every option of every menu in a view."""
+    if isinstance(node, dict):
+        found = list(node["options"]) if "options" in node else []
+        return found + [option for value in node.values() for option in _options(value)]
+    if isinstance(node, list):
+        return [option for value in node for option in _options(value)]
+    return []
 
 
 # Contradictions and empty states.
