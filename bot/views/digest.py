@@ -136,9 +136,10 @@ def _no_decision(digest: Digest, catalogue: Catalogue) -> str:
     for figures in apart:
         for currency, amount in figures.value.items():
             value[currency] = value.get(currency, Decimal(0)) + amount
-    return (
+    return with_amounts(
         f"*No decision / went dark* (kept apart from real losses) {deals} ({_change(deals, before)}) · "
-        f"{percent(digest.current.no_decision_share)} of logged losses · {amounts_text(value)}"
+        f"{percent(digest.current.no_decision_share)} of logged losses",
+        value,
     )
 
 
