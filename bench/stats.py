@@ -586,7 +586,12 @@ def digest_builder(engine: AsyncEngine) -> Callable[[], Awaitable[Any]]:
     async def build() -> Any:
         now = datetime.now(UTC)
         digest = await build_digest(
-            session_factory=session_factory, catalogue=catalogue, week=last_full_week(now=now, tz=TZ), now=now, tz=TZ
+            session_factory=session_factory,
+            catalogue=catalogue,
+            week=last_full_week(now=now, tz=TZ),
+            now=now,
+            tz=TZ,
+            currency="USD",
         )
         return build_digest_message(digest, catalogue).as_kwargs()
 

@@ -422,7 +422,9 @@ async def _print_digest(
     engine = create_engine(settings.database_url)
     session_factory = create_session_factory(engine)
     try:
-        digest = await build_digest(session_factory=session_factory, catalogue=catalogue, week=week, now=now, tz=tz)
+        digest = await build_digest(
+            session_factory=session_factory, catalogue=catalogue, week=week, now=now, tz=tz, currency=settings.currency
+        )
         trend = (
             await loss_trend(session_factory=session_factory, catalogue=catalogue, week=week, tz=tz) if chart else None
         )
@@ -475,6 +477,7 @@ async def _post_digest(settings: Settings, catalogue: Catalogue, day: date | Non
             catalogue=catalogue,
             chase=ChasePolicy.from_settings(settings),
             team_tz=settings.tz,
+            team_currency=settings.currency,
             team={},  # a digest mentions no rep's manager
             clock=utc_now,
             metrics=Metrics(),  # counted, but not served: this command serves nothing

@@ -100,6 +100,7 @@ def create_app(
         catalogue=catalogue,
         chase=chase,
         team_tz=settings.tz,
+        team_currency=settings.currency,
         team=team,
         clock=clock,
         metrics=metrics,

@@ -5,6 +5,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.views import text
+
 
 class PeriodName(StrEnum):
     """What `/closedlost stats` takes (README.md, "`/closedlost` and the Home tab")."""
@@ -35,10 +37,10 @@ def period_named(name: PeriodName, *, now: datetime, tz: ZoneInfo) -> Period:
             return Period(f"the last {days} days", now - timedelta(days=days), now)
         case PeriodName.QUARTER:
             first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
-            return Period(f"this quarter (since {first:%b %-d})", start_of_day(first, tz), now)
+            return Period(f"this quarter (since {text.day(first)})", start_of_day(first, tz), now)
         case PeriodName.YEAR:
             first = date(today.year, 1, 1)
-            return Period(f"this year (since {first:%b %-d})", start_of_day(first, tz), now)
+            return Period(f"this year (since {text.day(first)})", start_of_day(first, tz), now)
         case PeriodName.ALL:
             return Period("all time", None, now)
 
@@ -65,7 +67,7 @@ def week_of(day: date, *, tz: ZoneInfo, today: date) -> Week:
     """The week that holds `day`; `today` (in `tz`) tells whether it is over."""
     monday = day - timedelta(days=day.weekday())
     next_monday = monday + timedelta(days=7)
-    label = f"the week of {monday:%b %-d, %Y}"
+    label = f"the week of {text.day(monday)}"
     so_far = today < next_monday
     return Week(monday, Period(label, start_of_day(monday, tz), start_of_day(next_monday, tz)), so_far)
 

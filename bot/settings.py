@@ -258,6 +258,7 @@ class Settings(ExportSettings):
     digest_schedule: str = Field(
         default="mon 09:00", description="a day name and a time in TIMEZONE, such as mon 09:00"
     )
+    currency: str = Field(default="USD", description="the team's main currency, an ISO 4217 code such as USD or EUR")
     debrief_min_amount: Decimal | None = Field(
         default=None, ge=0, lt=AMOUNTS_BELOW, description=f"an amount in the deal's own currency, {AMOUNT_RANGE}"
     )
@@ -335,6 +336,13 @@ class Settings(ExportSettings):
         default=timedelta(minutes=10),
         description="a duration of at least 1s, such as 10m, or off: how often each CRM's API is swept",
     )
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError(f"{value!r} is not a currency code")
+        return value.upper()
 
     @field_validator("slack_bot_token")
     @classmethod

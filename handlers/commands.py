@@ -75,7 +75,7 @@ async def _answer(text: str, user_id: str, runtime: Runtime) -> MessageContent:
             )
             return build_revisits_reply(revisits=revisits, total=total, catalogue=runtime.catalogue)
         case Reasons():
-            return build_reasons_reply(runtime.catalogue)
+            return build_reasons_reply(runtime.catalogue, show_codes=user_id in runtime.settings.admin_users)
         case Export(period=name):
             period = period_named(name, now=runtime.clock(), tz=runtime.settings.tz)
             try:

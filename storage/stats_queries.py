@@ -328,9 +328,13 @@ class Explained(NamedTuple):
     explanation: str
 
 
-async def largest_explained(session: AsyncSession, *, since: datetime, until: datetime, limit: int) -> list[Explained]:
-    """The largest logged losses of the period with their current explanation. Amounts are compared
-    as recorded: without exchange rates, 1,000 EUR and 1,000 USD rank the same."""
+async def largest_explained(
+    session: AsyncSession, *, since: datetime, until: datetime, limit: int, currency: str, in_currency: bool
+) -> list[Explained]:
+    """The largest logged losses of the period with their current explanation: those in `currency`
+    (`in_currency`), or those in any other currency or none. Amounts are compared as recorded:
+    without exchange rates, 1,000 EUR and 1,000 JPY rank the same, so only one currency's rank means much."""
+    same = Deal.currency == currency
     rows = await session.execute(
         _current_answers(since, until)
         .add_columns(
@@ -342,6 +346,7 @@ async def largest_explained(session: AsyncSession, *, since: datetime, until: da
             ReasonEntry.explanation,
         )
         .where(Deal.amount.is_not(None))
+        .where(same if in_currency else or_(~same, Deal.currency.is_(None)))
         .order_by(Deal.amount.desc(), Loss.id)
         .limit(limit)
     )

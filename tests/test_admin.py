@@ -224,6 +224,15 @@ async def test_someone_not_an_admin_is_refused_the_view(bot: BotClient) -> None:
     assert await bot.snapshot() == before
 
 
+async def test_an_admin_sees_each_reasons_code_after_its_label_and_a_rep_does_not(bot: BotClient) -> None:
+    for_admin = sections((await bot.command("reasons", user_id=ADMIN)).body["blocks"])[1].splitlines()
+    for_rep = sections((await bot.command("reasons", user_id=DANA)).body["blocks"])[1].splitlines()
+
+    assert for_admin[0] == "• *Price / budget* (revisit after 180 days) · `price`"
+    assert for_admin[5] == "• *No need / not a fit* · `no_need`"
+    assert for_rep[0] == "• *Price / budget* (revisit after 180 days)"
+
+
 async def test_a_retry_clicked_by_someone_not_an_admin_is_refused_and_changes_nothing(bot: BotClient) -> None:
     await refused_prompt(bot)
     bot.slack.users_by_email[GHOST_EMAIL] = GHOST

@@ -4,6 +4,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.views.text import day as day_text
 from storage.models import LossState
 from tests.bot_client import BotClient
 from tests.seed import DANA, SAM, Seed, days_ago, in_days
@@ -22,14 +23,14 @@ async def test_opening_the_home_tab_publishes_my_deals(bot: BotClient, team: dic
     view = published["view"]
     assert view["type"] == "home"
     shown = texts(view)
-    assert shown[:2] == ["Your closed-lost deals", "*Waiting for a reason: 1*"]
+    assert shown[:2] == ["Your closed-lost deals", "*1 deal needs a reason*"]
     assert shown[2].startswith("*Globex &lt;EU&gt;* · Account 3 · 5,000 EUR · lost <!date^")
     log = next(block["accessory"] for block in view["blocks"] if "accessory" in block)
     assert (log["action_id"], log["value"]) == ("log_reason", str(team["awaiting"]))
     assert shown[3:] == [
-        "*Upcoming revisits: 2*",
-        f"• {in_days(30):%a %b %-d, %Y} — *Deal 1* (10,000 USD) · Price / budget\n"
-        f"• {in_days(60):%a %b %-d, %Y} — *Deal 2* (20,000 USD) · Lost to a competitor",
+        "*2 upcoming revisits*\n"
+        f"• {day_text(in_days(30))} — *Deal 1* (10,000 USD) · Price / budget\n"
+        f"• {day_text(in_days(60))} — *Deal 2* (20,000 USD) · Lost to a competitor",
         "*Your numbers, the last 90 days*",
         "*4* lost · 5,000 EUR · 37,000 USD\n"
         "*1* won · 30,000 USD\n"
@@ -56,10 +57,8 @@ async def test_a_new_rep_sees_an_empty_home(bot: BotClient) -> None:
     (published,) = await bot.slack.wait_for("views.publish")
     assert texts(published["view"]) == [
         "Your closed-lost deals",
-        "*Waiting for a reason: 0*",
-        "Nothing is waiting for a reason. :tada:",
-        "*Upcoming revisits: 0*",
-        "No revisits coming up.",
+        "*All caught up* :tada: No deal of yours is waiting for a reason.",
+        "*Upcoming revisits:* none planned.",
         "*Your numbers, the last 90 days*",
         "No deals were closed in this period.",
     ]
@@ -87,13 +86,10 @@ async def test_logging_from_the_home_tab_publishes_it_again(bot: BotClient, team
     _, second = await bot.slack.wait_for("views.publish", 2)
     assert second["user_id"] == DANA
     shown = texts(second["view"])
-    assert shown[1:4] == [
-        "*Waiting for a reason: 0*",
-        "Nothing is waiting for a reason. :tada:",
-        "*Upcoming revisits: 3*",
-    ]
-    assert f"• {in_days(90):%a %b %-d, %Y} — *Globex &lt;EU&gt;* (5,000 EUR) · Bad timing / postponed" in shown[4]
-    assert "*Logged* 100% (4 of 4 losses have a reason)" in shown[6]
+    assert shown[1] == "*All caught up* :tada: No deal of yours is waiting for a reason."
+    assert shown[2].startswith("*3 upcoming revisits*\n")
+    assert f"• {day_text(in_days(90))} — *Globex &lt;EU&gt;* (5,000 EUR) · Bad timing / postponed" in shown[2]
+    assert "*Logged* 100% (4 of 4 losses have a reason)" in shown[4]
 
 
 async def test_a_deal_that_is_not_mine_clicked_in_home_says_why_in_a_modal(

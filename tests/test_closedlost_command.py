@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.views.text import day as day_text
 from storage.models import LossState, ReasonEntry
 from tests.bot_client import BotClient
 from tests.seed import DANA, SAM, Seed, days_ago, in_days
@@ -64,7 +65,7 @@ async def test_stats_of_all_time_count_deals_without_a_currency_apart(bot: BotCl
     answer = await bot.command("stats all", user_id=DANA)
 
     summary = sections(answer.body)[1].splitlines()
-    assert summary[0] == "*7* lost · 1,000 · 13,000 EUR · 39,500.50 USD"
+    assert summary[0] == "*7* lost · 1,000 (no currency) · 13,000 EUR · 39,500.50 USD"
     assert summary[1] == "*2* won · 4,000 EUR · 30,000 USD"
     assert summary[2] == "*Win rate* 22% by count · by value: no currency 0%, EUR 24%, USD 43%"
     assert summary[3] == "*Logged* 71% (5 of 7 losses have a reason)"
@@ -125,13 +126,14 @@ async def test_pending_lists_my_awaiting_losses_with_the_log_button(bot: BotClie
 
     assert answer.body["response_type"] == "ephemeral"
     header, loss = answer.body["blocks"]
-    assert header["text"]["text"] == "*Your deals waiting for a reason: 1*"
+    assert header["text"]["text"] == "*1 deal needs a reason*"
+    assert answer.body["text"] == "1 deal of yours needs a reason."
     assert loss["text"]["text"].startswith("*Globex &lt;EU&gt;* · Account 3 · 5,000 EUR · lost <!date^")
     assert loss["accessory"]["action_id"] == "log_reason"
     assert loss["accessory"]["value"] == str(team["awaiting"])
 
     others = await bot.command("pending", user_id=SAM)
-    assert sections(others.body) == ["*Your deals waiting for a reason: 0*", "Nothing is waiting for a reason. :tada:"]
+    assert sections(others.body) == ["*All caught up* :tada: No deal of yours is waiting for a reason."]
 
 
 async def test_the_log_button_in_pending_opens_the_modal_and_saves(bot: BotClient, team: dict[str, int]) -> None:
@@ -150,7 +152,7 @@ async def test_the_log_button_in_pending_opens_the_modal_and_saves(bot: BotClien
     assert [(entry.reason_code, entry.logged_by) for entry in entries] == [("timing", DANA)]
 
     after = await bot.command("pending", user_id=DANA)
-    assert sections(after.body)[0] == "*Your deals waiting for a reason: 0*"
+    assert sections(after.body)[0] == "*All caught up* :tada: No deal of yours is waiting for a reason."
 
 
 async def test_revisit_lists_my_upcoming_revisit_dates(bot: BotClient, team: dict[str, int]) -> None:
@@ -158,32 +160,35 @@ async def test_revisit_lists_my_upcoming_revisit_dates(bot: BotClient, team: dic
 
     assert answer.body["response_type"] == "ephemeral"
     assert sections(answer.body) == [
-        "*Your upcoming revisits: 2*",
-        f"• {in_days(30):%a %b %-d, %Y} — *Deal 1* (10,000 USD) · Price / budget\n"
-        f"• {in_days(60):%a %b %-d, %Y} — *Deal 2* (20,000 USD) · Lost to a competitor",
+        "*2 upcoming revisits*\n"
+        f"• {day_text(in_days(30))} — *Deal 1* (10,000 USD) · Price / budget\n"
+        f"• {day_text(in_days(60))} — *Deal 2* (20,000 USD) · Lost to a competitor",
     ]
 
 
-async def test_reasons_lists_the_catalogue_with_codes(bot: BotClient) -> None:
+async def test_reasons_lists_the_catalogue_by_label(bot: BotClient) -> None:
+    """A rep reads labels; the codes, which only the reasons file uses, are for ADMIN_USERS
+    (tests/test_admin.py)."""
     answer = await bot.command("reasons", user_id=DANA)
 
     # Ten reasons to a section: the eleventh begins the second.
     lines = "\n".join(sections(answer.body)).splitlines()
-    assert lines[0] == "• `price` Price / budget (revisit after 180 days)"
-    assert lines[1] == "• `competitor` Lost to a competitor (names the competitor, revisit after 300 days)"
-    assert lines[3] == "• `no_decision` No decision / went dark (kept apart from real losses, revisit after 90 days)"
-    assert [line.split("`")[1] for line in lines] == [
-        "price",
-        "competitor",
-        "timing",
-        "no_decision",
-        "missing_feature",
-        "no_need",
-        "poor_fit",
-        "no_champion",
-        "stale",
-        "terms",
-        "other",
+    assert lines[0] == "• *Price / budget* (revisit after 180 days)"
+    assert lines[1] == "• *Lost to a competitor* (names the competitor, revisit after 300 days)"
+    assert lines[3] == "• *No decision / went dark* (kept apart from real losses, revisit after 90 days)"
+    assert "`" not in "\n".join(sections(answer.body))
+    assert [line.split("*")[1] for line in lines] == [
+        "Price / budget",
+        "Lost to a competitor",
+        "Bad timing / postponed",
+        "No decision / went dark",
+        "Missing feature",
+        "No need / not a fit",
+        "Poor qualification",
+        "No decision-maker buy-in",
+        "Stale / pipeline clean-up",
+        "Contract or legal terms",
+        "Other",
     ]
 
 
@@ -201,7 +206,7 @@ async def test_losses_that_need_no_reason_count_as_lost_but_not_against_logging(
 
     summary = sections(answer.body)[1].splitlines()
     assert summary[0] == "*3* lost · 3,050 USD"
-    assert summary[3] == "*Logged* 50% (1 of 2 losses have a reason; 1 more need none)"
+    assert summary[3] == "*Logged* 50% (1 of 2 losses has a reason; 1 more needs none)"
 
 
 async def test_pending_shows_the_newest_twenty_and_counts_them_all(
@@ -220,6 +225,6 @@ async def test_pending_shows_the_newest_twenty_and_counts_them_all(
     answer = await bot.command("pending", user_id=DANA)
 
     header, *losses = sections(answer.body)
-    assert header == "*Your deals waiting for a reason: 23*"
+    assert header == "*23 deals need a reason*"
     assert [loss.split(" · ")[0] for loss in losses] == [f"*Dana {day}*" for day in range(1, 21)]
     assert answer.body["blocks"][-1]["elements"][0]["text"] == "and 3 more: log these first, or see the DMs."

@@ -92,7 +92,9 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     await close_revisit(session_factory, losses["gap"], RevisitState.REOPENED, utc(2026, 11, 15, 23, 30))
     await close_revisit(session_factory, losses["dark"], RevisitState.DROPPED, utc(2026, 11, 12, 16))
 
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     assert (WEEK.period.since, WEEK.period.until, WEEK.so_far) == (utc(2026, 11, 8, 23), utc(2026, 11, 15, 23), False)
     assert digest.current == ClosedStats(
@@ -128,10 +130,14 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert digest.revisits_total == 1  # Deal 9 was won back: no longer to revisit
     assert digest.win_backs == [WonBackDeal("Deal 9", Decimal("15000"), "USD", DANA, utc(2026, 11, 12, 15))]
     assert digest.win_backs_total == 1
+    # Ranked within CURRENCY: 25,000 EUR does not outrank 10,000 USD; it is listed apart.
     assert [(quote.deal_name, quote.amount, quote.logged_by) for quote in digest.quotes] == [
         ("Acme <!here>", Decimal("40000"), DANA),
-        ("Deal 3", Decimal("25000"), SAM),
         ("Deal 2", Decimal("10000"), DANA),
+        ("Deal 4", Decimal("5000"), SAM),
+    ]
+    assert [(quote.deal_name, quote.amount, quote.currency) for quote in digest.quotes_elsewhere] == [
+        ("Deal 3", Decimal("25000"), "EUR")
     ]
 
     text = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")
@@ -161,14 +167,17 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     )
     assert text[10] == (
         "*Revisits in the next two weeks* (1)\n"
-        f"• Wed Nov 25 — *Acme &lt;!here&gt;* (40,000 USD) · <@{DANA}> · Lost to a competitor"
+        f"• Nov 25, 2026 — *Acme &lt;!here&gt;* (40,000 USD) · <@{DANA}> · Lost to a competitor"
     )
     assert text[11] == f"*Win-backs: revisited deals reopened* (1)\n• *Deal 9* (15,000 USD) · <@{DANA}>"
     assert text[12] == (
         ">Initech bundled onboarding &lt;!channel&gt; for free &amp; we could not match it.\n"
         f"— <@{DANA}>, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
     )
-    assert text[13].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
+    assert text[13].endswith(f"— <@{DANA}>, *Deal 2* (10,000 USD), Lost to a competitor")
+    assert text[14].endswith(f"— <@{SAM}>, *Deal 4* (5,000 USD), No decision / went dark")
+    assert text[15] == "*The largest loss in each other currency*"
+    assert text[16].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
 
 
 async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_that_week(
@@ -185,7 +194,9 @@ async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_t
         ]:
             session.add(WebhookMiss(source=source, found_at=found_at, stage_changes=count))
 
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     assert digest.webhook_misses == [("HubSpot", 12), ("Pipedrive", 1)]
     discipline = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")[8]
@@ -220,13 +231,15 @@ async def test_the_spellings_of_one_competitor_count_as_one_shown_in_the_most_us
 
 
 async def test_an_empty_week_is_a_short_note(session_factory: async_sessionmaker[AsyncSession]) -> None:
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     message = build_digest_message(digest, CATALOGUE)
     assert message.text == "Closed-lost digest, the week of Nov 9, 2026: no closed-lost deals."
     assert (
         render_text(message)
-        == "Closed-lost digest, the week of Nov 9, 2026\n\nNo closed-lost deals the week of Nov 9, 2026."
+        == "Closed-lost digest, the week of Nov 9, 2026\n\nNo closed-lost deals in the week of Nov 9, 2026."
     )
 
 
@@ -258,7 +271,8 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
         revisits_total=480,
         win_backs=[WonBackDeal("w" * 500, Decimal(1), "USD", "U1", NOW) for _ in range(15)],
         win_backs_total=300,
-        quotes=[Quote("q" * 500, Decimal(10), "EUR", "U1", "r001", "x" * 2000) for _ in range(3)],
+        quotes=[Quote("q" * 500, Decimal(10), "USD", "U1", "r001", "x" * 2000) for _ in range(3)],
+        quotes_elsewhere=[Quote("q" * 500, Decimal(10), f"C{n:02d}", "U1", "r001", "x" * 2000) for n in range(3)],
     )
 
     message = build_digest_message(digest, catalogue).as_kwargs()
@@ -275,7 +289,7 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
     assert 0 < shown <= 10 and competitors.endswith(f" · and {200 - shown} more")
     assert next(text for text in sections if text.startswith("*Discipline*")).endswith(", and 190 more")
     revisits = next(text for text in sections if text.startswith("*Revisits"))
-    shown = revisits.count("• Fri Nov 20")
+    shown = revisits.count("• Nov 20, 2026")
     assert 0 < shown <= 15 and revisits.endswith(f"\nand {480 - shown} more")
     win_backs = next(text for text in sections if text.startswith("*Win-backs"))
     shown = win_backs.count("• *www")

@@ -232,7 +232,7 @@ async def test_without_digest_channel_the_digest_goes_to_the_manager_channel_and
     label = last_full_week(now=clock.now, tz=TEAM_ZONE).period.label
     assert digest["channel"] == MANAGERS
     assert digest["text"] == f"Closed-lost digest, {label}: no closed-lost deals."
-    assert digest["blocks"][1]["text"]["text"] == f"No closed-lost deals {label}."
+    assert digest["blocks"][1]["text"]["text"] == f"No closed-lost deals in {label}."
 
 
 @pytest.mark.parametrize(

@@ -29,10 +29,10 @@ def test_quarter_and_year_start_at_midnight_in_the_team_zone() -> None:
     # 23:30 UTC on Dec 31 is already Jan 1 in Paris: a new year and a new quarter there.
     now = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
     quarter = period_named(PeriodName.QUARTER, now=now, tz=PARIS)
-    assert quarter.label == "this quarter (since Jan 1)"
+    assert quarter.label == "this quarter (since Jan 1, 2027)"
     assert quarter.since == datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
     year = period_named(PeriodName.YEAR, now=now, tz=PARIS)
-    assert (year.label, year.since) == ("this year (since Jan 1)", datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
+    assert (year.label, year.since) == ("this year (since Jan 1, 2027)", datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
     # In summer Paris is UTC+2.
     summer = period_named(PeriodName.QUARTER, now=datetime(2026, 8, 10, tzinfo=UTC), tz=PARIS)
     assert summer.since == datetime(2026, 6, 30, 22, 0, tzinfo=UTC)
@@ -53,10 +53,10 @@ def test_pending_shows_twenty_and_says_how_many_more() -> None:
 
 def test_a_catalogue_of_100_long_reasons_fits_in_the_reasons_reply() -> None:
     catalogue = Catalogue(Reason(f"code_{n:03d}_" + "c" * 50, "L" * 75, revisit_after_days=3650) for n in range(100))
-    blocks = [block.to_dict() for block in build_reasons_reply(catalogue).blocks]
+    blocks = [block.to_dict() for block in build_reasons_reply(catalogue, show_codes=True).blocks]
     assert len(blocks) <= MAX_MESSAGE_BLOCKS
     assert all(len(block["text"]["text"]) <= MAX_SECTION_TEXT for block in blocks[1:])
-    assert sum(block["text"]["text"].count("• `") for block in blocks[1:]) == 100
+    assert sum(block["text"]["text"].count(" · `code_") for block in blocks[1:]) == 100
 
 
 def test_the_usage_escapes_what_was_typed() -> None:

@@ -59,6 +59,7 @@ def delivery(session_factory: async_sessionmaker[AsyncSession], fake_slack: Fake
         catalogue=CATALOGUE,
         chase=ChasePolicy.from_settings(settings),
         team_tz=settings.tz,
+        team_currency=settings.currency,
         team={},
         clock=lambda: now,
         metrics=Metrics(),

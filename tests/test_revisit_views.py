@@ -60,7 +60,7 @@ def test_a_due_nudge_shows_the_deal_the_reason_and_three_answers() -> None:
     [
         (NudgeStanding.REOPENED, False, ":tada: Reopened — counted as a win-back."),
         (NudgeStanding.REOPENED, True, ":tada: Reopened in the CRM — counted as a win-back."),
-        (NudgeStanding.SNOOZED, False, ":zzz: Snoozed until Mon Jan 4."),
+        (NudgeStanding.SNOOZED, False, ":zzz: Snoozed until Jan 4, 2027."),
         (NudgeStanding.DROPPED, False, "Dropped: not worth another try."),
         (NudgeStanding.REMOVED, False, "No longer planned: the revisit date was removed from the reason."),
     ],

@@ -448,6 +448,20 @@ def test_an_unknown_time_zone_stops_start_up_in_one_line(tmp_path: Path) -> None
     assert "Mars/Base" in result.stderr
 
 
+def test_the_currency_is_usd_by_default_and_read_as_a_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().currency == "USD"
+    monkeypatch.setenv("CURRENCY", "eur")
+
+    assert settings().currency == "EUR"
+
+
+def test_a_currency_that_is_no_code_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, **GOOD_ENV, CURRENCY="dollars")
+
+    assert_one_line_naming(result, "CURRENCY")
+    assert "'dollars' is not a currency code" in result.stderr
+
+
 def test_a_salesforce_webhook_token_a_url_cannot_carry_stops_start_up_in_one_line_without_showing_it(
     tmp_path: Path,
 ) -> None:

@@ -199,7 +199,12 @@ async def test_a_change_swept_first_then_delivered_by_webhook_prompts_once_and_c
     utc = ZoneInfo("UTC")
     week = week_of(today, tz=utc, today=today)
     digest = await build_digest(
-        session_factory=session_factory, catalogue=Catalogue(DEFAULT_REASONS), week=week, now=now(), tz=utc
+        session_factory=session_factory,
+        catalogue=Catalogue(DEFAULT_REASONS),
+        week=week,
+        now=now(),
+        tz=utc,
+        currency="USD",
     )
     assert digest.webhook_misses == [("HubSpot", 1)]
     text = render_text(build_digest_message(digest, Catalogue(DEFAULT_REASONS)))

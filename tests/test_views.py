@@ -223,8 +223,8 @@ def test_the_awaiting_prompt_shows_the_deal() -> None:
 def test_a_deal_without_account_or_amount_still_builds() -> None:
     text = all_mrkdwn(prompt(make_deal(account=None, amount=None, currency=None)))
 
-    assert "no amount" in text
-    assert "—" in text
+    assert "*Amount*\n—" in text
+    assert "no amount" not in text
 
 
 # --- the prompt, logged and cancelled -------------------------------------------------------------
@@ -267,7 +267,9 @@ def test_the_cancelled_prompt_has_no_buttons() -> None:
     rendered = prompt(make_deal(stage="negotiation"), LossState.CANCELLED)
 
     assert buttons(rendered) == {}
-    assert "negotiation" in all_mrkdwn(rendered)
+    # The stage is the CRM's name for it: people read what happened, not the stage.
+    assert "negotiation" not in all_mrkdwn(rendered)
+    assert "was reopened in the CRM" in all_mrkdwn(rendered)
     assert "no reason is needed" in rendered["text"]
 
 
@@ -686,10 +688,10 @@ def test_escape(text: str, expected: str) -> None:
         (Decimal("48000"), "USD", "48,000 USD"),
         (Decimal("48000.00"), "EUR", "48,000 EUR"),
         (Decimal("48000.50"), "EUR", "48,000.50 EUR"),
-        (Decimal("1234567.89"), None, "1,234,567.89"),
+        (Decimal("1234567.89"), None, "1,234,567.89 (no currency)"),
         (Decimal("0"), "JPY", "0 JPY"),
-        (None, "USD", "no amount"),
-        (None, None, "no amount"),
+        (None, "USD", "—"),
+        (None, None, "—"),
     ],
 )
 def test_format_amount(amount: Decimal | None, currency: str | None, expected: str) -> None:

@@ -109,6 +109,8 @@ class SlackDelivery:
     """Starts the reminders and escalation of a prompt once it is posted."""
     team_tz: ZoneInfo
     """TIMEZONE: the weeks of digests."""
+    team_currency: str
+    """CURRENCY: the digest ranks its largest losses in it."""
     team: dict[str, str]
     """Rep email to manager email (TEAM_FILE)."""
     clock: Callable[[], datetime]
@@ -436,6 +438,7 @@ class SlackDelivery:
             week=await self._digest_week(message),
             now=self.clock(),
             tz=self.team_tz,
+            currency=self.team_currency,
         )
         return build_digest_message(digest, self.catalogue)
 

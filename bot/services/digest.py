@@ -22,6 +22,8 @@ REVISITS_AHEAD = timedelta(days=14)
 REVISITS_LISTED = 15
 WIN_BACKS_LISTED = 15
 QUOTES = 3
+# Losses in other currencies read to find the largest of each: a bound, since a week could hold thousands.
+OTHER_CURRENCY_ROWS = 100
 
 
 async def build_digest(
@@ -31,7 +33,11 @@ async def build_digest(
     week: Week,
     now: datetime,
     tz: ZoneInfo,
+    currency: str,
 ) -> Digest:
+    """The digest of `week`. Its largest losses are ranked within `currency` (CURRENCY), the team's
+    main one; the largest in each other currency are listed apart, since amounts in different
+    currencies cannot be compared without exchange rates."""
     since, until = week.period.since, week.period.until
     assert since is not None  # a week always has a start
     today = now.astimezone(tz).date()
@@ -52,7 +58,12 @@ async def build_digest(
         win_backs, win_backs_total = await stats_queries.win_backs(
             session, since=since, until=until, limit=WIN_BACKS_LISTED
         )
-        quotes = await stats_queries.largest_explained(session, since=since, until=until, limit=QUOTES)
+        quotes = await stats_queries.largest_explained(
+            session, since=since, until=until, limit=QUOTES, currency=currency, in_currency=True
+        )
+        others = await stats_queries.largest_explained(
+            session, since=since, until=until, limit=OTHER_CURRENCY_ROWS, currency=currency, in_currency=False
+        )
         misses = await sweep_queries.webhook_misses(session, since=since, until=until)
     seconds = [(logged - asked).total_seconds() for asked, logged in delays]
     median = timedelta(seconds=statistics.median(seconds)) if seconds else None
@@ -72,7 +83,18 @@ async def build_digest(
         [Quote(*row) for row in quotes],
         [(crm_name(source), count) for source, count in misses],
         bulk_answers,
+        quotes_elsewhere=_largest_of_each_currency(others),
     )
+
+
+def _largest_of_each_currency(rows: list[stats_queries.Explained]) -> list[Quote]:
+    """From rows ordered by amount, the first (largest) of each currency, up to QUOTES of them."""
+    largest: dict[str | None, Quote] = {}
+    for row in rows:
+        quote = Quote(*row)
+        if quote.currency not in largest and len(largest) < QUOTES:
+            largest[quote.currency] = quote
+    return list(largest.values())
 
 
 def _rep_lines(groups: list[stats_queries.RepGroup]) -> list[RepLine]:

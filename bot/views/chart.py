@@ -17,7 +17,7 @@ from datetime import date, timedelta
 
 from bot.reasons import Catalogue, ReasonGroup
 from bot.views.data import LossTrend, WeekCounts
-from bot.views.text import truncate
+from bot.views.text import span, truncate
 
 WIDTH_INCHES = 6.4
 PLOT_HEIGHT_INCHES = 3.4
@@ -103,8 +103,7 @@ def chart_title(trend: LossTrend) -> str:
 def chart_span(trend: LossTrend) -> str:
     """The weeks the chart covers, Monday of the first to Sunday of the last: "Aug 31 – Nov 22, 2026"."""
     first, last = trend.weeks[0].monday, trend.weeks[-1].monday + timedelta(days=6)
-    start = f"{first:%b %-d}" if first.year == last.year else f"{first:%b %-d, %Y}"
-    return f"{len(trend.weeks)} weeks, {start} – {last:%b %-d, %Y}" + (" (so far)" if trend.last_so_far else "")
+    return f"{len(trend.weeks)} weeks, {span(first, last)}" + (" (so far)" if trend.last_so_far else "")
 
 
 def chart_alt_text(trend: LossTrend) -> str:

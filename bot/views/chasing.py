@@ -10,8 +10,8 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextB
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import DealLoss, MessageContent
-from bot.views.prompt import SECTION_MAX_LENGTH, deal_line, slack_date
-from bot.views.text import escape, fit, format_amount
+from bot.views.prompt import SECTION_MAX_LENGTH, deal_line
+from bot.views.text import MISSING, day, escape, fit, format_amount, plural
 
 # A reminder lists the first few deals; the prompt above it lists them all.
 REMINDER_DEALS = 10
@@ -30,16 +30,16 @@ class EscalationNotice:
     tz: ZoneInfo
 
     def sentence(self) -> str:
-        day = self.at.astimezone(self.tz).date()
+        on = self.at.astimezone(self.tz).date()
         today = self.now.astimezone(self.tz).date()
-        if day <= today:
+        if on <= today:
             when = "Later today"
-        elif day == today + timedelta(days=1):
+        elif on == today + timedelta(days=1):
             when = "Tomorrow"
-        elif day < today + timedelta(days=7):
-            when = f"On {day:%A}"
+        elif on < today + timedelta(days=7):
+            when = f"On {on:%A}"
         else:
-            when = f"On {day:%b} {day.day}"
+            when = f"On {on:%b} {on.day}"
         return f"{when} this goes on the team's open list, unless a reason is logged first."
 
 
@@ -59,7 +59,7 @@ def build_reminder(
             done = ":white_check_mark: Done: every deal in this reminder has its reason."
         return MessageContent(text=done, blocks=[SectionBlock(text=done)])
     count = len(items)
-    deals = "1 closed-lost deal still needs" if count == 1 else f"{count} closed-lost deals still need"
+    deals = f"{plural(count, 'closed-lost deal')} still {'needs' if count == 1 else 'need'}"
     blocks: list[Block] = [SectionBlock(text=f":wave: Reminder: {deals} a reason. It takes under a minute each.")]
     if escalation is not None:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=escalation.sentence())]))
@@ -86,18 +86,19 @@ def build_escalation(
 ) -> MessageContent:
     """The day's post about one rep's overdue losses; updated as they are logged. It names the rep
     without pinging them (`rep_name`, plain text) and mentions only the manager: `manager` is their
-    Slack id, or their email when Slack does not know it."""
+    Slack id, or their email when Slack does not know it. An email is left out, since it pings no
+    one and shows an address where a name belongs."""
     waiting = [item for item in items if item.awaiting]
     name = escape(rep_name)
-    to = ""
-    if manager is not None:
-        to = f"<@{manager}>: " if "@" not in manager else f"{escape(manager)}: "
+    to = f"<@{manager}>: " if manager is not None and "@" not in manager else ""
     if waiting:
         oldest = min(item.lost_at for item in waiting)
+        totals = _totals(waiting)
         headline = (
-            f":wave: {to}{name} has {_deals(len(waiting))} "
-            f"still open after the reminders, waiting since {slack_date(oldest)}. Total: {_totals(waiting)}. "
-            "A quick word may help them log why."
+            f":wave: {to}{name} has {plural(len(waiting), 'closed-lost deal')} "
+            f"still open after the reminders, waiting since {day(oldest)}."
+            + (f" Total: {totals}." if totals != MISSING else "")
+            + " A quick word may help them log why."
         )
     else:
         headline = f":white_check_mark: {name} has logged every reason below."
@@ -107,20 +108,22 @@ def build_escalation(
         blocks.append(SectionBlock(text=fit("\n".join(lines[start : start + LINES_PER_SECTION]), SECTION_MAX_LENGTH)))
     if len(items) > ESCALATION_DEALS:
         blocks.append(
-            ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(items) - ESCALATION_DEALS} more deals.")])
+            ContextBlock(
+                elements=[MarkdownTextObject(text=f"…and {plural(len(items) - ESCALATION_DEALS, 'more deal')}.")]
+            )
         )
     # The fallback text is what notifications show: it mentions the manager too.
-    text = f"{to}{name} has {_deals(len(waiting))} still open after the reminders." if waiting else headline
+    text = (
+        f"{to}{name} has {plural(len(waiting), 'closed-lost deal')} still open after the reminders."
+        if waiting
+        else headline
+    )
     return MessageContent(text=text, blocks=blocks)
-
-
-def _deals(count: int) -> str:
-    return f"{count} closed-lost {'deal' if count == 1 else 'deals'}"
 
 
 def _line(item: DealLoss, catalogue: Catalogue) -> str:
     deal, entry = item.deal, item.entry
-    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
+    line = f"• *{escape(deal.name)}* · {format_amount(deal.amount, deal.currency)} · lost {day(item.lost_at)}"
     if item.moved:
         return f"{line} · moved to another rep"
     if entry is not None:
@@ -137,5 +140,5 @@ def _totals(items: list[DealLoss]) -> str:
         if item.deal.amount is not None:
             totals[item.deal.currency] = totals.get(item.deal.currency, Decimal(0)) + item.deal.amount
     if not totals:
-        return "no amounts"
+        return MISSING
     return ", ".join(format_amount(amount, currency) for currency, amount in totals.items())

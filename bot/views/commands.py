@@ -7,7 +7,7 @@ from bot.periods import Period
 from bot.reasons import Catalogue, ReasonGroup, Requirement
 from bot.views.data import AwaitingDeal, ClosedStats, MessageContent, UpcomingRevisit
 from bot.views.figures import awaiting_blocks, revisit_blocks, stats_blocks
-from bot.views.text import escape
+from bot.views.text import escape, plural
 
 REASONS_PER_SECTION = 10
 REQUIREMENT_NOTES = {Requirement.COMPETITOR: "names the competitor", Requirement.FEATURE: "names the missing feature"}
@@ -23,18 +23,21 @@ def build_stats_reply(
 
 
 def build_pending_reply(*, losses: list[AwaitingDeal], total: int) -> MessageContent:
-    blocks: list[Block] = [SectionBlock(text=f"*Your deals waiting for a reason: {total}*")]
-    blocks += awaiting_blocks(losses, total)
-    return MessageContent(text=f"{total} of your deals are waiting for a reason.", blocks=blocks)
+    if total:
+        text = f"{plural(total, 'deal')} of yours {'needs' if total == 1 else 'need'} a reason."
+    else:
+        text = "All caught up: no deal of yours is waiting for a reason."
+    return MessageContent(text=text, blocks=awaiting_blocks(losses, total))
 
 
 def build_revisits_reply(*, revisits: list[UpcomingRevisit], total: int, catalogue: Catalogue) -> MessageContent:
-    blocks: list[Block] = [SectionBlock(text=f"*Your upcoming revisits: {total}*")]
-    blocks += revisit_blocks(revisits, total, catalogue)
-    return MessageContent(text=f"You have {total} upcoming revisits.", blocks=blocks)
+    text = f"You have {plural(total, 'upcoming revisit')}." if total else "You have no revisits planned."
+    return MessageContent(text=text, blocks=revisit_blocks(revisits, total, catalogue))
 
 
-def build_reasons_reply(catalogue: Catalogue) -> MessageContent:
+def build_reasons_reply(catalogue: Catalogue, *, show_codes: bool = False) -> MessageContent:
+    """The reasons by their labels, as reps pick them; `show_codes` adds each one's code after it,
+    for an admin who edits the reasons file."""
     lines = []
     for reason in catalogue.active:
         notes = []
@@ -45,7 +48,8 @@ def build_reasons_reply(catalogue: Catalogue) -> MessageContent:
         if reason.revisit_after_days is not None:
             notes.append(f"revisit after {reason.revisit_after_days} days")
         suffix = f" ({', '.join(notes)})" if notes else ""
-        lines.append(f"• `{reason.code}` {escape(reason.label)}{suffix}")
+        code = f" · `{reason.code}`" if show_codes else ""
+        lines.append(f"• *{escape(reason.label)}*{suffix}{code}")
     blocks: list[Block] = [HeaderBlock(text="Loss reasons")]
     # A catalogue holds up to 100 reasons; a section holds 3,000 characters.
     for start in range(0, len(lines), REASONS_PER_SECTION):

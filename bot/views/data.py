@@ -333,12 +333,15 @@ class Digest:
     """Revisited deals that came back during the week."""
     win_backs_total: int
     quotes: list[Quote]
+    """The largest losses in the team's main currency (CURRENCY), largest first."""
     webhook_misses: list[tuple[str, int]] = field(default_factory=list)
     """Per CRM (by name) whose webhook is configured, the stage changes that reached the bot only
     through the sweep during the week."""
     bulk_answers: int = 0
     """Losses of the week answered with a bulk clean-up's one click (README.md, "Bulk clean-ups"),
     counted apart from the reasons reps gave one by one."""
+    quotes_elsewhere: list[Quote] = field(default_factory=list)
+    """The largest loss in each other currency (or none), listed apart from `quotes`."""
 
     @property
     def empty(self) -> bool:

@@ -21,9 +21,9 @@ from slack_sdk.models.blocks import (
 from bot.reasons import Catalogue, Requirement
 from bot.views import ids
 from bot.views.data import Amounts, DealLoss, LoggedReason, MessageContent
-from bot.views.figures import amounts_text, fit_list
-from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, slack_date
-from bot.views.text import blockquote, escape, fit, format_amount, truncate
+from bot.views.figures import fit_list, with_amounts
+from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
+from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 # Reasons shown in one post: each takes two blocks, well within Block Kit's 50.
 MAX_REASONS = 15
@@ -40,7 +40,7 @@ def build_debrief(items: list[DealLoss], *, catalogue: Catalogue) -> MessageCont
         text = f"Debrief: {escape(item.deal.name)} ({format_amount(item.deal.amount, item.deal.currency)})"
     else:
         blocks = _several_deals(logged, catalogue, headline=f"Debrief: {len(logged)} large losses")
-        text = f"Debrief: {len(logged)} large losses ({_total(logged)})"
+        text = with_amounts(f"Debrief: {len(logged)} large losses", _total(logged))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=DISCUSS)]))
     return MessageContent(text=text, blocks=blocks)
 
@@ -55,7 +55,7 @@ def build_route_post(items: list[DealLoss], *, catalogue: Catalogue) -> MessageC
         text = f"{escape(item.deal.name)} was lost: {escape(label)}"
     else:
         blocks = _several_deals(logged, catalogue, headline=f"{len(logged)} deals lost")
-        text = f"{len(logged)} deals lost ({_total(logged)})"
+        text = with_amounts(f"{len(logged)} deals lost", _total(logged))
     return MessageContent(text=text, blocks=blocks)
 
 
@@ -74,7 +74,7 @@ def _one_deal(item: DealLoss, entry: LoggedReason, catalogue: Catalogue, *, head
                     text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
                 ),
                 MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-                MarkdownTextObject(text=f"*Lost on*\n{slack_date(item.lost_at)}"),
+                MarkdownTextObject(text=f"*Lost on*\n{day(item.lost_at)}"),
             ]
         ),
         _reason_section(entry, catalogue),
@@ -92,16 +92,18 @@ def _several_deals(logged: list[tuple[DealLoss, LoggedReason]], catalogue: Catal
     for item, entry in logged:
         key = (entry.reason_code, entry.detail, entry.explanation, entry.logged_by)
         groups.setdefault(key, []).append((item, entry))
-    blocks: list[Block] = [HeaderBlock(text=truncate(f"{headline} · {_total(logged)}", HEADER_MAX_LENGTH))]
+    blocks: list[Block] = [HeaderBlock(text=truncate(with_amounts(headline, _total(logged)), HEADER_MAX_LENGTH))]
     for group in list(groups.values())[:MAX_REASONS]:
         lines = [_deal_line(item) for item, _ in group]
-        heading = f"*{len(group)} {'deal' if len(group) == 1 else 'deals'}* · {_total(group)}"
+        heading = with_amounts(f"*{plural(len(group), 'deal')}*", _total(group))
         blocks.append(_reason_section(group[0][1], catalogue))
         blocks.append(SectionBlock(text=fit_list(heading, lines, len(lines))))
     left_out = sum(len(group) for group in list(groups.values())[MAX_REASONS:])
     if left_out:
         blocks.append(
-            ContextBlock(elements=[MarkdownTextObject(text=f"…and {left_out} more deals with other reasons.")])
+            ContextBlock(
+                elements=[MarkdownTextObject(text=f"…and {plural(left_out, 'more deal')} with other reasons.")]
+            )
         )
     return blocks
 
@@ -112,7 +114,7 @@ def _reason_section(entry: LoggedReason, catalogue: Catalogue) -> SectionBlock:
     reason = catalogue.get(entry.reason_code)
     if entry.detail and reason is not None and reason.requires is not None:
         lines.append(f"*{DETAIL_NAMES[reason.requires]}:* {escape(entry.detail)}")
-    lines.append(f"Logged by <@{entry.logged_by}> {slack_date(entry.logged_at)}")
+    lines.append(f"Logged by <@{entry.logged_by}> {day(entry.logged_at)}")
     quoted = blockquote(escape(entry.explanation))
     return SectionBlock(text=fit("\n".join([*lines, quoted]), SECTION_MAX_LENGTH))
 
@@ -122,14 +124,16 @@ def _deal_line(item: DealLoss) -> str:
     line = f"• *{escape(deal.name)}*"
     if deal.account:
         line += f" · {escape(deal.account)}"
-    return f"{line} · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
+    if deal.amount is not None:
+        line += f" · {format_amount(deal.amount, deal.currency)}"
+    return f"{line} · lost {day(item.lost_at)}"
 
 
-def _total(logged: list[tuple[DealLoss, LoggedReason]]) -> str:
+def _total(logged: list[tuple[DealLoss, LoggedReason]]) -> Amounts:
     """The amounts added up per currency, never across currencies."""
     totals: Amounts = {}
     for item, _ in logged:
         if item.deal.amount is not None:
             currency = item.deal.currency or ""
             totals[currency] = totals.get(currency, Decimal(0)) + item.deal.amount
-    return amounts_text(totals)
+    return totals

@@ -7,10 +7,10 @@ from decimal import Decimal
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
 
 from bot.reasons import Catalogue, ReasonGroup
-from bot.views.data import Amounts, ClosedStats, Digest, MessageContent
-from bot.views.figures import amounts_text, fit_list, percent
+from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quote
+from bot.views.figures import amounts_text, fit_list, percent, with_amounts
 from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
-from bot.views.text import blockquote, escape, fit, format_amount, truncate
+from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 BAR_WIDTH = 10
 CHART_LABEL_WIDTH = 24
@@ -24,9 +24,9 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> MessageContent
     header = HeaderBlock(text=truncate(title, HEADER_MAX_LENGTH))
     current = digest.current
     if digest.empty:
-        note = f"No closed-lost deals {digest.week.period.label}."
+        note = f"No closed-lost deals in {digest.week.period.label}."
         if current.won:
-            note += f" {current.won} won · {amounts_text(current.won_value)}."
+            note += f" {with_amounts(f'{current.won:,} won', current.won_value)}."
         blocks: list[Block] = [header, SectionBlock(text=note)]
         if digest.win_backs:
             blocks.append(_section(_win_backs(digest)))
@@ -47,11 +47,10 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> MessageContent
         blocks.append(_section(_revisits(digest, catalogue)))
     if digest.win_backs:
         blocks.append(_section(_win_backs(digest)))
-    for quote in digest.quotes:
-        quoted = blockquote(fit(escape(quote.explanation), QUOTE_MAX_LENGTH))
-        amount = format_amount(quote.amount, quote.currency)
-        reason = escape(catalogue.label(quote.reason_code))
-        blocks.append(_section(f"{quoted}\n— <@{quote.logged_by}>, *{escape(quote.deal_name)}* ({amount}), {reason}"))
+    blocks += [_quote(quote, catalogue) for quote in digest.quotes]
+    if digest.quotes_elsewhere:
+        blocks.append(_section("*The largest loss in each other currency*"))
+        blocks += [_quote(quote, catalogue) for quote in digest.quotes_elsewhere]
     blocks.append(
         ContextBlock(elements=[MarkdownTextObject(text="Amounts in different currencies are never added up.")])
     )
@@ -70,6 +69,13 @@ def render_text(message: MessageContent) -> str:
         elif block["type"] == "divider":
             paragraphs.append("---")
     return "\n\n".join(paragraphs)
+
+
+def _quote(quote: Quote, catalogue: Catalogue) -> SectionBlock:
+    quoted = blockquote(fit(escape(quote.explanation), QUOTE_MAX_LENGTH))
+    amount = format_amount(quote.amount, quote.currency)
+    reason = escape(catalogue.label(quote.reason_code))
+    return _section(f"{quoted}\n— <@{quote.logged_by}>, *{escape(quote.deal_name)}* ({amount}), {reason}")
 
 
 def _section(text: str) -> SectionBlock:
@@ -94,10 +100,10 @@ def _headline(current: ClosedStats, previous: ClosedStats) -> str:
     )
     return "\n".join(
         [
-            f"*Lost* {current.lost} ({_change(current.lost, previous.lost)}) · {amounts_text(current.lost_value)}"
-            f"  _week before: {previous.lost} · {amounts_text(previous.lost_value)}_",
-            f"*Won* {current.won} ({_change(current.won, previous.won)}) · {amounts_text(current.won_value)}"
-            f"  _week before: {previous.won} · {amounts_text(previous.won_value)}_",
+            with_amounts(f"*Lost* {current.lost} ({_change(current.lost, previous.lost)})", current.lost_value)
+            + f"  _{with_amounts(f'week before: {previous.lost}', previous.lost_value)}_",
+            with_amounts(f"*Won* {current.won} ({_change(current.won, previous.won)})", current.won_value)
+            + f"  _{with_amounts(f'week before: {previous.won}', previous.won_value)}_",
             f"*Win rate* {percent(current.win_rate)} by count · by value: {by_value or '—'}"
             f"  _week before: {percent(previous.win_rate)} · by value: {before_by_value or '—'}_",
         ]
@@ -130,9 +136,10 @@ def _no_decision(digest: Digest, catalogue: Catalogue) -> str:
     for figures in apart:
         for currency, amount in figures.value.items():
             value[currency] = value.get(currency, Decimal(0)) + amount
-    return (
+    return with_amounts(
         f"*No decision / went dark* (kept apart from real losses) {deals} ({_change(deals, before)}) · "
-        f"{percent(digest.current.no_decision_share)} of logged losses · {amounts_text(value)}"
+        f"{percent(digest.current.no_decision_share)} of logged losses",
+        value,
     )
 
 
@@ -142,6 +149,8 @@ def _names(heading: str, counted: list[tuple[str, int]]) -> str:
 
 
 def _duration(delay: timedelta) -> str:
+    if delay < timedelta(minutes=1):
+        return "under a minute"
     hours, seconds = divmod(int(delay.total_seconds()), 3600)
     days, hours = divmod(hours, 24)
     if days:
@@ -157,7 +166,7 @@ def _discipline(digest: Digest) -> str:
         f" _(week before {percent(previous.logged_share)})_ · median time to reason {median}"
     ]
     if digest.overdue:
-        reps = [f"<@{rep}> ({count})" if rep else f"no Slack user ({count})" for rep, count in digest.overdue]
+        reps = [f"<@{rep}> ({count})" if rep else f"reps not in Slack ({count})" for rep, count in digest.overdue]
         listed = fit_list("", reps[:NAMES_LISTED], len(reps), separator=", ")
         lines.append(f"Overdue (past their escalation, or the rep could not be asked): {listed}")
     else:
@@ -166,14 +175,14 @@ def _discipline(digest: Digest) -> str:
         deals = "deal was" if digest.bulk_answers == 1 else "deals were"
         lines.append(f"Bulk clean-ups: {digest.bulk_answers} {deals} logged in one click as a pipeline clean-up.")
     for crm, count in digest.webhook_misses:
-        changes = "stage change" if count == 1 else "stage changes"
-        lines.append(f"{escape(crm)}: {count} {changes} reached us only through the sweep: check its webhook.")
+        changes = plural(count, "stage change")
+        lines.append(f"{escape(crm)}: {changes} reached us only through the sweep: check its webhook.")
     return "\n".join(lines)
 
 
 def _reps(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
-        f"• {f'<@{line.user_id}>' if line.user_id else 'no Slack user'} — {line.lost} lost · "
+        f"• {f'<@{line.user_id}>' if line.user_id else 'Reps not in Slack'} — {line.lost} lost · "
         f"{percent(line.logged / line.lost)} logged · top: "
         f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}"
         for line in digest.reps[:REPS_LISTED]
@@ -183,9 +192,9 @@ def _reps(digest: Digest, catalogue: Catalogue) -> str:
 
 def _revisits(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
-        f"• {revisit.revisit_on:%a %b %-d} — *{escape(revisit.deal_name)}* "
-        f"({format_amount(revisit.amount, revisit.currency)}) · "
-        f"{f'<@{revisit.owner_slack_id}>' if revisit.owner_slack_id else 'no Slack user'} · "
+        f"• {day(revisit.revisit_on)} — *{escape(revisit.deal_name)}*"
+        + (f" ({format_amount(revisit.amount, revisit.currency)})" if revisit.amount is not None else "")
+        + f" · {f'<@{revisit.owner_slack_id}>' if revisit.owner_slack_id else 'owner not in Slack'} · "
         f"{escape(catalogue.label(revisit.reason_code))}"
         for revisit in digest.revisits
     ]
@@ -194,8 +203,9 @@ def _revisits(digest: Digest, catalogue: Catalogue) -> str:
 
 def _win_backs(digest: Digest) -> str:
     lines = [
-        f"• *{escape(win_back.deal_name)}* ({format_amount(win_back.amount, win_back.currency)}) · "
-        f"{f'<@{win_back.owner_slack_id}>' if win_back.owner_slack_id else 'no Slack user'}"
+        f"• *{escape(win_back.deal_name)}*"
+        + (f" ({format_amount(win_back.amount, win_back.currency)})" if win_back.amount is not None else "")
+        + f" · {f'<@{win_back.owner_slack_id}>' if win_back.owner_slack_id else 'owner not in Slack'}"
         for win_back in digest.win_backs
     ]
     return fit_list(f"*Win-backs: revisited deals reopened* ({digest.win_backs_total})", lines, digest.win_backs_total)

@@ -1,13 +1,13 @@
 """Blocks that `/closedlost` replies and App Home share: figures for a period, a rep's deals
 awaiting a reason, a rep's upcoming revisits."""
 
-from slack_sdk.models.blocks import Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import Amounts, AwaitingDeal, ClosedStats, UpcomingRevisit
-from bot.views.prompt import SECTION_MAX_LENGTH, slack_date
-from bot.views.text import escape, fit, format_amount
+from bot.views.prompt import SECTION_MAX_LENGTH, button_for
+from bot.views.text import MISSING, day, escape, fit, format_amount, plural
 
 MAX_REASON_LINES = 15
 MAX_REVISIT_LINES = 25
@@ -16,10 +16,15 @@ ITEM_MAX_LENGTH = 500
 
 
 def amounts_text(amounts: Amounts) -> str:
-    """Each currency's total on its own, never added together: `120,000 USD · 9,500 EUR`."""
+    """Each currency's total on its own, never added together: `120,000 USD · 9,500 EUR`; `—` for none."""
     if not amounts:
-        return "no amounts"
+        return MISSING
     return " · ".join(format_amount(amounts[currency], currency or None) for currency in sorted(amounts))
+
+
+def with_amounts(text: str, amounts: Amounts) -> str:
+    """`text · 120,000 USD`, or `text` alone when there is no amount to add: a sentence never ends in "—"."""
+    return f"{text} · {amounts_text(amounts)}" if amounts else text
 
 
 def percent(share: float | None) -> str:
@@ -54,11 +59,12 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
         f"{currency or 'no currency'} {percent(rate)}" for currency, rate in stats.win_rate_by_value.items()
     )
     summary = [
-        f"*{stats.lost}* lost · {amounts_text(stats.lost_value)}",
-        f"*{stats.won}* won · {amounts_text(stats.won_value)}",
+        with_amounts(f"*{stats.lost:,}* lost", stats.lost_value),
+        with_amounts(f"*{stats.won:,}* won", stats.won_value),
         f"*Win rate* {percent(stats.win_rate)} by count" + (f" · by value: {by_value}" if by_value else ""),
-        f"*Logged* {percent(stats.logged_share)} ({stats.logged} of {stats.needing_reason} losses have a reason"
-        + (f"; {stats.excluded} more need none)" if stats.excluded else ")"),
+        f"*Logged* {percent(stats.logged_share)} ({stats.logged:,} of "
+        f"{plural(stats.needing_reason, 'loss', 'losses')} {'has' if stats.logged == 1 else 'have'} a reason"
+        + (f"; {stats.excluded:,} more {'needs' if stats.excluded == 1 else 'need'} none)" if stats.excluded else ")"),
         f"*No decision / went dark* {percent(stats.no_decision_share)} of logged losses ({stats.no_decision})",
     ]
     blocks: list[Block] = [SectionBlock(text=fit("\n".join(summary), SECTION_MAX_LENGTH))]
@@ -74,16 +80,19 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
 
 
 def awaiting_blocks(losses: list[AwaitingDeal], total: int) -> list[Block]:
-    """One section a loss, with the DM's own Log reason button (same action, same modal)."""
-    if not losses:
-        return [SectionBlock(text="Nothing is waiting for a reason. :tada:")]
-    blocks: list[Block] = []
+    """The count first ("3 deals need a reason"), then one section a loss with the DM's own Log
+    reason button (same action, same modal); "All caught up" alone when none waits."""
+    if not total:
+        return [SectionBlock(text="*All caught up* :tada: No deal of yours is waiting for a reason.")]
+    blocks: list[Block] = [SectionBlock(text=f"*{plural(total, 'deal')} {'needs' if total == 1 else 'need'} a reason*")]
     for loss in losses:
         parts = [f"*{escape(loss.deal_name)}*"]
         if loss.account:
             parts.append(escape(loss.account))
-        parts += [format_amount(loss.amount, loss.currency), f"lost {slack_date(loss.lost_at)}"]
-        button = ButtonElement(text="Log reason", action_id=ids.LOG_REASON, value=str(loss.loss_id), style="primary")
+        if loss.amount is not None:
+            parts.append(format_amount(loss.amount, loss.currency))
+        parts.append(f"lost {day(loss.lost_at)}")
+        button = button_for(loss.deal_name, "Log reason", ids.LOG_REASON, loss.loss_id, style="primary")
         blocks.append(SectionBlock(text=fit(" · ".join(parts), SECTION_MAX_LENGTH), accessory=button))
     more = and_more(len(losses), total)
     if more:
@@ -92,11 +101,13 @@ def awaiting_blocks(losses: list[AwaitingDeal], total: int) -> list[Block]:
 
 
 def revisit_blocks(revisits: list[UpcomingRevisit], total: int, catalogue: Catalogue) -> list[Block]:
-    if not revisits:
-        return [SectionBlock(text="No revisits coming up.")]
+    """The count as a heading, then a line a revisit, soonest first; one line alone when none is planned."""
+    if not total:
+        return [SectionBlock(text="*Upcoming revisits:* none planned.")]
     lines = [
-        f"• {revisit.revisit_on:%a %b %-d, %Y} — *{escape(revisit.deal_name)}* "
-        f"({format_amount(revisit.amount, revisit.currency)}) · {escape(catalogue.label(revisit.reason_code))}"
+        f"• {day(revisit.revisit_on)} — *{escape(revisit.deal_name)}*"
+        + (f" ({format_amount(revisit.amount, revisit.currency)})" if revisit.amount is not None else "")
+        + f" · {escape(catalogue.label(revisit.reason_code))}"
         for revisit in revisits[:MAX_REVISIT_LINES]
     ]
-    return [SectionBlock(text=fit_list("", lines, total))]
+    return [SectionBlock(text=fit_list(f"*{plural(total, 'upcoming revisit')}*", lines, total))]

@@ -14,10 +14,8 @@ from bot.views.figures import awaiting_blocks, revisit_blocks, stats_blocks
 def build_home_view(home: Home, catalogue: Catalogue) -> View:
     blocks: list[Block] = [
         HeaderBlock(text="Your closed-lost deals"),
-        SectionBlock(text=f"*Waiting for a reason: {home.awaiting_total}*"),
         *awaiting_blocks(home.awaiting, home.awaiting_total),
         DividerBlock(),
-        SectionBlock(text=f"*Upcoming revisits: {home.revisits_total}*"),
         *revisit_blocks(home.revisits, home.revisits_total, catalogue),
         DividerBlock(),
         SectionBlock(text=f"*Your numbers, {home.period.label}*"),

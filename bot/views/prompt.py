@@ -18,15 +18,18 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.crm.event import CLOSED_WON
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import DealFacts, DealLoss, LoggedReason, MessageContent
-from bot.views.text import blockquote, escape, fit, format_amount, truncate
+from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 # Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks
 HEADER_MAX_LENGTH = 150
 SECTION_MAX_LENGTH = 3000
 FIELD_MAX_LENGTH = 1900
+# A button's accessibility_label: https://docs.slack.dev/reference/block-kit/block-elements/button-element
+BUTTON_LABEL_MAX_LENGTH = 75
 
 
 # Deals listed on one page of a bulk prompt: with the header, the buttons, the page line and the
@@ -45,18 +48,24 @@ def build_prompt_message(*, items: list[DealLoss], catalogue: Catalogue, message
 
 def build_single_prompt(item: DealLoss, *, catalogue: Catalogue) -> MessageContent:
     deal, entry = item.deal, item.entry
-    blocks: list[Block] = [
+    if item.cancelled and not item.moved:
+        # The header says what the deal is now: "Closed lost" above "it was won" would contradict it.
+        outcome = "was won" if deal.stage == CLOSED_WON else "was reopened in the CRM"
+        blocks: list[Block] = [
+            HeaderBlock(
+                text=truncate(f"{'Won' if deal.stage == CLOSED_WON else 'Reopened'}: {deal.name}", HEADER_MAX_LENGTH)
+            ),
+            _deal_fields(deal, item.lost_at),
+            SectionBlock(text=f"This deal {outcome} after it was closed lost: no reason is needed."),
+        ]
+        return MessageContent(text=f"{escape(deal.name)} {outcome}: no reason is needed.", blocks=blocks)
+    blocks = [
         HeaderBlock(text=truncate(f"Closed lost: {deal.name}", HEADER_MAX_LENGTH)),
         _deal_fields(deal, item.lost_at),
     ]
     if item.moved:
         blocks.append(SectionBlock(text=f"This deal now belongs to {_owner(deal)}: they will log its reason."))
         return MessageContent(text=f"{escape(deal.name)} now belongs to {_owner(deal)}.", blocks=blocks)
-    if item.cancelled:
-        blocks.append(
-            SectionBlock(text=f"This deal moved back to *{escape(deal.stage)}* in the CRM: no reason is needed.")
-        )
-        return MessageContent(text=f"{escape(deal.name)} was reopened: no reason is needed.", blocks=blocks)
 
     if entry is not None:
         blocks.extend(_logged_entry(entry, catalogue))
@@ -67,8 +76,8 @@ def build_single_prompt(item: DealLoss, *, catalogue: Catalogue) -> MessageConte
 
     blocks.append(SectionBlock(text="Why was it lost? It takes under a minute, and it is what the team learns from."))
     blocks.append(_buttons(deal, ids.LOG_REASON, "Log reason", item.loss_id, primary=True))
-    amount = format_amount(deal.amount, deal.currency)
-    return MessageContent(text=f"Closed lost: {escape(deal.name)} ({amount}). Log why it was lost.", blocks=blocks)
+    amount = f" ({format_amount(deal.amount, deal.currency)})" if deal.amount is not None else ""
+    return MessageContent(text=f"Closed lost: {escape(deal.name)}{amount}. Log why it was lost.", blocks=blocks)
 
 
 def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id: int, page: int) -> MessageContent:
@@ -76,18 +85,30 @@ def build_bulk_prompt(items: list[DealLoss], *, catalogue: Catalogue, message_id
     awaiting = sum(item.awaiting for item in items)
     pages = (len(items) + PAGE_SIZE - 1) // PAGE_SIZE
     page = min(max(page, 0), pages - 1)
-    headline = f"{awaiting} closed-lost deals need a reason" if awaiting else "Every deal here has its reason"
+    settled = len(items) - awaiting
+    if awaiting:
+        headline = f"{plural(awaiting, 'closed-lost deal')} {'needs' if awaiting == 1 else 'need'} a reason"
+    elif all(item.entry is not None for item in items):
+        headline = "Every deal here has its reason"
+    else:
+        headline = "Nothing here needs a reason any more"
+    # The count closed together is not the count still waiting: say how the two differ.
+    together = f"{len(items):,} of your deals were closed lost together"
+    if not awaiting:
+        intro = f"{together}: each has its reason, or no longer needs one."
+    elif settled:
+        intro = (
+            f"{together}; {settled:,} of them {'is' if settled == 1 else 'are'} settled (logged, reopened or "
+            "moved). Log why each of the others was lost, or log one reason for several lost for the same reason."
+        )
+    else:
+        intro = f"{together}. Log why each was lost, or log one reason for several that were lost for the same reason."
     blocks: list[Block] = [HeaderBlock(text=headline)]
     clean_up = awaiting > 0 and len(items) >= CLEAN_UP_MIN_DEALS and catalogue.offers_clean_up
     if clean_up:
         blocks.extend(_clean_up_question(len(items), message_id))
     else:
-        blocks.append(
-            SectionBlock(
-                text=f"{len(items)} of your deals were closed lost together. Log why each was lost, "
-                "or log one reason for several that were lost for the same reason."
-            )
-        )
+        blocks.append(SectionBlock(text=intro))
     if awaiting > 1 and not clean_up:
         blocks.append(
             ActionsBlock(
@@ -148,7 +169,9 @@ def deal_line(item: DealLoss, catalogue: Catalogue) -> SectionBlock:
     summary = f"*{escape(deal.name)}*"
     if deal.account:
         summary += f" · {escape(deal.account)}"
-    summary += f" · {format_amount(deal.amount, deal.currency)} · lost {slack_date(item.lost_at)}"
+    if deal.amount is not None:
+        summary += f" · {format_amount(deal.amount, deal.currency)}"
+    summary += f" · lost {day(item.lost_at)}"
     button = None
     if item.moved:
         status = f"Now belongs to {_owner(deal)}."
@@ -158,11 +181,23 @@ def deal_line(item: DealLoss, catalogue: Catalogue) -> SectionBlock:
         status = f":white_check_mark: {escape(catalogue.label(entry.reason_code))}"
         if entry.detail:
             status += f": {escape(entry.detail)}"
-        button = ButtonElement(text="Edit", action_id=ids.EDIT_REASON, value=str(item.loss_id))
+        button = button_for(deal.name, "Edit", ids.EDIT_REASON, item.loss_id)
     else:
         status = "Needs a reason."
-        button = ButtonElement(text="Log reason", action_id=ids.LOG_REASON, value=str(item.loss_id))
+        button = button_for(deal.name, "Log reason", ids.LOG_REASON, item.loss_id)
     return SectionBlock(text=fit(f"{summary}\n{status}", SECTION_MAX_LENGTH), accessory=button)
+
+
+def button_for(deal_name: str, label: str, action_id: str, loss_id: int, *, style: str | None = None) -> ButtonElement:
+    """A button about one deal, whose accessibility_label names it: a screen reader on a list of
+    forty deals reads "Log reason for Acme — 200 seats", not forty times "Log reason"."""
+    return ButtonElement(
+        text=label,
+        action_id=action_id,
+        value=str(loss_id),
+        style=style,
+        accessibility_label=truncate(f"{label} for {deal_name}", BUTTON_LABEL_MAX_LENGTH),
+    )
 
 
 def _owner(deal: DealFacts) -> str:
@@ -178,7 +213,7 @@ def _deal_fields(deal: DealFacts, lost_at: datetime) -> SectionBlock:
                 text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
             ),
             MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-            MarkdownTextObject(text=f"*Lost on*\n{slack_date(lost_at)}"),
+            MarkdownTextObject(text=f"*Lost on*\n{day(lost_at)}"),
         ]
     )
 
@@ -188,9 +223,9 @@ def _logged_entry(entry: LoggedReason, catalogue: Catalogue) -> list[Block]:
     if entry.detail:
         headline += f": {escape(entry.detail)}"
     quoted = blockquote(escape(entry.explanation))
-    context = f"Logged by <@{entry.logged_by}> {slack_date(entry.logged_at)}"
+    context = f"Logged by <@{entry.logged_by}> {day(entry.logged_at)}"
     if entry.revisit_on is not None:
-        context += f" · revisit on {entry.revisit_on:%b %-d, %Y}"
+        context += f" · revisit on {day(entry.revisit_on)}"
     return [
         SectionBlock(text=fit(f"{headline}\n{quoted}", SECTION_MAX_LENGTH)),
         ContextBlock(elements=[MarkdownTextObject(text=context)]),
@@ -198,14 +233,7 @@ def _logged_entry(entry: LoggedReason, catalogue: Catalogue) -> list[Block]:
 
 
 def _buttons(deal: DealFacts, action_id: str, label: str, loss_id: int, *, primary: bool) -> ActionsBlock:
-    elements = [
-        ButtonElement(text=label, action_id=action_id, value=str(loss_id), style="primary" if primary else None)
-    ]
+    elements = [button_for(deal.name, label, action_id, loss_id, style="primary" if primary else None)]
     if deal.url:
         elements.append(ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url))
     return ActionsBlock(elements=elements)
-
-
-def slack_date(moment: datetime) -> str:
-    """A date Slack shows in the reader's own time zone. https://docs.slack.dev/messaging/formatting-message-text#date-formatting"""
-    return f"<!date^{int(moment.timestamp())}^{{date_short}}|{moment:%Y-%m-%d}>"

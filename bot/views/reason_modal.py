@@ -88,7 +88,10 @@ def build_several_modal(
     options = [
         Option(
             value=str(deal.loss_id),
-            label=truncate(f"{deal.deal_name} · {format_amount(deal.amount, deal.currency)}", OPTION_MAX_LENGTH),
+            label=truncate(
+                deal.deal_name + (f" · {format_amount(deal.amount, deal.currency)}" if deal.amount is not None else ""),
+                OPTION_MAX_LENGTH,
+            ),
         )
         for deal in deals
     ]
@@ -137,7 +140,8 @@ def _intro(deal: DealFacts) -> str:
     line = f"*{escape(deal.name)}*"
     if deal.account:
         line += f" · {escape(deal.account)}"
-    line += f" · {format_amount(deal.amount, deal.currency)}"
+    if deal.amount is not None:
+        line += f" · {format_amount(deal.amount, deal.currency)}"
     if deal.crm_reason:
         line += f"\nIn the CRM: _{escape(deal.crm_reason)}_"
     return fit(line, INTRO_MAX_LENGTH)

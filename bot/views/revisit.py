@@ -9,8 +9,8 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, HeaderBl
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState
-from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH, slack_date
-from bot.views.text import blockquote, escape, fit, format_amount, truncate
+from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
+from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 
 def build_revisit_nudge(item: DealLoss, *, nudge: NudgeState, catalogue: Catalogue, now: datetime) -> MessageContent:
@@ -24,7 +24,7 @@ def build_revisit_nudge(item: DealLoss, *, nudge: NudgeState, catalogue: Catalog
                     text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
                 ),
                 MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-                MarkdownTextObject(text=f"*Lost*\n{ago}, {slack_date(item.lost_at)}"),
+                MarkdownTextObject(text=f"*Lost*\n{ago}, {day(item.lost_at)}"),
             ]
         ),
     ]
@@ -61,7 +61,7 @@ def describe_outcome(nudge: NudgeState) -> str:
         where = "Reopened in the CRM" if nudge.reopened_in_crm else "Reopened"
         return f":tada: {where} — counted as a win-back."
     if nudge.standing == NudgeStanding.SNOOZED:
-        return f":zzz: Snoozed until {nudge.due_on:%a %b %-d}."
+        return f":zzz: Snoozed until {day(nudge.due_on)}."
     if nudge.standing == NudgeStanding.DROPPED:
         return "Dropped: not worth another try."
     return "No longer planned: the revisit date was removed from the reason."
@@ -72,4 +72,4 @@ def lost_ago(lost_at: datetime, now: datetime) -> str:
     days = (now - lost_at).days
     if days < 1:
         return "today"
-    return "1 day ago" if days == 1 else f"{days} days ago"
+    return f"{plural(days, 'day')} ago"

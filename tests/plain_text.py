@@ -1,0 +1,47 @@
+"""A Slack message or view as a person reads it: the Block Kit walked into plain lines, buttons as
+`[Label]`, so a test (or a reviewer) reads what a rep or a manager sees, and what a screen reader
+says for each button."""
+
+from typing import Any
+
+from slack_sdk.models.views import View
+
+from bot.views.data import MessageContent
+
+
+def plain_text(message: MessageContent | View) -> str:
+    """Each block a paragraph; a message's `text` fallback first, after `text:`."""
+    if isinstance(message, View):
+        blocks = message.to_dict()["blocks"]
+        paragraphs = []
+    else:
+        rendered = message.as_kwargs()
+        blocks = rendered["blocks"]
+        paragraphs = [f"text: {rendered['text']}"]
+    paragraphs += [_block(block) for block in blocks]
+    return "\n\n".join(paragraphs)
+
+
+def _block(block: dict[str, Any]) -> str:
+    kind = block["type"]
+    if kind == "divider":
+        return "---"
+    if kind == "header":
+        return f"# {block['text']['text']}"
+    if kind == "context":
+        return " ".join(element.get("text", "") for element in block["elements"])
+    if kind == "actions":
+        return " ".join(_button(element) for element in block["elements"])
+    if kind == "section":
+        lines = [block["text"]["text"]] if "text" in block else []
+        lines += [field["text"] for field in block.get("fields", [])]
+        if "accessory" in block:
+            lines.append(_button(block["accessory"]))
+        return "\n".join(lines)
+    return f"({kind})"
+
+
+def _button(element: dict[str, Any]) -> str:
+    label = f"[{element['text']['text']}]"
+    spoken = element.get("accessibility_label")
+    return f"{label} (says: {spoken})" if spoken else label

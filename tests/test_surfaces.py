@@ -1,0 +1,98 @@
+"""Each surface a rep or a manager reads, rendered to plain text (tests/plain_text.py) and compared
+with a reviewed file in tests/fixtures/surfaces/: a change to what people read shows as a diff in
+review. After a deliberate change, rewrite the files with `UPDATE_SURFACES=1` and read the diff."""
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from slack_sdk.models.views import View
+
+from bot.views.chasing import build_escalation, build_reminder
+from bot.views.commands import build_pending_reply, build_reasons_reply, build_revisits_reply, build_stats_reply
+from bot.views.data import ClosedStats, MessageContent, Quote, ReasonFigures, UpcomingRevisit, WonBackDeal
+from bot.views.debrief import build_debrief
+from bot.views.digest import build_digest_message
+from bot.views.home import build_home_view
+from bot.views.prompt import build_bulk_prompt, build_single_prompt
+from storage.models import LossState
+from tests.plain_text import plain_text
+from tests.test_views import make_deal, make_entry, make_item
+from tests.test_wording import CATALOGUE, NOW, PERIOD, REP, awaiting, digest, home
+
+SURFACES = Path(__file__).parent / "fixtures" / "surfaces"
+
+WAITING = make_item()
+LOGGED = replace(make_item(make_deal(name="Globex renewal")), loss_id=8, entry=make_entry(), needs_reason=False)
+REVISIT = UpcomingRevisit(1, date(2027, 1, 4), "Initech pilot", Decimal(12000), "EUR", REP, "price")
+STATS = ClosedStats(
+    lost=4,
+    lost_value={"USD": Decimal(90000), "EUR": Decimal(12000)},
+    logged=3,
+    reasons=[
+        ReasonFigures("competitor", 2, {"USD": Decimal(60000)}),
+        ReasonFigures("price", 1, {"EUR": Decimal(12000)}),
+    ],
+    won=1,
+    won_value={"USD": Decimal(30000)},
+)
+
+
+def _bulk() -> MessageContent:
+    items = [replace(WAITING, loss_id=n, deal=make_deal(name=f"Deal {n}")) for n in range(1, 4)] + [LOGGED]
+    return build_bulk_prompt(items, catalogue=CATALOGUE, message_id=1, page=0)
+
+
+BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
+    "prompt_awaiting": lambda: build_single_prompt(WAITING, catalogue=CATALOGUE),
+    "prompt_logged": lambda: build_single_prompt(LOGGED, catalogue=CATALOGUE),
+    "prompt_won": lambda: build_single_prompt(
+        make_item(make_deal(stage="closed_won"), LossState.CANCELLED), catalogue=CATALOGUE
+    ),
+    "prompt_bulk": _bulk,
+    "reminder": lambda: build_reminder([WAITING], catalogue=CATALOGUE, message_id=1),
+    "escalation": lambda: build_escalation(
+        [WAITING, LOGGED], rep_slack_id=REP, manager="boss@example.com", catalogue=CATALOGUE
+    ),
+    "pending": lambda: build_pending_reply(losses=[awaiting(1)], total=1),
+    "pending_none": lambda: build_pending_reply(losses=[], total=0),
+    "revisits": lambda: build_revisits_reply(revisits=[REVISIT], total=1, catalogue=CATALOGUE),
+    "reasons": lambda: build_reasons_reply(CATALOGUE),
+    "reasons_admin": lambda: build_reasons_reply(CATALOGUE, show_codes=True),
+    "stats": lambda: build_stats_reply(stats=STATS, period=PERIOD, user_id=REP, catalogue=CATALOGUE),
+    "home": lambda: build_home_view(home(awaiting_deals=[awaiting(1), awaiting(2)], revisits=[REVISIT]), CATALOGUE),
+    "home_empty": lambda: build_home_view(home(awaiting_deals=[], revisits=[]), CATALOGUE),
+    "digest": lambda: build_digest_message(
+        digest(
+            current=STATS,
+            overdue=[("U0SAM", 2), (None, 1)],
+            median_time_to_reason=timedelta(hours=3, minutes=20),
+            revisits=[REVISIT],
+            revisits_total=1,
+            win_backs=[WonBackDeal("Hooli expansion", Decimal(45000), "USD", None, NOW)],
+            win_backs_total=1,
+            quotes=[Quote("Acme — 200 seats", Decimal(60000), "USD", REP, "competitor", "Initech was 30% cheaper.")],
+            quotes_elsewhere=[
+                Quote("Initech pilot", Decimal(12000), "EUR", REP, "price", "Too expensive for 5 seats.")
+            ],
+        ),
+        CATALOGUE,
+    ),
+    "digest_empty": lambda: build_digest_message(digest(current=ClosedStats()), CATALOGUE),
+    "debrief": lambda: build_debrief([LOGGED], catalogue=CATALOGUE),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_the_surface_reads_as_reviewed(name: str) -> None:
+    shown = plain_text(BUILDERS[name]()) + "\n"
+    reviewed = SURFACES / f"{name}.txt"
+    if os.environ.get("UPDATE_SURFACES") == "1":
+        reviewed.parent.mkdir(parents=True, exist_ok=True)
+        reviewed.write_text(shown, encoding="utf-8")
+    assert reviewed.exists(), f"{reviewed} is missing: run with UPDATE_SURFACES=1, then read it"
+    assert shown == reviewed.read_text(encoding="utf-8")
