@@ -56,7 +56,7 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     "prompt_bulk": _bulk,
     "reminder": lambda: build_reminder([WAITING], catalogue=CATALOGUE, message_id=1),
     "escalation": lambda: build_escalation(
-        [WAITING, LOGGED], rep_slack_id=REP, manager="boss@example.com", catalogue=CATALOGUE
+        [WAITING, LOGGED], rep_name="Dana", manager="boss@example.com", catalogue=CATALOGUE
     ),
     "pending": lambda: build_pending_reply(losses=[awaiting(1)], total=1),
     "pending_none": lambda: build_pending_reply(losses=[], total=0),

@@ -109,10 +109,10 @@ def test_one_upcoming_revisit_is_one_revisit() -> None:
 
 
 def test_one_overdue_loss_in_an_escalation_is_one() -> None:
-    escalation = build_escalation([make_item()], rep_slack_id=REP, manager=None, catalogue=CATALOGUE)
+    escalation = build_escalation([make_item()], rep_name="Dana", manager=None, catalogue=CATALOGUE)
 
-    assert escalation.text == f"1 overdue closed-lost reason for <@{REP}>"
-    assert "has 1 closed-lost deal with no reason logged" in plain_text(escalation)
+    assert escalation.text == "Dana has 1 closed-lost deal still open after the reminders."
+    assert "Dana has 1 closed-lost deal still open after the reminders" in plain_text(escalation)
 
 
 def test_one_of_one_loss_has_a_reason() -> None:
@@ -172,16 +172,16 @@ def test_the_digest_names_reps_not_in_slack_in_words() -> None:
 
 
 def test_an_escalation_leaves_out_a_manager_slack_does_not_know() -> None:
-    escalation = build_escalation([make_item()], rep_slack_id=REP, manager="boss@example.com", catalogue=CATALOGUE)
+    escalation = build_escalation([make_item()], rep_name="Dana", manager="boss@example.com", catalogue=CATALOGUE)
 
     assert "boss@example.com" not in plain_text(escalation)
     assert "cc" not in plain_text(escalation)
 
 
 def test_an_escalation_still_copies_a_manager_slack_knows() -> None:
-    escalation = build_escalation([make_item()], rep_slack_id=REP, manager="U0BOSS", catalogue=CATALOGUE)
+    escalation = build_escalation([make_item()], rep_name="Dana", manager="U0BOSS", catalogue=CATALOGUE)
 
-    assert "(cc <@U0BOSS>)" in plain_text(escalation)
+    assert plain_text(escalation).startswith(":wave: <@U0BOSS>: Dana has")
 
 
 # Dates: one style for a day, one for a span, Slack's own for a moment.
@@ -228,7 +228,7 @@ def test_an_amount_always_shows_its_currency(amount: Decimal | None, currency: s
 def test_a_deal_without_an_amount_says_nothing_about_it() -> None:
     item = make_item(make_deal(amount=None, currency=None))
     bulk = build_bulk_prompt([item, replace(item, loss_id=8)], catalogue=CATALOGUE, message_id=1, page=0)
-    escalation = build_escalation([item], rep_slack_id=REP, manager=None, catalogue=CATALOGUE)
+    escalation = build_escalation([item], rep_name="Dana", manager=None, catalogue=CATALOGUE)
     stats = build_stats_reply(stats=ClosedStats(lost=2, won=1), period=PERIOD, user_id=None, catalogue=CATALOGUE)
 
     for message in (bulk, escalation, stats):
