@@ -224,7 +224,9 @@ async def test_the_spellings_of_one_competitor_count_as_one_shown_in_the_most_us
         seed.reason(loss, code, logged_at=utc(2026, 11, 10, 20), detail=detail)
     await seed.save(session_factory)
 
-    digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS)
+    digest = await build_digest(
+        session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
+    )
 
     assert digest.competitors == [("Initech", 4), ("Globex Corp.", 1)]
     assert digest.product_gaps == [("SSO / SAML", 2)]

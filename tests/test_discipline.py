@@ -415,7 +415,9 @@ async def test_a_clean_up_of_25_deals_is_answered_in_one_click_and_the_digest_co
 
         now = datetime.now(UTC)
         week = week_of(date(2026, 11, 20), tz=UTC, today=now.date())  # the week the deals were lost
-        digest = await build_digest(session_factory=session_factory, catalogue=CATALOGUE, week=week, now=now, tz=UTC)
+        digest = await build_digest(
+            session_factory=session_factory, catalogue=CATALOGUE, week=week, now=now, tz=UTC, currency="USD"
+        )
         assert digest.bulk_answers == 25
         text = json.dumps(build_digest_message(digest, CATALOGUE).as_kwargs(), ensure_ascii=False)
         assert "Bulk clean-ups: 25 deals were logged in one click as a pipeline clean-up." in text

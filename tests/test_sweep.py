@@ -25,6 +25,7 @@ from bot.app import utc_now
 from bot.crm import hubspot
 from bot.crm.api import DealPage
 from bot.ingest import IngestQueue
+from bot.metrics import Metrics
 from bot.periods import week_of
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services import sweeps
@@ -420,6 +421,7 @@ async def sweeping(session_factory: async_sessionmaker[AsyncSession], fake_crm: 
         policy=PromptPolicy(bulk_window=timedelta(0), bulk_max=timedelta(0), min_amount=Decimal(0)),
         on_messages_queued=lambda: None,
         on_losses_opened=lambda: None,
+        metrics=Metrics(),
     )
     ingesting = asyncio.create_task(ingest.run())
     async with aiohttp.ClientSession() as http:
