@@ -86,7 +86,7 @@ async def test_a_webhook_is_answered_within_the_bound_while_another_process_hold
         await bot.settle_worker()
         stored = await bot.rows(DealEventRecord)
 
-    assert pending.body["text"] == "1 of your deals are waiting for a reason.", pending
+    assert pending.body["text"] == "1 deal of yours needs a reason.", pending
     assert read_seconds < 2
     assert health == (200, {"reads": "ok", "writes": "no answer within 1.5 s"})
     assert later_answer == Answer(202, {"accepted": 1, "duplicates": 0})
