@@ -18,7 +18,7 @@ from matplotlib.image import imread
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import last_full_week
-from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
+from bot.reasons import DEFAULT_REASONS, Catalogue, Reason, ReasonGroup
 from bot.services.digest_chart import loss_trend
 from bot.views.chart import DPI, PALETTE, WIDTH_INCHES, chart_series, chart_title, draw_loss_chart
 from bot.views.data import LossTrend, WeekCounts
@@ -123,7 +123,7 @@ def test_a_reason_keeps_its_colour_from_one_chart_to_the_next() -> None:
 
 
 def test_beyond_seven_reasons_the_fewest_are_grouped() -> None:
-    codes = [reason.code for reason in DEFAULT_REASONS if reason.code != "no_decision"]
+    codes = [reason.code for reason in DEFAULT_REASONS if reason.group != ReasonGroup.NO_DECISION]
     trend = LossTrend([week(date(2026, 8, 31), **{code: 20 - n for n, code in enumerate(codes)})], last_so_far=False)
 
     series = chart_series(trend, CATALOGUE)
