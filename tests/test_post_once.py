@@ -40,6 +40,7 @@ async def deliver(session_factory: async_sessionmaker[AsyncSession], fake_slack:
         catalogue=CATALOGUE,
         chase=ChasePolicy.from_settings(settings),
         team_tz=settings.tz,
+        team_currency=settings.currency,
         team={},
         clock=lambda: now,
         metrics=Metrics(),

@@ -1,5 +1,6 @@
-"""the sweep: a cursor per CRM, the changes it found that webhooks had missed, and how each deal event
-arrived (`via`: webhook, sweep or import; every event stored before is a webhook's)
+"""the sweep: a cursor per CRM, the changes webhooks missed, and how each deal event arrived
+
+`via` is webhook, sweep or import; every event stored before is a webhook's.
 
 Revision ID: 0008_sweep
 Revises: 0007

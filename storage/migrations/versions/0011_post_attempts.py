@@ -1,5 +1,6 @@
-"""message.post_started_at: when a try to post the message began whose outcome is not known, so that
-the next try first looks for the post in Slack instead of posting it twice
+"""message.post_started_at: when a post whose outcome is not known was tried
+
+The next try first looks for the post in Slack instead of posting it twice.
 
 Revision ID: 0011_post_attempts
 Revises: 0010_claimed_by

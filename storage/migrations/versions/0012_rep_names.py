@@ -1,5 +1,6 @@
-"""rep.name: a rep's display name from Slack, for posts that name them without a ping;
-reason_entry.bulk: an answer given for a whole clean-up with one click
+"""rep.name (a rep's display name from Slack) and reason_entry.bulk (a one-click clean-up answer)
+
+The name lets posts name a rep without a ping; bulk answers are counted apart in the digest.
 
 Revision ID: 0012_rep_names
 Revises: 0011_post_attempts
