@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.revisits import first_moment
@@ -31,8 +31,6 @@ from storage.models import (
     MessageKind,
     OutboxKind,
     OutboxMessage,
-    ReasonEntry,
-    Rep,
     Revisit,
     RevisitState,
 )
@@ -409,19 +407,27 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
             .values(deal_id=lost.id, lost_at=LOST_AT, state=LossState.LOGGED, reminders_sent=0, created_at=LOST_AT)
             .returning(Loss.id)
         )
+        # Plain SQL with that schema's columns: the models' own defaults (reason_entry.bulk, rep.name)
+        # name columns added since.
         for revision, revisit_on in ((1, day - timedelta(days=7)), (2, day)):
             await session.execute(
-                insert(ReasonEntry).values(
-                    loss_id=loss_id,
-                    revision=revision,
-                    reason_code="timing",
-                    explanation=EXPLANATION,
-                    revisit_on=revisit_on,
-                    logged_by=DANA,
-                    logged_at=LOST_AT,
-                )
+                text(
+                    "INSERT INTO reason_entry (loss_id, revision, reason_code, explanation, revisit_on, logged_by,"
+                    " logged_at) VALUES (:loss_id, :revision, 'timing', :explanation, :revisit_on, :by, :at)"
+                ),
+                {
+                    "loss_id": loss_id,
+                    "revision": revision,
+                    "explanation": EXPLANATION,
+                    "revisit_on": revisit_on,
+                    "by": DANA,
+                    "at": LOST_AT,
+                },
             )
-        session.add(Rep(slack_id=DANA, tz="Asia/Tokyo", looked_up_at=LOST_AT))
+        await session.execute(
+            text("INSERT INTO rep (slack_id, tz, looked_up_at) VALUES (:id, 'Asia/Tokyo', :at)"),
+            {"id": DANA, "at": LOST_AT},
+        )
     await asyncio.to_thread(upgrade_to_head, database_url)
 
     revisit = (await rows(session_factory, Revisit))[0]
