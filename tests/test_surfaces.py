@@ -14,7 +14,7 @@ from slack_sdk.models.views import View
 
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.commands import build_pending_reply, build_reasons_reply, build_revisits_reply, build_stats_reply
-from bot.views.data import ClosedStats, MessageContent, Quote, ReasonFigures, UpcomingRevisit, WonBackDeal
+from bot.views.data import ClosedStats, MessageContent, Quote, ReasonFigures, RepLine, UpcomingRevisit, WonBackDeal
 from bot.views.debrief import build_debrief
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
@@ -69,7 +69,9 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     "digest": lambda: build_digest_message(
         digest(
             current=STATS,
+            competitors=[("Initech", 2)],
             overdue=[("U0SAM", 2), (None, 1)],
+            reps=[RepLine(REP, 3, 3, "competitor"), RepLine("U0SAM", 2, 0, None), RepLine(None, 1, 1, "price")],
             median_time_to_reason=timedelta(hours=3, minutes=20),
             revisits=[REVISIT],
             revisits_total=1,
@@ -79,6 +81,7 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
             quotes_elsewhere=[
                 Quote("Initech pilot", Decimal(12000), "EUR", REP, "price", "Too expensive for 5 seats.")
             ],
+            names={REP: "Dana Scully", "U0SAM": "Sam"},
         ),
         CATALOGUE,
     ),

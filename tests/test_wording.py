@@ -161,12 +161,10 @@ def test_the_reasons_reply_leads_with_labels_and_shows_codes_to_admins_only() ->
 
 
 def test_the_digest_names_reps_not_in_slack_in_words() -> None:
-    message = build_digest_message(digest(overdue=[("U0SAM", 2), (None, 1)]), CATALOGUE)
+    message = build_digest_message(digest(overdue=[("U0SAM", 2), (None, 1)], names={"U0SAM": "Sam"}), CATALOGUE)
 
     shown = plain_text(message)
-    assert "Overdue (past their escalation, or the rep could not be asked): <@U0SAM> (2), reps not in Slack (1)" in (
-        shown
-    )
+    assert "Overdue (past their escalation, or the rep could not be asked): Sam (2), reps not in Slack (1)" in (shown)
     assert "• Reps not in Slack — 1 lost" in shown
     assert "no Slack user" not in shown
 
