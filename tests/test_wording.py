@@ -295,7 +295,9 @@ def test_an_empty_home_says_all_caught_up_once_and_no_zero_counts() -> None:
 def test_a_home_with_deals_leads_with_their_count() -> None:
     shown = plain_text(build_home_view(home(awaiting_deals=[awaiting(1), awaiting(2)], revisits=[]), CATALOGUE))
 
-    assert shown.startswith("# Your closed-lost deals\n\n*2 deals need a reason*\n\n*Acme 1*")
+    assert shown.startswith(
+        "# Your closed-lost deals\n\n*2 deals need a reason*\n[Log one reason for several]\n\n*Acme 1*"
+    )
 
 
 def test_an_empty_digest_week_reads_as_a_sentence() -> None:
