@@ -1,6 +1,6 @@
 """A Slack message or view as a person reads it: the Block Kit walked into plain lines, buttons as
-`[Label]`, so a test (or a reviewer) reads what a rep or a manager sees, and what a screen reader
-says for each button."""
+`[Label]` (`[*Label*]` for the primary one, which Slack paints green), so a test (or a reviewer)
+reads what a rep or a manager sees, and what a screen reader says for each button."""
 
 from typing import Any
 
@@ -42,6 +42,7 @@ def _block(block: dict[str, Any]) -> str:
 
 
 def _button(element: dict[str, Any]) -> str:
-    label = f"[{element['text']['text']}]"
+    text = element["text"]["text"]
+    label = f"[*{text}*]" if element.get("style") == "primary" else f"[{text}]"
     spoken = element.get("accessibility_label")
     return f"{label} (says: {spoken})" if spoken else label

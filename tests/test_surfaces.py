@@ -14,11 +14,22 @@ from slack_sdk.models.views import View
 
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.commands import build_pending_reply, build_reasons_reply, build_revisits_reply, build_stats_reply
-from bot.views.data import ClosedStats, MessageContent, Quote, ReasonFigures, RepLine, UpcomingRevisit, WonBackDeal
+from bot.views.data import (
+    ClosedStats,
+    MessageContent,
+    NudgeStanding,
+    NudgeState,
+    Quote,
+    ReasonFigures,
+    RepLine,
+    UpcomingRevisit,
+    WonBackDeal,
+)
 from bot.views.debrief import build_debrief
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
+from bot.views.revisit import build_revisit_nudge
 from storage.models import LossState
 from tests.plain_text import plain_text
 from tests.test_views import make_deal, make_entry, make_item
@@ -29,6 +40,7 @@ SURFACES = Path(__file__).parent / "fixtures" / "surfaces"
 WAITING = make_item()
 LOGGED = replace(make_item(make_deal(name="Globex renewal")), loss_id=8, entry=make_entry(), needs_reason=False)
 REVISIT = UpcomingRevisit(1, date(2027, 1, 4), "Initech pilot", Decimal(12000), "EUR", REP, "price")
+NUDGED = NOW + timedelta(days=300)
 STATS = ClosedStats(
     lost=4,
     lost_value={"USD": Decimal(90000), "EUR": Decimal(12000)},
@@ -54,6 +66,12 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
         make_item(make_deal(stage="closed_won"), LossState.CANCELLED), catalogue=CATALOGUE
     ),
     "prompt_bulk": _bulk,
+    "revisit_nudge": lambda: build_revisit_nudge(
+        LOGGED, nudge=NudgeState(12, NudgeStanding.WAITING, date(2027, 1, 4), False), catalogue=CATALOGUE, now=NUDGED
+    ),
+    "revisit_snoozed": lambda: build_revisit_nudge(
+        LOGGED, nudge=NudgeState(12, NudgeStanding.SNOOZED, date(2027, 2, 3), False), catalogue=CATALOGUE, now=NUDGED
+    ),
     "reminder": lambda: build_reminder([WAITING], catalogue=CATALOGUE, message_id=1),
     "escalation": lambda: build_escalation(
         [WAITING, LOGGED], rep_name="Dana", manager="boss@example.com", catalogue=CATALOGUE
