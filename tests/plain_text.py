@@ -38,7 +38,26 @@ def _block(block: dict[str, Any]) -> str:
         if "accessory" in block:
             lines.append(_button(block["accessory"]))
         return "\n".join(lines)
+    if kind == "input":
+        return _input(block)
     return f"({kind})"
+
+
+def _input(block: dict[str, Any]) -> str:
+    """`Label: [what the field holds]`, or its placeholder in italics while empty; the hint below."""
+    element = block["element"]
+    held = (
+        element.get("initial_option", {}).get("text", {}).get("text")
+        or element.get("initial_value")
+        or element.get("initial_date")
+    )
+    placeholder = element.get("placeholder", {}).get("text")
+    shown = held or (f"_{placeholder}_" if placeholder else "empty")
+    optional = " (optional)" if block.get("optional") else ""
+    lines = [f"{block['label']['text']}{optional}: [{shown}]"]
+    if "hint" in block:
+        lines.append(f"  {block['hint']['text']}")
+    return "\n".join(lines)
 
 
 def _button(element: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.views import View
 
+from bot.validation import ReasonForm
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.commands import build_pending_reply, build_reasons_reply, build_revisits_reply, build_stats_reply
 from bot.views.data import (
@@ -29,6 +30,7 @@ from bot.views.debrief import build_debrief
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
+from bot.views.reason_modal import ModalContext, build_reason_modal
 from bot.views.revisit import build_revisit_nudge
 from storage.models import LossState
 from tests.plain_text import plain_text
@@ -66,6 +68,20 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
         make_item(make_deal(stage="closed_won"), LossState.CANCELLED), catalogue=CATALOGUE
     ),
     "prompt_bulk": _bulk,
+    "reason_modal": lambda: build_reason_modal(
+        deal=make_deal(crm_reason="Went with Initech"),
+        context=ModalContext(loss_id=1, revision=0),
+        catalogue=CATALOGUE,
+        chosen=ReasonForm("competitor", "Initech", "", None),
+        today=NOW.date(),
+    ),
+    "reason_modal_empty": lambda: build_reason_modal(
+        deal=make_deal(),
+        context=ModalContext(loss_id=1, revision=0),
+        catalogue=CATALOGUE,
+        chosen=None,
+        today=NOW.date(),
+    ),
     "revisit_nudge": lambda: build_revisit_nudge(
         LOGGED, nudge=NudgeState(12, NudgeStanding.WAITING, date(2027, 1, 4), False), catalogue=CATALOGUE, now=NUDGED
     ),
