@@ -83,14 +83,21 @@ async def test_the_crms_reason_pre_fills_the_modal_and_the_logged_reason_is_writ
 
     edit = await bot.open_modal(user_id="U0DANA001", value=loss_id, message=where, action_id="edit_reason")
     values = {"reason_select": "price", "explanation_input": EXPLANATION}
-    assert (await bot.submit(user_id="U0DANA001", view=edit, values=values)).status == 200
+    # Initech is now a competitor the team has logged: the modal asks once, and the rep keeps price.
+    asked = await bot.submit(user_id="U0DANA001", view=edit, values=values)
+    assert asked.body["response_action"] == "update"
+    kept = {**asked.body["view"], "id": edit["id"], "hash": edit["hash"]}
+    assert (await bot.submit(user_id="U0DANA001", view=kept, values=values)).body == ""
 
     def two_writes() -> bool:
         return len(fake_crm.calls_to("hubspot.update_deal")) == 2
 
     await eventually(two_writes, what="the edit's write-back")
     assert fake_crm.calls_to("hubspot.update_deal")[-1].body["properties"]["closed_lost_reason"] == "Price / budget"
-    assert [entry.reason_code for entry in await bot.rows(ReasonEntry)] == ["competitor", "price"]
+    assert [(entry.reason_code, entry.confirmed_over) for entry in await bot.rows(ReasonEntry)] == [
+        ("competitor", None),
+        ("price", "competitor"),
+    ]
 
 
 async def test_a_deal_from_the_generic_webhook_is_not_written_anywhere(bot: BotClient) -> None:
