@@ -10,15 +10,21 @@ from bot.views.data import MessageContent
 
 
 def plain_text(message: MessageContent | View) -> str:
-    """Each block a paragraph; a message's `text` fallback first, after `text:`."""
+    """Each block a paragraph; a message's `text` fallback first, after `text:`; a modal's title
+    first and its buttons last."""
     if isinstance(message, View):
-        blocks = message.to_dict()["blocks"]
-        paragraphs = []
+        view = message.to_dict()
+        blocks = view["blocks"]
+        modal = view["type"] == "modal"
+        paragraphs = [f"## {view['title']['text']}"] if modal else []
     else:
         rendered = message.as_kwargs()
         blocks = rendered["blocks"]
+        modal = False
         paragraphs = [f"text: {rendered['text']}"]
     paragraphs += [_block(block) for block in blocks]
+    if modal:
+        paragraphs.append(" ".join(f"[{view[key]['text']}]" for key in ("close", "submit") if key in view))
     return "\n\n".join(paragraphs)
 
 
@@ -38,7 +44,22 @@ def _block(block: dict[str, Any]) -> str:
         if "accessory" in block:
             lines.append(_button(block["accessory"]))
         return "\n".join(lines)
+    if kind == "input":
+        return _input(block)
     return f"({kind})"
+
+
+def _input(block: dict[str, Any]) -> str:
+    """`Label: what it holds`, a menu's choice in `[… ▾]`, an empty field as `…`."""
+    element = block["element"]
+    label = block["label"]["text"] + (" (optional)" if block.get("optional") else "")
+    if "initial_option" in element:
+        shown = f"[{element['initial_option']['text']['text']} ▾]"
+    elif element["type"].endswith("select"):
+        shown = f"[{element.get('placeholder', {}).get('text', '')} ▾]"
+    else:
+        shown = element.get("initial_value") or element.get("initial_date") or "…"
+    return f"{label}: {shown}"
 
 
 def _button(element: dict[str, Any]) -> str:

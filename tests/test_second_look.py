@@ -223,3 +223,11 @@ def test_switching_keeps_a_detail_of_the_same_kind_only() -> None:
 
     assert switch_to(named, "competitor", None, catalogue).detail == "Initech"
     assert switch_to(feature, "competitor", None, catalogue).detail is None
+
+
+def test_a_team_cue_picks_the_reason_of_a_crms_reason_text() -> None:
+    catalogue = Catalogue([*DEFAULT_REASONS, Reason("freeze", "Spending freeze", cues=("procurement freeze",))])
+
+    found = reason_in_text("Procurement freeze (FY27)", catalogue=catalogue, competitors=LOGGED, merges=MERGES)
+
+    assert found == Suggestion("freeze", "Procurement freeze", Sign.WORDS, None)
