@@ -86,6 +86,7 @@ async def _second_look(runtime: Runtime, modal: ModalContext, form: ReasonForm, 
     look = await take_second_look(
         session_factory=runtime.session_factory,
         loss_id=modal.loss_id,
+        revision=modal.revision,
         user_id=user_id,
         form=form,
         catalogue=runtime.catalogue,

@@ -212,6 +212,20 @@ async def test_someone_elses_submission_is_refused_before_any_question(bot: BotC
     assert await bot.snapshot() == before
 
 
+async def test_a_second_window_is_told_the_reason_is_saved_rather_than_asked(bot: BotClient, opened) -> None:
+    loss_id, first = opened
+    _, where = await bot.prompt()
+    second = await bot.open_modal(user_id=DANA, value=loss_id, message=where)
+    assert (await bot.submit(user_id=DANA, view=first, values=values("timing", "Rollout moved to Q3."))).body == ""
+
+    answer = await bot.submit(user_id=DANA, view=second, values=values("timing", "The champion went dark in May."))
+
+    assert answer.body["response_action"] == "update"
+    assert "already saved" in json.dumps(answer.body["view"]["blocks"])
+    assert "second_look" not in json.dumps(answer.body["view"])
+    assert await stored(bot) == [("timing", None, None)]
+
+
 REASONS_FILE = """\
 [[reason]]
 code = "price"

@@ -95,6 +95,7 @@ async def take_second_look(
     *,
     session_factory: async_sessionmaker[AsyncSession],
     loss_id: int,
+    revision: int,
     user_id: str,
     form: ReasonForm,
     catalogue: Catalogue,
@@ -102,7 +103,8 @@ async def take_second_look(
 ) -> SecondLook | None:
     """The reason a validated answer's explanation points at instead of the one picked
     (bot/second_look.py), with the team's logged competitors; None when the words agree with the
-    pick. Refused, as storing it would be, for anyone but the deal's owner or a cancelled loss."""
+    pick. Refused, as storing it would be, for anyone but the deal's owner or a cancelled loss; not
+    asked when the loss has moved past `revision` (the modal's), which `record_reason` then answers."""
     picked = catalogue.get(form.reason_code or "")
     if picked is None:
         return None
@@ -112,6 +114,9 @@ async def take_second_look(
             raise LossNotFound()
         loss, deal = found
         _check_can_log(loss, deal, user_id)
+        latest = await loss_queries.latest_entry(session, loss_id)
+        if (latest.revision if latest is not None else 0) != revision:
+            return None
         competitors = await logged_competitors(session, catalogue=catalogue, competitor_merges=competitor_merges)
     suggestion = second_look(
         form.explanation,
