@@ -1,12 +1,15 @@
 """The reason catalogue (README.md, "The reason catalogue"): the built-in list, or a team's own TOML file.
 
 A file looks like this; `requires` is "competitor", "feature" or absent, `group` is "loss" or
-"no_decision", and a code that stored answers use is kept with `retired = true` rather than deleted:
+"no_decision", a code that stored answers use is kept with `retired = true` rather than deleted, and
+`cues` are words that point at the reason when a rep's explanation or the CRM's reason uses them
+(bot/second_look.py):
 
     [[reason]]
     code = "price"
     label = "Price / budget"
     revisit_after_days = 180
+    cues = ["procurement said no"]
 """
 
 import re
@@ -35,6 +38,9 @@ class Reason:
     requires: Requirement | None = None
     revisit_after_days: int | None = None
     retired: bool = False
+    cues: tuple[str, ...] = ()
+    """The team's own words for this reason (`cues = [...]` in the reasons file): an explanation or
+    a CRM's reason that uses one points at it (bot/second_look.py)."""
 
 
 DEFAULT_REASONS = (
@@ -59,6 +65,7 @@ CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # A static_select holds at most 100 options: https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element
 MAX_ACTIVE_REASONS = 100
 LABEL_MAX_LENGTH = 75
+CUE_MAX_LENGTH = 100
 
 
 class CatalogueError(ValueError):
@@ -135,7 +142,7 @@ def _parse_reason(entry: object, position: int) -> Reason:
     where = f"reason #{position}"
     if not isinstance(entry, dict):
         raise CatalogueError(f"{where} is not a table")
-    unknown = set(entry) - {"code", "label", "group", "requires", "revisit_after_days", "retired"}
+    unknown = set(entry) - {"code", "label", "group", "requires", "revisit_after_days", "retired", "cues"}
     if unknown:
         raise CatalogueError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
     code = entry.get("code")
@@ -158,7 +165,19 @@ def _parse_reason(entry: object, position: int) -> Reason:
     retired = entry.get("retired", False)
     if not isinstance(retired, bool):
         raise CatalogueError(f"{where}: retired must be true or false")
-    return Reason(code, label.strip(), group, requires, days, retired)
+    return Reason(code, label.strip(), group, requires, days, retired, _parse_cues(entry.get("cues", []), where))
+
+
+def _parse_cues(cues: object, where: str) -> tuple[str, ...]:
+    if not isinstance(cues, list) or not all(
+        isinstance(cue, str) and any(character.isalnum() for character in cue) and len(cue.strip()) <= CUE_MAX_LENGTH
+        for cue in cues
+    ):
+        raise CatalogueError(
+            f"{where}: cues must be a list of words or phrases of at most {CUE_MAX_LENGTH} characters, "
+            'such as ["procurement freeze"]'
+        )
+    return tuple(" ".join(cue.split()) for cue in cues)
 
 
 def _check_whole(reasons: list[Reason]) -> None:
@@ -166,6 +185,12 @@ def _check_whole(reasons: list[Reason]) -> None:
     repeated = sorted({code for code in codes if codes.count(code) > 1})
     if repeated:
         raise CatalogueError(f"codes appear more than once: {', '.join(repeated)}")
+    cued: dict[str, str] = {}
+    for reason in reasons:
+        for cue in reason.cues:
+            earlier = cued.setdefault(_comparable(cue), reason.code)
+            if earlier != reason.code:
+                raise CatalogueError(f"the cue {cue!r} is listed under both {earlier!r} and {reason.code!r}")
     active = [reason for reason in reasons if not reason.retired]
     if not active:
         raise CatalogueError("every reason is retired: reps would have nothing to pick")

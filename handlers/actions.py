@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import LossError, NotAdmin
 from bot.runtime import Runtime
+from bot.second_look import switch_to
 from bot.services.admin import load_admin_panel, retry_failed_crm_job, retry_refused_message
 from bot.services.home import load_awaiting
 from bot.services.losses import open_loss, record_clean_up, turn_page
@@ -28,6 +29,7 @@ from bot.views.reason_modal import (
     build_notice_modal,
     build_reason_modal,
     build_several_modal,
+    parse_reason_submission,
 )
 from storage.models import RevisitState
 
@@ -45,6 +47,7 @@ def register(app: AsyncApp) -> None:
     app.action(ids.LOG_SEVERAL)(handle_open_several)
     app.action(ids.LOG_CLEAN_UP)(handle_clean_up)
     app.action(ids.REASON_SELECT)(handle_reason_picked)
+    app.action(ids.SWITCH_REASON)(handle_switch_reason)
     app.action(ids.PAGE_BACK)(handle_page_turned)
     app.action(ids.PAGE_NEXT)(handle_page_turned)
     app.action(ids.OPEN_IN_CRM)(handle_link_clicked)
@@ -74,6 +77,7 @@ async def handle_open_reason(
             user_id=user_id,
             catalogue=runtime.catalogue,
             reason_aliases=runtime.settings.reason_aliases,
+            competitor_merges=runtime.competitor_merges,
         )
     except LossError as error:
         if body["container"]["type"] == "view":
@@ -178,6 +182,7 @@ async def handle_reason_picked(
             user_id=body["user"]["id"],
             catalogue=runtime.catalogue,
             reason_aliases=runtime.settings.reason_aliases,
+            competitor_merges=runtime.competitor_merges,
         )
     except LossError:
         return  # The submission will say why; a menu change has nowhere to show it.
@@ -185,6 +190,41 @@ async def handle_reason_picked(
         deal=loss.deal, context=modal, catalogue=runtime.catalogue, chosen=chosen, today=runtime.today()
     )
     await client.views_update(view_id=view["id"], hash=view["hash"], view=updated)
+
+
+async def handle_switch_reason(
+    ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+) -> None:
+    """Switch to it, on the modal's second look: the modal redrawn with the suggested reason, what
+    the rep typed kept and the competitor the explanation named filled in, ready to save."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    view = body["view"]
+    modal = ModalContext.decode(view["private_metadata"])
+    if modal.asked is None:
+        return  # Only a modal that asked has the button.
+    try:
+        loss = await open_loss(
+            session_factory=runtime.session_factory,
+            loss_id=modal.loss_id,
+            user_id=body["user"]["id"],
+            catalogue=runtime.catalogue,
+            reason_aliases=runtime.settings.reason_aliases,
+            competitor_merges=runtime.competitor_merges,
+        )
+    except LossError:
+        return  # The submission will say why; a button in a modal has nowhere to show it.
+    typed = parse_reason_submission(view["state"]["values"]).form
+    chosen = switch_to(typed, modal.asked.suggested, modal.asked.competitor, runtime.catalogue)
+    switched = build_reason_modal(
+        deal=loss.deal,
+        context=modal,
+        catalogue=runtime.catalogue,
+        chosen=chosen,
+        today=runtime.today(),
+        replace_pick=True,
+    )
+    await client.views_update(view_id=view["id"], hash=view["hash"], view=switched)
 
 
 async def handle_link_clicked(ack: AsyncAck) -> None:

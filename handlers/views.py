@@ -1,17 +1,27 @@
-"""The reason modals' submissions: validate inline, store, close, then redraw the rep's Home tab."""
+"""The reason modals' submissions: validate inline, take a second look at the pick (once), store,
+close, then redraw the rep's Home tab."""
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.models.views import View
 
 from bot.errors import LossError
 from bot.logs import log_ids
 from bot.runtime import Runtime
-from bot.services.losses import record_reason, record_reason_for_several
-from bot.validation import validate_reason_form
+from bot.services.losses import record_reason, record_reason_for_several, take_second_look
+from bot.validation import ReasonForm, validate_reason_form
 from bot.views import ids
-from bot.views.reason_modal import ModalContext, build_notice_modal, describe_several, parse_reason_submission
+from bot.views.reason_modal import (
+    Asked,
+    ModalContext,
+    build_notice_modal,
+    build_reason_modal,
+    describe_several,
+    parse_reason_submission,
+)
 from handlers.errors import SOMETHING_WENT_WRONG
 
 logger = logging.getLogger(__name__)
@@ -32,19 +42,25 @@ async def handle_reason_submitted(
         await ack(response_action="errors", errors=submission.errors_by_block(problems))
         return
     modal = ModalContext.decode(view["private_metadata"])
+    user_id = body["user"]["id"]
     try:
+        again = None if modal.asked else await _second_look(runtime, modal, submission.form, user_id)
+        if again is not None:
+            await ack(response_action="update", view=again)
+            return
         await record_reason(
             session_factory=runtime.session_factory,
             loss_id=modal.loss_id,
             revision=modal.revision,
             form=submission.form,
             catalogue=runtime.catalogue,
-            user_id=body["user"]["id"],
+            user_id=user_id,
             view_id=view.get("id"),
             now=runtime.clock(),
             write_back_to=runtime.write_back_sources,
             audience=runtime.audience,
             competitor_merges=runtime.competitor_merges,
+            confirmed_over=modal.asked.confirmed_over(submission.form.reason_code) if modal.asked else None,
         )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
@@ -62,6 +78,30 @@ async def handle_reason_submitted(
     runtime.metrics.reasons_logged.inc()
     await ack()
     await _after_saving(runtime, body["user"]["id"])
+
+
+async def _second_look(runtime: Runtime, modal: ModalContext, form: ReasonForm, user_id: str) -> View | None:
+    """The modal again, asking whether the reason the explanation points at was meant, or None when
+    the words agree with the pick."""
+    look = await take_second_look(
+        session_factory=runtime.session_factory,
+        loss_id=modal.loss_id,
+        revision=modal.revision,
+        user_id=user_id,
+        form=form,
+        catalogue=runtime.catalogue,
+        competitor_merges=runtime.competitor_merges,
+    )
+    if look is None:
+        return None
+    return build_reason_modal(
+        deal=look.deal,
+        context=replace(modal, asked=Asked(look.suggestion.code, form.reason_code or "", look.suggestion.competitor)),
+        catalogue=runtime.catalogue,
+        chosen=form,
+        today=runtime.today(),
+        asking=look.suggestion,
+    )
 
 
 async def handle_several_submitted(

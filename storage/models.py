@@ -190,6 +190,9 @@ class ReasonEntry(Base):
     bulk: Mapped[bool] = mapped_column(default=False, server_default=false())
     """Given for a whole bulk clean-up with one click (README.md, "Bulk clean-ups"): the digest
     counts these apart."""
+    confirmed_over: Mapped[str | None] = mapped_column(String(64))
+    """The reason code the modal suggested when the rep kept this reason instead (README.md, "A second
+    look at the pick"); None when nothing was suggested or the rep switched."""
 
 
 class Message(Base):

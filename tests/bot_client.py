@@ -250,6 +250,27 @@ class BotClient:
             }
         )
 
+    async def click_in_view(
+        self, *, user_id: str, view: dict[str, Any], action_id: str, value: str, values: dict[str, Any]
+    ) -> Answer:
+        """A click on a button inside the open modal `view`, whose inputs hold `values` (by action
+        id): a block_actions from a view, which carries the view's state."""
+        return await self.post_slack(
+            {
+                "type": "block_actions",
+                "user": {"id": user_id, "team_id": "T0001"},
+                "api_app_id": "A0001",
+                "token": "legacy",
+                "container": {"type": "view", "view_id": view["id"]},
+                "trigger_id": "1234.5678.trigger",
+                "team": {"id": "T0001", "domain": "acme"},
+                "view": {**view, "state": {"values": view_state(view, values)}},
+                "actions": [
+                    {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1.2"}
+                ],
+            }
+        )
+
     async def type_in_menu(
         self, *, user_id: str, view: dict[str, Any], block_id: str, action_id: str, typed: str
     ) -> Answer:

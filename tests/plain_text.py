@@ -10,15 +10,21 @@ from bot.views.data import MessageContent
 
 
 def plain_text(message: MessageContent | View) -> str:
-    """Each block a paragraph; a message's `text` fallback first, after `text:`."""
+    """Each block a paragraph; a message's `text` fallback first, after `text:`; a modal's title
+    first and its buttons last."""
     if isinstance(message, View):
-        blocks = message.to_dict()["blocks"]
-        paragraphs = []
+        view = message.to_dict()
+        blocks = view["blocks"]
+        modal = view["type"] == "modal"
+        paragraphs = [f"## {view['title']['text']}"] if modal else []
     else:
         rendered = message.as_kwargs()
         blocks = rendered["blocks"]
+        modal = False
         paragraphs = [f"text: {rendered['text']}"]
     paragraphs += [_block(block) for block in blocks]
+    if modal:
+        paragraphs.append(" ".join(f"[{view[key]['text']}]" for key in ("close", "submit") if key in view))
     return "\n\n".join(paragraphs)
 
 

@@ -210,7 +210,15 @@ async def test_an_edit_updates_the_posts_and_reaches_a_newly_routed_channel_only
         card_at = next(key for key, message in fake_slack.messages.items() if message is card)
         route_at = next(key for key, message in fake_slack.messages.items() if message is route)
 
-        await submit(bot, loss_id, where, code="missing_feature", detail="SAML single sign-on", action_id="edit_reason")
+        await submit(
+            bot,
+            loss_id,
+            where,
+            code="missing_feature",
+            detail="SAML single sign-on",
+            explanation="Their security review needs SAML single sign-on, which we lack.",
+            action_id="edit_reason",
+        )
 
         def updated(at: tuple[str, str]) -> bool:
             return "SAML single sign-on" in mrkdwn(fake_slack.messages[at])

@@ -115,11 +115,11 @@ async def test_a_terse_specific_answer_is_stored(bot: BotClient, prompted) -> No
     loss_id, where = prompted
     view = await bot.open_modal(user_id=DANA, value=loss_id, message=where)
 
-    answer = await submit_timing(bot, view, explanation="Champion left, deal went dark in legal")
+    answer = await submit_timing(bot, view, explanation="Champion left, deal stalled in legal")
 
     assert answer.body == ""
     (entry,) = await bot.rows(ReasonEntry)
-    assert entry.explanation == "Champion left, deal went dark in legal"
+    assert entry.explanation == "Champion left, deal stalled in legal"
 
 
 async def test_a_missing_competitor_is_flagged_on_its_own_field(bot: BotClient, prompted) -> None:

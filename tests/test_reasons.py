@@ -115,6 +115,26 @@ def test_a_team_file_replaces_the_list(tmp_path: Path) -> None:
     assert catalogue.get("timing") is None
 
 
+def test_cues_are_read_trimmed_and_a_reason_without_cues_has_none(tmp_path: Path) -> None:
+    text = TEAM_FILE + entry(code="freeze", label="Spending freeze", cues=["  procurement   freeze ", "hiring freeze"])
+
+    catalogue = load_catalogue(write(tmp_path, text))
+
+    freeze = catalogue.get("freeze")
+    price = catalogue.get("price")
+    assert freeze is not None and freeze.cues == ("procurement freeze", "hiring freeze")
+    assert price is not None and price.cues == ()
+
+
+def test_a_cue_under_two_reasons_is_refused_naming_both(tmp_path: Path) -> None:
+    text = entry(code="freeze", label="Freeze", cues=["Hiring freeze"]) + entry(
+        code="timing", label="Timing", cues=["hiring  FREEZE"]
+    )
+
+    with pytest.raises(CatalogueError, match="the cue 'hiring FREEZE' is listed under both 'freeze' and 'timing'"):
+        load_catalogue(write(tmp_path, text))
+
+
 def test_a_retired_code_is_hidden_from_the_picker_but_still_known(tmp_path: Path) -> None:
     catalogue = load_catalogue(write(tmp_path, TEAM_FILE))
 
@@ -196,6 +216,11 @@ def test_a_file_without_reason_entries_is_refused(tmp_path: Path, text: str) -> 
         (entry(code="price", label="Price", revisit_after_days=1.5), "revisit_after_days"),
         (entry(code="price", label="Price", revisit_after_days=True), "revisit_after_days"),
         (entry(code="price", label="Price", retired="yes"), "retired must be true or false"),
+        (entry(code="price", label="Price", cues="procurement freeze"), "cues must be a list"),
+        (entry(code="price", label="Price", cues=["freeze", 7]), "cues must be a list"),
+        (entry(code="price", label="Price", cues=["   "]), "cues must be a list"),
+        (entry(code="price", label="Price", cues=["!!!"]), "cues must be a list"),
+        (entry(code="price", label="Price", cues=["x" * 101]), "at most 100 characters"),
     ],
 )
 def test_a_bad_entry_is_refused_with_a_clear_message(tmp_path: Path, text: str, words: str) -> None:

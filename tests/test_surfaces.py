@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.views import View
 
+from bot.second_look import Sign, Suggestion
 from bot.validation import ReasonForm
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.commands import build_pending_reply, build_reasons_reply, build_revisits_reply, build_stats_reply
@@ -30,7 +31,7 @@ from bot.views.debrief import build_debrief
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
-from bot.views.reason_modal import ModalContext, build_reason_modal
+from bot.views.reason_modal import Asked, ModalContext, build_reason_modal
 from bot.views.revisit import build_revisit_nudge
 from storage.models import LossState
 from tests.plain_text import plain_text
@@ -54,6 +55,20 @@ STATS = ClosedStats(
     won=1,
     won_value={"USD": Decimal(30000)},
 )
+
+
+def _second_look() -> View:
+    """The reason modal answering a submission whose explanation names who won, while price was picked."""
+    suggestion = Suggestion("competitor", "signed with Initech", Sign.CHOICE, "Initech")
+    form = ReasonForm("price", None, "They signed with Initech after the CFO compared quotes.", date(2027, 5, 31))
+    return build_reason_modal(
+        deal=make_deal(crm_reason="Budget"),
+        context=ModalContext(loss_id=1, revision=0, asked=Asked("competitor", "price", "Initech")),
+        catalogue=CATALOGUE,
+        chosen=form,
+        today=date(2026, 12, 2),
+        asking=suggestion,
+    )
 
 
 def _bulk() -> MessageContent:
@@ -121,6 +136,7 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     ),
     "digest_empty": lambda: build_digest_message(digest(current=ClosedStats()), CATALOGUE),
     "debrief": lambda: build_debrief([LOGGED], catalogue=CATALOGUE),
+    "reason_modal_second_look": _second_look,
 }
 
 

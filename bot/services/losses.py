@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.competitors import competitor_key, detail_key
 from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
 from bot.reasons import CLEAN_UP_CODE, Catalogue, Requirement, code_for_crm_reason
+from bot.second_look import Suggestion, reason_in_text, second_look
 from bot.services import crm_jobs, outbox, revisits
+from bot.services.competitors import logged_competitors
 from bot.services.debriefs import Audience, queue_reason_posts
 from bot.services.presenting import deal_facts
 from bot.validation import ReasonForm
@@ -26,7 +28,8 @@ class LossForModal:
     """The loss's newest revision: a submission made from this modal must build on it."""
     current: ReasonForm | None
     """What the modal opens with: the reason logged so far, to edit; for a first answer, the reason
-    the CRM already has (mapped through REASON_ALIASES), for the rep to confirm; or None."""
+    the CRM already has (mapped through REASON_ALIASES, or else found by the words of its text, with
+    the competitor it names), for the rep to confirm; or None."""
 
 
 async def open_loss(
@@ -36,6 +39,7 @@ async def open_loss(
     user_id: str,
     catalogue: Catalogue,
     reason_aliases: Mapping[str, str],
+    competitor_merges: Mapping[str, str],
 ) -> LossForModal:
     """What the reason modal needs, for the deal's owner only."""
     async with session_factory() as session, session.begin():
@@ -45,20 +49,83 @@ async def open_loss(
         loss, deal = found
         _check_can_log(loss, deal, user_id)
         entry = await loss_queries.latest_entry(session, loss_id)
-    current = None
-    if entry is not None:
-        current = ReasonForm(
-            reason_code=entry.reason_code,
-            detail=entry.detail,
-            explanation=entry.explanation,
-            revisit_on=entry.revisit_on,
-        )
-    else:
-        suggested = code_for_crm_reason(deal.crm_reason, aliases=reason_aliases, catalogue=catalogue)
-        if suggested is not None:
-            current = ReasonForm(reason_code=suggested, detail=None, explanation="", revisit_on=None)
+        current = None
+        if entry is not None:
+            current = ReasonForm(
+                reason_code=entry.reason_code,
+                detail=entry.detail,
+                explanation=entry.explanation,
+                revisit_on=entry.revisit_on,
+            )
+        elif deal.crm_reason:
+            current = await _crm_reason_form(session, deal.crm_reason, catalogue, reason_aliases, competitor_merges)
     revision = entry.revision if entry is not None else 0
     return LossForModal(deal=deal_facts(deal), revision=revision, current=current)
+
+
+async def _crm_reason_form(
+    session: AsyncSession,
+    crm_reason: str,
+    catalogue: Catalogue,
+    reason_aliases: Mapping[str, str],
+    competitor_merges: Mapping[str, str],
+) -> ReasonForm | None:
+    code = code_for_crm_reason(crm_reason, aliases=reason_aliases, catalogue=catalogue)
+    if code is not None:
+        return ReasonForm(reason_code=code, detail=None, explanation="", revisit_on=None)
+    competitors = await logged_competitors(session, catalogue=catalogue, competitor_merges=competitor_merges)
+    found = reason_in_text(
+        crm_reason,
+        catalogue=catalogue,
+        competitors={name.key: name.spelling for name in competitors},
+        merges=competitor_merges,
+    )
+    if found is None:
+        return None
+    return ReasonForm(reason_code=found.code, detail=found.competitor, explanation="", revisit_on=None)
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    deal: DealFacts
+    suggestion: Suggestion
+
+
+async def take_second_look(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    loss_id: int,
+    revision: int,
+    user_id: str,
+    form: ReasonForm,
+    catalogue: Catalogue,
+    competitor_merges: Mapping[str, str],
+) -> SecondLook | None:
+    """The reason a validated answer's explanation points at instead of the one picked
+    (bot/second_look.py), with the team's logged competitors; None when the words agree with the
+    pick. Refused, as storing it would be, for anyone but the deal's owner or a cancelled loss; not
+    asked when the loss has moved past `revision` (the modal's), which `record_reason` then answers."""
+    picked = catalogue.get(form.reason_code or "")
+    if picked is None:
+        return None
+    async with session_factory() as session, session.begin():
+        found = await loss_queries.loss_with_deal(session, loss_id)
+        if found is None:
+            raise LossNotFound()
+        loss, deal = found
+        _check_can_log(loss, deal, user_id)
+        latest = await loss_queries.latest_entry(session, loss_id)
+        if (latest.revision if latest is not None else 0) != revision:
+            return None
+        competitors = await logged_competitors(session, catalogue=catalogue, competitor_merges=competitor_merges)
+    suggestion = second_look(
+        form.explanation,
+        picked,
+        catalogue=catalogue,
+        competitors={name.key: name.spelling for name in competitors},
+        merges=competitor_merges,
+    )
+    return SecondLook(deal=deal_facts(deal), suggestion=suggestion) if suggestion is not None else None
 
 
 async def record_reason(
@@ -74,6 +141,7 @@ async def record_reason(
     write_back_to: Collection[str],
     audience: Audience,
     competitor_merges: Mapping[str, str],
+    confirmed_over: str | None = None,
 ) -> ReasonEntry:
     """Stores a validated reason as the loss's next revision, with the loss's revisit on its date,
     and queues the DM's update, the reason's write-back to the deal's CRM when that CRM is in
@@ -83,7 +151,7 @@ async def record_reason(
     revision (a double click, a second window) is refused by the unique (loss, revision) key, and
     the same view submitted again returns the entry it already made. The detail (a competitor, a
     missing feature) is stored with its key, a competitor's through `competitor_merges`
-    (COMPETITORS_FILE).
+    (COMPETITORS_FILE). `confirmed_over` is the reason the modal suggested when the rep kept theirs.
     """
     try:
         async with session_factory() as session, session.begin():
@@ -98,6 +166,7 @@ async def record_reason(
                     return latest
                 raise AlreadyLogged()
             entry = _entry(loss.id, revision + 1, form, catalogue, competitor_merges, user_id, view_id, now)
+            entry.confirmed_over = confirmed_over
             session.add(entry)
             await session.flush()
             await revisits.record_revisit_date(

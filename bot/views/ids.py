@@ -15,6 +15,9 @@ SEVERAL_MODAL = "several_modal"
 DEALS_BLOCK = "deals"
 DEALS_SELECT = "deals_select"
 REASON_BLOCK = "reason"
+# The reason menu once the rep switched to the reason the second look suggested: a block_id of its
+# own, so that Slack shows the suggested reason rather than keeping the one picked before.
+SWITCHED_REASON_BLOCK = "reason_switched"
 REASON_SELECT = "reason_select"
 COMPETITOR_BLOCK = "competitor"
 FEATURE_BLOCK = "feature"
@@ -25,6 +28,9 @@ EXPLANATION_INPUT = "explanation_input"
 # date to that reason's default (Slack keeps an input's value while its block_id is unchanged).
 REVISIT_BLOCK_PREFIX = "revisit"
 REVISIT_INPUT = "revisit_input"
+# The second look's question above the fields, and its button; the button's value is the reason suggested.
+SECOND_LOOK_BLOCK = "second_look"
+SWITCH_REASON = "switch_reason"
 
 # The revisit nudge's answers; each button's value is the revisit's id.
 REVISIT_REOPENED = "revisit_reopened"

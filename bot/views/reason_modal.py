@@ -6,6 +6,10 @@ a revisit date) so that a rep answers in under 90 seconds. Picking a reason rebu
 (`dispatch_action`) to show that reason's extra field and default revisit date. The competitor is
 picked from a menu of the names the team has logged, as the rep types (an external select, fed by
 an options request), or entered as typed, so that the next rep picks the existing spelling.
+
+When the explanation points at another reason than the one picked (bot/second_look.py), the
+submission is answered with the same modal, filled as submitted, asking once whether it was that
+reason: **Switch to it** redraws the modal with that reason, **Keep my pick** saves as picked.
 """
 
 import json
@@ -15,6 +19,7 @@ from typing import Any, TypeGuard
 
 from slack_sdk.models.blocks import (
     Block,
+    ButtonElement,
     DatePickerElement,
     ExternalDataSelectElement,
     InputBlock,
@@ -28,6 +33,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.reasons import Catalogue, Reason, Requirement
+from bot.second_look import Sign, Suggestion
 from bot.validation import MAX_DETAIL_LENGTH, MAX_EXPLANATION_LENGTH, MIN_EXPLANATION_LENGTH, ReasonForm
 from bot.views import ids
 from bot.views.data import AwaitingDeal, DealFacts
@@ -64,33 +70,89 @@ OPTION_VALUE_MAX_LENGTH = 150
 
 
 @dataclass(frozen=True)
+class Asked:
+    """The second look the modal asked: the reason it suggested, the one the rep had picked, and
+    the competitor the explanation named."""
+
+    suggested: str
+    over: str
+    competitor: str | None
+
+    def confirmed_over(self, stored_code: str | None) -> str | None:
+        """What to store as `reason_entry.confirmed_over`: the suggestion, when the rep kept the pick
+        it was made over."""
+        return self.suggested if stored_code == self.over else None
+
+
+@dataclass(frozen=True)
 class ModalContext:
-    """What the modal carries in `private_metadata`: the loss, and the revision it was opened on."""
+    """What the modal carries in `private_metadata`: the loss, the revision it was opened on, and
+    the second look once asked, so that one submission is never asked twice."""
 
     loss_id: int
     revision: int
+    asked: Asked | None = None
 
     def encode(self) -> str:
-        return json.dumps({"loss_id": self.loss_id, "revision": self.revision})
+        data: dict[str, Any] = {"loss_id": self.loss_id, "revision": self.revision}
+        if self.asked is not None:
+            data["asked"] = {
+                "suggested": self.asked.suggested,
+                "over": self.asked.over,
+                "competitor": self.asked.competitor,
+            }
+        return json.dumps(data)
 
     @classmethod
     def decode(cls, text: str) -> "ModalContext":
         data = json.loads(text)
-        return cls(loss_id=int(data["loss_id"]), revision=int(data["revision"]))
+        asked = data.get("asked")
+        return cls(
+            loss_id=int(data["loss_id"]),
+            revision=int(data["revision"]),
+            asked=Asked(str(asked["suggested"]), str(asked["over"]), asked.get("competitor")) if asked else None,
+        )
 
 
 def build_reason_modal(
-    *, deal: DealFacts, context: ModalContext, catalogue: Catalogue, chosen: ReasonForm | None, today: date
+    *,
+    deal: DealFacts,
+    context: ModalContext,
+    catalogue: Catalogue,
+    chosen: ReasonForm | None,
+    today: date,
+    asking: Suggestion | None = None,
+    replace_pick: bool = False,
 ) -> View:
-    blocks: list[Block] = [SectionBlock(text=_intro(deal)), *_reason_inputs(catalogue, chosen, today)]
+    """The modal of one deal. `asking`: the second look to ask about, above the fields as
+    submitted. `replace_pick`: the reason menu shows `chosen`'s reason even though the rep had
+    picked another in this modal (Slack keeps an input's value while its block_id is unchanged)."""
+    blocks: list[Block] = [SectionBlock(text=_intro(deal))]
+    if asking is not None:
+        blocks.append(_second_look(asking, catalogue))
+    blocks += _reason_inputs(catalogue, chosen, today, replace_pick=replace_pick)
     return View(
         type="modal",
         callback_id=ids.REASON_MODAL,
         title="Why was it lost?",
-        submit="Save",
+        submit="Keep my pick" if asking is not None else "Save",
         close="Cancel",
         private_metadata=context.encode(),
         blocks=blocks,
+    )
+
+
+def _second_look(suggestion: Suggestion, catalogue: Catalogue) -> SectionBlock:
+    noticed = escape(suggestion.noticed)
+    said = {
+        Sign.CHOICE: f"You wrote that they {noticed}",
+        Sign.NAME: f"You named {noticed}",
+        Sign.WORDS: f"You wrote “{noticed}”",
+    }[suggestion.sign]
+    return SectionBlock(
+        block_id=ids.SECOND_LOOK_BLOCK,
+        text=fit(f"{said}: was it *{escape(catalogue.label(suggestion.code))}*?", INTRO_MAX_LENGTH),
+        accessory=ButtonElement(text="Switch to it", action_id=ids.SWITCH_REASON, value=suggestion.code),
     )
 
 
@@ -138,11 +200,13 @@ def build_notice_modal(*, title: str, text: str) -> View:
     return View(type="modal", title=truncate(title, 24), close="Close", blocks=[SectionBlock(text=text)])
 
 
-def _reason_inputs(catalogue: Catalogue, chosen: ReasonForm | None, today: date) -> list[Block]:
+def _reason_inputs(
+    catalogue: Catalogue, chosen: ReasonForm | None, today: date, *, replace_pick: bool = False
+) -> list[Block]:
     reason = catalogue.get(chosen.reason_code) if chosen and chosen.reason_code else None
     if reason is not None and reason.retired:
         reason = None
-    blocks: list[Block] = [_reason_input(catalogue, reason)]
+    blocks: list[Block] = [_reason_input(catalogue, reason, replace_pick=replace_pick)]
     if reason is not None and reason.requires is not None:
         blocks.append(_detail_input(reason.requires, chosen.detail if chosen else None))
     blocks.append(_explanation_input(chosen.explanation if chosen else "", reason))
@@ -161,11 +225,11 @@ def _intro(deal: DealFacts) -> str:
     return fit(line, INTRO_MAX_LENGTH)
 
 
-def _reason_input(catalogue: Catalogue, chosen: Reason | None) -> InputBlock:
+def _reason_input(catalogue: Catalogue, chosen: Reason | None, *, replace_pick: bool) -> InputBlock:
     options = [Option(value=reason.code, label=reason.label) for reason in catalogue.active]
     initial = next((option for option in options if chosen and option.value == chosen.code), None)
     return InputBlock(
-        block_id=ids.REASON_BLOCK,
+        block_id=ids.SWITCHED_REASON_BLOCK if replace_pick else ids.REASON_BLOCK,
         label="Main reason",
         dispatch_action=True,
         element=StaticSelectElement(
@@ -252,7 +316,7 @@ class Submission:
         view (a client that did not rebuild the modal when the reason changed) reports on the menu."""
         errors: dict[str, str] = {}
         for field, message in problems.items():
-            block_id = self.block_ids.get(field, ids.REASON_BLOCK)
+            block_id = self.block_ids.get(field, self.block_ids.get("reason", ids.REASON_BLOCK))
             errors[block_id] = " ".join(filter(None, [errors.get(block_id), message]))
         return errors
 
