@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.reasons import DEFAULT_REASONS, Catalogue, Reason, Requirement
+from bot.second_look import second_look
 from bot.validation import (
     EXPLANATION_HELP,
     MAX_EXPLANATION_LENGTH,
@@ -286,3 +287,6 @@ def test_the_example_the_modal_shows_for_each_reason_is_itself_an_accepted_answe
     example = GOOD_ANSWERS.get(reason.code, DEFAULT_GOOD_ANSWER).removeprefix("e.g. ")
 
     assert explanation_problem(example, reason) is None
+    # Nor does it draw a second look: the example agrees with the reason it is shown for.
+    catalogue = Catalogue(DEFAULT_REASONS)
+    assert second_look(example, reason, catalogue=catalogue, competitors={}, merges={}) is None

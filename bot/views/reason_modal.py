@@ -48,7 +48,8 @@ OPTION_MAX_LENGTH = 75
 DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
 DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
 # What a good answer looks like, shown in the empty explanation for the reason picked: one detail
-# the team can learn from. A reason of a team's own gets the first.
+# the team can learn from, and that agrees with the reason (no second look). A reason of a team's
+# own, or no reason picked yet, gets the default.
 GOOD_ANSWERS = {
     "competitor": "e.g. CFO chose Initech: 30% cheaper, onboarding included",
     "price": "e.g. Budget cut to 20k after the Q3 freeze; we quoted 48k",
@@ -59,8 +60,9 @@ GOOD_ANSWERS = {
     "poor_fit": "e.g. A 5-seat team; our smallest plan is 50 seats",
     "no_champion": "e.g. The IT lead liked it; the CIO never took the meeting",
     "terms": "e.g. Legal wanted unlimited liability; we cap it at a year of fees",
+    "stale": "e.g. Opened in 2023 for a pilot that never started",
 }
-DEFAULT_GOOD_ANSWER = GOOD_ANSWERS["competitor"]
+DEFAULT_GOOD_ANSWER = "e.g. The new CTO froze every new vendor in May"
 # https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element#external_select: an
 # options response lists at most 100 options; the menu shows the most named ones.
 COMPETITORS_OFFERED = 20
