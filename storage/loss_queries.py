@@ -25,9 +25,13 @@ PROMPTING_LOCK = {"space": 20261205, "key": 1}
 
 
 async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Inserts losses in one statement; returns (id, state) of each."""
-    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state), rows)
+    """Inserts losses in one statement; returns (id, state) of each, in the order of `rows`."""
+    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state, sort_by_parameter_order=True), rows)
     return [(row.id, row.state) for row in result]
+
+
+async def insert_reason_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(ReasonEntry), rows)
 
 
 async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> None:

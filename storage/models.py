@@ -28,6 +28,13 @@ class LossState(StrEnum):
     """Recorded and counted, but no reason is asked for (see `Loss.excluded_because`)."""
 
 
+class ReasonSource(StrEnum):
+    REP = "rep"
+    """Logged by the deal's rep in Slack."""
+    CRM = "crm"
+    """The CRM's own loss reason (or a file's), stored by `closedlost import`: no rep was asked."""
+
+
 class MessageKind(StrEnum):
     PROMPT = "prompt"
     """The DM asking a rep for the reasons of one or more losses."""
@@ -190,6 +197,8 @@ class ReasonEntry(Base):
     bulk: Mapped[bool] = mapped_column(default=False, server_default=false())
     """Given for a whole bulk clean-up with one click (README.md, "Bulk clean-ups"): the digest
     counts these apart."""
+    source: Mapped[ReasonSource] = mapped_column(String(16), default=ReasonSource.REP, server_default="rep")
+    """Who gave the reason: the rep, or the CRM's history (then `logged_by` is the deal's source)."""
 
 
 class Message(Base):

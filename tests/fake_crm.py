@@ -99,7 +99,8 @@ def hubspot_deal(
 
 
 def opportunity(number: int, modified: datetime, *, closed: bool = True, won: bool = False) -> dict[str, Any]:
-    """An Opportunity's fields, SystemModstamp `modified`, LastModifiedDate a second before."""
+    """An Opportunity's fields, SystemModstamp `modified`, LastModifiedDate a second before, and
+    CloseDate the day of `modified` (in UTC)."""
     return {
         "Id": f"006RO00000Q{number:07d}",
         "Name": "Northwind - platform renewal",
@@ -110,6 +111,7 @@ def opportunity(number: int, modified: datetime, *, closed: bool = True, won: bo
         "SystemModstamp": salesforce_time(modified),
         "Owner.Email": "Dana.Rep@Example.com",
         "Loss_Reason__c": "Price",
+        "CloseDate": modified.astimezone(UTC).date().isoformat(),
     }
 
 
@@ -159,6 +161,7 @@ class FakeCrm:
             "SystemModstamp",
             "Owner.Email",
             "Loss_Reason__c",
+            "CloseDate",
         }
     )
     """The Opportunity fields the org has: selecting another is a 400 INVALID_FIELD."""

@@ -113,7 +113,7 @@ def _headline(current: ClosedStats, previous: ClosedStats) -> str:
 def _chart(digest: Digest, catalogue: Catalogue) -> str:
     """A monospace bar chart of real losses by reason; the bar is the share of the week's logged losses."""
     before = {figures.code: figures.deals for figures in digest.previous.reasons}
-    logged = digest.current.logged
+    logged = digest.current.with_reason
     lines = []
     for figures in digest.current.reasons:
         if _group(catalogue, figures.code) != ReasonGroup.LOSS:
@@ -183,7 +183,7 @@ def _discipline(digest: Digest) -> str:
 def _reps(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
         f"• {f'<@{line.user_id}>' if line.user_id else 'Reps not in Slack'} — {line.lost} lost · "
-        f"{percent(line.logged / line.lost)} logged · top: "
+        f"{percent(line.logged_share)} logged · top: "
         f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}"
         for line in digest.reps[:REPS_LISTED]
     ]

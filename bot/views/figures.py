@@ -71,12 +71,22 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
     if stats.reasons:
         lines = [
             f"• {escape(catalogue.label(figures.code))} — *{figures.deals}* "
-            f"({percent(figures.deals / stats.logged)}) · {amounts_text(figures.value)}"
+            f"({percent(figures.deals / stats.with_reason)}) · {amounts_text(figures.value)}"
             for figures in stats.reasons[:MAX_REASON_LINES]
         ]
         heading = "*Reasons* (by deals, share of logged losses, value)"
         blocks.append(SectionBlock(text=fit_list(heading, lines, len(stats.reasons))))
+    if stats.imported:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=imported_note(stats.imported))]))
     return blocks
+
+
+def imported_note(imported: list[tuple[str, int]]) -> str:
+    """ "Includes 120 reasons imported from HubSpot and 30 from a CSV file", and what they count in."""
+    origins = [f"{plural(count, 'reason')} imported from {escape(origin)}" for origin, count in imported[:1]]
+    origins += [f"{count:,} from {escape(origin)}" for origin, count in imported[1:]]
+    listed = ", ".join(origins[:-1]) + " and " + origins[-1] if len(origins) > 1 else origins[0]
+    return f"Includes {listed}: counted in the reasons, not in the share logged, as no rep was asked."
 
 
 def awaiting_blocks(losses: list[AwaitingDeal], total: int) -> list[Block]:
