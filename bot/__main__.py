@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
 from bot.competitors import CompetitorsFileError, load_competitors
-from bot.import_command import ImportRefused, ImportRequest, run_import
+from bot.import_command import ImportRefused, ImportRequest, check_crm_configured, run_import
 from bot.logs import configure_logging
 from bot.metrics import Metrics
 from bot.periods import Week, last_full_week, start_of_day, week_of
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     importing.add_argument("--dry-run", action="store_true", help="read and count, store nothing")
     arguments = parser.parse_args(argv)
-    if arguments.command == "import" and (arguments.crm is None) == (arguments.since is None):
+    if arguments.command == "import" and (arguments.crm is None) != (arguments.since is None):
         importing.error("--since DATE goes with --crm, and only with it")
     if arguments.command == "digest" and arguments.chart is not None and not arguments.dry_run:
         digest.error("--chart needs --dry-run: a posted digest shares its chart in its channel")
@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             catalogue = _load_catalogue(settings)
             competitor_merges = _load_competitors(settings)
-            if not request.dry_run:
-                _wait_for_database(settings.database_url, settings.database_wait)
-                _migrate(settings.database_url)
             try:
+                check_crm_configured(settings, request)
+                if not request.dry_run:
+                    _wait_for_database(settings.database_url, settings.database_wait)
+                    _migrate(settings.database_url)
                 return run_import(settings, catalogue, competitor_merges, request)
             except ImportRefused as error:
                 raise StartupError(str(error)) from None

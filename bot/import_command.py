@@ -49,6 +49,21 @@ class ImportRequest:
     dry_run: bool
 
 
+def check_crm_configured(settings: Settings, request: ImportRequest) -> None:
+    """Raises ImportRefused when the CRM to read has no API credentials set."""
+    if request.crm is None:
+        return
+    configured = {
+        "hubspot": settings.hubspot_token is not None,
+        "salesforce": settings.salesforce_instance_url is not None,
+        "pipedrive": settings.pipedrive_api_token is not None,
+    }
+    if not configured[request.crm]:
+        raise ImportRefused(
+            f"{crm_name(request.crm)}'s API is not configured: set {CREDENTIALS[request.crm]} to import from it"
+        )
+
+
 def run_import(
     settings: Settings, catalogue: Catalogue, competitor_merges: dict[str, str], request: ImportRequest
 ) -> int:
@@ -107,11 +122,7 @@ def _crm_pages(
     settings: Settings, http: aiohttp.ClientSession, request: ImportRequest
 ) -> AsyncIterator[list[DealEvent]]:
     assert request.crm is not None and request.since is not None
-    connector = build_connectors(settings, http).get(request.crm)
-    if connector is None:
-        raise ImportRefused(
-            f"{crm_name(request.crm)}'s API is not configured: set {CREDENTIALS[request.crm]} to import from it"
-        )
+    connector = build_connectors(settings, http)[request.crm]
     since = request.since
 
     async def pages() -> AsyncIterator[list[DealEvent]]:

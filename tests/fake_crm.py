@@ -167,7 +167,7 @@ class FakeCrm:
     """The Opportunity fields the org has: selecting another is a 400 INVALID_FIELD."""
     calls: list[CrmCall] = field(default_factory=list)
     url: str = ""
-    _failures: dict[str, list[Failure]] = field(default_factory=dict)
+    _failures: dict[str, list[Failure | None]] = field(default_factory=dict)
     _drops: dict[str, int] = field(default_factory=dict)
     _salesforce_cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _locators: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -204,9 +204,10 @@ class FakeCrm:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def fail(self, name: str, *failures: Failure) -> None:
-        """The next calls named `name` get these answers, in order; then it works again."""
-        self._failures.setdefault(name, []).extend(failures)
+    def fail(self, name: str, *failures: Failure, after: int = 0) -> None:
+        """The next calls named `name`, once `after` more have been answered as usual, get these
+        answers, in order; then it works again."""
+        self._failures.setdefault(name, []).extend([None] * after + list(failures))
 
     def drop(self, name: str, times: int = 1) -> None:
         """The next `times` calls named `name` are received (and recorded) and their connection is
@@ -243,8 +244,8 @@ class FakeCrm:
                 answer_with = await held
                 if answer_with is not None:
                     pending = [answer_with]
-            if pending:
-                failure = pending.pop(0)
+            failure = pending.pop(0) if pending else None
+            if failure is not None:
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
                 return web.json_response(
                     {"message": failure.error or "failing"}, status=failure.status, headers=headers

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.api import CrmApiError
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, VIA_IMPORT, DealEvent, GivenReason
-from bot.reasons import Catalogue, code_for_crm_reason
+from bot.reasons import Catalogue, alias_key, code_for_crm_reason
 from bot.services.deal_events import PromptPolicy, record_deal_events
 
 
@@ -44,7 +44,9 @@ class ImportSummary:
     mapped: int = 0
     """Losses stored with the reason their history gives."""
     unmapped: Counter[str] = field(default_factory=Counter)
-    """Each CRM loss reason that maps to no reason code, and on how many losses."""
+    """Each CRM loss reason that maps to no reason code, and on how many losses: its spellings that
+    REASON_ALIASES would match alike count as one, under the first one read."""
+    _spellings: dict[str, str] = field(default_factory=dict, repr=False)
     to_prompt: int = 0
     """Losses without a reason closed since `prompt_since`: their reps are asked."""
     stored: int = 0
@@ -124,4 +126,5 @@ def _count(summary: ImportSummary, event: DealEvent, unmapped: str | None) -> No
     summary.mapped += event.given_reason is not None
     summary.to_prompt += event.prompt
     if unmapped is not None:
-        summary.unmapped[unmapped] += 1
+        spelling = summary._spellings.setdefault(alias_key(unmapped), unmapped)
+        summary.unmapped[spelling] += 1
