@@ -8,6 +8,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -320,3 +321,147 @@ async def test_since_goes_with_crm_only(database_url: str, fake_slack: FakeSlack
     assert "--since DATE goes with --crm, and only with it" in with_csv.err
     assert bad_day.status == 2
     assert "--since '01/02/2026' is not a date: expected YYYY-MM-DD" in bad_day.err
+
+
+# --- A CSV file ------------------------------------------------------------------------------------
+
+
+def write_csv(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "history.csv"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+async def test_a_csv_file_with_bad_rows_is_refused_whole_with_every_problem_by_line_and_field(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    closed = "2026-03-02T15:04:05Z"
+    path = write_csv(
+        tmp_path,
+        "deal_id,name,stage,owner_email,amount,changed_at,reason,competitor,explanation\n"
+        f"D-1,Acme,closed_lost,dana@example.com,1000,{closed},price,,Too expensive\n"
+        f"D-2,Beta,closed_lost,not-an-email,abc,{closed},,,\n"
+        f"D-3,Gamma,closed_lost,dana@example.com,,{closed},Budget freeze,,\n"
+        f"D-4,Delta,closed_won,dana@example.com,,{closed},price,,\n"
+        'D-5,"Epsilon,\nsecond line",closed_lost,dana@example.com,,,competitor,Initech,\n'
+        f"D-6,Zeta,closed_lost,dana@example.com,,{closed},price,Initech,\n"
+        f"D-7,Eta,closed_lost,dana@example.com,,{closed},,,No reason given\n",
+    )
+
+    run = await closedlost_import(database_url, fake_slack, "--csv", path, REASON_ALIASES=json.dumps(ALIASES))
+
+    assert run.status == 2
+    assert [line for line in run.err.splitlines() if line.startswith("closedlost:")] == [
+        f"closedlost: {path}: line 3, owner_email: not an email address: 'not-an-email'",
+        f'closedlost: {path}: line 3, amount: must be a number of 0 or more, such as 48000 or "48000.50"',
+        f"closedlost: {path}: line 4, reason: 'Budget freeze' is not a reason code, label or REASON_ALIASES value "
+        "of an active reason",
+        f"closedlost: {path}: line 5, reason: only a closed_lost row can have a reason (this one is 'closed_won')",
+        f"closedlost: {path}: line 6, changed_at: required: when the deal reached this stage",
+        f"closedlost: {path}: line 8, competitor: the reason 'price' names no competitor",
+        f"closedlost: {path}: line 9, explanation: needs a reason on the same row",
+        "closedlost: 7 problems found: nothing was imported",
+    ]
+    assert all(not table for table in (await snapshot_of(session_factory)).values())
+
+
+async def test_a_csv_header_with_unknown_or_missing_columns_is_refused(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, "deal_id,name,stgae,owner_email,changed_at\nD-1,Acme,closed_lost,dana@example.com,x\n")
+
+    run = await closedlost_import(database_url, fake_slack, "--csv", path)
+
+    assert run.status == 2
+    assert [line for line in run.err.splitlines() if line.startswith("closedlost:")] == [
+        f"closedlost: {path}: line 1, stgae: is not a field the import knows (known: deal_id, name, stage, "
+        "owner_email, owner_slack_id, amount, currency, account, url, changed_at, event_id, prompt, reason, "
+        "explanation, competitor, feature)",
+        f"closedlost: {path}: line 1, stage: is a required column",
+        "closedlost: 2 problems found: nothing was imported",
+    ]
+    assert all(not table for table in (await snapshot_of(session_factory)).values())
+
+
+async def test_a_csv_import_stores_reasons_details_and_wins_and_prompts_only_from_prompt_since(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    old, recent = days_ago(40).isoformat(), days_ago(3).isoformat()
+    path = write_csv(
+        tmp_path,
+        "\ufeffdeal_id,name,stage,owner_email,amount,currency,changed_at,reason,competitor,feature,explanation\n"
+        f"D-1,Acme,Closed Lost,dana@example.com,1000,usd,{old},Lost to a competitor,Initech Inc.,,Cheaper\n"
+        f"D-2,Beta,closed_lost,dana@example.com,2000,USD,{old},Too pricey,,,\n"
+        f"D-3,Gamma,closed_lost,dana@example.com,,,{old},missing_feature,,SSO,\n"
+        f"D-4,Delta,closed_won,sam@example.com,5000,USD,{old},,,,\n"
+        f"D-5,Eps,closed_lost,sam@example.com,,,{old},,,,\n"
+        f"D-6,Zeta,closed_lost,sam@example.com,,,{recent},,,,\n",
+    )
+
+    run = await closedlost_import(
+        database_url, fake_slack, "--csv", path, "--prompt-since", day_of(days_ago(10)),
+        REASON_ALIASES=json.dumps(ALIASES),
+    )  # fmt: skip
+
+    assert run.status == 0, run.err
+    assert run.out.splitlines() == [
+        f"closedlost: read 6 deals from {path}: 5 lost, 1 won, 0 open",
+        "  reasons mapped: 3 of 5 losses",
+        "  losses without a reason since --prompt-since, whose reps are asked: 1",
+        "  stored 6 deals",
+    ]
+    deals = {deal.id: deal.external_id for deal in await rows(session_factory, Deal)}
+    losses = {deals[loss.deal_id]: loss for loss in await rows(session_factory, Loss)}
+    assert {name: loss.state for name, loss in losses.items()} == {
+        "D-1": LossState.EXCLUDED,
+        "D-2": LossState.EXCLUDED,
+        "D-3": LossState.EXCLUDED,
+        "D-5": LossState.EXCLUDED,
+        "D-6": LossState.AWAITING,
+    }
+    loss_names = {loss.id: name for name, loss in losses.items()}
+    entries = {
+        loss_names[entry.loss_id]: (entry.reason_code, entry.detail, entry.detail_key, entry.explanation, entry.source)
+        for entry in await rows(session_factory, ReasonEntry)
+    }
+    assert entries == {
+        "D-1": ("competitor", "Initech Inc.", "initech", "Cheaper", ReasonSource.CRM),
+        "D-2": ("price", None, None, "", ReasonSource.CRM),
+        "D-3": ("missing_feature", "SSO", "sso", "", ReasonSource.CRM),
+    }
+
+
+async def test_a_csv_import_and_the_webhook_share_their_dedup(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    closed = days_ago(2).isoformat()
+    async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory) as bot:
+        answer = await bot.post_deals(
+            [
+                {"deal_id": "D-9", "name": "Nine", "stage": "closed_lost", "owner_email": "dana@example.com",
+                 "event_id": "evt-9", "changed_at": closed},
+                {"deal_id": "D-10", "name": "Ten", "stage": "closed_lost", "owner_email": "dana@example.com",
+                 "changed_at": closed},
+            ]
+        )  # fmt: skip
+        assert answer.status == 202
+    path = write_csv(
+        tmp_path,
+        "event_id,deal_id,name,stage,owner_email,changed_at\n"
+        f"evt-9,D-9,Nine,closed_lost,dana@example.com,{days_ago(30).isoformat()}\n"
+        f",D-10,Ten,closed_lost,dana@example.com,{closed}\n"
+        f",D-11,Eleven,closed_lost,dana@example.com,{closed}\n",
+    )
+
+    run = await closedlost_import(database_url, fake_slack, "--csv", path)
+
+    assert run.status == 0, run.err
+    assert run.out.splitlines()[-1] == "  stored 1 deal; 2 were already stored"
+    deals = {deal.id: deal.external_id for deal in await rows(session_factory, Deal)}
+    losses = await rows(session_factory, Loss)
+    assert sorted((deals[loss.deal_id], loss.state) for loss in losses) == [
+        ("D-10", LossState.AWAITING),
+        ("D-11", LossState.EXCLUDED),
+        ("D-9", LossState.AWAITING),
+    ]
+    assert len(await rows(session_factory, DealEventRecord)) == 3
