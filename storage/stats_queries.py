@@ -177,13 +177,14 @@ async def _first_rows_and_count(
 
 
 def _current_answers(since: datetime, until: datetime) -> Select[tuple[()]]:
-    """Logged losses with `lost_at` in [since, until), joined to their deal and current reason."""
+    """Losses with a reason (logged, or imported with the CRM's) and `lost_at` in [since, until),
+    joined to their deal and current reason."""
     return (
         select()
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
         .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
-        .where(Loss.state == LossState.LOGGED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
+        .where(Loss.state != LossState.CANCELLED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
     )
 
 

@@ -13,7 +13,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.periods import week_of
+from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services.deal_events import IMPORTED_HISTORY
+from bot.services.digest import build_digest
+from bot.views.data import RepLine
+from bot.views.digest import build_digest_message, render_text
 from storage.models import Deal, DealEventRecord, Loss, LossState, ReasonEntry, ReasonSource
 from tests.bot_client import rows, snapshot_of
 from tests.bot_process import REPOSITORY, bot_environment, free_port
@@ -465,3 +470,40 @@ async def test_a_csv_import_and_the_webhook_share_their_dedup(
         ("D-9", LossState.AWAITING),
     ]
     assert len(await rows(session_factory, DealEventRecord)) == 3
+
+
+async def test_the_digest_of_a_past_week_counts_imported_deals_but_not_in_its_discipline(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    week = week_of(days_ago(21).date(), tz=UTC, today=datetime.now(UTC).date())
+    monday = datetime.combine(week.monday, datetime.min.time(), UTC) + timedelta(hours=10)
+    path = write_csv(
+        tmp_path,
+        "deal_id,name,stage,owner_slack_id,amount,currency,changed_at,reason,competitor,explanation\n"
+        f"D-1,Acme,closed_lost,U0DANA001,9000,USD,{monday.isoformat()},competitor,Initech,They were cheaper\n"
+        f"D-2,Beta,closed_lost,U0DANA001,1000,USD,{(monday + timedelta(days=1)).isoformat()},price,,\n"
+        f"D-3,Gamma,closed_lost,U0DANA001,1000,USD,{(monday + timedelta(days=2)).isoformat()},,,\n"
+        f"D-4,Delta,closed_won,U0DANA001,5000,USD,{(monday + timedelta(days=3)).isoformat()},,,\n",
+    )
+    run = await closedlost_import(database_url, fake_slack, "--csv", path)
+    assert run.status == 0, run.err
+
+    digest = await build_digest(
+        session_factory=session_factory,
+        catalogue=Catalogue(DEFAULT_REASONS),
+        week=week,
+        now=datetime.now(UTC),
+        tz=UTC,
+        currency="USD",
+    )
+
+    current = digest.current
+    assert (current.lost, current.won, current.win_rate) == (3, 1, 0.25)
+    assert (current.logged, current.excluded, current.logged_share) == (0, 3, None)
+    assert [(figures.code, figures.deals) for figures in current.reasons] == [("competitor", 1), ("price", 1)]
+    assert current.imported == [("a CSV file", 2)]
+    assert digest.competitors == [("Initech", 1)]
+    assert (digest.median_time_to_reason, digest.overdue, digest.quotes) == (None, [], [])
+    assert digest.reps == [RepLine("U0DANA001", 3, 0, "competitor", not_asked=3)]
+    text = render_text(build_digest_message(digest, Catalogue(DEFAULT_REASONS)))
+    assert "<@U0DANA001> — 3 lost · — logged · top: Lost to a competitor" in text
