@@ -165,6 +165,8 @@ class Loss(Base):
     logged_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    imported: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Opened by `closedlost import` (history), not by a webhook or the sweep."""
 
 
 class ReasonEntry(Base):

@@ -4,6 +4,8 @@ history is counted in the figures and asked about only from --prompt-since on; a
 nothing; a run cut short by the CRM is resumed without duplicates."""
 
 import asyncio
+import csv
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from bot.periods import week_of
 from bot.reasons import DEFAULT_REASONS, Catalogue
 from bot.services.deal_events import IMPORTED_HISTORY
 from bot.services.digest import build_digest
+from bot.services.export import Bounds, write_losses_csv
 from bot.views.data import RepLine
 from bot.views.digest import build_digest_message, render_text
 from storage.models import Deal, DealEventRecord, Loss, LossState, ReasonEntry, ReasonSource
@@ -470,6 +473,15 @@ async def test_a_csv_import_and_the_webhook_share_their_dedup(
         ("D-9", LossState.AWAITING),
     ]
     assert len(await rows(session_factory, DealEventRecord)) == 3
+    exported = io.StringIO(newline="")
+    await write_losses_csv(
+        exported, session_factory=session_factory, catalogue=Catalogue(DEFAULT_REASONS), bounds=Bounds(None, None)
+    )
+    assert sorted((row["deal_id"], row["imported"]) for row in csv.DictReader(io.StringIO(exported.getvalue()))) == [
+        ("D-10", "no"),
+        ("D-11", "yes"),
+        ("D-9", "no"),
+    ]
 
 
 async def test_the_digest_of_a_past_week_counts_imported_deals_but_not_in_its_discipline(

@@ -260,6 +260,7 @@ def _apply(state: _DealState, event: DealEvent, now: datetime, policy: PromptPol
             "reminders_sent": 0,
             "created_at": now,
             "cancelled_at": None,
+            "imported": event.via == VIA_IMPORT,
             "given_reason": event.given_reason,
         }
         state.new_losses.append(loss)
