@@ -2,6 +2,7 @@
 stores them as history through `bot.services.imports`, shows its progress, and sums up."""
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -74,17 +75,24 @@ def run_import(
     try:
         summary = asyncio.run(_import(settings, catalogue, competitor_merges, request, rules, progress))
     except ImportStopped as error:
-        progress.end()
-        print(_summary(error.summary, request), file=sys.stdout)
-        print(
-            f"closedlost: the import stopped: {error}. What it stored stays: run the same command again "
-            "to read on (nothing is stored twice).",
-            file=sys.stderr,
-        )
-        return 1
+        return _stopped(progress, error.summary, request, str(error))
+    except KeyboardInterrupt:
+        # The page being stored when Ctrl-C came is stored whole or not at all (its transaction).
+        return _stopped(progress, progress.last, request, "interrupted")
     progress.end()
     print(_summary(summary, request))
     return 0
+
+
+def _stopped(progress: "_Progress", summary: ImportSummary, request: ImportRequest, problem: str) -> int:
+    progress.end()
+    print(_summary(summary, request))
+    print(
+        f"closedlost: the import stopped: {problem}. What it stored stays: run the same command again "
+        "to read on (nothing is stored twice).",
+        file=sys.stderr,
+    )
+    return 1
 
 
 async def _import(
@@ -173,8 +181,11 @@ class _Progress:
         self._started = clock()
         self._last_line = self._started
         self._shown = False
+        self.last = ImportSummary()
+        """The summary as of the last page: what to sum up if the import is interrupted."""
 
     def show(self, summary: ImportSummary) -> None:
+        self.last = dataclasses.replace(summary, unmapped=summary.unmapped.copy())
         now = self._clock()
         elapsed = max(now - self._started, 1e-9)
         line = (

@@ -172,6 +172,7 @@ class FakeCrm:
     _salesforce_cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _locators: itertools.count = field(default_factory=lambda: itertools.count(1))
     _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
+    _held_after: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -214,10 +215,12 @@ class FakeCrm:
         closed without an answer."""
         self._drops[name] = self._drops.get(name, 0) + times
 
-    def hold(self, name: str) -> asyncio.Future[Failure | None]:
-        """The next call named `name` is recorded, then answered only when the test sets the
-        returned future: as usual with None, or with the Failure given (a slow CRM)."""
+    def hold(self, name: str, *, after: int = 0) -> asyncio.Future[Failure | None]:
+        """The next call named `name`, once `after` more have been answered as usual, is recorded,
+        then answered only when the test sets the returned future: as usual with None, or with the
+        Failure given (a slow CRM)."""
         self._held[name] = asyncio.get_running_loop().create_future()
+        self._held_after[name] = after
         return self._held[name]
 
     def calls_to(self, name: str) -> list[CrmCall]:
@@ -239,7 +242,11 @@ class FakeCrm:
                 request.transport.close()
                 return web.Response()
             pending = self._failures.get(name, [])
-            held = self._held.pop(name, None)
+            held = None
+            if self._held_after.get(name, 0) > 0:
+                self._held_after[name] -= 1
+            elif name in self._held:
+                held = self._held.pop(name)
             if held is not None:
                 answer_with = await held
                 if answer_with is not None:

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from bot.services.export import Bounds, write_losses_csv
 from bot.views.data import RepLine
 from bot.views.digest import build_digest_message, render_text
 from storage.models import Deal, DealEventRecord, Loss, LossState, ReasonEntry, ReasonSource
-from tests.bot_client import rows, snapshot_of
+from tests.bot_client import eventually, rows, snapshot_of
 from tests.bot_process import REPOSITORY, bot_environment, free_port
 from tests.conftest import make_settings, serve
 from tests.fake_crm import FakeCrm, hubspot_deal, hubspot_time, opportunity, pipedrive_deal
@@ -519,3 +520,35 @@ async def test_the_digest_of_a_past_week_counts_imported_deals_but_not_in_its_di
     assert digest.reps == [RepLine("U0DANA001", 3, 0, "competitor", not_asked=3)]
     text = render_text(build_digest_message(digest, Catalogue(DEFAULT_REASONS)))
     assert "<@U0DANA001> — 3 lost · — logged · top: Lost to a competitor" in text
+
+
+async def test_an_import_stopped_with_ctrl_c_sums_up_what_it_stored_and_is_resumed(
+    database_url: str, fake_slack: FakeSlack, fake_crm: FakeCrm, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    fake_crm.hubspot_owners[DANA_OWNER] = "dana@example.com"
+    start = days_ago(50)
+    for number in range(1, 301):
+        closed = start + timedelta(minutes=number)
+        fake_crm.hubspot_deals[str(number)] = hubspot_deal(closed + timedelta(seconds=2))
+    second_page = fake_crm.hold("hubspot.search", after=1)
+    arguments = ("import", "--crm", "hubspot", "--since", day_of(days_ago(60)))
+    env = bot_environment(database_url, fake_slack.url, free_port(), HUBSPOT_API_URL=fake_crm.url, **HUBSPOT)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *arguments, cwd=REPOSITORY, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await eventually(lambda: len(fake_crm.calls_to("hubspot.search")) == 2, what="the second page to be asked for")
+
+    process.send_signal(signal.SIGINT)
+    out, err = await process.communicate()
+    second_page.set_result(None)
+
+    assert process.returncode == 1, err.decode()
+    assert out.decode().splitlines()[0] == "closedlost: read 200 deals from HubSpot: 200 lost, 0 won, 0 open"
+    assert "closedlost: the import stopped: interrupted. What it stored stays" in err.decode()
+    assert len(await rows(session_factory, Deal)) == 200
+
+    resumed = await closedlost_import(database_url, fake_slack, *arguments[1:], HUBSPOT_API_URL=fake_crm.url, **HUBSPOT)
+
+    assert resumed.out.splitlines()[-1] == "  stored 100 deals; 200 were already stored"
+    assert len(await rows(session_factory, Loss)) == 300
