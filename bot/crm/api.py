@@ -79,16 +79,19 @@ def closed_since(page: DealPage, since: datetime) -> DealPage:
     """The page's closed deals that closed at or after `since`, each with `changed_at` set to when it
     closed, where the CRM says: a listing finds deals by their last modification, but history counts
     a loss or a win on the day it happened. The time stays the same on every run, and so does the
-    event's idempotency key. A deal whose close time the CRM does not give keeps its modification time.
+    event's idempotency key. A deal whose close time the CRM does not give keeps its modification
+    time, and so does one whose close time is after it (a close date typed in the future), which
+    would otherwise hold every later event about the deal as older.
 
     A deal the bot already holds was closed by a webhook or the sweep at about that time, or later:
     the imported event is then older, or the same stage again, and changes nothing."""
-    events = [
-        dataclasses.replace(event, changed_at=event.closed_at or event.changed_at)
+    dated = [
+        dataclasses.replace(event, changed_at=min(event.closed_at, event.changed_at))
+        if event.closed_at is not None
+        else event
         for event in page.events
-        if (event.closed_at or event.changed_at) >= since
     ]
-    return DealPage(events=events, cursor=page.cursor)
+    return DealPage(events=[event for event in dated if event.changed_at >= since], cursor=page.cursor)
 
 
 @dataclass(frozen=True)
