@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     importing.add_argument(
         "--since",
         metavar="DATE",
-        help="with --crm: the first day (YYYY-MM-DD, in TIMEZONE) of the deals closed to read",
+        help="with --crm: read the deals closed from this day (YYYY-MM-DD, in TIMEZONE) on",
     )
     importing.add_argument(
         "--prompt-since",
