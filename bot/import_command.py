@@ -216,7 +216,7 @@ def _summary(summary: ImportSummary, request: ImportRequest) -> str:
     if summary.unmapped:
         lines.append(
             f"  CRM reasons that map to no reason code ({plural(len(summary.unmapped), 'value')}; "
-            "add them to REASON_ALIASES; a --dry-run lists them before anything is stored):"
+            "add them to REASON_ALIASES and run the import again):"
         )
         for value, count in summary.unmapped.most_common(UNMAPPED_LISTED):
             lines.append(f"    {count:>6,}  {value}")
@@ -231,6 +231,10 @@ def _summary(summary: ImportSummary, request: ImportRequest) -> str:
         lines.append(
             f"  stored {plural(summary.stored, 'deal')}" + (f"; {already:,} were already stored" if already else "")
         )
-    elif summary.read:
+    elif summary.read and not summary.reasons_given:
         lines.append("  nothing new to store: every deal read was already stored")
+    if summary.reasons_given:
+        lines.append(
+            f"  reasons given to {plural(summary.reasons_given, 'loss', 'losses')} imported before without one"
+        )
     return "\n".join(lines)

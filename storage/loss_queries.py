@@ -6,7 +6,7 @@ These functions never commit: the calling service owns the transaction.
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, exists, func, insert, select, text, update
+from sqlalchemy import ColumnElement, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -32,6 +32,27 @@ async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> li
 
 async def insert_reason_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     await session.execute(insert(ReasonEntry), rows)
+
+
+async def imported_losses_without_reason(
+    session: AsyncSession, deals: list[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """(source, external id) of each of `deals` to its newest loss that was imported as history,
+    not asked about, and has no reason; deals without such a loss are left out."""
+    if not deals:
+        return {}
+    rows = await session.execute(
+        select(Deal.source, Deal.external_id, Loss.id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            tuple_(Deal.source, Deal.external_id).in_(deals),
+            Loss.imported.is_(True),
+            Loss.state == LossState.EXCLUDED,
+            ~exists().where(ReasonEntry.loss_id == Loss.id),
+        )
+        .order_by(Loss.id)
+    )
+    return {(row.source, row.external_id): row.id for row in rows}
 
 
 async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> None:

@@ -108,8 +108,7 @@ async def test_a_hubspot_import_stores_history_with_the_crm_reasons_and_asks_no_
     assert run.out.splitlines() == [
         "closedlost: read 7 deals from HubSpot: 5 lost, 2 won, 0 open",
         "  reasons mapped: 2 of 5 losses",
-        "  CRM reasons that map to no reason code (1 value; add them to REASON_ALIASES; a --dry-run lists them "
-        "before anything is stored):",
+        "  CRM reasons that map to no reason code (1 value; add them to REASON_ALIASES and run the import again):",
         "         2  Budget freeze",
         "  stored 7 deals",
     ]
@@ -188,6 +187,44 @@ async def test_a_second_run_stores_nothing_and_says_so_and_a_dry_run_stores_noth
     assert again.out.splitlines()[0] == "closedlost: read 7 deals from HubSpot: 5 lost, 2 won, 0 open"
     assert again.out.splitlines()[-1] == "  nothing new to store: every deal read was already stored"
     assert await snapshot_of(session_factory) == stored
+
+
+async def test_an_import_run_again_with_more_reason_aliases_gives_their_reasons_to_the_losses_without_one(
+    database_url: str, fake_slack: FakeSlack, fake_crm: FakeCrm, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    hubspot_history(fake_crm)
+    arguments = ("--crm", "hubspot", "--since", day_of(days_ago(60)))
+    await closedlost_import(database_url, fake_slack, *arguments, HUBSPOT_API_URL=fake_crm.url, **HUBSPOT)
+    more_aliases = json.dumps({**ALIASES, "Budget freeze": "timing"})
+
+    again = await closedlost_import(
+        database_url, fake_slack, *arguments, HUBSPOT_API_URL=fake_crm.url, HUBSPOT_TOKEN="token",
+        REASON_ALIASES=more_aliases,
+    )  # fmt: skip
+
+    assert again.status == 0, again.err
+    assert again.out.splitlines() == [
+        "closedlost: read 7 deals from HubSpot: 5 lost, 2 won, 0 open",
+        "  reasons mapped: 4 of 5 losses",
+        "  reasons given to 2 losses imported before without one",
+    ]
+    deals = {deal.id: deal.external_id for deal in await rows(session_factory, Deal)}
+    losses = {loss.id: deals[loss.deal_id] for loss in await rows(session_factory, Loss)}
+    entries = sorted(
+        (losses[entry.loss_id], entry.reason_code, entry.source) for entry in await rows(session_factory, ReasonEntry)
+    )
+    assert entries == [
+        ("1", "competitor", ReasonSource.CRM),
+        ("2", "price", ReasonSource.CRM),
+        ("3", "timing", ReasonSource.CRM),
+        ("4", "timing", ReasonSource.CRM),
+    ]
+    third = await closedlost_import(
+        database_url, fake_slack, *arguments, HUBSPOT_API_URL=fake_crm.url, HUBSPOT_TOKEN="token",
+        REASON_ALIASES=more_aliases,
+    )  # fmt: skip
+    assert third.out.splitlines()[-1] == "  nothing new to store: every deal read was already stored"
+    assert len(await rows(session_factory, ReasonEntry)) == 4
 
 
 async def test_an_import_cut_short_by_the_crm_is_resumed_without_duplicates(

@@ -315,6 +315,30 @@ async def _write_new_losses(
     return sum(row["state"] == LossState.AWAITING for row in rows)
 
 
+async def give_imported_reasons(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    reasons: list[tuple[str, str, GivenReason]],
+    now: datetime,
+) -> int:
+    """Stores, for each (source, deal id, reason), the reason as the answer of the deal's newest loss
+    imported as history without one: an earlier import read its CRM reason before REASON_ALIASES
+    mapped it. Losses the bot asked about, or that have a reason, are left alone. Returns how many
+    losses were given a reason."""
+    async with session_factory() as session, session.begin():
+        found = await loss_queries.imported_losses_without_reason(
+            session, [(source, deal_id) for source, deal_id, _ in reasons]
+        )
+        entries = {
+            found[(source, deal_id)]: _given_entry(found[(source, deal_id)], reason, source=source, now=now)
+            for source, deal_id, reason in reasons
+            if (source, deal_id) in found
+        }
+        if entries:
+            await loss_queries.insert_reason_entries(session, list(entries.values()))
+    return len(entries)
+
+
 def _given_entry(loss_id: int, reason: GivenReason, *, source: str, now: datetime) -> dict[str, Any]:
     """The reason entry of an imported loss: the CRM's answer, logged by the deal's source."""
     return {

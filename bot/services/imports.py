@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crm.api import CrmApiError
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, VIA_IMPORT, DealEvent, GivenReason
 from bot.reasons import Catalogue, alias_key, code_for_crm_reason
-from bot.services.deal_events import PromptPolicy, record_deal_events
+from bot.services.deal_events import PromptPolicy, give_imported_reasons, record_deal_events
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class ImportSummary:
     """Losses without a reason closed since `prompt_since`: their reps are asked."""
     stored: int = 0
     """Deals stored now; the others were already (an earlier run, a webhook, the sweep)."""
+    reasons_given: int = 0
+    """Losses an earlier import stored without a reason, given the one their CRM reason maps to now
+    (REASON_ALIASES extended since)."""
 
 
 class ImportStopped(Exception):
@@ -103,10 +106,14 @@ async def import_history(
                 events.append(imported)
                 _count(summary, imported, unmapped)
             if events and not dry_run:
+                now = clock()
                 result = await record_deal_events(
-                    session_factory=session_factory, events=events, received_at=clock(), policy=policy
+                    session_factory=session_factory, events=events, received_at=now, policy=policy
                 )
                 summary.stored += sum(result.is_new)
+                summary.reasons_given += await give_imported_reasons(
+                    session_factory=session_factory, reasons=_reasons_already_read(events, result.is_new), now=now
+                )
             progress(summary)
     except CrmApiError as error:
         raise ImportStopped(str(error), summary) from None
@@ -114,6 +121,16 @@ async def import_history(
         first_line = str(getattr(error, "orig", None) or error).splitlines()[:1]
         raise ImportStopped(f"the database failed: {''.join(first_line)}", summary) from None
     return summary
+
+
+def _reasons_already_read(events: list[DealEvent], is_new: list[bool]) -> list[tuple[str, str, GivenReason]]:
+    """The reasons of the losses among `events` that were stored before (`is_new` False): an
+    earlier import may have stored them without one."""
+    return [
+        (event.source, event.deal_id, event.given_reason)
+        for event, new in zip(events, is_new, strict=True)
+        if not new and event.stage == CLOSED_LOST and event.given_reason is not None
+    ]
 
 
 def _count(summary: ImportSummary, event: DealEvent, unmapped: str | None) -> None:
