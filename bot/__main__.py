@@ -1,4 +1,5 @@
-"""The `closedlost` command (also `python -m bot`): `serve` (the default), `migrate`, `digest` and `export`."""
+"""The `closedlost` command (also `python -m bot`): `serve` (the default), `migrate`, `digest`,
+`export` and `import`."""
 
 import argparse
 import asyncio
@@ -25,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.access_log import AccessLogger
 from bot.app import create_app, utc_now
 from bot.competitors import CompetitorsFileError, load_competitors
+from bot.import_command import ImportRefused, ImportRequest, check_crm_configured, run_import
 from bot.logs import configure_logging
 from bot.metrics import Metrics
 from bot.periods import Week, last_full_week, start_of_day, week_of
@@ -119,7 +121,32 @@ def main(argv: list[str] | None = None) -> int:
         "--until", metavar="DATE", help="the last day (YYYY-MM-DD, in TIMEZONE) of the losses to write, included"
     )
     export.add_argument("--output", metavar="FILE", type=Path, help="write to FILE instead of stdout")
+    importing = commands.add_parser(
+        "import",
+        help="store history: a CRM's closed deals, or a CSV file's, without asking reps about them",
+        description="Store the deals closed since a date in a CRM (its API credentials set), or the rows of "
+        "a CSV file with the deal webhook's fields, as history: counted in the figures, never prompted. A "
+        "loss's CRM reason is mapped through REASON_ALIASES and the catalogue. Running it again stores "
+        "nothing twice, and reads on after a run cut short. README.md, 'Importing history'.",
+    )
+    source = importing.add_mutually_exclusive_group(required=True)
+    source.add_argument("--crm", choices=["hubspot", "salesforce", "pipedrive"], help="the CRM to read")
+    source.add_argument("--csv", type=Path, metavar="FILE", help="a CSV file to read instead of a CRM")
+    importing.add_argument(
+        "--since",
+        metavar="DATE",
+        help="with --crm: read the deals closed from this day (YYYY-MM-DD, in TIMEZONE) on",
+    )
+    importing.add_argument(
+        "--prompt-since",
+        metavar="DATE",
+        help="ask reps, as if just closed, about the losses without a reason closed from this day (YYYY-MM-DD, "
+        "in TIMEZONE) on; one DM per rep",
+    )
+    importing.add_argument("--dry-run", action="store_true", help="read and count, store nothing")
     arguments = parser.parse_args(argv)
+    if arguments.command == "import" and (arguments.crm is None) != (arguments.since is None):
+        importing.error("--since DATE goes with --crm, and only with it")
     if arguments.command == "digest" and arguments.chart is not None and not arguments.dry_run:
         digest.error("--chart needs --dry-run: a posted digest shares its chart in its channel")
 
@@ -137,6 +164,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"closedlost: {error}", file=sys.stderr)
                 return 1
             return 0
+        if arguments.command == "import":
+            settings = _load(Settings)
+            configure_logging(settings.log_level, settings.log_format)
+            request = ImportRequest(
+                crm=arguments.crm,
+                csv_path=arguments.csv,
+                since=_start_of(arguments.since, "--since", settings),
+                prompt_since=_start_of(arguments.prompt_since, "--prompt-since", settings),
+                dry_run=arguments.dry_run,
+            )
+            catalogue = _load_catalogue(settings)
+            competitor_merges = _load_competitors(settings)
+            try:
+                check_crm_configured(settings, request)
+                if not request.dry_run:
+                    _wait_for_database(settings.database_url, settings.database_wait)
+                    _migrate(settings.database_url)
+                return run_import(settings, catalogue, competitor_merges, request)
+            except ImportRefused as error:
+                raise StartupError(str(error)) from None
         if arguments.command == "digest":
             settings = _load(Settings)
             configure_logging(settings.log_level, settings.log_format)
@@ -328,6 +375,12 @@ def _day(text: str | None, option: str) -> date | None:
         return datetime.strptime(text, "%Y-%m-%d").date()
     except ValueError:
         raise StartupError(f"{option} {text!r} is not a date: expected YYYY-MM-DD") from None
+
+
+def _start_of(text: str | None, option: str, settings: Settings) -> datetime | None:
+    """The start of the day `text` names, in TIMEZONE."""
+    day = _day(text, option)
+    return start_of_day(day, settings.tz) if day is not None else None
 
 
 def _write_export(

@@ -105,17 +105,18 @@ def code_for_crm_reason(text: str | None, *, aliases: Mapping[str, str], catalog
     reason whose code or label it is. Compared ignoring case and repeated spaces."""
     if not text:
         return None
-    wanted = _comparable(text)
-    code = next((code for alias, code in aliases.items() if _comparable(alias) == wanted), None)
+    wanted = alias_key(text)
+    code = next((code for alias, code in aliases.items() if alias_key(alias) == wanted), None)
     if code is None:
         code = next(
-            (reason.code for reason in catalogue.active if wanted in {reason.code, _comparable(reason.label)}), None
+            (reason.code for reason in catalogue.active if wanted in {reason.code, alias_key(reason.label)}), None
         )
     reason = catalogue.get(code) if code is not None else None
     return reason.code if reason is not None and not reason.retired else None
 
 
-def _comparable(text: str) -> str:
+def alias_key(text: str) -> str:
+    """A CRM reason as REASON_ALIASES matches it: case and repeated spaces ignored."""
     return " ".join(text.split()).casefold()
 
 
@@ -188,7 +189,7 @@ def _check_whole(reasons: list[Reason]) -> None:
     cued: dict[str, str] = {}
     for reason in reasons:
         for cue in reason.cues:
-            earlier = cued.setdefault(_comparable(cue), reason.code)
+            earlier = cued.setdefault(alias_key(cue), reason.code)
             if earlier != reason.code:
                 raise CatalogueError(f"the cue {cue!r} is listed under both {earlier!r} and {reason.code!r}")
     active = [reason for reason in reasons if not reason.retired]

@@ -41,6 +41,8 @@ class ExportedLoss(NamedTuple):
     revisit_on: date | None
     """The revisit's date (moved by snoozes); None when there is no revisit."""
     revisit_state: str | None
+    imported: bool
+    """The loss came from a history import (`closedlost import`)."""
 
 
 class PageEnd(NamedTuple):
@@ -73,6 +75,7 @@ async def exported_losses(
             ReasonEntry.logged_at,
             Revisit.due_on,
             Revisit.state,
+            Loss.imported,
         )
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)

@@ -6,7 +6,7 @@ These functions never commit: the calling service owns the transaction.
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, exists, func, insert, select, text, update
+from sqlalchemy import ColumnElement, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,9 +25,34 @@ PROMPTING_LOCK = {"space": 20261205, "key": 1}
 
 
 async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Inserts losses in one statement; returns (id, state) of each."""
-    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state), rows)
+    """Inserts losses in one statement; returns (id, state) of each, in the order of `rows`."""
+    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state, sort_by_parameter_order=True), rows)
     return [(row.id, row.state) for row in result]
+
+
+async def insert_reason_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(ReasonEntry), rows)
+
+
+async def imported_losses_without_reason(
+    session: AsyncSession, deals: list[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """(source, external id) of each of `deals` to its newest loss that was imported as history,
+    not asked about, and has no reason; deals without such a loss are left out."""
+    if not deals:
+        return {}
+    rows = await session.execute(
+        select(Deal.source, Deal.external_id, Loss.id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            tuple_(Deal.source, Deal.external_id).in_(deals),
+            Loss.imported.is_(True),
+            Loss.state == LossState.EXCLUDED,
+            ~exists().where(ReasonEntry.loss_id == Loss.id),
+        )
+        .order_by(Loss.id)
+    )
+    return {(row.source, row.external_id): row.id for row in rows}
 
 
 async def cancel_losses(session: AsyncSession, loss_ids: list[int], now: datetime) -> None:

@@ -28,6 +28,13 @@ class LossState(StrEnum):
     """Recorded and counted, but no reason is asked for (see `Loss.excluded_because`)."""
 
 
+class ReasonSource(StrEnum):
+    REP = "rep"
+    """Logged by the deal's rep in Slack."""
+    CRM = "crm"
+    """The CRM's own loss reason (or a file's), stored by `closedlost import`: no rep was asked."""
+
+
 class MessageKind(StrEnum):
     PROMPT = "prompt"
     """The DM asking a rep for the reasons of one or more losses."""
@@ -158,6 +165,8 @@ class Loss(Base):
     logged_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    imported: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Opened by `closedlost import` (history), not by a webhook or the sweep."""
 
 
 class ReasonEntry(Base):
@@ -193,6 +202,8 @@ class ReasonEntry(Base):
     confirmed_over: Mapped[str | None] = mapped_column(String(64))
     """The reason code the modal suggested when the rep kept this reason instead (README.md, "A second
     look at the pick"); None when nothing was suggested or the rep switched."""
+    source: Mapped[ReasonSource] = mapped_column(String(16), default=ReasonSource.REP, server_default="rep")
+    """Who gave the reason: the rep, or the CRM's history (then `logged_by` is the deal's source)."""
 
 
 class Message(Base):

@@ -9,11 +9,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Result, Select, String, func, literal, or_, select, union_all
+from sqlalchemy import Result, Select, String, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.loss_queries import is_current_entry
-from storage.models import Deal, Loss, LossState, ReasonEntry, Revisit, RevisitState
+from storage.models import Deal, Loss, LossState, ReasonEntry, ReasonSource, Revisit, RevisitState
 from storage.revisit_queries import OPEN_STATES
 
 LOST = "lost"
@@ -27,6 +27,9 @@ class ClosedGroup(NamedTuple):
     """The state of these losses; None for wins."""
     reason_code: str | None
     """The current reason of these losses; None for losses awaiting one, and for wins."""
+    imported_from: str | None
+    """For a reason the CRM's history gave (`closedlost import`), the deals' source; None for a
+    rep's reason, a loss without one, and wins."""
     currency: str | None
     deals: int
     amount: Decimal | None
@@ -44,11 +47,13 @@ async def closed_deal_groups(
     """Losses with `lost_at` in [since, until), by state, current reason and currency, and deals whose stage
     became `won_stage` in that period, by currency: one statement, one round trip. `since` None
     means from the beginning; `owner_slack_id` narrows both to one rep's deals."""
+    imported_from = case((ReasonEntry.source == ReasonSource.CRM, Deal.source))
     lost = (
         select(
             literal(LOST, String).label("outcome"),
             Loss.state,
             ReasonEntry.reason_code,
+            imported_from,
             Deal.currency,
             func.count().label("deals"),
             func.sum(Deal.amount).label("amount"),
@@ -57,11 +62,12 @@ async def closed_deal_groups(
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
         .where(Loss.state != LossState.CANCELLED, Loss.lost_at < until, is_current_entry())
-        .group_by(Loss.state, ReasonEntry.reason_code, Deal.currency)
+        .group_by(Loss.state, ReasonEntry.reason_code, imported_from, Deal.currency)
     )
     won = (
         select(
             literal(WON, String),
+            literal(None, String),
             literal(None, String),
             literal(None, String),
             Deal.currency,
@@ -172,13 +178,14 @@ async def _first_rows_and_count(
 
 
 def _current_answers(since: datetime, until: datetime) -> Select[tuple[()]]:
-    """Logged losses with `lost_at` in [since, until), joined to their deal and current reason."""
+    """Losses with a reason (logged, or imported with the CRM's) and `lost_at` in [since, until),
+    joined to their deal and current reason."""
     return (
         select()
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
         .join(ReasonEntry, ReasonEntry.loss_id == Loss.id)
-        .where(Loss.state == LossState.LOGGED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
+        .where(Loss.state != LossState.CANCELLED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
     )
 
 
@@ -247,18 +254,21 @@ class RepGroup(NamedTuple):
     owner_slack_id: str | None
     reason_code: str | None
     """None for the rep's losses awaiting a reason."""
+    asked: bool
+    """False for losses no reason is asked for (excluded: below PROMPT_MIN_AMOUNT, imported history)."""
     deals: int
 
 
 async def rep_groups(session: AsyncSession, *, since: datetime, until: datetime) -> list[RepGroup]:
-    """Losses with `lost_at` in [since, until) by owner and current reason."""
+    """Losses with `lost_at` in [since, until) by owner, current reason and whether it was asked for."""
+    asked = Loss.state != LossState.EXCLUDED
     rows = await session.execute(
-        select(Deal.owner_slack_id, ReasonEntry.reason_code, func.count())
+        select(Deal.owner_slack_id, ReasonEntry.reason_code, asked, func.count())
         .select_from(Loss)
         .join(Deal, Deal.id == Loss.deal_id)
         .outerjoin(ReasonEntry, ReasonEntry.loss_id == Loss.id)
         .where(Loss.state != LossState.CANCELLED, Loss.lost_at >= since, Loss.lost_at < until, is_current_entry())
-        .group_by(Deal.owner_slack_id, ReasonEntry.reason_code)
+        .group_by(Deal.owner_slack_id, ReasonEntry.reason_code, asked)
     )
     return [RepGroup._make(row) for row in rows]
 
@@ -332,7 +342,8 @@ class Explained(NamedTuple):
 async def largest_explained(
     session: AsyncSession, *, since: datetime, until: datetime, limit: int, currency: str, in_currency: bool
 ) -> list[Explained]:
-    """The largest logged losses of the period with their current explanation: those in `currency`
+    """The largest logged losses of the period with their current explanation, as a rep gave it (not
+    an imported one, which no one in Slack wrote): those in `currency`
     (`in_currency`), or those in any other currency or none. Amounts are compared as recorded:
     without exchange rates, 1,000 EUR and 1,000 JPY rank the same, so only one currency's rank means much."""
     same = Deal.currency == currency
@@ -346,7 +357,7 @@ async def largest_explained(
             ReasonEntry.reason_code,
             ReasonEntry.explanation,
         )
-        .where(Deal.amount.is_not(None))
+        .where(Deal.amount.is_not(None), ReasonEntry.source == ReasonSource.REP)
         .where(same if in_currency else or_(~same, Deal.currency.is_(None)))
         .order_by(Deal.amount.desc(), Loss.id)
         .limit(limit)

@@ -331,23 +331,27 @@ class BotClient:
         return await rows(self.session_factory, model)
 
     async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Everything stored, as plain tuples: compare two snapshots to show nothing changed."""
-        tables = {
-            "deal": Deal,
-            "deal_event": DealEventRecord,
-            "loss": Loss,
-            "reason_entry": ReasonEntry,
-            "message": Message,
-            "message_loss": MessageLoss,
-            "outbox": OutboxMessage,
-            "rep": Rep,
-            "slack_user": SlackUser,
-        }
-        result = {}
-        for name, model in tables.items():
-            columns = model.__table__.columns.keys()
-            result[name] = [tuple(getattr(row, column) for column in columns) for row in await self.rows(model)]
-        return result
+        return await snapshot_of(self.session_factory)
+
+
+async def snapshot_of(session_factory: async_sessionmaker[AsyncSession]) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything stored, as plain tuples: compare two snapshots to show nothing changed."""
+    tables = {
+        "deal": Deal,
+        "deal_event": DealEventRecord,
+        "loss": Loss,
+        "reason_entry": ReasonEntry,
+        "message": Message,
+        "message_loss": MessageLoss,
+        "outbox": OutboxMessage,
+        "rep": Rep,
+        "slack_user": SlackUser,
+    }
+    result = {}
+    for name, model in tables.items():
+        columns = model.__table__.columns.keys()
+        result[name] = [tuple(getattr(row, column) for column in columns) for row in await rows(session_factory, model)]
+    return result
 
 
 async def rows(session_factory: async_sessionmaker[AsyncSession], model: type) -> list[Any]:

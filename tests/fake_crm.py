@@ -99,7 +99,8 @@ def hubspot_deal(
 
 
 def opportunity(number: int, modified: datetime, *, closed: bool = True, won: bool = False) -> dict[str, Any]:
-    """An Opportunity's fields, SystemModstamp `modified`, LastModifiedDate a second before."""
+    """An Opportunity's fields, SystemModstamp `modified`, LastModifiedDate a second before, and
+    CloseDate the day of `modified` (in UTC)."""
     return {
         "Id": f"006RO00000Q{number:07d}",
         "Name": "Northwind - platform renewal",
@@ -110,6 +111,7 @@ def opportunity(number: int, modified: datetime, *, closed: bool = True, won: bo
         "SystemModstamp": salesforce_time(modified),
         "Owner.Email": "Dana.Rep@Example.com",
         "Loss_Reason__c": "Price",
+        "CloseDate": modified.astimezone(UTC).date().isoformat(),
     }
 
 
@@ -159,16 +161,18 @@ class FakeCrm:
             "SystemModstamp",
             "Owner.Email",
             "Loss_Reason__c",
+            "CloseDate",
         }
     )
     """The Opportunity fields the org has: selecting another is a 400 INVALID_FIELD."""
     calls: list[CrmCall] = field(default_factory=list)
     url: str = ""
-    _failures: dict[str, list[Failure]] = field(default_factory=dict)
+    _failures: dict[str, list[Failure | None]] = field(default_factory=dict)
     _drops: dict[str, int] = field(default_factory=dict)
     _salesforce_cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _locators: itertools.count = field(default_factory=lambda: itertools.count(1))
     _held: dict[str, asyncio.Future[Failure | None]] = field(default_factory=dict)
+    _held_after: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -201,19 +205,22 @@ class FakeCrm:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def fail(self, name: str, *failures: Failure) -> None:
-        """The next calls named `name` get these answers, in order; then it works again."""
-        self._failures.setdefault(name, []).extend(failures)
+    def fail(self, name: str, *failures: Failure, after: int = 0) -> None:
+        """The next calls named `name`, once `after` more have been answered as usual, get these
+        answers, in order; then it works again."""
+        self._failures.setdefault(name, []).extend([None] * after + list(failures))
 
     def drop(self, name: str, times: int = 1) -> None:
         """The next `times` calls named `name` are received (and recorded) and their connection is
         closed without an answer."""
         self._drops[name] = self._drops.get(name, 0) + times
 
-    def hold(self, name: str) -> asyncio.Future[Failure | None]:
-        """The next call named `name` is recorded, then answered only when the test sets the
-        returned future: as usual with None, or with the Failure given (a slow CRM)."""
+    def hold(self, name: str, *, after: int = 0) -> asyncio.Future[Failure | None]:
+        """The next call named `name`, once `after` more have been answered as usual, is recorded,
+        then answered only when the test sets the returned future: as usual with None, or with the
+        Failure given (a slow CRM)."""
         self._held[name] = asyncio.get_running_loop().create_future()
+        self._held_after[name] = after
         return self._held[name]
 
     def calls_to(self, name: str) -> list[CrmCall]:
@@ -235,13 +242,17 @@ class FakeCrm:
                 request.transport.close()
                 return web.Response()
             pending = self._failures.get(name, [])
-            held = self._held.pop(name, None)
+            held = None
+            if self._held_after.get(name, 0) > 0:
+                self._held_after[name] -= 1
+            elif name in self._held:
+                held = self._held.pop(name)
             if held is not None:
                 answer_with = await held
                 if answer_with is not None:
                     pending = [answer_with]
-            if pending:
-                failure = pending.pop(0)
+            failure = pending.pop(0) if pending else None
+            if failure is not None:
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
                 return web.json_response(
                     {"message": failure.error or "failing"}, status=failure.status, headers=headers

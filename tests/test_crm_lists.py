@@ -14,7 +14,7 @@ import pytest
 from bot.crm import hubspot, pipedrive, salesforce
 from bot.crm.api import CrmApiError, DealPage
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, OPEN
-from tests.fake_crm import SALESFORCE_TOKEN, FakeCrm, hubspot_deal, opportunity, pipedrive_deal
+from tests.fake_crm import SALESFORCE_TOKEN, FakeCrm, hubspot_deal, hubspot_time, opportunity, pipedrive_deal
 from tests.fake_slack import Failure
 
 SINCE = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
@@ -364,3 +364,26 @@ async def test_pipedrive_a_short_429_is_waited_out_and_a_deal_that_cannot_be_rea
 
     assert [event.deal_id for event in page.events] == ["2"]
     assert len(fake_crm.calls_to("pipedrive.deals")) == 2
+
+
+# --- The import's listing --------------------------------------------------------------------------
+
+
+async def test_hubspot_closed_deals_are_dated_by_their_close_and_kept_from_since_on(
+    http: aiohttp.ClientSession, fake_crm: FakeCrm
+) -> None:
+    fake_crm.hubspot_owners["61829374"] = "dana@example.com"
+    modified = SINCE + timedelta(days=3)
+    fake_crm.hubspot_deals["1"] = hubspot_deal(modified, closedate=hubspot_time(SINCE + timedelta(days=1)))
+    fake_crm.hubspot_deals["2"] = hubspot_deal(modified, closedate=hubspot_time(SINCE - timedelta(days=1)))
+    fake_crm.hubspot_deals["3"] = hubspot_deal(
+        modified, stage="closedwon", closedate=hubspot_time(SINCE + timedelta(days=9))
+    )
+    fake_crm.hubspot_deals["4"] = hubspot_deal(modified, stage="contractsent")
+    client = hubspot_client(http, fake_crm)
+
+    pages = await read_all(hubspot.list_closed_deals(client, since=SINCE, reason_property="closed_lost_reason"))
+
+    dated = {event.deal_id: (event.stage, event.changed_at) for page in pages for event in page.events}
+    # Closed before SINCE: left out; a close date after the last change (typed in the future): the change.
+    assert dated == {"1": (CLOSED_LOST, SINCE + timedelta(days=1)), "3": (CLOSED_WON, modified)}

@@ -163,12 +163,13 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         "*Win rate by value:* EUR 0%, USD 24%"
     )
     assert text[4] == (
-        "*Why we lost* (real losses: deals, share of logged losses, value)\n"
+        "*Why we lost* (real losses: deals, share of losses with a reason, value)\n"
         "• Lost to a competitor — *2* (50%, +2 on the week before) · 50,000 USD\n"
         "• Missing feature — *1* (25%, +1 on the week before) · 25,000 EUR"
     )
     assert (
-        text[5] == "*No decision / went dark* (kept apart from real losses) 1 (+1) · 25% of logged losses · 5,000 USD"
+        text[5]
+        == "*No decision / went dark* (kept apart from real losses) 1 (+1) · 25% of losses with a reason · 5,000 USD"
     )
     assert text[6] == "*Competitors*\nInitech (2)"
     assert text[7] == "*Product gaps*\nSSO (1)"

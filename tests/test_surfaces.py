@@ -113,6 +113,22 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     "reasons": lambda: build_reasons_reply(CATALOGUE),
     "reasons_admin": lambda: build_reasons_reply(CATALOGUE, show_codes=True),
     "stats": lambda: build_stats_reply(stats=STATS, period=PERIOD, user_id=REP, catalogue=CATALOGUE),
+    "stats_imported": lambda: build_stats_reply(
+        stats=replace(
+            STATS,
+            lost=124,
+            logged=1,
+            excluded=120,
+            reasons=[
+                ReasonFigures("competitor", 81, {"USD": Decimal(81000)}),
+                ReasonFigures("price", 2, {"EUR": Decimal(12000)}),
+            ],
+            imported=[("HubSpot", 80), ("a CSV file", 2)],
+        ),
+        period=PERIOD,
+        user_id=None,
+        catalogue=CATALOGUE,
+    ),
     "home": lambda: build_home_view(home(awaiting_deals=[awaiting(1), awaiting(2)], revisits=[REVISIT]), CATALOGUE),
     "home_empty": lambda: build_home_view(home(awaiting_deals=[], revisits=[]), CATALOGUE),
     "digest": lambda: build_digest_message(

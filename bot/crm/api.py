@@ -1,5 +1,6 @@
 """What the CRM API clients share: one JSON call, the one error it raises, and the page of deal
-changes that listing a CRM's deals yields.
+changes that listing a CRM's deals yields (the deals changed since a time, for the sweep; the deals
+closed since a time, for the import).
 
 Retrying a failed call is not done here but by the durable CRM jobs (`bot.services.crm_jobs`), which
 outlive a restart; an error says whether retrying can help and, for a 429, when the CRM allows it.
@@ -7,6 +8,7 @@ Listings (the sweep, the import) wait out a short 429 in place (`wait_out_rate_l
 """
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -68,6 +70,29 @@ class DealPage:
 ListDealChanges = Callable[[datetime], AsyncIterator[DealPage]]
 """A CRM's `list_deal_changes` with its client and settings bound: the deals changed since a time."""
 
+ListClosedDeals = Callable[[datetime], AsyncIterator[DealPage]]
+"""A CRM's `list_closed_deals` with its client and settings bound: the deals closed (lost or won)
+since a time, each dated by its close (see `closed_since`)."""
+
+
+def closed_since(page: DealPage, since: datetime) -> DealPage:
+    """The page's closed deals that closed at or after `since`, each with `changed_at` set to when it
+    closed, where the CRM says: a listing finds deals by their last modification, but history counts
+    a loss or a win on the day it happened. The time stays the same on every run, and so does the
+    event's idempotency key. A deal whose close time the CRM does not give keeps its modification
+    time, and so does one whose close time is after it (a close date typed in the future), which
+    would otherwise hold every later event about the deal as older.
+
+    A deal the bot already holds was closed by a webhook or the sweep at about that time, or later:
+    the imported event is then older, or the same stage again, and changes nothing."""
+    dated = [
+        dataclasses.replace(event, changed_at=min(event.closed_at, event.changed_at))
+        if event.closed_at is not None
+        else event
+        for event in page.events
+    ]
+    return DealPage(events=[event for event in dated if event.changed_at >= since], cursor=page.cursor)
+
 
 @dataclass(frozen=True)
 class Connector:
@@ -79,6 +104,8 @@ class Connector:
     """Writes a reason to the deal; None when write-back is not configured."""
     list_changes: ListDealChanges
     """The deals changed since a time, for the sweep."""
+    list_closed: ListClosedDeals
+    """The deals closed since a time, for the import."""
 
 
 async def wait_out_rate_limits(call: Callable[[], Awaitable[T]]) -> T:

@@ -58,6 +58,11 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
                 hubspot_client, since=since, reason_property=settings.hubspot_reason_property
             )
 
+        def list_closed_hubspot(since: datetime) -> AsyncIterator[DealPage]:
+            return hubspot.list_closed_deals(
+                hubspot_client, since=since, reason_property=settings.hubspot_reason_property
+            )
+
         connectors[hubspot.SOURCE] = Connector(
             fetch=partial(hubspot.fetch_deal_event, hubspot_client, reason_property=settings.hubspot_reason_property),
             write_back=partial(
@@ -69,6 +74,7 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
             if hubspot.SOURCE in writes
             else None,
             list_changes=list_hubspot,
+            list_closed=list_closed_hubspot,
         )
     if settings.pipedrive_api_token is not None:
         pipedrive_client = pipedrive.PipedriveClient(
@@ -78,10 +84,14 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
         def list_pipedrive(since: datetime) -> AsyncIterator[DealPage]:
             return pipedrive.list_deal_changes(pipedrive_client, since=since)
 
+        def list_closed_pipedrive(since: datetime) -> AsyncIterator[DealPage]:
+            return pipedrive.list_closed_deals(pipedrive_client, since=since)
+
         connectors[pipedrive.SOURCE] = Connector(
             fetch=partial(pipedrive.fetch_deal_event, pipedrive_client),
             write_back=partial(pipedrive.write_back, pipedrive_client),
             list_changes=list_pipedrive,
+            list_closed=list_closed_pipedrive,
         )
     if settings.salesforce_instance_url is not None:
         # The settings make SALESFORCE_INSTANCE_URL, _CLIENT_ID and _CLIENT_SECRET come together.
@@ -97,6 +107,9 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
         def list_salesforce(since: datetime) -> AsyncIterator[DealPage]:
             return salesforce.list_deal_changes(salesforce_client, since=since, reason_field=reason_field)
 
+        def list_closed_salesforce(since: datetime) -> AsyncIterator[DealPage]:
+            return salesforce.list_closed_deals(salesforce_client, since=since, reason_field=reason_field)
+
         connectors[salesforce.SOURCE] = Connector(
             fetch=None,
             write_back=partial(
@@ -108,5 +121,6 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
             if salesforce.SOURCE in writes and reason_field is not None
             else None,
             list_changes=list_salesforce,
+            list_closed=list_closed_salesforce,
         )
     return connectors

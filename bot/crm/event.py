@@ -23,6 +23,20 @@ VIA_IMPORT = "import"
 
 
 @dataclass(frozen=True)
+class GivenReason:
+    """A loss reason that comes with a deal's history (`closedlost import`): the CRM's own loss
+    reason, or a file's `reason`, already mapped to a reason code. It is stored as the loss's answer,
+    marked as the CRM's, and no rep is asked."""
+
+    code: str
+    detail: str | None = None
+    """The competitor or missing feature, for a reason that names one."""
+    detail_key: str | None = None
+    """The key `detail` is counted under (bot.competitors.detail_key)."""
+    explanation: str = ""
+
+
+@dataclass(frozen=True)
 class DealEvent:
     """A deal reported in a stage. Optional fields left as None leave what is recorded unchanged."""
 
@@ -47,6 +61,8 @@ class DealEvent:
     """When the CRM says the deal was closed (lost or won), if it says; None for an open deal."""
     via: str = VIA_WEBHOOK
     """How the event reached the bot: VIA_WEBHOOK, VIA_SWEEP or VIA_IMPORT (kept in the audit trail)."""
+    given_reason: GivenReason | None = None
+    """For an imported loss, the reason its history already gives (see GivenReason)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -69,7 +69,7 @@ def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
     events: list[DealEvent] = []
     errors: list[FieldError] = []
     for index, item in enumerate(items):
-        event_or_errors = _parse_event(item, index, now)
+        event_or_errors = parse_event(item, index, now)
         if isinstance(event_or_errors, DealEvent):
             events.append(event_or_errors)
         else:
@@ -79,7 +79,9 @@ def parse_deal_events(body: bytes, *, now: datetime) -> list[DealEvent]:
     return events
 
 
-def _parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[FieldError]:
+def parse_event(item: Any, index: int, now: datetime) -> DealEvent | list[FieldError]:
+    """One event of a webhook body (or one row of an imported file, `bot.crm.csv_import`): the
+    DealEvent, or every problem found, each naming the event's `index` and its field."""
     if not isinstance(item, dict):
         return [FieldError(index, None, "each event must be a JSON object")]
     unstorable = [name for name, value in item.items() if not is_storable(name) or not is_storable(value)]

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, wait_out_rate_limits
+from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, closed_since, wait_out_rate_limits
 from bot.crm.event import (
     CLOSED_LOST,
     CLOSED_WON,
@@ -236,6 +236,14 @@ async def list_deal_changes(
         if not isinstance(cursor, str) or not cursor:
             return
         query = {**query, "cursor": cursor}
+
+
+async def list_closed_deals(client: PipedriveClient, *, since: datetime) -> AsyncIterator[DealPage]:
+    """The lost and won deals, archived ones included, closed (`close_time`) at or after `since`,
+    dated by it (`closed_since`), with the paging and 429 waits of `list_deal_changes`."""
+    for archived in (False, True):
+        async for page in list_deal_changes(client, since=since, closed_only=True, archived=archived):
+            yield closed_since(page, since)
 
 
 def _listed_deal_change(deal: Any) -> DealChange | None:

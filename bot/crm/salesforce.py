@@ -19,7 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -28,7 +28,7 @@ import aiohttp
 import defusedxml.ElementTree as defused_ET
 from defusedxml import DefusedXmlException
 
-from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, wait_out_rate_limits
+from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, closed_since, wait_out_rate_limits
 from bot.crm.event import (
     CLOSED_LOST,
     CLOSED_WON,
@@ -306,7 +306,8 @@ async def list_deal_changes(
     """The Opportunities modified at or after `since` (`SystemModstamp`), oldest first, in batches
     of up to 500, each as the DealEvent an outbound message about it would make now
     (`LastModifiedDate` orders it); the owner's email comes from `Owner.Email`. `closed_only` keeps
-    the closed ones (lost or won). Salesforce gives no time an Opportunity closed, so `closed_at`
+    the closed ones (lost or won), and reads their `CloseDate` as `closed_at` (the start of that day
+    in UTC: Salesforce gives the day an Opportunity closed, not the time). Otherwise `closed_at`
     stays None. A record that cannot be read is left out with a warning.
 
     Short 429s are waited out; other failures raise CrmApiError, after the pages already yielded.
@@ -318,6 +319,7 @@ async def list_deal_changes(
         fields.append(reason_field)
     conditions = [f"SystemModstamp >= {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"]
     if closed_only:
+        fields.append("CloseDate")
         conditions.append("IsClosed = true")
     soql = (
         f"SELECT {', '.join(fields)} FROM Opportunity WHERE {' AND '.join(conditions)}"
@@ -340,6 +342,16 @@ async def list_deal_changes(
         if answer.get("done") is not False or not isinstance(next_records_url, str):
             return
         answer = await wait_out_rate_limits(partial(client.query_more, next_records_url))
+
+
+async def list_closed_deals(
+    client: SalesforceClient, *, since: datetime, reason_field: str | None
+) -> AsyncIterator[DealPage]:
+    """The closed Opportunities (lost or won) whose `CloseDate` is on or after the day of `since`,
+    dated by it (`closed_since`), found among those modified since then, with the paging and 429
+    waits of `list_deal_changes`."""
+    async for page in list_deal_changes(client, since=since, closed_only=True, reason_field=reason_field):
+        yield closed_since(page, _start_of_day(since.astimezone(UTC).date()))
 
 
 def _listed_opportunity(
@@ -373,9 +385,24 @@ def _listed_opportunity(
         amount=parse_amount(record.get("Amount")),
         url=f"{instance_url}/{opportunity_id}",
         crm_reason=reason.strip() or None if isinstance(reason, str) else None,
+        closed_at=_close_date(record.get("CloseDate")) if stage != OPEN else None,
         raw=record,
     )
     return event, modified
+
+
+def _close_date(value: Any) -> datetime | None:
+    """`CloseDate` (`2026-01-14`) as the start of that day in UTC; None when absent or not a date."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _start_of_day(date.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _start_of_day(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 async def write_back(

@@ -14,13 +14,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.crm.event import CLOSED_LOST, OPEN, DealEvent
+from bot.crm.event import CLOSED_LOST, OPEN, VIA_IMPORT, DealEvent, GivenReason
 from bot.logs import log_ids
 from bot.services import outbox, revisits
 from storage import deal_queries, loss_queries, message_queries
-from storage.models import Deal, LossState
+from storage.models import Deal, LossState, ReasonSource
 
 logger = logging.getLogger(__name__)
+
+IMPORTED_HISTORY = "imported history (closedlost import)"
+"""Why an imported loss is not asked about (`Loss.excluded_because`)."""
 
 # The deal columns an event may change; optional fields an event leaves out keep their value.
 OPTIONAL_FIELDS = ("account", "amount", "currency", "url", "crm_reason")
@@ -257,6 +260,8 @@ def _apply(state: _DealState, event: DealEvent, now: datetime, policy: PromptPol
             "reminders_sent": 0,
             "created_at": now,
             "cancelled_at": None,
+            "imported": event.via == VIA_IMPORT,
+            "given_reason": event.given_reason,
         }
         state.new_losses.append(loss)
     elif event.stage != CLOSED_LOST and previous_stage == CLOSED_LOST:
@@ -283,7 +288,7 @@ async def _write_deals(session: AsyncSession, deals: dict[tuple[str, str], _Deal
 
 def _excluded_because(event: DealEvent, amount: Decimal | None, policy: PromptPolicy) -> str | None:
     if not event.prompt:
-        return "the CRM sent prompt: false"
+        return IMPORTED_HISTORY if event.via == VIA_IMPORT else "the CRM sent prompt: false"
     if amount is not None and amount < policy.min_amount:
         return f"the amount is below PROMPT_MIN_AMOUNT ({policy.min_amount})"
     return None
@@ -292,11 +297,64 @@ def _excluded_because(event: DealEvent, amount: Decimal | None, policy: PromptPo
 async def _write_new_losses(
     session: AsyncSession, deals: dict[tuple[str, str], _DealState], deal_ids: dict[tuple[str, str], int]
 ) -> int:
-    """Inserts the losses this batch opened; returns how many await a prompt."""
+    """Inserts the losses this batch opened, with the reasons their history gives (the import);
+    returns how many await a prompt."""
+    sources = [key[0] for key, state in deals.items() for _ in state.new_losses]
     rows = [{**loss, "deal_id": deal_ids[key]} for key, state in deals.items() for loss in state.new_losses]
-    if rows:
-        await loss_queries.insert_losses(session, rows)
+    if not rows:
+        return 0
+    given: list[GivenReason | None] = [row.pop("given_reason") for row in rows]
+    inserted = await loss_queries.insert_losses(session, rows)
+    entries = [
+        _given_entry(loss_id, reason, source=source, now=row["created_at"])
+        for (loss_id, _), reason, source, row in zip(inserted, given, sources, rows, strict=True)
+        if reason is not None
+    ]
+    if entries:
+        await loss_queries.insert_reason_entries(session, entries)
     return sum(row["state"] == LossState.AWAITING for row in rows)
+
+
+async def give_imported_reasons(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    reasons: list[tuple[str, str, GivenReason]],
+    now: datetime,
+) -> int:
+    """Stores, for each (source, deal id, reason), the reason as the answer of the deal's newest loss
+    imported as history without one: an earlier import read its CRM reason before REASON_ALIASES
+    mapped it. Losses the bot asked about, or that have a reason, are left alone. Returns how many
+    losses were given a reason."""
+    async with session_factory() as session, session.begin():
+        found = await loss_queries.imported_losses_without_reason(
+            session, [(source, deal_id) for source, deal_id, _ in reasons]
+        )
+        entries = {
+            found[(source, deal_id)]: _given_entry(found[(source, deal_id)], reason, source=source, now=now)
+            for source, deal_id, reason in reasons
+            if (source, deal_id) in found
+        }
+        if entries:
+            await loss_queries.insert_reason_entries(session, list(entries.values()))
+    return len(entries)
+
+
+def _given_entry(loss_id: int, reason: GivenReason, *, source: str, now: datetime) -> dict[str, Any]:
+    """The reason entry of an imported loss: the CRM's answer, logged by the deal's source."""
+    return {
+        "loss_id": loss_id,
+        "revision": 1,
+        "reason_code": reason.code,
+        "detail": reason.detail,
+        "detail_key": reason.detail_key,
+        "explanation": reason.explanation,
+        "revisit_on": None,
+        "logged_by": source,
+        "logged_at": now,
+        "view_id": None,
+        "bulk": False,
+        "source": ReasonSource.CRM,
+    }
 
 
 def _reassigned_losses(deals: dict[tuple[str, str], _DealState]) -> list[int]:

@@ -103,14 +103,22 @@ def _largest_of_each_currency(rows: list[stats_queries.Explained]) -> list[Quote
 
 def _rep_lines(groups: list[stats_queries.RepGroup]) -> list[RepLine]:
     lost: dict[str | None, int] = {}
+    not_asked: dict[str | None, int] = {}
+    logged: dict[str | None, int] = {}
     by_reason: dict[str | None, dict[str, int]] = {}
     for group in groups:
-        lost[group.owner_slack_id] = lost.get(group.owner_slack_id, 0) + group.deals
+        rep = group.owner_slack_id
+        lost[rep] = lost.get(rep, 0) + group.deals
+        if not group.asked:
+            not_asked[rep] = not_asked.get(rep, 0) + group.deals
         if group.reason_code is not None:
-            by_reason.setdefault(group.owner_slack_id, {})[group.reason_code] = group.deals
+            reasons = by_reason.setdefault(rep, {})
+            reasons[group.reason_code] = reasons.get(group.reason_code, 0) + group.deals
+            if group.asked:
+                logged[rep] = logged.get(rep, 0) + group.deals
     lines = []
     for rep, count in lost.items():
         reasons = by_reason.get(rep, {})
         top = min(reasons, key=lambda code: (-reasons[code], code)) if reasons else None
-        lines.append(RepLine(rep, count, sum(reasons.values()), top))
+        lines.append(RepLine(rep, count, logged.get(rep, 0), top, not_asked.get(rep, 0)))
     return sorted(lines, key=lambda line: (-line.lost, line.user_id or ""))

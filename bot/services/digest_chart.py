@@ -44,7 +44,7 @@ async def loss_trend(
         for each in weeks:
             stats = await read_closed_stats(session, period=each.period, owner_slack_id=None, catalogue=catalogue)
             by_reason = {figures.code: figures.deals for figures in stats.reasons}
-            counts.append(WeekCounts(each.monday, by_reason, stats.lost - stats.logged, stats.won))
+            counts.append(WeekCounts(each.monday, by_reason, stats.lost - stats.with_reason, stats.won))
     return LossTrend(counts, last_so_far=week.so_far)
 
 

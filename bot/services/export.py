@@ -55,7 +55,6 @@ PAGE_SIZE = 2_000
 FORMULA_STARTS = frozenset("=+-@\t\r")
 # The bot has no history import yet, so no loss came from one; the column is there so that a
 # spreadsheet built on this export keeps working when imports arrive.
-NOT_IMPORTED = "no"
 
 Progress = Callable[[int, int], None]
 """Called after each page with the losses written so far and the number to write."""
@@ -176,7 +175,7 @@ def _row(loss: ExportedLoss, catalogue: Catalogue) -> list[str]:
         _instant(loss.logged_at),
         loss.revisit_on.isoformat() if loss.revisit_on is not None else None,
         loss.revisit_state,
-        NOT_IMPORTED,
+        "yes" if loss.imported else "no",
     ]
     return [neutralise(str(cell)) if cell is not None else "" for cell in cells]
 

@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.crm import generic
+from bot.crm.connectors import crm_name
 from bot.crm.event import CLOSED_WON
 from bot.periods import Period
 from bot.reasons import Catalogue, ReasonGroup
@@ -41,6 +43,7 @@ def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
     won_value: Amounts = {}
     reason_deals: dict[str, int] = {}
     reason_value: dict[str, Amounts] = {}
+    imported: dict[str, int] = {}
     for group in groups:
         currency = group.currency or ""
         if group.outcome == stats_queries.WON:
@@ -53,7 +56,10 @@ def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
             excluded += group.deals
         if group.reason_code is None:
             continue
-        logged += group.deals
+        if group.imported_from is None:
+            logged += group.deals
+        else:
+            imported[group.imported_from] = imported.get(group.imported_from, 0) + group.deals
         reason = catalogue.get(group.reason_code)
         if reason is not None and reason.group == ReasonGroup.NO_DECISION:
             no_decision += group.deals
@@ -61,7 +67,14 @@ def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:
         _add(reason_value.setdefault(group.reason_code, {}), currency, group.amount)
     reasons = [ReasonFigures(code, deals, reason_value[code]) for code, deals in reason_deals.items()]
     reasons.sort(key=lambda figures: (-figures.deals, figures.code))
-    return ClosedStats(lost, lost_value, logged, excluded, reasons, no_decision, won, won_value)
+    origins = sorted(((imported_from(source), count) for source, count in imported.items()), key=lambda o: -o[1])
+    return ClosedStats(lost, lost_value, logged, excluded, reasons, no_decision, won, won_value, origins)
+
+
+def imported_from(source: str) -> str:
+    """Where a deal source's imported reasons came from, as a sentence names it: a CRM, or for the
+    generic source (no API to read), a CSV file."""
+    return "a CSV file" if source == generic.SOURCE else crm_name(source)
 
 
 def _add(amounts: Amounts, currency: str, amount: Decimal | None) -> None:

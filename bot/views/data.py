@@ -163,15 +163,19 @@ class ClosedStats:
     lost: int = 0
     lost_value: Amounts = field(default_factory=dict)
     logged: int = 0
-    """Losses with a reason."""
+    """Losses with a reason a rep logged."""
     excluded: int = 0
-    """Losses counted, but for which no reason is asked (PROMPT_MIN_AMOUNT, an excluded deal)."""
+    """Losses counted, but for which no reason is asked (PROMPT_MIN_AMOUNT, an excluded deal,
+    imported history)."""
     reasons: list[ReasonFigures] = field(default_factory=list)
-    """Most deals first, then by code."""
+    """Most deals first, then by code; imported reasons included."""
     no_decision: int = 0
     """Losses whose reason is in the no-decision group: not real losses."""
     won: int = 0
     won_value: Amounts = field(default_factory=dict)
+    imported: list[tuple[str, int]] = field(default_factory=list)
+    """Losses whose reason came with imported history (`closedlost import`), by where it came from
+    ("HubSpot", "a CSV file"), most first: in the reasons, never in the share logged."""
 
     @property
     def needing_reason(self) -> int:
@@ -183,9 +187,14 @@ class ClosedStats:
         return self.logged / self.needing_reason if self.needing_reason else None
 
     @property
+    def with_reason(self) -> int:
+        """Losses with a reason, logged or imported: what the reasons' shares are of."""
+        return self.logged + sum(count for _, count in self.imported)
+
+    @property
     def no_decision_share(self) -> float | None:
         """Of the losses with a reason: those without one cannot be told apart yet."""
-        return self.no_decision / self.logged if self.logged else None
+        return self.no_decision / self.with_reason if self.with_reason else None
 
     @property
     def win_rate(self) -> float | None:
@@ -307,8 +316,17 @@ class RepLine:
     user_id: str | None
     lost: int
     logged: int
+    """Of the losses a reason was asked for, those the rep logged one for."""
     top_reason: str | None
-    """The reason the rep logged most that week (ties: the first code alphabetically)."""
+    """The reason the rep's losses have most that week, imported ones included (ties: the first
+    code alphabetically)."""
+    not_asked: int = 0
+    """Losses no reason is asked for (PROMPT_MIN_AMOUNT, imported history)."""
+
+    @property
+    def logged_share(self) -> float | None:
+        asked = self.lost - self.not_asked
+        return self.logged / asked if asked else None
 
 
 @dataclass(frozen=True)

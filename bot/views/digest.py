@@ -105,12 +105,12 @@ def _summary(digest: Digest, catalogue: Catalogue) -> list[str]:
     real = [figures for figures in current.reasons if _group(catalogue, figures.code) == ReasonGroup.LOSS]
     if real:
         top = real[0]
-        logged = plural(current.logged, "logged loss", "logged losses")
+        logged = plural(current.with_reason, "loss with a reason", "losses with a reason")
         reason = f"*Top reason:* {escape(catalogue.label(top.code))}, {top.deals:,} of {logged}"
         named = _named_in(digest, catalogue, top.code)
         if named:
             reason += f", most often {escape(named[0][0])}"
-    elif current.logged:
+    elif current.with_reason:
         reason = "*Top reason:* none that is a real loss: every logged loss was no decision or a clean-up"
     else:
         reason = "*Top reason:* not known yet: no loss of the week has a reason"
@@ -154,14 +154,14 @@ def _why_we_lost(digest: Digest, catalogue: Catalogue) -> str:
     """Real losses by reason, a line each: plain lines read on a phone (the chart posted after the
     digest draws them)."""
     before = {figures.code: figures.deals for figures in digest.previous.reasons}
-    logged = digest.current.logged
+    logged = digest.current.with_reason
     lines = [
         f"• {escape(catalogue.label(figures.code))} — *{figures.deals:,}* ({percent(figures.deals / logged)},"
         f" {_change(figures.deals, before.get(figures.code, 0))} on the week before) · {amounts_text(figures.value)}"
         for figures in digest.current.reasons
         if _group(catalogue, figures.code) == ReasonGroup.LOSS
     ]
-    return fit_list("*Why we lost* (real losses: deals, share of logged losses, value)", lines, len(lines))
+    return fit_list("*Why we lost* (real losses: deals, share of losses with a reason, value)", lines, len(lines))
 
 
 def _no_decision(digest: Digest, catalogue: Catalogue) -> str:
@@ -174,7 +174,7 @@ def _no_decision(digest: Digest, catalogue: Catalogue) -> str:
             value[currency] = value.get(currency, Decimal(0)) + amount
     return with_amounts(
         f"*No decision / went dark* (kept apart from real losses) {deals} ({_change(deals, before)}) · "
-        f"{percent(digest.current.no_decision_share)} of logged losses",
+        f"{percent(digest.current.no_decision_share)} of losses with a reason",
         value,
     )
 
@@ -222,7 +222,7 @@ def _discipline(digest: Digest) -> str:
 def _reps(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
         f"• {_person(digest, line.user_id, nobody='Reps not in Slack')} — {line.lost} lost · "
-        f"{percent(line.logged / line.lost)} logged · top: "
+        f"{percent(line.logged_share)} logged · top: "
         f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}"
         for line in digest.reps[:REPS_LISTED]
     ]

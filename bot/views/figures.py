@@ -71,18 +71,28 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
         f"*Logged* {percent(stats.logged_share)} ({stats.logged:,} of "
         f"{plural(stats.needing_reason, 'loss', 'losses')} {'has' if stats.logged == 1 else 'have'} a reason"
         + (f"; {stats.excluded:,} more {'needs' if stats.excluded == 1 else 'need'} none)" if stats.excluded else ")"),
-        f"*No decision / went dark* {percent(stats.no_decision_share)} of logged losses ({stats.no_decision})",
+        f"*No decision / went dark* {percent(stats.no_decision_share)} of losses with a reason ({stats.no_decision})",
     ]
     blocks: list[Block] = [SectionBlock(text=fit("\n".join(summary), SECTION_MAX_LENGTH))]
     if stats.reasons:
         lines = [
             f"• {escape(catalogue.label(figures.code))} — *{figures.deals}* "
-            f"({percent(figures.deals / stats.logged)}) · {amounts_text(figures.value)}"
+            f"({percent(figures.deals / stats.with_reason)}) · {amounts_text(figures.value)}"
             for figures in stats.reasons[:MAX_REASON_LINES]
         ]
-        heading = "*Reasons* (by deals, share of logged losses, value)"
+        heading = "*Reasons* (by deals, share of losses with a reason, value)"
         blocks.append(SectionBlock(text=fit_list(heading, lines, len(stats.reasons))))
+    if stats.imported:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=imported_note(stats.imported))]))
     return blocks
+
+
+def imported_note(imported: list[tuple[str, int]]) -> str:
+    """ "Includes 120 reasons imported from HubSpot and 30 from a CSV file", and what they count in."""
+    origins = [f"{plural(count, 'reason')} imported from {escape(origin)}" for origin, count in imported[:1]]
+    origins += [f"{count:,} from {escape(origin)}" for origin, count in imported[1:]]
+    listed = ", ".join(origins[:-1]) + " and " + origins[-1] if len(origins) > 1 else origins[0]
+    return f"Includes {listed}: counted in the reasons, not in the share logged, as no rep was asked."
 
 
 def awaiting_blocks(losses: list[AwaitingDeal], total: int) -> list[Block]:
