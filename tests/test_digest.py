@@ -148,14 +148,14 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert "<@" not in json.dumps(message.as_kwargs())
     assert message.text == (
         "Closed-lost digest, the week of Nov 9, 2026: 5 lost (25,000 EUR · 63,000 USD), 1 won (20,000 USD),"
-        " win rate 17%. Top reason: Lost to a competitor, 2 of 4 logged losses, most often Initech."
+        " win rate 17%. Top reason: Lost to a competitor, 2 of 4 losses with a reason, most often Initech."
         " Discipline: 80% logged, 5 h to a reason at the median; 2 losses overdue."
     )
     text = render_text(message).split("\n\n")
     assert text[0] == "Closed-lost digest, the week of Nov 9, 2026"
     assert text[1] == (
         "*5 lost* (25,000 EUR · 63,000 USD), *1 won* (20,000 USD), win rate 17%\n"
-        "*Top reason:* Lost to a competitor, 2 of 4 logged losses, most often Initech\n"
+        "*Top reason:* Lost to a competitor, 2 of 4 losses with a reason, most often Initech\n"
         "*Discipline:* 80% logged, 5 h to a reason at the median; 2 losses overdue"
     )
     assert text[3] == (

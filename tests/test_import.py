@@ -556,7 +556,7 @@ async def test_the_digest_of_a_past_week_counts_imported_deals_but_not_in_its_di
     assert (digest.median_time_to_reason, digest.overdue, digest.quotes) == (None, [], [])
     assert digest.reps == [RepLine("U0DANA001", 3, 0, "competitor", not_asked=3)]
     text = render_text(build_digest_message(digest, Catalogue(DEFAULT_REASONS)))
-    assert "<@U0DANA001> — 3 lost · — logged · top: Lost to a competitor" in text
+    assert "a Slack user with no name — 3 lost · — logged · top: Lost to a competitor" in text
 
 
 async def test_an_import_stopped_with_ctrl_c_sums_up_what_it_stored_and_is_resumed(
