@@ -1,4 +1,5 @@
-"""The reason modals' submissions: validate inline, store, close, then redraw the rep's Home tab."""
+"""The reason modals' submissions (a rep's answer, or a manager's re-code): validate inline, store,
+close, then redraw the submitter's Home tab."""
 
 import logging
 from typing import Any
@@ -9,6 +10,7 @@ from bot.errors import LossError
 from bot.logs import log_ids
 from bot.runtime import Runtime
 from bot.services.losses import record_reason, record_reason_for_several
+from bot.services.recoding import recode_reason
 from bot.validation import validate_reason_form
 from bot.views import ids
 from bot.views.reason_modal import ModalContext, build_notice_modal, describe_several, parse_reason_submission
@@ -33,19 +35,36 @@ async def handle_reason_submitted(
         return
     modal = ModalContext.decode(view["private_metadata"])
     try:
-        await record_reason(
-            session_factory=runtime.session_factory,
-            loss_id=modal.loss_id,
-            revision=modal.revision,
-            form=submission.form,
-            catalogue=runtime.catalogue,
-            user_id=body["user"]["id"],
-            view_id=view.get("id"),
-            now=runtime.clock(),
-            write_back_to=runtime.write_back_sources,
-            audience=runtime.audience,
-            competitor_merges=runtime.competitor_merges,
-        )
+        if modal.recode:
+            await recode_reason(
+                session_factory=runtime.session_factory,
+                slack=runtime.slack,
+                managers=runtime.managers,
+                loss_id=modal.loss_id,
+                revision=modal.revision,
+                form=submission.form,
+                catalogue=runtime.catalogue,
+                user_id=body["user"]["id"],
+                view_id=view.get("id"),
+                now=runtime.clock(),
+                write_back_to=runtime.write_back_sources,
+                audience=runtime.audience,
+                competitor_merges=runtime.competitor_merges,
+            )
+        else:
+            await record_reason(
+                session_factory=runtime.session_factory,
+                loss_id=modal.loss_id,
+                revision=modal.revision,
+                form=submission.form,
+                catalogue=runtime.catalogue,
+                user_id=body["user"]["id"],
+                view_id=view.get("id"),
+                now=runtime.clock(),
+                write_back_to=runtime.write_back_sources,
+                audience=runtime.audience,
+                competitor_merges=runtime.competitor_merges,
+            )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
         return

@@ -43,6 +43,9 @@ class MessageKind(StrEnum):
     """A post in a team's channel about losses logged with a reason routed to it (REASON_ROUTES)."""
     DIGEST = "digest"
     """The weekly digest (see `DigestRun`); it lists no losses of its own."""
+    RECODE = "recode"
+    """A reply in the rep's prompt thread saying that a manager re-coded a reason (`reason_entry_id`);
+    it lists no losses, so later changes to the reason leave it as it was said."""
 
 
 class OutboxKind(StrEnum):
@@ -173,6 +176,13 @@ class ReasonEntry(Base):
         # Finding a loss's current reason (its highest revision) from the index alone: stats read it
         # for every loss of a period.
         Index("ix_reason_entry_current", "loss_id", "revision", "reason_code"),
+        # The quality figures read the few re-coded or confirmed entries of a period from it alone.
+        Index(
+            "ix_reason_entry_flagged",
+            "loss_id",
+            postgresql_where=text("recoded OR confirmed_over IS NOT NULL"),
+            sqlite_where=text("recoded OR confirmed_over IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -190,6 +200,11 @@ class ReasonEntry(Base):
     bulk: Mapped[bool] = mapped_column(default=False, server_default=false())
     """Given for a whole bulk clean-up with one click (README.md, "Bulk clean-ups"): the digest
     counts these apart."""
+    recoded: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Stored by a manager over the rep's answer (README.md, "Re-coding a reason"): `logged_by` is
+    the manager."""
+    confirmed_over: Mapped[str | None] = mapped_column(String(64))
+    """The reason code the modal suggested when the rep kept their own pick over it."""
 
 
 class Message(Base):
@@ -230,6 +245,8 @@ class Message(Base):
     post_started_at: Mapped[datetime | None]
     """When a try to post the message began whose outcome is not known (set before the call, cleared
     when Slack answers that it failed): the next try looks for the post in Slack first."""
+    reason_entry_id: Mapped[int | None] = mapped_column(ForeignKey("reason_entry.id"))
+    """The re-code a RECODE notice tells of."""
 
 
 class MessageLoss(Base):

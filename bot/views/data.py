@@ -59,6 +59,19 @@ class LoggedReason:
     logged_by: str
     logged_at: datetime
     revisit_on: date | None
+    recoded: bool = False
+    """A manager re-coded it: `logged_by` is the manager."""
+
+
+@dataclass(frozen=True)
+class RecodeNotice:
+    """What the rep is told in their prompt's thread when a manager re-codes their reason."""
+
+    deal_name: str
+    manager: str
+    """The manager's Slack id."""
+    before: LoggedReason
+    after: LoggedReason
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,16 @@ class ReasonFigures:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """How far the reasons of a period can be trusted (README.md, "Reason quality")."""
+
+    confirmed: int = 0
+    """Losses whose rep kept their pick over the reason the modal suggested."""
+    recoded: int = 0
+    """Losses whose reason a manager re-coded."""
+
+
+@dataclass(frozen=True)
 class ClosedStats:
     """Figures about the deals closed in a period."""
 
@@ -172,6 +195,7 @@ class ClosedStats:
     """Losses whose reason is in the no-decision group: not real losses."""
     won: int = 0
     won_value: Amounts = field(default_factory=dict)
+    quality: Quality = field(default_factory=Quality)
 
     @property
     def needing_reason(self) -> int:
@@ -309,6 +333,7 @@ class RepLine:
     logged: int
     top_reason: str | None
     """The reason the rep logged most that week (ties: the first code alphabetically)."""
+    quality: Quality = field(default_factory=Quality)
 
 
 @dataclass(frozen=True)

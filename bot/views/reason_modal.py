@@ -34,6 +34,7 @@ from bot.views.data import AwaitingDeal, DealFacts
 from bot.views.text import escape, fit, format_amount, truncate
 
 INTRO_MAX_LENGTH = 3000
+RECODE_NOTE = "Your answer is saved as the deal's reason, re-coded by you; the rep's stays in its history."
 # https://docs.slack.dev/reference/block-kit/block-elements/multi-select-menu-element
 OPTIONS_PER_GROUP = 100
 # A menu takes at most 100 option groups.
@@ -51,28 +52,36 @@ OPTION_VALUE_MAX_LENGTH = 150
 
 @dataclass(frozen=True)
 class ModalContext:
-    """What the modal carries in `private_metadata`: the loss, and the revision it was opened on."""
+    """What the modal carries in `private_metadata`: the loss, the revision it was opened on, and
+    whether a manager opened it to re-code the rep's reason."""
 
     loss_id: int
     revision: int
+    recode: bool = False
 
     def encode(self) -> str:
-        return json.dumps({"loss_id": self.loss_id, "revision": self.revision})
+        data: dict[str, object] = {"loss_id": self.loss_id, "revision": self.revision}
+        if self.recode:
+            data["recode"] = True
+        return json.dumps(data)
 
     @classmethod
     def decode(cls, text: str) -> "ModalContext":
         data = json.loads(text)
-        return cls(loss_id=int(data["loss_id"]), revision=int(data["revision"]))
+        return cls(loss_id=int(data["loss_id"]), revision=int(data["revision"]), recode=bool(data.get("recode")))
 
 
 def build_reason_modal(
     *, deal: DealFacts, context: ModalContext, catalogue: Catalogue, chosen: ReasonForm | None, today: date
 ) -> View:
-    blocks: list[Block] = [SectionBlock(text=_intro(deal)), *_reason_inputs(catalogue, chosen, today)]
+    intro = _intro(deal)
+    if context.recode:
+        intro = fit(f"{intro}\n{RECODE_NOTE}", INTRO_MAX_LENGTH)
+    blocks: list[Block] = [SectionBlock(text=intro), *_reason_inputs(catalogue, chosen, today)]
     return View(
         type="modal",
         callback_id=ids.REASON_MODAL,
-        title="Why was it lost?",
+        title="Re-code the reason" if context.recode else "Why was it lost?",
         submit="Save",
         close="Cancel",
         private_metadata=context.encode(),
