@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Result, Select, String, func, literal, or_, select, union_all
+from sqlalchemy import Result, Select, String, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.loss_queries import is_current_entry
@@ -240,6 +240,41 @@ async def bulk_answers(session: AsyncSession, *, since: datetime, until: datetim
         _current_answers(since, until).add_columns(func.count()).where(ReasonEntry.bulk.is_(True))
     )
     return count or 0
+
+
+class QualityGroup(NamedTuple):
+    owner_slack_id: str | None
+    confirmed: int
+    """Losses whose rep kept their pick over the modal's suggestion, in any revision."""
+    recoded: int
+    """Losses a manager re-coded, in any revision: the loss counts under its current reason."""
+
+
+async def quality_groups(
+    session: AsyncSession, *, since: datetime | None, until: datetime, owner_slack_id: str | None
+) -> list[QualityGroup]:
+    """Losses with `lost_at` in [since, until) (`since` None: from the beginning) confirmed over a
+    suggestion or re-coded, by owner; `owner_slack_id` narrows to one rep. Read from the flagged
+    entries alone (ix_reason_entry_flagged): they are few, however many losses the period has."""
+    confirmed = case((ReasonEntry.confirmed_over.is_not(None), ReasonEntry.loss_id))
+    recoded = case((ReasonEntry.recoded, ReasonEntry.loss_id))
+    query = (
+        select(Deal.owner_slack_id, func.count(confirmed.distinct()), func.count(recoded.distinct()))
+        .select_from(ReasonEntry)
+        .join(Loss, Loss.id == ReasonEntry.loss_id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            or_(ReasonEntry.recoded, ReasonEntry.confirmed_over.is_not(None)),
+            Loss.state != LossState.CANCELLED,
+            Loss.lost_at < until,
+        )
+        .group_by(Deal.owner_slack_id)
+    )
+    if since is not None:
+        query = query.where(Loss.lost_at >= since)
+    if owner_slack_id is not None:
+        query = query.where(Deal.owner_slack_id == owner_slack_id)
+    return [QualityGroup._make(row) for row in await session.execute(query)]
 
 
 class RepGroup(NamedTuple):

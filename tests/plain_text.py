@@ -1,6 +1,6 @@
 """A Slack message or view as a person reads it: the Block Kit walked into plain lines, buttons as
-`[Label]`, so a test (or a reviewer) reads what a rep or a manager sees, and what a screen reader
-says for each button."""
+`[Label]` (a menu as `[Placeholder ▾: option | option]`), so a test (or a reviewer) reads what a
+rep or a manager sees, and what a screen reader says for each button."""
 
 from typing import Any
 
@@ -42,6 +42,9 @@ def _block(block: dict[str, Any]) -> str:
 
 
 def _button(element: dict[str, Any]) -> str:
+    if element["type"] == "static_select":
+        options = " | ".join(option["text"]["text"] for option in element["options"])
+        return f"[{element['placeholder']['text']} ▾: {options}]"
     label = f"[{element['text']['text']}]"
     spoken = element.get("accessibility_label")
     return f"{label} (says: {spoken})" if spoken else label

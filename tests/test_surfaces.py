@@ -12,13 +12,26 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.views import View
 
+from bot.validation import ReasonForm
 from bot.views.chasing import build_escalation, build_reminder
 from bot.views.commands import build_pending_reply, build_reasons_reply, build_revisits_reply, build_stats_reply
-from bot.views.data import ClosedStats, MessageContent, Quote, ReasonFigures, UpcomingRevisit, WonBackDeal
-from bot.views.debrief import build_debrief
+from bot.views.data import (
+    ClosedStats,
+    MessageContent,
+    Quality,
+    Quote,
+    ReasonFigures,
+    RecodeNotice,
+    RepLine,
+    UpcomingRevisit,
+    WonBackDeal,
+)
+from bot.views.debrief import build_debrief, build_route_post
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
+from bot.views.reason_modal import ModalContext, build_reason_modal
+from bot.views.recode import build_recode_notice
 from storage.models import LossState
 from tests.plain_text import plain_text
 from tests.test_views import make_deal, make_entry, make_item
@@ -39,7 +52,10 @@ STATS = ClosedStats(
     ],
     won=1,
     won_value={"USD": Decimal(30000)},
+    quality=Quality(confirmed=1, recoded=1),
 )
+MANAGER = "U0BOSS"
+RECODED = replace(LOGGED, entry=make_entry(reason_code="price", detail=None, logged_by=MANAGER, recoded=True))
 
 
 def _bulk() -> MessageContent:
@@ -75,6 +91,10 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
             revisits_total=1,
             win_backs=[WonBackDeal("Hooli expansion", Decimal(45000), "USD", None, NOW)],
             win_backs_total=1,
+            reps=[
+                RepLine(REP, 3, 2, "competitor", Quality(confirmed=1, recoded=1)),
+                RepLine("U0SAM", 1, 1, "price"),
+            ],
             quotes=[Quote("Acme — 200 seats", Decimal(60000), "USD", REP, "competitor", "Initech was 30% cheaper.")],
             quotes_elsewhere=[
                 Quote("Initech pilot", Decimal(12000), "EUR", REP, "price", "Too expensive for 5 seats.")
@@ -84,6 +104,32 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     ),
     "digest_empty": lambda: build_digest_message(digest(current=ClosedStats()), CATALOGUE),
     "debrief": lambda: build_debrief([LOGGED], catalogue=CATALOGUE),
+    "debrief_recoded": lambda: build_debrief([RECODED], catalogue=CATALOGUE),
+    "route_several": lambda: build_route_post(
+        [LOGGED, replace(LOGGED, loss_id=9, deal=make_deal(name="Initech pilot"))], catalogue=CATALOGUE
+    ),
+    "prompt_recoded": lambda: build_single_prompt(RECODED, catalogue=CATALOGUE),
+    "recode_notice": lambda: build_recode_notice(
+        RecodeNotice(
+            "Globex renewal", MANAGER, before=make_entry(), after=make_entry(reason_code="price", detail=None)
+        ),
+        catalogue=CATALOGUE,
+    ),
+    "recode_notice_same_reason": lambda: build_recode_notice(
+        RecodeNotice(
+            "Globex renewal", MANAGER, before=make_entry(), after=make_entry(explanation="Initech was 30% cheaper.")
+        ),
+        catalogue=CATALOGUE,
+    ),
+    "recode_modal": lambda: build_reason_modal(
+        deal=make_deal(name="Globex renewal"),
+        context=ModalContext(loss_id=8, revision=1, recode=True),
+        catalogue=CATALOGUE,
+        chosen=ReasonForm(
+            reason_code="competitor", detail="Initech", explanation="Initech undercut us.", revisit_on=None
+        ),
+        today=NOW.date(),
+    ),
 }
 
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
 
 from bot.reasons import Catalogue, ReasonGroup
-from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quote
-from bot.views.figures import amounts_text, fit_list, percent, with_amounts
+from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quality, Quote
+from bot.views.figures import amounts_text, fit_list, percent, quality_text, with_amounts
 from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
 from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
@@ -171,6 +171,8 @@ def _discipline(digest: Digest) -> str:
         lines.append(f"Overdue (past their escalation, or the rep could not be asked): {listed}")
     else:
         lines.append("No loss is overdue for a reason.")
+    if current.logged:
+        lines.append(f"Reason quality: {quality_text(current.quality, logged=current.logged)}.")
     if digest.bulk_answers:
         deals = "deal was" if digest.bulk_answers == 1 else "deals were"
         lines.append(f"Bulk clean-ups: {digest.bulk_answers} {deals} logged in one click as a pipeline clean-up.")
@@ -184,10 +186,17 @@ def _reps(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
         f"• {f'<@{line.user_id}>' if line.user_id else 'Reps not in Slack'} — {line.lost} lost · "
         f"{percent(line.logged / line.lost)} logged · top: "
-        f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}"
+        f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}" + _rep_quality(line.quality)
         for line in digest.reps[:REPS_LISTED]
     ]
     return fit_list("*By rep*", lines, len(digest.reps))
+
+
+def _rep_quality(quality: Quality) -> str:
+    """A rep's quality figures, short, after their line; nothing when both are zero."""
+    if not quality.confirmed and not quality.recoded:
+        return ""
+    return f" · {quality.confirmed} kept over a suggestion, {quality.recoded} re-coded"
 
 
 def _revisits(digest: Digest, catalogue: Catalogue) -> str:

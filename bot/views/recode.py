@@ -50,12 +50,13 @@ def build_recode_notice(notice: RecodeNotice, *, catalogue: Catalogue) -> Messag
     """The reply in the rep's prompt thread: who changed the reason of which deal, from what to what."""
     before, after = _reason(notice.before, catalogue), _reason(notice.after, catalogue)
     deal = f"*{escape(notice.deal_name)}*"
+    more = "Reply here if you see it differently."
     if before == after:
         edited = ", with an edited explanation" if notice.before.explanation != notice.after.explanation else ""
         text = f":pencil2: <@{notice.manager}> reviewed the reason of {deal} and kept {after}{edited}."
     else:
         text = f":pencil2: <@{notice.manager}> re-coded the reason of {deal} from {before} to {after}."
-    more = "It counts under its new reason in the stats and the digest. Reply here if you see it differently."
+        more = f"It counts under its new reason in the stats and the digest. {more}"
     blocks = [SectionBlock(text=text), ContextBlock(elements=[MarkdownTextObject(text=more)])]
     return MessageContent(text=text, blocks=blocks)
 
