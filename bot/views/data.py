@@ -171,7 +171,7 @@ class ReasonFigures:
 
 @dataclass(frozen=True)
 class Quality:
-    """How far the reasons of a period can be trusted (README.md, "Reason quality")."""
+    """How far the reasons of a period can be trusted (README.md, "Re-coding a reason")."""
 
     confirmed: int = 0
     """Losses whose rep kept their pick over the reason the modal suggested."""

@@ -165,14 +165,14 @@ def _discipline(digest: Digest) -> str:
         f"*Discipline* {percent(current.logged_share)} of losses have a reason"
         f" _(week before {percent(previous.logged_share)})_ · median time to reason {median}"
     ]
+    if current.logged:
+        lines.append(f"Reason quality: {quality_text(current.quality, logged=current.logged)}.")
     if digest.overdue:
         reps = [f"<@{rep}> ({count})" if rep else f"reps not in Slack ({count})" for rep, count in digest.overdue]
         listed = fit_list("", reps[:NAMES_LISTED], len(reps), separator=", ")
         lines.append(f"Overdue (past their escalation, or the rep could not be asked): {listed}")
     else:
         lines.append("No loss is overdue for a reason.")
-    if current.logged:
-        lines.append(f"Reason quality: {quality_text(current.quality, logged=current.logged)}.")
     if digest.bulk_answers:
         deals = "deal was" if digest.bulk_answers == 1 else "deals were"
         lines.append(f"Bulk clean-ups: {digest.bulk_answers} {deals} logged in one click as a pipeline clean-up.")
