@@ -361,6 +361,8 @@ class Explained(NamedTuple):
     logged_by: str
     reason_code: str
     explanation: str
+    rep_of_recode: str | None
+    """The deal's owner when the reason was re-coded by a manager; None otherwise."""
 
 
 async def largest_explained(
@@ -379,6 +381,7 @@ async def largest_explained(
             ReasonEntry.logged_by,
             ReasonEntry.reason_code,
             ReasonEntry.explanation,
+            case((ReasonEntry.recoded, Deal.owner_slack_id)),
         )
         .where(Deal.amount.is_not(None))
         .where(same if in_currency else or_(~same, Deal.currency.is_(None)))

@@ -208,6 +208,7 @@ async def test_an_admin_re_codes_from_the_debrief_card_and_every_place_the_reaso
         digest = await digest_text(session_factory)
         assert "Price / budget" in digest and "Lost to a competitor" not in digest
         assert "*Competitors*" not in digest, "the re-coded deal still counts its competitor"
+        assert f"— <@{DANA}>, *Acme — 200 seats* (48,000 USD), Price / budget, re-coded by <@{ADMIN}>" in digest
         assert (
             f"<@{DANA}> — 1 lost · 100% logged · top: Price / budget · 0 kept over a suggestion, 1 re-coded" in digest
         )

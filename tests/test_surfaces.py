@@ -97,7 +97,7 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
             ],
             quotes=[Quote("Acme — 200 seats", Decimal(60000), "USD", REP, "competitor", "Initech was 30% cheaper.")],
             quotes_elsewhere=[
-                Quote("Initech pilot", Decimal(12000), "EUR", REP, "price", "Too expensive for 5 seats.")
+                Quote("Initech pilot", Decimal(12000), "EUR", MANAGER, "price", "Too expensive for 5 seats.", REP)
             ],
         ),
         CATALOGUE,

@@ -160,6 +160,8 @@ class Quote:
     logged_by: str
     reason_code: str
     explanation: str
+    recoded_from: str | None = None
+    """The deal's owner when a manager (`logged_by`) re-coded the reason: the quote is still the rep's story."""
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,11 @@ def _quote(quote: Quote, catalogue: Catalogue) -> SectionBlock:
     quoted = blockquote(fit(escape(quote.explanation), QUOTE_MAX_LENGTH))
     amount = format_amount(quote.amount, quote.currency)
     reason = escape(catalogue.label(quote.reason_code))
-    return _section(f"{quoted}\n— <@{quote.logged_by}>, *{escape(quote.deal_name)}* ({amount}), {reason}")
+    if quote.recoded_from is not None:
+        who, recoded = quote.recoded_from, f", re-coded by <@{quote.logged_by}>"
+    else:
+        who, recoded = quote.logged_by, ""
+    return _section(f"{quoted}\n— <@{who}>, *{escape(quote.deal_name)}* ({amount}), {reason}{recoded}")
 
 
 def _section(text: str) -> SectionBlock:
