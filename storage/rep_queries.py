@@ -39,3 +39,13 @@ async def zones_of(session: AsyncSession, rep_keys: list[str]) -> dict[str, str 
 
 async def has_rep(session: AsyncSession, slack_id: str) -> bool:
     return await session.get(Rep, slack_id) is not None
+
+
+async def rep_names(session: AsyncSession, slack_ids: set[str]) -> dict[str, str]:
+    """The display names cached for these Slack users; a user with none cached is left out."""
+    if not slack_ids:
+        return {}
+    rows = await session.execute(
+        select(Rep.slack_id, Rep.name).where(Rep.slack_id.in_(slack_ids), Rep.name.is_not(None))
+    )
+    return {slack_id: name for slack_id, name in rows if name is not None}

@@ -91,7 +91,8 @@ class AwaitingLoss(NamedTuple):
 
 
 async def awaiting_losses(session: AsyncSession, *, owner_slack_id: str, limit: int) -> tuple[list[AwaitingLoss], int]:
-    """The rep's losses still awaiting a reason, newest first, at most `limit`; and how many there are.
+    """The rep's losses still awaiting a reason, the biggest first (then the newest; deals without an
+    amount last), at most `limit`; and how many there are.
 
     One statement. The rep's awaiting losses are found first, in full, from two indexes (the rep's
     deals, and the losses awaiting a reason by deal); only then are they sorted and cut. The CTE is
@@ -110,7 +111,7 @@ async def awaiting_losses(session: AsyncSession, *, owner_slack_id: str, limit: 
         await session.execute(
             select(mine.c.id, Deal.name, Deal.account, Deal.amount, Deal.currency, mine.c.lost_at, total)
             .join(Deal, Deal.id == mine.c.deal_id)
-            .order_by(mine.c.lost_at.desc(), mine.c.id.desc())
+            .order_by(Deal.amount.desc().nulls_last(), mine.c.lost_at.desc(), mine.c.id.desc())
             .limit(limit)
         )
     ).all()

@@ -1,6 +1,7 @@
 """A Slack message or view as a person reads it: the Block Kit walked into plain lines, buttons as
-`[Label]` (a menu as `[Placeholder ▾: option | option]`), so a test (or a reviewer) reads what a
-rep or a manager sees, and what a screen reader says for each button."""
+`[Label]` (`[*Label*]` for the primary one, which Slack paints green; a menu as
+`[Placeholder ▾: option | option]`), so a test (or a reviewer) reads what a rep or a manager sees,
+and what a screen reader says for each button."""
 
 from typing import Any
 
@@ -38,13 +39,33 @@ def _block(block: dict[str, Any]) -> str:
         if "accessory" in block:
             lines.append(_button(block["accessory"]))
         return "\n".join(lines)
+    if kind == "input":
+        return _input(block)
     return f"({kind})"
+
+
+def _input(block: dict[str, Any]) -> str:
+    """`Label: [what the field holds]`, or its placeholder in italics while empty; the hint below."""
+    element = block["element"]
+    held = (
+        element.get("initial_option", {}).get("text", {}).get("text")
+        or element.get("initial_value")
+        or element.get("initial_date")
+    )
+    placeholder = element.get("placeholder", {}).get("text")
+    shown = held or (f"_{placeholder}_" if placeholder else "empty")
+    optional = " (optional)" if block.get("optional") else ""
+    lines = [f"{block['label']['text']}{optional}: [{shown}]"]
+    if "hint" in block:
+        lines.append(f"  {block['hint']['text']}")
+    return "\n".join(lines)
 
 
 def _button(element: dict[str, Any]) -> str:
     if element["type"] == "static_select":
         options = " | ".join(option["text"]["text"] for option in element["options"])
         return f"[{element['placeholder']['text']} ▾: {options}]"
-    label = f"[{element['text']['text']}]"
+    text = element["text"]["text"]
+    label = f"[*{text}*]" if element.get("style") == "primary" else f"[{text}]"
     spoken = element.get("accessibility_label")
     return f"{label} (says: {spoken})" if spoken else label

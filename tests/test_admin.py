@@ -170,7 +170,7 @@ async def test_a_refused_prompt_is_listed_and_retry_delivers_it_once_slack_knows
         "Slack took every message. :white_check_mark:",
     ]
     dm = await dm_to(bot, GHOST)
-    assert dm["blocks"][0]["text"]["text"] == "Closed lost: Ghost <deal>"
+    assert dm["blocks"][0]["text"]["text"].startswith("*Ghost &lt;deal&gt;* · ")
     assert '"log_reason"' in json.dumps(dm["blocks"])
 
     async def prompted() -> Loss | None:

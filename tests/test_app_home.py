@@ -108,8 +108,30 @@ async def test_a_deal_that_is_not_mine_clicked_in_home_says_why_in_a_modal(
     assert bot.slack.calls_to("chat.postEphemeral") == []
 
 
-async def click_in_home(bot: BotClient, *, user_id: str, value: str) -> dict[str, Any]:
-    """A Log reason click on the Home tab: the container is the home view, there is no channel."""
+async def test_home_puts_the_count_and_one_action_first_and_the_biggest_deals_first(
+    bot: BotClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    seed = Seed()
+    for name, amount in [("Small", "1000"), ("No amount", None), ("Big", "90000"), ("Middle", "20000")]:
+        seed.loss(owner=DANA, lost_at=days_ago(2), amount=amount, state=LossState.AWAITING, name=name)
+    await seed.save(session_factory)
+
+    await bot.open_home(user_id=DANA)
+    (published,) = await bot.slack.wait_for("views.publish")
+    blocks = published["view"]["blocks"]
+    assert blocks[1]["text"]["text"] == "*4 deals need a reason*"
+    assert blocks[1]["accessory"]["text"]["text"] == "Log one reason for several"
+    listed = [block["text"]["text"].split("*")[1] for block in blocks[2:6]]
+    assert listed == ["Big", "Middle", "Small", "No amount"]
+    # No deal was won in the period: no win rate at all, rather than a "0%" that says nothing.
+    assert not any("Win rate" in text for text in texts(published["view"]))
+
+    opened = await click_in_home(bot, user_id=DANA, value="awaiting", action_id=blocks[1]["accessory"]["action_id"])
+    assert opened["view"]["callback_id"] == "several_modal"
+
+
+async def click_in_home(bot: BotClient, *, user_id: str, value: str, action_id: str = "log_reason") -> dict[str, Any]:
+    """A click on the Home tab (Log reason unless said otherwise): the container is the home view, no channel."""
     answer = await bot.post_slack(
         {
             "type": "block_actions",
@@ -124,7 +146,7 @@ async def click_in_home(bot: BotClient, *, user_id: str, value: str) -> dict[str
             "view": {"id": "V0HOME001", "type": "home", "blocks": [], "private_metadata": "", "hash": "h0"},
             "state": {"values": {}},
             "actions": [
-                {"action_id": "log_reason", "block_id": "b", "value": value, "type": "button", "action_ts": "1.2"}
+                {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1.2"}
             ],
         }
     )

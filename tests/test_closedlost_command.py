@@ -208,7 +208,7 @@ async def test_losses_that_need_no_reason_count_as_lost_but_not_against_logging(
 
     summary = sections(answer.body)[1].splitlines()
     assert summary[0] == "*3* lost · 3,050 USD"
-    assert summary[3] == "*Logged* 50% (1 of 2 losses has a reason; 1 more needs none)"
+    assert summary[2] == "*Logged* 50% (1 of 2 losses has a reason; 1 more needs none)"
 
 
 async def test_pending_shows_the_newest_twenty_and_counts_them_all(

@@ -20,7 +20,7 @@ from bot.reasons import DEFAULT_REASONS, Catalogue, Reason
 from bot.services.digest import build_digest
 from bot.views.data import ClosedStats, Digest, Quote, ReasonFigures, RepLine, UpcomingRevisit, WonBackDeal
 from bot.views.digest import build_digest_message, render_text
-from storage.models import Loss, LossState, Revisit, RevisitState, WebhookMiss
+from storage.models import Loss, LossState, Rep, Revisit, RevisitState, WebhookMiss
 from tests.seed import DANA, SAM, Seed, utc
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -91,6 +91,8 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     await close_revisit(session_factory, losses["before"], RevisitState.REOPENED, utc(2026, 11, 12, 15))
     await close_revisit(session_factory, losses["gap"], RevisitState.REOPENED, utc(2026, 11, 15, 23, 30))
     await close_revisit(session_factory, losses["dark"], RevisitState.DROPPED, utc(2026, 11, 12, 16))
+    async with session_factory() as session, session.begin():
+        session.add(Rep(slack_id=DANA, tz=None, name="Dana Scully", looked_up_at=NOW))
 
     digest = await build_digest(
         session_factory=session_factory, catalogue=CATALOGUE, week=WEEK, now=NOW, tz=PARIS, currency="USD"
@@ -140,16 +142,30 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
         ("Deal 3", Decimal("25000"), "EUR")
     ]
 
-    text = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")
+    # The digest names people and pings nobody: Sam, whose name Slack never gave, is not mentioned either.
+    assert digest.names == {DANA: "Dana Scully"}
+    message = build_digest_message(digest, CATALOGUE)
+    assert "<@" not in json.dumps(message.as_kwargs())
+    assert message.text == (
+        "Closed-lost digest, the week of Nov 9, 2026: 5 lost (25,000 EUR · 63,000 USD), 1 won (20,000 USD),"
+        " win rate 17%. Top reason: Lost to a competitor, 2 of 4 logged losses, most often Initech."
+        " Discipline: 80% logged, 5 h to a reason at the median; 2 losses overdue."
+    )
+    text = render_text(message).split("\n\n")
     assert text[0] == "Closed-lost digest, the week of Nov 9, 2026"
     assert text[1] == (
-        "*Lost* 5 (+3) · 25,000 EUR · 63,000 USD  _week before: 2 · 18,000 USD_\n"
-        "*Won* 1 (±0) · 20,000 USD  _week before: 1 · 10,000 EUR_\n"
-        "*Win rate* 17% by count · by value: EUR 0%, USD 24%  _week before: 33% · by value: EUR 100%, USD 0%_"
+        "*5 lost* (25,000 EUR · 63,000 USD), *1 won* (20,000 USD), win rate 17%\n"
+        "*Top reason:* Lost to a competitor, 2 of 4 logged losses, most often Initech\n"
+        "*Discipline:* 80% logged, 5 h to a reason at the median; 2 losses overdue"
+    )
+    assert text[3] == (
+        "*Against the week before:* lost 5 (+3), won 1 (±0), win rate 17% (was 33%)\n"
+        "*Win rate by value:* EUR 0%, USD 24%"
     )
     assert text[4] == (
-        "```Lost to a competitor     █████         2  50%   +2  50,000 USD\n"
-        "Missing feature          ██            1  25%   +1  25,000 EUR```"
+        "*Why we lost* (real losses: deals, share of logged losses, value)\n"
+        "• Lost to a competitor — *2* (50%, +2 on the week before) · 50,000 USD\n"
+        "• Missing feature — *1* (25%, +1 on the week before) · 25,000 EUR"
     )
     assert (
         text[5] == "*No decision / went dark* (kept apart from real losses) 1 (+1) · 25% of logged losses · 5,000 USD"
@@ -157,28 +173,30 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert text[6] == "*Competitors*\nInitech (2)"
     assert text[7] == "*Product gaps*\nSSO (1)"
     assert text[8] == (
-        "*Discipline* 80% of losses have a reason _(week before 50%)_ · median time to reason 5 h 0 min\n"
+        "*Discipline* 80% of losses have a reason _(week before 50%)_ · median time to reason 5 h\n"
         "Reason quality: 0 picks kept over a suggestion (0% of logged losses) · 0 reasons re-coded by a manager.\n"
-        f"Overdue (past their escalation, or the rep could not be asked): <@{SAM}> (2)"
+        "Overdue (past their escalation, or the rep could not be asked): a Slack user with no name (2)"
     )
     assert text[9] == (
         "*By rep*\n"
-        f"• <@{SAM}> — 3 lost · 67% logged · top: Missing feature\n"
-        f"• <@{DANA}> — 2 lost · 100% logged · top: Lost to a competitor"
+        "• a Slack user with no name — 3 lost · 67% logged · top: Missing feature\n"
+        "• Dana Scully — 2 lost · 100% logged · top: Lost to a competitor"
     )
     assert text[10] == (
         "*Revisits in the next two weeks* (1)\n"
-        f"• Nov 25, 2026 — *Acme &lt;!here&gt;* (40,000 USD) · <@{DANA}> · Lost to a competitor"
+        "• Nov 25, 2026 — *Acme &lt;!here&gt;* (40,000 USD) · Dana Scully · Lost to a competitor"
     )
-    assert text[11] == f"*Win-backs: revisited deals reopened* (1)\n• *Deal 9* (15,000 USD) · <@{DANA}>"
-    assert text[12] == (
+    assert text[11] == "*Win-backs: revisited deals reopened* (1)\n• *Deal 9* (15,000 USD) · Dana Scully"
+    assert text[12] == "*In their words:* the largest losses"
+    assert text[13] == (
         ">Initech bundled onboarding &lt;!channel&gt; for free &amp; we could not match it.\n"
-        f"— <@{DANA}>, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
+        "— Dana Scully, *Acme &lt;!here&gt;* (40,000 USD), Lost to a competitor"
     )
-    assert text[13].endswith(f"— <@{DANA}>, *Deal 2* (10,000 USD), Lost to a competitor")
-    assert text[14].endswith(f"— <@{SAM}>, *Deal 4* (5,000 USD), No decision / went dark")
-    assert text[15] == "*The largest loss in each other currency*"
-    assert text[16].endswith(f"— <@{SAM}>, *Deal 3* (25,000 EUR), Missing feature")
+    assert text[14].endswith("— Dana Scully, *Deal 2* (10,000 USD), Lost to a competitor")
+    assert text[15].endswith("— a Slack user with no name, *Deal 4* (5,000 USD), No decision / went dark")
+    # The largest loss in another currency comes after those in CURRENCY, never ranked among them.
+    assert text[16].endswith("— a Slack user with no name, *Deal 3* (25,000 EUR), Missing feature")
+    assert len(text) == 17
 
 
 async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_that_week(
@@ -276,6 +294,7 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
         win_backs_total=300,
         quotes=[Quote("q" * 500, Decimal(10), "USD", "U1", "r001", "x" * 2000) for _ in range(3)],
         quotes_elsewhere=[Quote("q" * 500, Decimal(10), f"C{n:02d}", "U1", "r001", "x" * 2000) for n in range(3)],
+        names={f"U{n:08d}": f"Rep {n}" for n in range(200)},
     )
 
     message = build_digest_message(digest, catalogue).as_kwargs()
@@ -285,7 +304,7 @@ def test_a_200_rep_team_stays_within_block_kit_limits() -> None:
     assert all(len(text) <= MAX_SECTION_TEXT for text in sections)
     # Each long list is cut between items, and says how many it left out.
     by_rep = next(text for text in sections if text.startswith("*By rep*"))
-    shown = by_rep.count("• <@U")
+    shown = by_rep.count("• Rep ")
     assert 0 < shown <= 30 and by_rep.endswith(f"\nand {200 - shown} more")
     competitors = next(text for text in sections if text.startswith("*Competitors*"))
     shown = competitors.count("&lt;b&gt;")
@@ -336,9 +355,11 @@ async def test_dry_run_prints_the_text_then_the_block_kit_json(
     text, _, blocks = result.stdout.partition("\n\n{\n")
     paragraphs = text.split("\n\n")
     assert paragraphs[0] == "Closed-lost digest, the week of Nov 9, 2026"
-    assert paragraphs[1].startswith("*Lost* 5 (+3) · 25,000 EUR · 63,000 USD  _week before: 2 · 18,000 USD_\n")
+    assert paragraphs[1].startswith("*5 lost* (25,000 EUR · 63,000 USD), *1 won* (20,000 USD), win rate 17%\n")
     message = json.loads("{\n" + blocks)
-    assert message["text"] == "Closed-lost digest, the week of Nov 9, 2026: 5 lost, 1 won."
+    assert message["text"].startswith(
+        "Closed-lost digest, the week of Nov 9, 2026: 5 lost (25,000 EUR · 63,000 USD), 1 won"
+    )
     assert [block["text"]["text"] for block in message["blocks"][:2]] == paragraphs[:2]
 
 

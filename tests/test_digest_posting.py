@@ -158,7 +158,10 @@ async def test_the_digest_is_posted_once_at_its_time_and_not_again_after_a_resta
         [digest] = await fake_slack.wait_for("chat.postMessage")
         week = last_full_week(now=scheduled, tz=TEAM_ZONE)
         assert digest["channel"] == DIGESTS
-        assert digest["text"] == f"Closed-lost digest, {week.period.label}: 1 lost, 0 won."
+        assert digest["text"] == (
+            f"Closed-lost digest, {week.period.label}: 1 lost (42,000 USD)."
+            " Top reason: not known yet: no loss of the week has a reason. Discipline: 0% logged; nothing overdue."
+        )
         assert "42,000 USD" in digest["blocks"][1]["text"]["text"]
 
         clock.advance(hours=1)
@@ -298,7 +301,9 @@ async def test_the_cli_posts_a_past_week_once(
     )
     [digest] = fake_slack.calls_to("chat.postMessage")
     assert digest["channel"] == DIGESTS
-    assert digest["text"] == "Closed-lost digest, the week of Nov 9, 2026: 5 lost, 1 won."
+    assert digest["text"].startswith(
+        "Closed-lost digest, the week of Nov 9, 2026: 5 lost (25,000 EUR · 63,000 USD), 1 won"
+    )
     [run] = await rows(session_factory, DigestRun)
     assert (run.channel, run.week_start) == (DIGESTS, date(2026, 11, 9))
 

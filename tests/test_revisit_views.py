@@ -44,15 +44,26 @@ def action_ids(message: dict[str, Any]) -> list[str]:
     return [element["action_id"] for block in message["blocks"] for element in block.get("elements", [])]
 
 
-def test_a_due_nudge_shows_the_deal_the_reason_and_three_answers() -> None:
+def test_a_due_nudge_leads_with_the_question_then_open_in_crm_and_three_answers() -> None:
     message = nudge()
-    assert message["text"] == "Time to revisit Acme — 200 seats: lost 40 days ago, Lost to a competitor."
-    texts = mrkdwn_texts(message["blocks"])
     assert (
-        "*Logged reason: Lost to a competitor*: Initech\n>Initech undercut us by 30% and bundled onboarding." in texts
+        message["text"] == "Worth another try with Acme Corp? Acme — 200 seats was lost 40 days ago: Lost to Initech."
     )
-    assert any(text.startswith("*Lost*\n40 days ago, <!date^") for text in texts)
-    assert action_ids(message) == ["revisit_reopened", "revisit_snooze", "revisit_drop", "open_in_crm"]
+    [question, *_] = mrkdwn_texts(message["blocks"])
+    assert question.startswith(
+        "*Worth another try with Acme Corp?*\nLost to Initech\n"
+        "*Acme — 200 seats* · 48,000 USD · lost 40 days ago, <!date^"
+    )
+    assert question.endswith(">Initech undercut us by 30% and bundled onboarding.")
+    assert action_ids(message) == ["open_in_crm", "revisit_reopened", "revisit_snooze", "revisit_drop"]
+    styles = [element.get("style") for element in message["blocks"][-1]["elements"]]
+    assert styles == ["primary", None, None, None]
+
+
+def test_without_a_crm_link_i_reopened_it_is_the_primary_answer() -> None:
+    message = nudge(deal={"url": None}, reason_code="price", detail=None)
+    assert message["text"].endswith("was lost 40 days ago: Price / budget.")
+    assert [element.get("style") for element in message["blocks"][-1]["elements"]] == ["primary", None, None]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +81,7 @@ def test_an_answered_nudge_shows_its_outcome_and_no_answers(
 ) -> None:
     message = nudge(standing, reopened_in_crm=reopened_in_crm)
     assert message["text"] == f"Acme — 200 seats: {outcome}"
-    assert outcome in mrkdwn_texts(message["blocks"])
+    assert mrkdwn_texts(message["blocks"])[0].endswith(f"\n{outcome}")
     assert action_ids(message) == ["open_in_crm"]
 
 

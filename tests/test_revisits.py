@@ -138,17 +138,19 @@ async def test_a_revisit_date_nudges_the_rep_at_nine_in_their_time_zone_on_that_
         nudge, where = await nudged(bot, clock, day)
         assert where[0] == DANAS_DM
         days = (clock.now - LOST_AT).days
-        assert nudge["text"] == f"Time to revisit Acme — 200 seats: lost {days} days ago, Price / budget."
+        assert nudge["text"] == (
+            f"Worth another try with Acme Corp? Acme — 200 seats was lost {days} days ago: Price / budget."
+        )
         shown = json.dumps(nudge["blocks"], ensure_ascii=False)
-        for part in ("Acme Corp", "48,000 USD", f"{days} days ago", "Logged reason: Price / budget"):
+        for part in ("Worth another try with Acme Corp?", "48,000 USD", f"{days} days ago", "Price / budget"):
             assert part in shown
         assert "&lt;!channel&gt;" in shown and "<!channel>" not in shown
         assert button(nudge, "open_in_crm")["url"] == "https://crm.example.com/deals/0061x00000AbCdE"
         revisit = await the_revisit(bot)
         for action_id, label in (
-            ("revisit_reopened", "Reopened it"),
-            ("revisit_snooze", "Snooze 30 days"),
-            ("revisit_drop", "Not worth it"),
+            ("revisit_reopened", "I reopened it"),
+            ("revisit_snooze", "Remind me in 30 days"),
+            ("revisit_drop", "Drop it"),
         ):
             assert (button(nudge, action_id)["text"]["text"], button(nudge, action_id)["value"]) == (
                 label,
@@ -178,7 +180,7 @@ async def test_a_revisit_on_a_saturday_is_nudged_on_monday_morning(
         assert len(fake_slack.calls_to("chat.postMessage")) == 1
 
         nudge, where = await nudged(bot, clock, monday)
-        assert where[0] == DANAS_DM and nudge["text"].startswith("Time to revisit Acme")
+        assert where[0] == DANAS_DM and "Acme — 200 seats was lost" in nudge["text"]
 
 
 async def test_reopened_it_counts_a_win_back_and_a_second_answer_changes_nothing(
@@ -435,7 +437,7 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
     assert revisit.nudge_at == first_moment(day)
     async with serve(make_settings(database_url, fake_slack.url), fake_slack, session_factory, clock=clock) as bot:
         nudge, where = await nudged(bot, clock, day, number=1)
-        assert where[0] == DANAS_DM and nudge["text"].startswith("Time to revisit Old deal: lost")
+        assert where[0] == DANAS_DM and "Old deal was lost" in nudge["text"]
         assert "Bad timing / postponed" in nudge["text"]
 
 

@@ -18,6 +18,8 @@ from bot.views.commands import build_pending_reply, build_reasons_reply, build_r
 from bot.views.data import (
     ClosedStats,
     MessageContent,
+    NudgeStanding,
+    NudgeState,
     Quality,
     Quote,
     ReasonFigures,
@@ -32,6 +34,7 @@ from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
 from bot.views.reason_modal import ModalContext, build_reason_modal
 from bot.views.recode import build_recode_notice
+from bot.views.revisit import build_revisit_nudge
 from storage.models import LossState
 from tests.plain_text import plain_text
 from tests.test_views import make_deal, make_entry, make_item
@@ -42,6 +45,7 @@ SURFACES = Path(__file__).parent / "fixtures" / "surfaces"
 WAITING = make_item()
 LOGGED = replace(make_item(make_deal(name="Globex renewal")), loss_id=8, entry=make_entry(), needs_reason=False)
 REVISIT = UpcomingRevisit(1, date(2027, 1, 4), "Initech pilot", Decimal(12000), "EUR", REP, "price")
+NUDGED = NOW + timedelta(days=300)
 STATS = ClosedStats(
     lost=4,
     lost_value={"USD": Decimal(90000), "EUR": Decimal(12000)},
@@ -70,6 +74,26 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
         make_item(make_deal(stage="closed_won"), LossState.CANCELLED), catalogue=CATALOGUE
     ),
     "prompt_bulk": _bulk,
+    "reason_modal": lambda: build_reason_modal(
+        deal=make_deal(crm_reason="Went with Initech"),
+        context=ModalContext(loss_id=1, revision=0),
+        catalogue=CATALOGUE,
+        chosen=ReasonForm("competitor", "Initech", "", None),
+        today=NOW.date(),
+    ),
+    "reason_modal_empty": lambda: build_reason_modal(
+        deal=make_deal(),
+        context=ModalContext(loss_id=1, revision=0),
+        catalogue=CATALOGUE,
+        chosen=None,
+        today=NOW.date(),
+    ),
+    "revisit_nudge": lambda: build_revisit_nudge(
+        LOGGED, nudge=NudgeState(12, NudgeStanding.WAITING, date(2027, 1, 4), False), catalogue=CATALOGUE, now=NUDGED
+    ),
+    "revisit_snoozed": lambda: build_revisit_nudge(
+        LOGGED, nudge=NudgeState(12, NudgeStanding.SNOOZED, date(2027, 2, 3), False), catalogue=CATALOGUE, now=NUDGED
+    ),
     "reminder": lambda: build_reminder([WAITING], catalogue=CATALOGUE, message_id=1),
     "escalation": lambda: build_escalation(
         [WAITING, LOGGED], rep_name="Dana", manager="boss@example.com", catalogue=CATALOGUE
@@ -85,20 +109,23 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     "digest": lambda: build_digest_message(
         digest(
             current=STATS,
+            competitors=[("Initech", 2)],
             overdue=[("U0SAM", 2), (None, 1)],
+            reps=[
+                RepLine(REP, 3, 3, "competitor", Quality(confirmed=1, recoded=1)),
+                RepLine("U0SAM", 2, 0, None),
+                RepLine(None, 1, 1, "price"),
+            ],
             median_time_to_reason=timedelta(hours=3, minutes=20),
             revisits=[REVISIT],
             revisits_total=1,
             win_backs=[WonBackDeal("Hooli expansion", Decimal(45000), "USD", None, NOW)],
             win_backs_total=1,
-            reps=[
-                RepLine(REP, 3, 2, "competitor", Quality(confirmed=1, recoded=1)),
-                RepLine("U0SAM", 1, 1, "price"),
-            ],
             quotes=[Quote("Acme — 200 seats", Decimal(60000), "USD", REP, "competitor", "Initech was 30% cheaper.")],
             quotes_elsewhere=[
                 Quote("Initech pilot", Decimal(12000), "EUR", MANAGER, "price", "Too expensive for 5 seats.", REP)
             ],
+            names={REP: "Dana Scully", "U0SAM": "Sam"},
         ),
         CATALOGUE,
     ),

@@ -15,6 +15,7 @@ from bot.validation import (
     explanation_problem,
     validate_reason_form,
 )
+from bot.views.reason_modal import DEFAULT_GOOD_ANSWER, GOOD_ANSWERS
 
 TODAY = date(2026, 11, 20)
 GOOD = "Initech undercut us by 30% and bundled onboarding for free."
@@ -278,3 +279,10 @@ def test_a_revisit_date_in_the_past_is_refused() -> None:
 @pytest.mark.parametrize("revisit_on", [TODAY, TODAY + timedelta(days=180), None])
 def test_a_revisit_date_from_today_on_or_none_is_accepted(revisit_on: date | None) -> None:
     assert validate(form(revisit_on=revisit_on)) == {}
+
+
+@pytest.mark.parametrize("reason", DEFAULT_REASONS, ids=lambda reason: reason.code)
+def test_the_example_the_modal_shows_for_each_reason_is_itself_an_accepted_answer(reason: Reason) -> None:
+    example = GOOD_ANSWERS.get(reason.code, DEFAULT_GOOD_ANSWER).removeprefix("e.g. ")
+
+    assert explanation_problem(example, reason) is None

@@ -217,10 +217,11 @@ def test_a_deal_without_a_link_has_no_crm_button() -> None:
 def test_the_awaiting_prompt_shows_the_deal() -> None:
     rendered = prompt()
 
-    assert rendered["blocks"][0] == {
-        "type": "header",
-        "text": {"type": "plain_text", "text": "Closed lost: Acme — 200 seats", "emoji": True},
-    }
+    # One line about the deal, its name once, then the ask.
+    assert rendered["blocks"][0]["text"]["text"] == (
+        "*Acme — 200 seats* · Acme Corp · 48,000 USD · closed lost <!date^1795187045^{date_short}|Nov 20, 2026>"
+    )
+    assert all("Acme — 200 seats" not in block.get("text", {}).get("text", "") for block in rendered["blocks"][1:])
     text = all_mrkdwn(rendered)
     assert "Acme Corp" in text
     assert "48,000 USD" in text
@@ -230,7 +231,7 @@ def test_the_awaiting_prompt_shows_the_deal() -> None:
 def test_a_deal_without_account_or_amount_still_builds() -> None:
     text = all_mrkdwn(prompt(make_deal(account=None, amount=None, currency=None)))
 
-    assert "*Amount*\n—" in text
+    assert text.startswith("*Acme — 200 seats* · closed lost ")
     assert "no amount" not in text
 
 
@@ -299,9 +300,7 @@ def test_user_text_in_the_awaiting_prompt_is_escaped() -> None:
 
     text = all_mrkdwn(rendered)
     assert_escaped(text)
-    assert ESCAPED_INJECTION in text
-    # The header is plain_text: Slack shows it as written.
-    assert rendered["blocks"][0]["text"]["text"] == f"Closed lost: {INJECTION}"
+    assert rendered["blocks"][0]["text"]["text"].startswith(f"*{ESCAPED_INJECTION}* · ")
 
 
 def test_user_text_in_the_logged_prompt_is_escaped() -> None:
@@ -332,15 +331,15 @@ def test_user_text_in_the_modal_is_escaped() -> None:
 # --- long and unusual text ------------------------------------------------------------------------
 
 
-def test_a_600_character_deal_name_still_builds_with_a_truncated_header() -> None:
+def test_a_600_character_deal_name_still_builds_cut_to_150_characters() -> None:
     deal = make_deal(name="N" * 600)
 
     rendered = prompt(deal)
     modal(deal)
 
-    header = rendered["blocks"][0]["text"]["text"]
-    assert len(header) == 150
-    assert header.endswith("…")
+    name = rendered["blocks"][0]["text"]["text"].split("*")[1]
+    assert len(name) == 150
+    assert name.endswith("…")
 
 
 def test_unicode_and_emoji_survive_in_the_prompt() -> None:
@@ -349,7 +348,7 @@ def test_unicode_and_emoji_survive_in_the_prompt() -> None:
         explanation="Le client a choisi Initech 💸 : 30 % moins cher.",
     )
 
-    assert rendered["blocks"][0]["text"]["text"] == "Closed lost: Société Générale 🚀 東京"
+    assert rendered["blocks"][0]["text"]["text"].startswith("*Société Générale 🚀 東京* · Ünïcødé GmbH")
     text = all_mrkdwn(rendered)
     assert "Ünïcødé GmbH" in text
     assert "Initech 💸 : 30 % moins cher." in text

@@ -15,7 +15,7 @@ A try Slack answered with a failure clears the mark, and the next one posts with
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +38,7 @@ from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import EscalationNotice, build_escalation, build_reminder
 from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState, RecodeNotice
 from bot.views.debrief import build_debrief, build_route_post
-from bot.views.digest import build_digest_message
+from bot.views.digest import UNNAMED, build_digest_message
 from bot.views.prompt import build_prompt_message
 from bot.views.recode import build_recode_notice
 from bot.views.revisit import build_revisit_nudge
@@ -449,7 +449,11 @@ class SlackDelivery:
             tz=self.team_tz,
             currency=self.team_currency,
         )
-        return build_digest_message(digest, self.catalogue)
+        # Reps found before names were kept have none cached: Slack is asked once for each.
+        names = dict(digest.names)
+        for user_id in sorted(digest.people() - names.keys()):
+            names[user_id] = await self._rep_name(user_id, fallback=UNNAMED)
+        return build_digest_message(replace(digest, names=names), self.catalogue)
 
     async def _recode_notice(self, message: Message) -> MessageContent:
         assert message.reason_entry_id is not None

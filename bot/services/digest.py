@@ -3,6 +3,7 @@ what to revisit, computed from the data for one week (README.md, "The weekly dig
 TIMEZONE). Posting it, once per channel and week, is the scheduler's job."""
 
 import statistics
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from bot.reasons import Catalogue
 from bot.services.presenting import upcoming_revisits
 from bot.services.stats import quality_of, read_closed_stats
 from bot.views.data import Digest, Quote, RepLine, WonBackDeal
-from storage import stats_queries, sweep_queries
+from storage import rep_queries, stats_queries, sweep_queries
 
 COMPETITOR = "competitor"
 MISSING_FEATURE = "missing_feature"
@@ -68,7 +69,7 @@ async def build_digest(
         misses = await sweep_queries.webhook_misses(session, since=since, until=until)
     seconds = [(logged - asked).total_seconds() for asked, logged in delays]
     median = timedelta(seconds=statistics.median(seconds)) if seconds else None
-    return Digest(
+    digest = Digest(
         week,
         current,
         previous,
@@ -86,6 +87,9 @@ async def build_digest(
         bulk_answers,
         quotes_elsewhere=_largest_of_each_currency(others),
     )
+    async with session_factory() as session, session.begin():
+        names = await rep_queries.rep_names(session, digest.people())
+    return replace(digest, names=names)
 
 
 def _largest_of_each_currency(rows: list[stats_queries.Explained]) -> list[Quote]:

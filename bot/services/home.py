@@ -28,7 +28,7 @@ HOME_PERIOD = PeriodName.DAYS_90
 async def load_awaiting(
     *, session_factory: async_sessionmaker[AsyncSession], user_id: str, limit: int = AWAITING_SHOWN
 ) -> tuple[list[AwaitingDeal], int]:
-    """The rep's losses awaiting a reason, newest first, at most `limit`; and how many there are."""
+    """The rep's losses awaiting a reason, the biggest first, at most `limit`; and how many there are."""
     async with session_factory() as session, session.begin():
         rows, total = await stats_queries.awaiting_losses(session, owner_slack_id=user_id, limit=limit)
     return awaiting_deals(rows), total

@@ -369,6 +369,16 @@ class Digest:
     counted apart from the reasons reps gave one by one."""
     quotes_elsewhere: list[Quote] = field(default_factory=list)
     """The largest loss in each other currency (or none), listed apart from `quotes`."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Display names by Slack id of the people the digest lists: it names them, never pings them."""
+
+    def people(self) -> set[str]:
+        """The Slack ids of everyone the digest lists."""
+        ids: set[str | None] = {rep for rep, _ in self.overdue} | {line.user_id for line in self.reps}
+        ids |= {revisit.owner_slack_id for revisit in self.revisits}
+        ids |= {win_back.owner_slack_id for win_back in self.win_backs}
+        ids |= {quote.recoded_from or quote.logged_by for quote in [*self.quotes, *self.quotes_elsewhere]}
+        return {user_id for user_id in ids if user_id}
 
     @property
     def empty(self) -> bool:

@@ -4,39 +4,39 @@ section for any team size, long lists ending "and N more". https://docs.slack.de
 from datetime import timedelta
 from decimal import Decimal
 
-from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, SectionBlock
 
-from bot.reasons import Catalogue, ReasonGroup
+from bot.reasons import Catalogue, ReasonGroup, Requirement
 from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quality, Quote
 from bot.views.figures import amounts_text, fit_list, percent, quality_text, with_amounts
 from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
 from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
-BAR_WIDTH = 10
-CHART_LABEL_WIDTH = 24
 NAMES_LISTED = 10
 REPS_LISTED = 30
 QUOTE_MAX_LENGTH = 600
+UNNAMED = "a Slack user with no name"
 
 
 def build_digest_message(digest: Digest, catalogue: Catalogue) -> MessageContent:
+    """Three lines first (lost and won, the top reason, discipline), then the details. People are
+    named, never mentioned: a digest pings nobody."""
     title = f"Closed-lost digest, {digest.week.period.label}" + (" (so far)" if digest.week.so_far else "")
     header = HeaderBlock(text=truncate(title, HEADER_MAX_LENGTH))
     current = digest.current
     if digest.empty:
         note = f"No closed-lost deals in {digest.week.period.label}."
         if current.won:
-            note += f" {with_amounts(f'{current.won:,} won', current.won_value)}."
+            note += f" {with_amounts(plural(current.won, 'deal') + ' won', current.won_value)}."
         blocks: list[Block] = [header, SectionBlock(text=note)]
         if digest.win_backs:
             blocks.append(_section(_win_backs(digest)))
         return MessageContent(text=f"{title}: no closed-lost deals.", blocks=blocks)
 
-    blocks = [header, _section(_headline(current, digest.previous)), DividerBlock()]
-    real = [figures for figures in current.reasons if _group(catalogue, figures.code) == ReasonGroup.LOSS]
-    if real:
-        blocks.append(_section("*Why we lost* (real losses: deals, share, change on the week before, value)"))
-        blocks.append(_section(_chart(digest, catalogue)))
+    summary = _summary(digest, catalogue)
+    blocks = [header, _section("\n".join(summary)), DividerBlock(), _section(_headline(current, digest.previous))]
+    if any(_group(catalogue, figures.code) == ReasonGroup.LOSS for figures in current.reasons):
+        blocks.append(_section(_why_we_lost(digest, catalogue)))
     blocks.append(_section(_no_decision(digest, catalogue)))
     if digest.competitors:
         blocks.append(_section(_names("*Competitors*", digest.competitors)))
@@ -47,14 +47,10 @@ def build_digest_message(digest: Digest, catalogue: Catalogue) -> MessageContent
         blocks.append(_section(_revisits(digest, catalogue)))
     if digest.win_backs:
         blocks.append(_section(_win_backs(digest)))
-    blocks += [_quote(quote, catalogue) for quote in digest.quotes]
-    if digest.quotes_elsewhere:
-        blocks.append(_section("*The largest loss in each other currency*"))
-        blocks += [_quote(quote, catalogue) for quote in digest.quotes_elsewhere]
-    blocks.append(
-        ContextBlock(elements=[MarkdownTextObject(text="Amounts in different currencies are never added up.")])
-    )
-    text = f"{title}: {current.lost} lost, {current.won} won."
+    if digest.quotes or digest.quotes_elsewhere:
+        blocks.append(_section("*In their words:* the largest losses"))
+    blocks += [_quote(quote, digest, catalogue) for quote in [*digest.quotes, *digest.quotes_elsewhere]]
+    text = f"{title}: " + ". ".join(line.replace("*", "") for line in summary) + "."
     return MessageContent(text=text, blocks=blocks)
 
 
@@ -71,15 +67,62 @@ def render_text(message: MessageContent) -> str:
     return "\n\n".join(paragraphs)
 
 
-def _quote(quote: Quote, catalogue: Catalogue) -> SectionBlock:
+def _quote(quote: Quote, digest: Digest, catalogue: Catalogue) -> SectionBlock:
     quoted = blockquote(fit(escape(quote.explanation), QUOTE_MAX_LENGTH))
     amount = format_amount(quote.amount, quote.currency)
     reason = escape(catalogue.label(quote.reason_code))
-    if quote.recoded_from is not None:
-        who, recoded = quote.recoded_from, f", re-coded by <@{quote.logged_by}>"
+    # A re-coded reason is still the rep's story; the manager who re-coded it is said, not named.
+    who = quote.recoded_from or quote.logged_by
+    recoded = ", re-coded by a manager" if quote.recoded_from is not None else ""
+    return _section(f"{quoted}\n— {_person(digest, who)}, *{escape(quote.deal_name)}* ({amount}), {reason}{recoded}")
+
+
+def _person(digest: Digest, user_id: str | None, *, nobody: str = "a rep not in Slack") -> str:
+    """A person's display name, never a mention; `nobody` when the bot knows no Slack user."""
+    if user_id is None:
+        return nobody
+    return escape(digest.names.get(user_id, UNNAMED))
+
+
+def _in_brackets(amounts: Amounts) -> str:
+    return f" ({amounts_text(amounts)})" if amounts else ""
+
+
+def _named_in(digest: Digest, catalogue: Catalogue, code: str) -> list[tuple[str, int]]:
+    """The competitors, or the missing features, that reps named with this reason; [] for a reason
+    that names neither."""
+    reason = catalogue.get(code)
+    if reason is None or reason.requires is None:
+        return []
+    return digest.competitors if reason.requires == Requirement.COMPETITOR else digest.product_gaps
+
+
+def _summary(digest: Digest, catalogue: Catalogue) -> list[str]:
+    """Lost and won with their values; the top reason with its top competitor or missing feature;
+    discipline in one clause."""
+    current = digest.current
+    closed = f"*{current.lost:,} lost*" + _in_brackets(current.lost_value)
+    if current.won:
+        closed += f", *{current.won:,} won*" + _in_brackets(current.won_value)
+        closed += f", win rate {percent(current.win_rate)}"
+    real = [figures for figures in current.reasons if _group(catalogue, figures.code) == ReasonGroup.LOSS]
+    if real:
+        top = real[0]
+        logged = plural(current.logged, "logged loss", "logged losses")
+        reason = f"*Top reason:* {escape(catalogue.label(top.code))}, {top.deals:,} of {logged}"
+        named = _named_in(digest, catalogue, top.code)
+        if named:
+            reason += f", most often {escape(named[0][0])}"
+    elif current.logged:
+        reason = "*Top reason:* none that is a real loss: every logged loss was no decision or a clean-up"
     else:
-        who, recoded = quote.logged_by, ""
-    return _section(f"{quoted}\n— <@{who}>, *{escape(quote.deal_name)}* ({amount}), {reason}{recoded}")
+        reason = "*Top reason:* not known yet: no loss of the week has a reason"
+    discipline = f"*Discipline:* {percent(current.logged_share)} logged"
+    if digest.median_time_to_reason is not None:
+        discipline += f", {_duration(digest.median_time_to_reason)} to a reason at the median"
+    overdue = sum(count for _, count in digest.overdue)
+    discipline += f"; {plural(overdue, 'loss', 'losses')} overdue" if overdue else "; nothing overdue"
+    return [closed, reason, discipline]
 
 
 def _section(text: str) -> SectionBlock:
@@ -96,40 +139,32 @@ def _change(now: int, before: int) -> str:
 
 
 def _headline(current: ClosedStats, previous: ClosedStats) -> str:
+    """The week against the one before; win rates by value per currency, never across currencies."""
+    lines = [
+        f"*Against the week before:* lost {current.lost:,} ({_change(current.lost, previous.lost)}),"
+        f" won {current.won:,} ({_change(current.won, previous.won)}),"
+        f" win rate {percent(current.win_rate)} (was {percent(previous.win_rate)})"
+    ]
     by_value = ", ".join(
-        f"{currency or 'no currency'} {percent(rate)}" for currency, rate in current.win_rate_by_value.items()
+        f"{currency} {percent(rate)}" for currency, rate in current.win_rate_by_value.items() if currency
     )
-    before_by_value = ", ".join(
-        f"{currency or 'no currency'} {percent(rate)}" for currency, rate in previous.win_rate_by_value.items()
-    )
-    return "\n".join(
-        [
-            with_amounts(f"*Lost* {current.lost} ({_change(current.lost, previous.lost)})", current.lost_value)
-            + f"  _{with_amounts(f'week before: {previous.lost}', previous.lost_value)}_",
-            with_amounts(f"*Won* {current.won} ({_change(current.won, previous.won)})", current.won_value)
-            + f"  _{with_amounts(f'week before: {previous.won}', previous.won_value)}_",
-            f"*Win rate* {percent(current.win_rate)} by count · by value: {by_value or '—'}"
-            f"  _week before: {percent(previous.win_rate)} · by value: {before_by_value or '—'}_",
-        ]
-    )
+    if by_value:
+        lines.append(f"*Win rate by value:* {by_value}")
+    return "\n".join(lines)
 
 
-def _chart(digest: Digest, catalogue: Catalogue) -> str:
-    """A monospace bar chart of real losses by reason; the bar is the share of the week's logged losses."""
+def _why_we_lost(digest: Digest, catalogue: Catalogue) -> str:
+    """Real losses by reason, a line each: plain lines read on a phone (the chart posted after the
+    digest draws them)."""
     before = {figures.code: figures.deals for figures in digest.previous.reasons}
     logged = digest.current.logged
-    lines = []
-    for figures in digest.current.reasons:
-        if _group(catalogue, figures.code) != ReasonGroup.LOSS:
-            continue
-        share = figures.deals / logged
-        bar = "█" * round(share * BAR_WIDTH)
-        label = truncate(catalogue.label(figures.code), CHART_LABEL_WIDTH)
-        lines.append(
-            f"{label:<{CHART_LABEL_WIDTH}} {bar:<{BAR_WIDTH}} {figures.deals:>4} {percent(share):>4} "
-            f"{_change(figures.deals, before.get(figures.code, 0)):>4}  {amounts_text(figures.value)}"
-        )
-    return "```" + escape("\n".join(lines)) + "```"
+    lines = [
+        f"• {escape(catalogue.label(figures.code))} — *{figures.deals:,}* ({percent(figures.deals / logged)},"
+        f" {_change(figures.deals, before.get(figures.code, 0))} on the week before) · {amounts_text(figures.value)}"
+        for figures in digest.current.reasons
+        if _group(catalogue, figures.code) == ReasonGroup.LOSS
+    ]
+    return fit_list("*Why we lost* (real losses: deals, share of logged losses, value)", lines, len(lines))
 
 
 def _no_decision(digest: Digest, catalogue: Catalogue) -> str:
@@ -157,9 +192,12 @@ def _duration(delay: timedelta) -> str:
         return "under a minute"
     hours, seconds = divmod(int(delay.total_seconds()), 3600)
     days, hours = divmod(hours, 24)
+    minutes = seconds // 60
     if days:
-        return f"{days} d {hours} h"
-    return f"{hours} h {seconds // 60} min"
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
 
 
 def _discipline(digest: Digest) -> str:
@@ -172,7 +210,7 @@ def _discipline(digest: Digest) -> str:
     if current.logged:
         lines.append(f"Reason quality: {quality_text(current.quality, logged=current.logged)}.")
     if digest.overdue:
-        reps = [f"<@{rep}> ({count})" if rep else f"reps not in Slack ({count})" for rep, count in digest.overdue]
+        reps = [f"{_person(digest, rep, nobody='reps not in Slack')} ({count})" for rep, count in digest.overdue]
         listed = fit_list("", reps[:NAMES_LISTED], len(reps), separator=", ")
         lines.append(f"Overdue (past their escalation, or the rep could not be asked): {listed}")
     else:
@@ -188,7 +226,7 @@ def _discipline(digest: Digest) -> str:
 
 def _reps(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
-        f"• {f'<@{line.user_id}>' if line.user_id else 'Reps not in Slack'} — {line.lost} lost · "
+        f"• {_person(digest, line.user_id, nobody='Reps not in Slack')} — {line.lost} lost · "
         f"{percent(line.logged / line.lost)} logged · top: "
         f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}" + _rep_quality(line.quality)
         for line in digest.reps[:REPS_LISTED]
@@ -207,7 +245,7 @@ def _revisits(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
         f"• {day(revisit.revisit_on)} — *{escape(revisit.deal_name)}*"
         + (f" ({format_amount(revisit.amount, revisit.currency)})" if revisit.amount is not None else "")
-        + f" · {f'<@{revisit.owner_slack_id}>' if revisit.owner_slack_id else 'owner not in Slack'} · "
+        + f" · {_person(digest, revisit.owner_slack_id, nobody='owner not in Slack')} · "
         f"{escape(catalogue.label(revisit.reason_code))}"
         for revisit in digest.revisits
     ]
@@ -218,7 +256,7 @@ def _win_backs(digest: Digest) -> str:
     lines = [
         f"• *{escape(win_back.deal_name)}*"
         + (f" ({format_amount(win_back.amount, win_back.currency)})" if win_back.amount is not None else "")
-        + f" · {f'<@{win_back.owner_slack_id}>' if win_back.owner_slack_id else 'owner not in Slack'}"
+        + f" · {_person(digest, win_back.owner_slack_id, nobody='owner not in Slack')}"
         for win_back in digest.win_backs
     ]
     return fit_list(f"*Win-backs: revisited deals reopened* ({digest.win_backs_total})", lines, digest.win_backs_total)

@@ -1,7 +1,7 @@
 """Blocks that `/closedlost` replies and App Home share: figures for a period, a rep's deals
 awaiting a reason, a rep's upcoming revisits."""
 
-from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.reasons import Catalogue
 from bot.views import ids
@@ -70,7 +70,13 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
     summary = [
         with_amounts(f"*{stats.lost:,}* lost", stats.lost_value),
         with_amounts(f"*{stats.won:,}* won", stats.won_value),
-        f"*Win rate* {percent(stats.win_rate)} by count" + (f" · by value: {by_value}" if by_value else ""),
+    ]
+    # No win rate before any win is recorded: a "0%" would only say the CRM sends no wins.
+    if stats.won:
+        summary.append(
+            f"*Win rate* {percent(stats.win_rate)} by count" + (f" · by value: {by_value}" if by_value else "")
+        )
+    summary += [
         f"*Logged* {percent(stats.logged_share)} ({stats.logged:,} of "
         f"{plural(stats.needing_reason, 'loss', 'losses')} {'has' if stats.logged == 1 else 'have'} a reason"
         + (f"; {stats.excluded:,} more {'needs' if stats.excluded == 1 else 'need'} none)" if stats.excluded else ")"),
@@ -91,11 +97,16 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
 
 
 def awaiting_blocks(losses: list[AwaitingDeal], total: int) -> list[Block]:
-    """The count first ("3 deals need a reason"), then one section a loss with the DM's own Log
-    reason button (same action, same modal); "All caught up" alone when none waits."""
+    """The count and the action first ("3 deals need a reason" beside "Log one reason for several"),
+    then one section a loss, the biggest first, with the DM's own Log reason button (same action,
+    same modal); "All caught up" alone when none waits."""
     if not total:
         return [SectionBlock(text="*All caught up* :tada: No deal of yours is waiting for a reason.")]
-    blocks: list[Block] = [SectionBlock(text=f"*{plural(total, 'deal')} {'needs' if total == 1 else 'need'} a reason*")]
+    several = None
+    if total > 1:
+        several = ButtonElement(text="Log one reason for several", action_id=ids.LOG_SEVERAL, value="awaiting")
+    count = f"*{plural(total, 'deal')} {'needs' if total == 1 else 'need'} a reason*"
+    blocks: list[Block] = [SectionBlock(text=count, accessory=several)]
     for loss in losses:
         parts = [f"*{escape(loss.deal_name)}*"]
         if loss.account:

@@ -48,35 +48,32 @@ def build_prompt_message(*, items: list[DealLoss], catalogue: Catalogue, message
 
 
 def build_single_prompt(item: DealLoss, *, catalogue: Catalogue) -> MessageContent:
+    """One line about the deal, then what it needs: the ask and one primary button while it awaits
+    a reason; the reason once logged; what happened to it when no reason is needed any more."""
     deal, entry = item.deal, item.entry
+    about = SectionBlock(text=fit(_deal_summary(deal, item.lost_at), SECTION_MAX_LENGTH))
     if item.cancelled and not item.moved:
-        # The header says what the deal is now: "Closed lost" above "it was won" would contradict it.
         outcome = "was won" if deal.stage == CLOSED_WON else "was reopened in the CRM"
-        blocks: list[Block] = [
-            HeaderBlock(
-                text=truncate(f"{'Won' if deal.stage == CLOSED_WON else 'Reopened'}: {deal.name}", HEADER_MAX_LENGTH)
-            ),
-            _deal_fields(deal, item.lost_at),
-            SectionBlock(text=f"This deal {outcome} after it was closed lost: no reason is needed."),
-        ]
+        now = "Won" if deal.stage == CLOSED_WON else "Reopened in the CRM"
+        blocks: list[Block] = [about, SectionBlock(text=f"{now} after it was closed lost: no reason is needed.")]
         return MessageContent(text=f"{escape(deal.name)} {outcome}: no reason is needed.", blocks=blocks)
-    blocks = [
-        HeaderBlock(text=truncate(f"Closed lost: {deal.name}", HEADER_MAX_LENGTH)),
-        _deal_fields(deal, item.lost_at),
-    ]
     if item.moved:
-        blocks.append(SectionBlock(text=f"This deal now belongs to {_owner(deal)}: they will log its reason."))
+        blocks = [about, SectionBlock(text=f"This deal now belongs to {_owner(deal)}: they will log its reason.")]
         return MessageContent(text=f"{escape(deal.name)} now belongs to {_owner(deal)}.", blocks=blocks)
-
     if entry is not None:
-        blocks.extend(_logged_entry(entry, catalogue))
-        blocks.append(_buttons(deal, ids.EDIT_REASON, "Edit", item.loss_id, primary=False))
+        blocks = [
+            about,
+            *_logged_entry(entry, catalogue),
+            _buttons(deal, ids.EDIT_REASON, "Edit", item.loss_id, primary=False),
+        ]
         return MessageContent(
             text=f"Reason logged for {escape(deal.name)}: {catalogue.label(entry.reason_code)}.", blocks=blocks
         )
-
-    blocks.append(SectionBlock(text="Why was it lost? It takes under a minute, and it is what the team learns from."))
-    blocks.append(_buttons(deal, ids.LOG_REASON, "Log reason", item.loss_id, primary=True))
+    blocks = [
+        about,
+        SectionBlock(text="Why was it lost? One reason and a sentence: under a minute, and the team learns from it."),
+        _buttons(deal, ids.LOG_REASON, "Log reason", item.loss_id, primary=True),
+    ]
     amount = f" ({format_amount(deal.amount, deal.currency)})" if deal.amount is not None else ""
     return MessageContent(text=f"Closed lost: {escape(deal.name)}{amount}. Log why it was lost.", blocks=blocks)
 
@@ -207,16 +204,16 @@ def _owner(deal: DealFacts) -> str:
     return escape(deal.owner_email or "another rep")
 
 
-def _deal_fields(deal: DealFacts, lost_at: datetime) -> SectionBlock:
-    return SectionBlock(
-        fields=[
-            MarkdownTextObject(
-                text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
-            ),
-            MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-            MarkdownTextObject(text=f"*Lost on*\n{day(lost_at)}"),
-        ]
-    )
+def _deal_summary(deal: DealFacts, lost_at: datetime) -> str:
+    """`*Acme — 200 seats* · Acme Corp · 48,000 USD · closed lost Nov 20, 2026`: the deal's name once,
+    cut as a header would be (a CRM allows names far longer than anyone reads)."""
+    parts = [f"*{escape(truncate(deal.name, HEADER_MAX_LENGTH))}*"]
+    if deal.account:
+        parts.append(escape(deal.account))
+    if deal.amount is not None:
+        parts.append(format_amount(deal.amount, deal.currency))
+    parts.append(f"closed lost {day(lost_at)}")
+    return " · ".join(parts)
 
 
 def _logged_entry(entry: LoggedReason, catalogue: Catalogue) -> list[Block]:

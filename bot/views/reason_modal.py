@@ -42,6 +42,20 @@ SEVERAL_MAX_DEALS = 100 * OPTIONS_PER_GROUP
 OPTION_MAX_LENGTH = 75
 DETAIL_BLOCKS = {Requirement.COMPETITOR: ids.COMPETITOR_BLOCK, Requirement.FEATURE: ids.FEATURE_BLOCK}
 DETAIL_LABELS = {Requirement.COMPETITOR: "Which competitor won?", Requirement.FEATURE: "Which feature was missing?"}
+# What a good answer looks like, shown in the empty explanation for the reason picked: one detail
+# the team can learn from. A reason of a team's own gets the first.
+GOOD_ANSWERS = {
+    "competitor": "e.g. CFO chose Initech: 30% cheaper, onboarding included",
+    "price": "e.g. Budget cut to 20k after the Q3 freeze; we quoted 48k",
+    "timing": "e.g. Rollout frozen until their merger closes in March",
+    "no_decision": "e.g. Champion left in August; no reply from the new VP since",
+    "missing_feature": "e.g. Security needs SSO with Okta before they sign",
+    "no_need": "e.g. They built it in-house with two engineers",
+    "poor_fit": "e.g. A 5-seat team; our smallest plan is 50 seats",
+    "no_champion": "e.g. The IT lead liked it; the CIO never took the meeting",
+    "terms": "e.g. Legal wanted unlimited liability; we cap it at a year of fees",
+}
+DEFAULT_GOOD_ANSWER = GOOD_ANSWERS["competitor"]
 # https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element#external_select: an
 # options response lists at most 100 options; the menu shows the most named ones.
 COMPETITORS_OFFERED = 20
@@ -140,7 +154,7 @@ def _reason_inputs(catalogue: Catalogue, chosen: ReasonForm | None, today: date)
     blocks: list[Block] = [_reason_input(catalogue, reason)]
     if reason is not None and reason.requires is not None:
         blocks.append(_detail_input(reason.requires, chosen.detail if chosen else None))
-    blocks.append(_explanation_input(chosen.explanation if chosen else ""))
+    blocks.append(_explanation_input(chosen.explanation if chosen else "", reason))
     blocks.append(_revisit_input(reason, chosen.revisit_on if chosen else None, today))
     return blocks
 
@@ -203,13 +217,15 @@ def _competitor_option(value: str, label: str) -> Option:
     return Option(value=value, label=truncate(label, OPTION_MAX_LENGTH))
 
 
-def _explanation_input(initial: str) -> InputBlock:
+def _explanation_input(initial: str, reason: Reason | None) -> InputBlock:
+    example = GOOD_ANSWERS.get(reason.code, DEFAULT_GOOD_ANSWER) if reason is not None else DEFAULT_GOOD_ANSWER
     return InputBlock(
         block_id=ids.EXPLANATION_BLOCK,
         label="What happened?",
         hint="A sentence or two: what the buyer said, who decided, what tipped it.",
         element=PlainTextInputElement(
             action_id=ids.EXPLANATION_INPUT,
+            placeholder=example,
             multiline=True,
             min_length=MIN_EXPLANATION_LENGTH,
             max_length=MAX_EXPLANATION_LENGTH,

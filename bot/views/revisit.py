@@ -1,58 +1,70 @@
-"""The DM that nudges a rep to revisit a lost deal on its revisit date: the deal, the reason logged
-for it, how long ago it was lost, and three answers. Once answered (or closed by the CRM), the same
+"""The DM that nudges a rep to revisit a lost deal on its revisit date: the question, the reason
+logged for it, how long ago it was lost, Open in CRM and three answers. Once answered (or closed by the CRM), the same
 message shows the outcome instead of the buttons."""
 
 from datetime import datetime
 
-from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, SectionBlock
 
-from bot.reasons import Catalogue
+from bot.reasons import Catalogue, Requirement
 from bot.views import ids
-from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState
-from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
+from bot.views.data import DealLoss, LoggedReason, MessageContent, NudgeStanding, NudgeState
+from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
 from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 
 def build_revisit_nudge(item: DealLoss, *, nudge: NudgeState, catalogue: Catalogue, now: datetime) -> MessageContent:
+    """The question first ("Worth another try with Dunder?"), then why it was lost and when, then
+    Open in CRM as the primary action beside the three answers."""
     deal, entry = item.deal, item.entry
     ago = lost_ago(item.lost_at, now)
-    blocks: list[Block] = [
-        HeaderBlock(text=truncate(f"Time to revisit: {deal.name}", HEADER_MAX_LENGTH)),
-        SectionBlock(
-            fields=[
-                MarkdownTextObject(
-                    text=f"*Account*\n{fit(escape(deal.account), FIELD_MAX_LENGTH) if deal.account else '—'}"
-                ),
-                MarkdownTextObject(text=f"*Amount*\n{format_amount(deal.amount, deal.currency)}"),
-                MarkdownTextObject(text=f"*Lost*\n{ago}, {day(item.lost_at)}"),
-            ]
-        ),
-    ]
-    label = catalogue.label(entry.reason_code) if entry is not None else "no reason"
+    who = escape(truncate(deal.account or deal.name, HEADER_MAX_LENGTH))
+    why = _why_lost(entry, catalogue)
+    facts = [f"*{escape(truncate(deal.name, HEADER_MAX_LENGTH))}*"]
+    if deal.amount is not None:
+        facts.append(format_amount(deal.amount, deal.currency))
+    facts.append(f"lost {ago}, {day(item.lost_at)}")
+    context = f"{why}\n{' · '.join(facts)}"
     if entry is not None:
-        reason = f"*Logged reason: {escape(label)}*"
-        if entry.detail:
-            reason += f": {escape(entry.detail)}"
-        quoted = blockquote(escape(entry.explanation))
-        blocks.append(SectionBlock(text=fit(f"{reason}\n{quoted}", SECTION_MAX_LENGTH)))
-    link = [ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url)] if deal.url else []
+        context += f"\n{blockquote(escape(entry.explanation))}"
+    link = ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url) if deal.url else None
 
     if nudge.standing == NudgeStanding.WAITING:
-        blocks.append(SectionBlock(text="You planned to look at this deal again today. Is it worth another try?"))
+        question = f"*Worth another try with {who}?*"
+        blocks: list[Block] = [SectionBlock(text=fit(f"{question}\n{context}", SECTION_MAX_LENGTH))]
         value = str(nudge.revisit_id)
         answers = [
-            ButtonElement(text="Reopened it", action_id=ids.REVISIT_REOPENED, value=value, style="primary"),
-            ButtonElement(text="Snooze 30 days", action_id=ids.REVISIT_SNOOZE, value=value),
-            ButtonElement(text="Not worth it", action_id=ids.REVISIT_DROP, value=value),
+            ButtonElement(
+                text="I reopened it",
+                action_id=ids.REVISIT_REOPENED,
+                value=value,
+                style=None if link else "primary",
+            ),
+            ButtonElement(text="Remind me in 30 days", action_id=ids.REVISIT_SNOOZE, value=value),
+            ButtonElement(text="Drop it", action_id=ids.REVISIT_DROP, value=value),
         ]
-        blocks.append(ActionsBlock(elements=answers + link))
-        return MessageContent(text=f"Time to revisit {escape(deal.name)}: lost {ago}, {escape(label)}.", blocks=blocks)
+        if link is not None:
+            link.style = "primary"
+        blocks.append(ActionsBlock(elements=[*([link] if link else []), *answers]))
+        text = f"Worth another try with {who}? {escape(deal.name)} was lost {ago}: {why}."
+        return MessageContent(text=text, blocks=blocks)
 
     outcome = describe_outcome(nudge)
-    blocks.append(SectionBlock(text=outcome))
+    blocks = [SectionBlock(text=fit(f"{context}\n{outcome}", SECTION_MAX_LENGTH))]
     if link:
-        blocks.append(ActionsBlock(elements=link))
+        blocks.append(ActionsBlock(elements=[link]))
     return MessageContent(text=f"{escape(deal.name)}: {outcome}", blocks=blocks)
+
+
+def _why_lost(entry: LoggedReason | None, catalogue: Catalogue) -> str:
+    """`Lost to Initech`, `Price / budget: SSO`, or `No reason was logged`."""
+    if entry is None:
+        return "No reason was logged"
+    reason = catalogue.get(entry.reason_code)
+    if entry.detail and reason is not None and reason.requires == Requirement.COMPETITOR:
+        return f"Lost to {escape(entry.detail)}"
+    label = escape(catalogue.label(entry.reason_code))
+    return f"{label}: {escape(entry.detail)}" if entry.detail else label
 
 
 def describe_outcome(nudge: NudgeState) -> str:
