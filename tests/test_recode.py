@@ -374,3 +374,31 @@ async def test_the_quality_figures_count_picks_kept_over_a_suggestion_and_re_cod
             in digest
         )
         assert "dana — 3 lost · 100% logged · top: Price / budget · 1 kept over a suggestion, 1 re-coded" in digest
+
+
+async def test_a_loss_logged_before_its_prompt_went_out_gets_the_notice_as_a_dm_of_its_own(
+    database_url: str, fake_slack: FakeSlack, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    # The prompt waits for BULK_WINDOW; Dana (named by the CRM) logs the reason from her Home tab meanwhile.
+    settings = recode_settings(database_url, fake_slack, tmp_path, bulk_window="1h", bulk_max="2h")
+    async with serve(settings, fake_slack, session_factory) as bot:
+        assert (await bot.post_deals(deal(owner_slack_id=DANA))).status == 202
+        [loss] = await eventually(lambda: bot.rows(Loss), what="the loss")
+        await log_reason_for(bot, loss_id=str(loss.id), dm=("D0HOME001", "1.1"), code="timing")
+        card = where(fake_slack, await the_post_in(fake_slack, MANAGERS))
+
+        view = await open_recode(bot, user_id=ADMIN, loss_id=str(loss.id), card=card)
+        answer = await submit_recode(bot, view, user_id=ADMIN, code="price")
+        assert (answer.status, answer.body) == (200, ""), answer
+
+        def notice() -> dict[str, Any] | None:
+            return next((c for c in fake_slack.calls_to("chat.postMessage") if "re-coded" in c["text"]), None)
+
+        told = await eventually(notice, what="the re-code notice")
+        assert told["channel"] == DANA and told.get("thread_ts") is None
+        assert told["text"] == (
+            f":pencil2: <@{ADMIN}> re-coded the reason of *Acme — 200 seats* from *Bad timing / postponed* to"
+            " *Price / budget*."
+        )
+        # No prompt went out (the loss no longer awaits a reason): the notice is Dana's only DM.
+        assert [c for c in fake_slack.calls_to("chat.postMessage") if c["channel"] == DANA] == [told]
