@@ -34,9 +34,10 @@ async def handle_reason_submitted(
         await ack(response_action="errors", errors=submission.errors_by_block(problems))
         return
     modal = ModalContext.decode(view["private_metadata"])
+    rep = None
     try:
         if modal.recode:
-            await recode_reason(
+            rep = await recode_reason(
                 session_factory=runtime.session_factory,
                 slack=runtime.slack,
                 managers=runtime.managers,
@@ -81,6 +82,8 @@ async def handle_reason_submitted(
     runtime.metrics.reasons_logged.inc()
     await ack()
     await _after_saving(runtime, body["user"]["id"])
+    if rep is not None and rep != body["user"]["id"]:
+        await runtime.home.publish(rep)  # the rep's Home tab shows the re-coded reason too
 
 
 async def handle_several_submitted(

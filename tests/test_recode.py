@@ -213,6 +213,10 @@ async def test_an_admin_re_codes_from_the_debrief_card_and_every_place_the_reaso
         assert "dana — 1 lost · 100% logged · top: Price / budget · 0 kept over a suggestion, 1 re-coded" in digest
         assert "Reason quality: 0 picks kept over a suggestion (0% of logged losses) · 1 reason re-coded" in digest
 
+        # Dana's Home tab is drawn again: its figures count the new reason.
+        homes = [c for c in fake_slack.calls_to("views.publish") if c["user_id"] == DANA]
+        assert homes and "Price / budget" in json.dumps(homes[-1]["view"], ensure_ascii=False)
+
         [notice] = [m for m in await bot.rows(Message) if m.kind == MessageKind.RECODE]
         assert (notice.rep_slack_id, notice.post_to, notice.thread_ts) == (DANA, dm[0], dm[1])
 

@@ -19,7 +19,6 @@ from bot.services.losses import LossForModal, open_loss, record_reason
 from bot.services.managers import Managers, may_recode
 from bot.validation import ReasonForm
 from storage import loss_queries
-from storage.models import ReasonEntry
 
 
 async def open_for_recode(
@@ -62,13 +61,14 @@ async def recode_reason(
     write_back_to: Collection[str],
     audience: Audience,
     competitor_merges: Mapping[str, str],
-) -> ReasonEntry:
+) -> str | None:
     """Stores a manager's validated answer as the loss's next revision, re-coded by them (see
-    `record_reason`); NotManager, and nothing stored, for anyone who may not re-code it."""
-    await _check_may_recode(
+    `record_reason`), and returns the Slack id of the rep whose reason it was (None when the CRM's
+    owner has none); NotManager, and nothing stored, for anyone who may not re-code it."""
+    rep = await _check_may_recode(
         session_factory=session_factory, slack=slack, managers=managers, loss_id=loss_id, user_id=user_id, now=now
     )
-    return await record_reason(
+    await record_reason(
         session_factory=session_factory,
         loss_id=loss_id,
         revision=revision,
@@ -82,6 +82,7 @@ async def recode_reason(
         competitor_merges=competitor_merges,
         recoding=True,
     )
+    return rep
 
 
 async def _check_may_recode(
@@ -92,7 +93,8 @@ async def _check_may_recode(
     loss_id: int,
     user_id: str,
     now: datetime,
-) -> None:
+) -> str | None:
+    """NotManager unless `user_id` may re-code the loss's reason; returns the rep's Slack id."""
     async with session_factory() as session, session.begin():
         found = await loss_queries.loss_with_deal(session, loss_id)
     if found is None:
@@ -108,3 +110,4 @@ async def _check_may_recode(
     )
     if not allowed:
         raise NotManager()
+    return deal.owner_slack_id
