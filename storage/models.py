@@ -163,6 +163,12 @@ class Loss(Base):
     created_at: Mapped[datetime]
 
 
+FLAGGED_ENTRIES = "recoded OR confirmed_over IS NOT NULL"
+"""The reason entries a manager re-coded or a rep kept over a suggestion: the partial index
+ix_reason_entry_flagged holds them, and a query finds them through it by this very condition
+(SQLite uses a partial index only for a WHERE term written as the index's)."""
+
+
 class ReasonEntry(Base):
     """A rep's answer for a loss. An edit adds the next revision; earlier ones stay as history.
 
@@ -180,8 +186,8 @@ class ReasonEntry(Base):
         Index(
             "ix_reason_entry_flagged",
             "loss_id",
-            postgresql_where=text("recoded OR confirmed_over IS NOT NULL"),
-            sqlite_where=text("recoded OR confirmed_over IS NOT NULL"),
+            postgresql_where=text(FLAGGED_ENTRIES),
+            sqlite_where=text(FLAGGED_ENTRIES),
         ),
     )
 

@@ -9,11 +9,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Result, Select, String, case, func, literal, or_, select, union_all
+from sqlalchemy import Result, Select, String, case, func, literal, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.loss_queries import is_current_entry
-from storage.models import Deal, Loss, LossState, ReasonEntry, Revisit, RevisitState
+from storage.models import FLAGGED_ENTRIES, Deal, Loss, LossState, ReasonEntry, Revisit, RevisitState
 from storage.revisit_queries import OPEN_STATES
 
 LOST = "lost"
@@ -265,7 +265,7 @@ async def quality_groups(
         .join(Loss, Loss.id == ReasonEntry.loss_id)
         .join(Deal, Deal.id == Loss.deal_id)
         .where(
-            or_(ReasonEntry.recoded, ReasonEntry.confirmed_over.is_not(None)),
+            text(f"({FLAGGED_ENTRIES})"),
             Loss.state != LossState.CANCELLED,
             Loss.lost_at < until,
         )
