@@ -7,12 +7,13 @@ raw SQL on the same database in the same run (README.md, "Benchmarks and their b
 Fills the database (an empty one, or one this script filled before with the same --deals and
 --reps, which is then reused; one filled before revisits were stored is filled again) with closed
 deals spread over five years: 70% lost, 30% won, amounts in USD, EUR and GBP, most losses with a
-reason (some edited once), revisit dates on half of those whose reason has a revisit delay. Each
-such date makes a revisit as storing the reason does: due while its date is ahead, answered once
-it has passed (mostly dropped, some snoozed, some won back). Losses still awaiting a reason are
-due for escalation three days after their prompt; a few prompts could not be delivered. It
-prints the fill's rows/s. Then the bot runs in its own process, as `closedlost serve` builds it,
-and this process sends it signed requests over HTTP, one at a time:
+reason (some edited once, half of those re-coded by a manager; a few picks kept over a suggestion),
+revisit dates on half of those whose reason has a revisit delay. Each such date makes a revisit as
+storing the reason does: due while its date is ahead, answered once it has passed (mostly dropped,
+some snoozed, some won back). Losses still awaiting a reason are due for escalation three days
+after their prompt; a few prompts could not be delivered. It prints the fill's rows/s. Then the bot
+runs in its own process, as `closedlost serve` builds it, and this process sends it signed requests
+over HTTP, one at a time:
 
 - `/closedlost stats 30d`, `stats all`, `stats 90d @user`: from sending the command to its
   ephemeral answer reaching the command's response_url (the fake Slack, in this process);
@@ -111,6 +112,13 @@ SELECT 'won', NULL, NULL, d.currency, count(*), sum(d.amount)
 FROM deal d WHERE d.stage = 'closed_won' AND {won}
 GROUP BY d.currency
 """
+QUALITY = """
+SELECT d.owner_slack_id, count(DISTINCT CASE WHEN re.confirmed_over IS NOT NULL THEN re.loss_id END),
+  count(DISTINCT CASE WHEN re.recoded THEN re.loss_id END)
+FROM reason_entry re JOIN loss l ON l.id = re.loss_id JOIN deal d ON d.id = l.deal_id
+WHERE (re.recoded OR re.confirmed_over IS NOT NULL) AND l.state != 'cancelled' AND {lost}
+GROUP BY d.owner_slack_id
+"""
 AWAITING = """
 WITH mine AS MATERIALIZED (
   SELECT l.id, l.deal_id, l.lost_at FROM loss l JOIN deal d ON d.id = l.deal_id
@@ -206,6 +214,7 @@ class RawDatabase:
         return self._sqlite.execute(sql, values).fetchall()
 
     async def closed_groups(self, since: datetime | None, until: datetime, owner: str | None) -> list[Any]:
+        """The closed deals' groups, then the quality figures (bot.services.stats.read_closed_stats)."""
         lost, won, params = ["l.lost_at < ?"], ["d.stage_changed_at < ?"], [until]
         if since is not None:
             lost.append("l.lost_at >= ?")
@@ -216,7 +225,9 @@ class RawDatabase:
             won.append("d.owner_slack_id = ?")
             params.append(owner)
         sql = CLOSED_GROUPS.format(lost=" AND ".join(lost), won=" AND ".join(won))
-        return await self.rows(sql, params + params)
+        groups = await self.rows(sql, params + params)
+        await self.rows(QUALITY.format(lost=" AND ".join(lost)), params)
+        return groups
 
     async def home(self, owner: str, today: date, now: datetime) -> None:
         await self.rows(AWAITING, [owner])
@@ -236,6 +247,7 @@ class RawDatabase:
         await self.rows(DELAYS, [since, until])
         await self.rows(OVERDUE, [now])
         await self.rows(REP_GROUPS, [since, until])
+        await self.rows(QUALITY.format(lost="l.lost_at < ? AND l.lost_at >= ?"), [until, since])
         revisits = REVISITS.format(narrower="r.due_on < ?")
         ahead = [today, today + REVISITS_AHEAD]
         await self.rows(revisits + f" ORDER BY r.due_on, l.id LIMIT {REVISITS_LISTED}", ahead)
@@ -309,6 +321,9 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
             dates: list[date | None] = []
             for revision in range(1, 3 if rng.random() < 0.05 else 2):
                 entry_id += 1
+                # Half of the edits are a manager's re-code; 3% of the picks were kept over a suggestion.
+                recoded = revision == 2 and rng.random() < 0.5
+                confirmed_over = "no_decision" if revision == 1 and rng.random() < 0.03 else None
                 code = rng.choices(codes, weights)[0]
                 days = REVISIT_DAYS.get(code)
                 revisit_on = (changed_at + timedelta(days=days)).date() if days and rng.random() < 0.5 else None
@@ -324,9 +339,11 @@ def deal_rows(count: int, reps: int, now: datetime) -> Iterator[tuple[list[dict[
                         "detail_key": detail.lower() if detail is not None else None,
                         "explanation": "The buyer froze spending until the reorganisation is done next year.",
                         "revisit_on": revisit_on,
-                        "logged_by": owner,
+                        "logged_by": "U0MANAGER" if recoded else owner,
                         "logged_at": logged_at + timedelta(days=revision - 1),
                         "view_id": None,
+                        "recoded": recoded,
+                        "confirmed_over": confirmed_over,
                     }
                 )
             stored_at = logged_at + timedelta(days=len(dates) - 1)  # when the newest reason was stored

@@ -33,6 +33,7 @@ from bot.services.debriefs import Audience
 from bot.services.delivery import SlackDelivery
 from bot.services.health import HealthCheck
 from bot.services.home import HomePublisher
+from bot.services.managers import Managers
 from bot.services.sweeps import SweepPolicy
 from bot.settings import Settings
 from bot.slack_client import connection_pool, create_slack_client
@@ -160,6 +161,7 @@ def create_app(
         crm_jobs=crm_jobs,
         write_back_sources=write_back_sources(settings),
         audience=Audience.from_settings(settings),
+        managers=Managers(admins=settings.admin_users, team=team),
         home=HomePublisher(
             session_factory=read_session_factory,
             slack=slack,

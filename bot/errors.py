@@ -50,3 +50,17 @@ class NotAdmin(Exception):
             "Only the bot's admins can use this: ask one of them, or whoever runs closedlost to add you "
             "to ADMIN_USERS. Nothing was changed."
         )
+
+
+class NotManager(LossError):
+    """Someone who neither is in ADMIN_USERS nor manages the deal's owner (TEAM_FILE) clicked Re-code."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Only the rep's manager (in the team file) or the bot's admins can re-code a reason. Nothing was changed."
+        )
+
+
+class NothingToRecode(LossError):
+    def __init__(self) -> None:
+        super().__init__("This deal has no reason logged yet, so there is nothing to re-code.")

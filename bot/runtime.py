@@ -16,6 +16,7 @@ from bot.reasons import Catalogue
 from bot.services.debriefs import Audience
 from bot.services.health import HealthCheck
 from bot.services.home import HomePublisher
+from bot.services.managers import Managers
 from bot.settings import Settings
 from bot.slack_socket import SlackSocket
 from bot.worker import OutboxWorker
@@ -44,6 +45,8 @@ class Runtime:
     """The CRMs a logged reason is written back to."""
     audience: Audience
     """The channels a logged reason is announced in (debriefs, REASON_ROUTES)."""
+    managers: Managers
+    """Who may re-code a rep's reasons (ADMIN_USERS, TEAM_FILE)."""
     home: HomePublisher
     metrics: Metrics
     """This app's own counters (METRICS_PORT)."""

@@ -1,6 +1,6 @@
 """Buttons and menus: Log reason / Edit / Log one reason for several / the clean-up answer and the
-page buttons on the DM, the reason menu inside the modals, the answers to a revisit nudge, and the
-admin view's Retry.
+page buttons on the DM, the reason menu inside the modals, the answers to a revisit nudge, Re-code
+on the posts managers read, and the admin view's Retry.
 
 A click that changes nothing (another rep's button, a deal no longer awaiting, a nudge not yours) is
 answered through the click's `response_url`, which reaches the person in any conversation:
@@ -19,6 +19,7 @@ from bot.second_look import switch_to
 from bot.services.admin import load_admin_panel, retry_failed_crm_job, retry_refused_message
 from bot.services.home import load_awaiting
 from bot.services.losses import open_loss, record_clean_up, turn_page
+from bot.services.recoding import open_for_recode
 from bot.services.revisits import answer_nudge
 from bot.validation import ReasonForm
 from bot.views import ids
@@ -53,6 +54,8 @@ def register(app: AsyncApp) -> None:
     app.action(ids.OPEN_IN_CRM)(handle_link_clicked)
     for action_id in REVISIT_ANSWERS:
         app.action(action_id)(handle_revisit_answered)
+    app.action(ids.RECODE)(handle_open_recode)
+    app.action(ids.RECODE_PICK)(handle_open_recode)
     app.action(ids.RETRY_MESSAGE)(handle_retry_message)
     app.action(ids.RETRY_CRM_JOB)(handle_retry_crm_job)
 
@@ -90,6 +93,43 @@ async def handle_open_reason(
     view = build_reason_modal(
         deal=loss.deal,
         context=ModalContext(loss_id=int(action["value"]), revision=loss.revision),
+        catalogue=runtime.catalogue,
+        chosen=loss.current,
+        today=runtime.today(),
+    )
+    await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+async def handle_open_recode(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    context: AsyncBoltContext,
+) -> None:
+    """Re-code on a debrief card, a route post or an escalation (a button, or a menu of its deals):
+    opens the reason modal on the current reason for the rep's manager or an admin; anyone else is
+    told why nothing happened."""
+    await ack()
+    runtime: Runtime = context["runtime"]
+    loss_id = int(action["value"] if action["type"] == "button" else action["selected_option"]["value"])
+    try:
+        loss = await open_for_recode(
+            session_factory=runtime.session_factory,
+            slack=runtime.slack,
+            managers=runtime.managers,
+            loss_id=loss_id,
+            user_id=body["user"]["id"],
+            catalogue=runtime.catalogue,
+            now=runtime.clock(),
+        )
+    except LossError as error:
+        await refuse(body, respond, client, str(error))
+        return
+    view = build_reason_modal(
+        deal=loss.deal,
+        context=ModalContext(loss_id=loss_id, revision=loss.revision, recode=True),
         catalogue=runtime.catalogue,
         chosen=loss.current,
         today=runtime.today(),
@@ -176,14 +216,25 @@ async def handle_reason_picked(
         return
     modal = ModalContext.decode(view["private_metadata"])
     try:
-        loss = await open_loss(
-            session_factory=runtime.session_factory,
-            loss_id=modal.loss_id,
-            user_id=body["user"]["id"],
-            catalogue=runtime.catalogue,
-            reason_aliases=runtime.settings.reason_aliases,
-            competitor_merges=runtime.competitor_merges,
-        )
+        if modal.recode:
+            loss = await open_for_recode(
+                session_factory=runtime.session_factory,
+                slack=runtime.slack,
+                managers=runtime.managers,
+                loss_id=modal.loss_id,
+                user_id=body["user"]["id"],
+                catalogue=runtime.catalogue,
+                now=runtime.clock(),
+            )
+        else:
+            loss = await open_loss(
+                session_factory=runtime.session_factory,
+                loss_id=modal.loss_id,
+                user_id=body["user"]["id"],
+                catalogue=runtime.catalogue,
+                reason_aliases=runtime.settings.reason_aliases,
+                competitor_merges=runtime.competitor_merges,
+            )
     except LossError:
         return  # The submission will say why; a menu change has nowhere to show it.
     updated = build_reason_modal(

@@ -1,5 +1,5 @@
-"""The reason modals' submissions: validate inline, take a second look at the pick (once), store,
-close, then redraw the rep's Home tab."""
+"""The reason modals' submissions (a rep's answer, or a manager's re-code): validate inline, take a
+second look at a rep's pick (once), store, close, then redraw the submitter's Home tab."""
 
 import logging
 from dataclasses import replace
@@ -12,6 +12,7 @@ from bot.errors import LossError
 from bot.logs import log_ids
 from bot.runtime import Runtime
 from bot.services.losses import record_reason, record_reason_for_several, take_second_look
+from bot.services.recoding import recode_reason
 from bot.validation import ReasonForm, validate_reason_form
 from bot.views import ids
 from bot.views.reason_modal import (
@@ -43,25 +44,44 @@ async def handle_reason_submitted(
         return
     modal = ModalContext.decode(view["private_metadata"])
     user_id = body["user"]["id"]
+    rep = None
     try:
-        again = None if modal.asked else await _second_look(runtime, modal, submission.form, user_id)
-        if again is not None:
-            await ack(response_action="update", view=again)
-            return
-        await record_reason(
-            session_factory=runtime.session_factory,
-            loss_id=modal.loss_id,
-            revision=modal.revision,
-            form=submission.form,
-            catalogue=runtime.catalogue,
-            user_id=user_id,
-            view_id=view.get("id"),
-            now=runtime.clock(),
-            write_back_to=runtime.write_back_sources,
-            audience=runtime.audience,
-            competitor_merges=runtime.competitor_merges,
-            confirmed_over=modal.asked.confirmed_over(submission.form.reason_code) if modal.asked else None,
-        )
+        if modal.recode:
+            # A manager re-coding gets no second look: they are correcting the rep's words.
+            rep = await recode_reason(
+                session_factory=runtime.session_factory,
+                slack=runtime.slack,
+                managers=runtime.managers,
+                loss_id=modal.loss_id,
+                revision=modal.revision,
+                form=submission.form,
+                catalogue=runtime.catalogue,
+                user_id=user_id,
+                view_id=view.get("id"),
+                now=runtime.clock(),
+                write_back_to=runtime.write_back_sources,
+                audience=runtime.audience,
+                competitor_merges=runtime.competitor_merges,
+            )
+        else:
+            again = None if modal.asked else await _second_look(runtime, modal, submission.form, user_id)
+            if again is not None:
+                await ack(response_action="update", view=again)
+                return
+            await record_reason(
+                session_factory=runtime.session_factory,
+                loss_id=modal.loss_id,
+                revision=modal.revision,
+                form=submission.form,
+                catalogue=runtime.catalogue,
+                user_id=user_id,
+                view_id=view.get("id"),
+                now=runtime.clock(),
+                write_back_to=runtime.write_back_sources,
+                audience=runtime.audience,
+                competitor_merges=runtime.competitor_merges,
+                confirmed_over=modal.asked.confirmed_over(submission.form.reason_code) if modal.asked else None,
+            )
     except LossError as error:
         await ack(response_action="update", view=build_notice_modal(title="Nothing saved", text=str(error)))
         return
@@ -78,6 +98,8 @@ async def handle_reason_submitted(
     runtime.metrics.reasons_logged.inc()
     await ack()
     await _after_saving(runtime, body["user"]["id"])
+    if rep is not None and rep != body["user"]["id"]:
+        await runtime.home.publish(rep)  # the rep's Home tab shows the re-coded reason too
 
 
 async def _second_look(runtime: Runtime, modal: ModalContext, form: ReasonForm, user_id: str) -> View | None:

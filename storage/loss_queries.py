@@ -109,6 +109,30 @@ async def latest_entry(session: AsyncSession, loss_id: int) -> ReasonEntry | Non
     )
 
 
+class Recode(NamedTuple):
+    entry: ReasonEntry
+    before: ReasonEntry
+    """The revision the re-code replaced."""
+    deal: Deal
+
+
+async def recode_of(session: AsyncSession, entry_id: int) -> Recode:
+    """A re-coded reason entry, the revision before it, and their deal."""
+    entry, deal = (
+        await session.execute(
+            select(ReasonEntry, Deal)
+            .join(Loss, Loss.id == ReasonEntry.loss_id)
+            .join(Deal, Deal.id == Loss.deal_id)
+            .where(ReasonEntry.id == entry_id)
+        )
+    ).one()
+    before = await session.scalar(
+        select(ReasonEntry).where(ReasonEntry.loss_id == entry.loss_id, ReasonEntry.revision == entry.revision - 1)
+    )
+    assert before is not None  # a re-code is stored over a reason (bot.services.losses.record_reason)
+    return Recode(entry, before, deal)
+
+
 async def stored_reason_codes(session: AsyncSession) -> set[str]:
     return set(await session.scalars(select(ReasonEntry.reason_code).distinct()))
 

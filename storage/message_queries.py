@@ -301,7 +301,7 @@ async def refused_calls(session: AsyncSession, *, limit: int) -> tuple[list[Refu
     since, takes its place) and, for a post, while the message is unposted and still owed: a
     prompt while one of its losses awaits its reason on it, a reminder or an escalation while one
     of its losses awaits, a revisit nudge while its revisit waits for it; a debrief, a route post or
-    a digest until posted.
+    a digest or a re-code notice until posted.
     """
     later = aliased(OutboxMessage)
     awaiting_here = exists().where(
@@ -314,7 +314,7 @@ async def refused_calls(session: AsyncSession, *, limit: int) -> tuple[list[Refu
         Revisit.message_id == Message.id, Revisit.state == RevisitState.DUE, Revisit.nudge_at.is_(None)
     )
     owed = or_(
-        Message.kind.in_([MessageKind.DEBRIEF, MessageKind.ROUTE, MessageKind.DIGEST]),
+        Message.kind.in_([MessageKind.DEBRIEF, MessageKind.ROUTE, MessageKind.DIGEST, MessageKind.RECODE]),
         and_(Message.kind == MessageKind.REVISIT, nudge_waiting),
         and_(Message.kind.in_([MessageKind.PROMPT, MessageKind.REMINDER, MessageKind.ESCALATION]), awaiting_here),
     )

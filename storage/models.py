@@ -50,6 +50,9 @@ class MessageKind(StrEnum):
     """A post in a team's channel about losses logged with a reason routed to it (REASON_ROUTES)."""
     DIGEST = "digest"
     """The weekly digest (see `DigestRun`); it lists no losses of its own."""
+    RECODE = "recode"
+    """A reply in the rep's prompt thread saying that a manager re-coded a reason (`reason_entry_id`);
+    it lists no losses, so later changes to the reason leave it as it was said."""
 
 
 class OutboxKind(StrEnum):
@@ -169,6 +172,12 @@ class Loss(Base):
     """Opened by `closedlost import` (history), not by a webhook or the sweep."""
 
 
+FLAGGED_ENTRIES = "recoded OR confirmed_over IS NOT NULL"
+"""The reason entries a manager re-coded or a rep kept over a suggestion: the partial index
+ix_reason_entry_flagged holds them, and a query finds them through it by this very condition
+(SQLite uses a partial index only for a WHERE term written as the index's)."""
+
+
 class ReasonEntry(Base):
     """A rep's answer for a loss. An edit adds the next revision; earlier ones stay as history.
 
@@ -182,6 +191,13 @@ class ReasonEntry(Base):
         # Finding a loss's current reason (its highest revision) from the index alone: stats read it
         # for every loss of a period.
         Index("ix_reason_entry_current", "loss_id", "revision", "reason_code"),
+        # The quality figures read the few re-coded or confirmed entries of a period from it alone.
+        Index(
+            "ix_reason_entry_flagged",
+            "loss_id",
+            postgresql_where=text(FLAGGED_ENTRIES),
+            sqlite_where=text(FLAGGED_ENTRIES),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -204,6 +220,9 @@ class ReasonEntry(Base):
     look at the pick"); None when nothing was suggested or the rep switched."""
     source: Mapped[ReasonSource] = mapped_column(String(16), default=ReasonSource.REP, server_default="rep")
     """Who gave the reason: the rep, or the CRM's history (then `logged_by` is the deal's source)."""
+    recoded: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Stored by a manager over the rep's answer (README.md, "Re-coding a reason"): `logged_by` is
+    the manager."""
 
 
 class Message(Base):
@@ -244,6 +263,8 @@ class Message(Base):
     post_started_at: Mapped[datetime | None]
     """When a try to post the message began whose outcome is not known (set before the call, cleared
     when Slack answers that it failed): the next try looks for the post in Slack first."""
+    reason_entry_id: Mapped[int | None] = mapped_column(ForeignKey("reason_entry.id"))
+    """The re-code a RECODE notice tells of."""
 
 
 class MessageLoss(Base):

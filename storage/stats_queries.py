@@ -9,11 +9,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Result, Select, String, case, func, literal, or_, select, union_all
+from sqlalchemy import Result, Select, String, case, func, literal, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.loss_queries import is_current_entry
-from storage.models import Deal, Loss, LossState, ReasonEntry, ReasonSource, Revisit, RevisitState
+from storage.models import FLAGGED_ENTRIES, Deal, Loss, LossState, ReasonEntry, ReasonSource, Revisit, RevisitState
 from storage.revisit_queries import OPEN_STATES
 
 LOST = "lost"
@@ -250,6 +250,41 @@ async def bulk_answers(session: AsyncSession, *, since: datetime, until: datetim
     return count or 0
 
 
+class QualityGroup(NamedTuple):
+    owner_slack_id: str | None
+    confirmed: int
+    """Losses whose rep kept their pick over the modal's suggestion, in any revision."""
+    recoded: int
+    """Losses a manager re-coded, in any revision: the loss counts under its current reason."""
+
+
+async def quality_groups(
+    session: AsyncSession, *, since: datetime | None, until: datetime, owner_slack_id: str | None
+) -> list[QualityGroup]:
+    """Losses with `lost_at` in [since, until) (`since` None: from the beginning) confirmed over a
+    suggestion or re-coded, by owner; `owner_slack_id` narrows to one rep. Read from the flagged
+    entries alone (ix_reason_entry_flagged): they are few, however many losses the period has."""
+    confirmed = case((ReasonEntry.confirmed_over.is_not(None), ReasonEntry.loss_id))
+    recoded = case((ReasonEntry.recoded, ReasonEntry.loss_id))
+    query = (
+        select(Deal.owner_slack_id, func.count(confirmed.distinct()), func.count(recoded.distinct()))
+        .select_from(ReasonEntry)
+        .join(Loss, Loss.id == ReasonEntry.loss_id)
+        .join(Deal, Deal.id == Loss.deal_id)
+        .where(
+            text(f"({FLAGGED_ENTRIES})"),
+            Loss.state != LossState.CANCELLED,
+            Loss.lost_at < until,
+        )
+        .group_by(Deal.owner_slack_id)
+    )
+    if since is not None:
+        query = query.where(Loss.lost_at >= since)
+    if owner_slack_id is not None:
+        query = query.where(Deal.owner_slack_id == owner_slack_id)
+    return [QualityGroup._make(row) for row in await session.execute(query)]
+
+
 class RepGroup(NamedTuple):
     owner_slack_id: str | None
     reason_code: str | None
@@ -337,6 +372,8 @@ class Explained(NamedTuple):
     logged_by: str
     reason_code: str
     explanation: str
+    rep_of_recode: str | None
+    """The deal's owner when the reason was re-coded by a manager; None otherwise."""
 
 
 async def largest_explained(
@@ -356,6 +393,7 @@ async def largest_explained(
             ReasonEntry.logged_by,
             ReasonEntry.reason_code,
             ReasonEntry.explanation,
+            case((ReasonEntry.recoded, Deal.owner_slack_id)),
         )
         .where(Deal.amount.is_not(None), ReasonEntry.source == ReasonSource.REP)
         .where(same if in_currency else or_(~same, Deal.currency.is_(None)))

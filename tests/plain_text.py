@@ -1,6 +1,7 @@
 """A Slack message or view as a person reads it: the Block Kit walked into plain lines, buttons as
-`[Label]` (`[*Label*]` for the primary one, which Slack paints green), so a test (or a reviewer)
-reads what a rep or a manager sees, and what a screen reader says for each button."""
+`[Label]` (`[*Label*]` for the primary one, which Slack paints green; a menu as
+`[Placeholder ▾: option | option]`), so a test (or a reviewer) reads what a rep or a manager sees,
+and what a screen reader says for each button."""
 
 from typing import Any
 
@@ -67,6 +68,9 @@ def _input(block: dict[str, Any]) -> str:
 
 
 def _button(element: dict[str, Any]) -> str:
+    if element["type"] == "static_select":
+        options = " | ".join(option["text"]["text"] for option in element["options"])
+        return f"[{element['placeholder']['text']} ▾: {options}]"
     text = element["text"]["text"]
     label = f"[*{text}*]" if element.get("style") == "primary" else f"[{text}]"
     spoken = element.get("accessibility_label")

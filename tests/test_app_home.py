@@ -36,7 +36,8 @@ async def test_opening_the_home_tab_publishes_my_deals(bot: BotClient, team: dic
         "*1* won · 30,000 USD\n"
         "*Win rate* 20% by count · by value: EUR 0%, USD 45%\n"
         "*Logged* 75% (3 of 4 losses have a reason)\n"
-        "*No decision / went dark* 33% of losses with a reason (1)",
+        "*No decision / went dark* 33% of losses with a reason (1)\n"
+        "*Reason quality* 0 picks kept over a suggestion (0% of logged losses) · 0 reasons re-coded by a manager",
         "*Reasons* (by deals, share of losses with a reason, value)\n"
         "• Lost to a competitor — *1* (33%) · 20,000 USD\n"
         "• No decision / went dark — *1* (33%) · 7,000 USD\n"

@@ -28,7 +28,8 @@ async def test_stats_for_everyone_over_the_last_30_days(bot: BotClient, team: di
         "*1* won · 30,000 USD\n"
         "*Win rate* 17% by count · by value: EUR 0%, USD 48%\n"
         "*Logged* 80% (4 of 5 losses have a reason)\n"
-        "*No decision / went dark* 25% of losses with a reason (1)",
+        "*No decision / went dark* 25% of losses with a reason (1)\n"
+        "*Reason quality* 0 picks kept over a suggestion (0% of logged losses) · 0 reasons re-coded by a manager",
         "*Reasons* (by deals, share of losses with a reason, value)\n"
         "• Price / budget — *2* (50%) · 12,500.50 USD\n"
         "• Lost to a competitor — *1* (25%) · 20,000 USD\n"
@@ -51,7 +52,8 @@ async def test_stats_for_one_rep_over_90_days(bot: BotClient, team: dict[str, in
         "*1* won · 30,000 USD\n"
         "*Win rate* 20% by count · by value: EUR 0%, USD 45%\n"
         "*Logged* 75% (3 of 4 losses have a reason)\n"
-        "*No decision / went dark* 33% of losses with a reason (1)",
+        "*No decision / went dark* 33% of losses with a reason (1)\n"
+        "*Reason quality* 0 picks kept over a suggestion (0% of logged losses) · 0 reasons re-coded by a manager",
         "*Reasons* (by deals, share of losses with a reason, value)\n"
         "• Lost to a competitor — *1* (33%) · 20,000 USD\n"
         "• No decision / went dark — *1* (33%) · 7,000 USD\n"

@@ -175,6 +175,7 @@ async def test_the_digest_of_a_seeded_week(session_factory: async_sessionmaker[A
     assert text[7] == "*Product gaps*\nSSO (1)"
     assert text[8] == (
         "*Discipline* 80% of losses have a reason _(week before 50%)_ · median time to reason 5 h\n"
+        "Reason quality: 0 picks kept over a suggestion (0% of logged losses) · 0 reasons re-coded by a manager.\n"
         "Overdue (past their escalation, or the rep could not be asked): a Slack user with no name (2)"
     )
     assert text[9] == (
@@ -219,7 +220,7 @@ async def test_the_discipline_part_names_each_crm_whose_webhook_missed_changes_t
 
     assert digest.webhook_misses == [("HubSpot", 12), ("Pipedrive", 1)]
     discipline = render_text(build_digest_message(digest, CATALOGUE)).split("\n\n")[8]
-    assert discipline.splitlines()[2:] == [
+    assert discipline.splitlines()[3:] == [
         "HubSpot: 12 stage changes reached us only through the sweep: check its webhook.",
         "Pipedrive: 1 stage change reached us only through the sweep: check its webhook.",
     ]

@@ -1,6 +1,7 @@
 """Migrations on a database that already holds data: 0005 makes revisits of the revisit dates logged
 before it, 0008 marks the deal events stored before it as webhooks', 0013 gives the competitors and
-features stored before it their key; each can be undone."""
+features stored before it their key, 0014 leaves the reasons stored before it as the reps' own; each
+can be undone."""
 
 import asyncio
 from datetime import UTC, date, datetime
@@ -162,3 +163,27 @@ async def test_0013_gives_the_details_stored_before_it_their_key_and_can_be_undo
     async with session_factory() as session:
         columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("reason_entry"))
     assert "detail_key" not in {column["name"] for column in columns}
+
+
+async def test_0014_marks_the_reasons_stored_before_it_as_the_reps_own_and_can_be_undone(
+    database_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await asyncio.to_thread(_downgrade, database_url, "0013_detail_keys")
+    await _seed_before_0005(session_factory)
+
+    await asyncio.to_thread(upgrade_to_head, database_url)
+
+    async with session_factory() as session:
+        flags = (await session.execute(text("SELECT recoded, confirmed_over FROM reason_entry"))).all()
+        message_columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("message"))
+    assert [(bool(recoded), confirmed) for recoded, confirmed in flags] == [(False, None)] * 4
+    assert "reason_entry_id" in {column["name"] for column in message_columns}
+
+    await asyncio.to_thread(_downgrade, database_url, "0013_detail_keys")
+    async with session_factory() as session:
+        columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("reason_entry"))
+        indexes = await session.run_sync(lambda sync: inspect(sync.connection()).get_indexes("reason_entry"))
+        message_columns = await session.run_sync(lambda sync: inspect(sync.connection()).get_columns("message"))
+    assert not {"recoded", "confirmed_over"} & {column["name"] for column in columns}
+    assert "ix_reason_entry_flagged" not in {index["name"] for index in indexes}
+    assert "reason_entry_id" not in {column["name"] for column in message_columns}

@@ -21,17 +21,20 @@ from bot.views.data import (
     MessageContent,
     NudgeStanding,
     NudgeState,
+    Quality,
     Quote,
     ReasonFigures,
+    RecodeNotice,
     RepLine,
     UpcomingRevisit,
     WonBackDeal,
 )
-from bot.views.debrief import build_debrief
+from bot.views.debrief import build_debrief, build_route_post
 from bot.views.digest import build_digest_message
 from bot.views.home import build_home_view
 from bot.views.prompt import build_bulk_prompt, build_single_prompt
 from bot.views.reason_modal import Asked, ModalContext, build_reason_modal
+from bot.views.recode import build_recode_notice
 from bot.views.revisit import build_revisit_nudge
 from storage.models import LossState
 from tests.plain_text import plain_text
@@ -54,7 +57,10 @@ STATS = ClosedStats(
     ],
     won=1,
     won_value={"USD": Decimal(30000)},
+    quality=Quality(confirmed=1, recoded=1),
 )
+MANAGER = "U0BOSS"
+RECODED = replace(LOGGED, entry=make_entry(reason_code="price", detail=None, logged_by=MANAGER, recoded=True))
 
 
 def _second_look() -> View:
@@ -136,7 +142,11 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
             current=STATS,
             competitors=[("Initech", 2)],
             overdue=[("U0SAM", 2), (None, 1)],
-            reps=[RepLine(REP, 3, 3, "competitor"), RepLine("U0SAM", 2, 0, None), RepLine(None, 1, 1, "price")],
+            reps=[
+                RepLine(REP, 3, 3, "competitor", quality=Quality(confirmed=1, recoded=1)),
+                RepLine("U0SAM", 2, 0, None),
+                RepLine(None, 1, 1, "price"),
+            ],
             median_time_to_reason=timedelta(hours=3, minutes=20),
             revisits=[REVISIT],
             revisits_total=1,
@@ -144,7 +154,7 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
             win_backs_total=1,
             quotes=[Quote("Acme — 200 seats", Decimal(60000), "USD", REP, "competitor", "Initech was 30% cheaper.")],
             quotes_elsewhere=[
-                Quote("Initech pilot", Decimal(12000), "EUR", REP, "price", "Too expensive for 5 seats.")
+                Quote("Initech pilot", Decimal(12000), "EUR", MANAGER, "price", "Too expensive for 5 seats.", REP)
             ],
             names={REP: "Dana Scully", "U0SAM": "Sam"},
         ),
@@ -153,6 +163,32 @@ BUILDERS: dict[str, Callable[[], MessageContent | View]] = {
     "digest_empty": lambda: build_digest_message(digest(current=ClosedStats()), CATALOGUE),
     "debrief": lambda: build_debrief([LOGGED], catalogue=CATALOGUE),
     "reason_modal_second_look": _second_look,
+    "debrief_recoded": lambda: build_debrief([RECODED], catalogue=CATALOGUE),
+    "route_several": lambda: build_route_post(
+        [LOGGED, replace(LOGGED, loss_id=9, deal=make_deal(name="Initech pilot"))], catalogue=CATALOGUE
+    ),
+    "prompt_recoded": lambda: build_single_prompt(RECODED, catalogue=CATALOGUE),
+    "recode_notice": lambda: build_recode_notice(
+        RecodeNotice(
+            "Globex renewal", MANAGER, before=make_entry(), after=make_entry(reason_code="price", detail=None)
+        ),
+        catalogue=CATALOGUE,
+    ),
+    "recode_notice_same_reason": lambda: build_recode_notice(
+        RecodeNotice(
+            "Globex renewal", MANAGER, before=make_entry(), after=make_entry(explanation="Initech was 30% cheaper.")
+        ),
+        catalogue=CATALOGUE,
+    ),
+    "recode_modal": lambda: build_reason_modal(
+        deal=make_deal(name="Globex renewal"),
+        context=ModalContext(loss_id=8, revision=1, recode=True),
+        catalogue=CATALOGUE,
+        chosen=ReasonForm(
+            reason_code="competitor", detail="Initech", explanation="Initech undercut us.", revisit_on=None
+        ),
+        today=NOW.date(),
+    ),
 }
 
 

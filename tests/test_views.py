@@ -137,6 +137,13 @@ def check_limits(blocks: list[dict[str, Any]], max_blocks: int) -> None:
         if block["type"] == "actions":
             assert len(block["elements"]) <= 25
             for element in block["elements"]:
+                if element["type"] == "static_select":
+                    # https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element
+                    assert len(element["placeholder"]["text"]) <= 150
+                    assert 0 < len(element["options"]) <= 100
+                    for option in element["options"]:
+                        assert len(option["text"]["text"]) <= 75 and len(option["value"]) <= 150
+                    continue
                 assert len(element["text"]["text"]) <= 75
                 assert len(element.get("value", "")) <= 2000
                 assert len(element.get("url", "")) <= 3000

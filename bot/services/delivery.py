@@ -32,13 +32,15 @@ from bot.services import outbox
 from bot.services.chasing import ChasePolicy, chase_schedule, rep_zone
 from bot.services.digest import build_digest
 from bot.services.digest_chart import share_digest_chart
+from bot.services.managers import slack_id_by_email
 from bot.services.presenting import deal_facts, logged_reason
 from bot.slack_client import PermanentFailure, call
 from bot.views.chasing import EscalationNotice, build_escalation, build_reminder
-from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState
+from bot.views.data import DealLoss, MessageContent, NudgeStanding, NudgeState, RecodeNotice
 from bot.views.debrief import build_debrief, build_route_post
 from bot.views.digest import UNNAMED, build_digest_message
 from bot.views.prompt import build_prompt_message
+from bot.views.recode import build_recode_notice
 from bot.views.revisit import build_revisit_nudge
 from storage import deal_queries, digest_queries, loss_queries, message_queries, rep_queries, revisit_queries
 from storage.models import (
@@ -140,6 +142,10 @@ class SlackDelivery:
             if message.kind == MessageKind.DIGEST:
                 logger.error("cannot post the weekly digest to %s: %s", message.post_to, reason)
                 return
+            if message.kind == MessageKind.RECODE:
+                # The re-code is stored; the rep still sees the new reason on their DM.
+                logger.warning("cannot %s the re-code notice to %s: %s", claimed.kind, message.rep_slack_id, reason)
+                return
             items = _shown(message, await message_queries.message_items(session, message.id, for_update=True))
             if message.kind == MessageKind.REVISIT:
                 # The revisit stays open: /closedlost revisit and the Home tab still list it.
@@ -173,8 +179,9 @@ class SlackDelivery:
             if message.ts is not None or not await _still_owed(session, message, items):
                 await message_queries.mark_sent(session, claimed, now)  # nothing is owed any more
                 return
-        if message.kind not in ANNOUNCEMENTS and message.kind != MessageKind.DIGEST:
-            # An announcement names the rep who logged, a known Slack user; a digest is about no rep.
+        if message.kind not in ANNOUNCEMENTS and message.kind not in (MessageKind.DIGEST, MessageKind.RECODE):
+            # An announcement names the rep who logged, and a re-code notice goes to them: a known
+            # Slack user; a digest is about no rep.
             await self._find_rep(message, items, now)
         # A digest's chart covers the weeks up to the digest's; known before the post, so that sharing
         # the chart after it reads nothing that could fail.
@@ -358,6 +365,8 @@ class SlackDelivery:
     async def _content(self, message: Message, listed: list[Listed]) -> MessageContent:
         if message.kind == MessageKind.DIGEST:
             return await self._digest(message)
+        if message.kind == MessageKind.RECODE:
+            return await self._recode_notice(message)
         items = [item.shown for item in listed]
         if message.kind == MessageKind.PROMPT:
             return build_prompt_message(items=items, catalogue=self.catalogue, message_id=message.id, page=message.page)
@@ -446,6 +455,18 @@ class SlackDelivery:
             names[user_id] = await self._rep_name(user_id, fallback=UNNAMED)
         return build_digest_message(replace(digest, names=names), self.catalogue)
 
+    async def _recode_notice(self, message: Message) -> MessageContent:
+        assert message.reason_entry_id is not None
+        async with self.session_factory() as session, session.begin():
+            recode = await loss_queries.recode_of(session, message.reason_entry_id)
+        notice = RecodeNotice(
+            deal_name=recode.deal.name,
+            manager=recode.entry.logged_by,
+            before=logged_reason(recode.before),
+            after=logged_reason(recode.entry),
+        )
+        return build_recode_notice(notice, catalogue=self.catalogue)
+
     async def _digest_week(self, message: Message) -> Week:
         async with self.session_factory() as session, session.begin():
             week_start = await digest_queries.digest_week_start(session, message.id)
@@ -457,18 +478,10 @@ class SlackDelivery:
         email = self.team.get((message.rep_email or "").lower())
         if email is None:
             return None
-        async with self.session_factory() as session, session.begin():
-            cached = await rep_queries.slack_user_id(session, email)
-        if cached is not None:
-            return cached
-        try:
-            response = await call(self.slack.users_lookupByEmail(email=email))
-        except PermanentFailure:
-            return email
-        user_id = str(response["user"]["id"])
-        async with self.session_factory() as session, session.begin():
-            await session.merge(SlackUser(email=email, user_id=user_id, looked_up_at=self.clock()))
-        return user_id
+        found = await slack_id_by_email(
+            session_factory=self.session_factory, slack=self.slack, email=email, now=self.clock()
+        )
+        return found or email
 
     async def _start_chasing(self, session: AsyncSession, message: Message, now: datetime) -> None:
         """The prompt is out: its losses are prompted now, and due their reminders and escalation. A
@@ -507,8 +520,8 @@ async def _still_owed(session: AsyncSession, message: Message, items: list[Liste
     """Whether the message is still worth posting: a nudge while its revisit waits for this nudge's
     answer (not answered, closed or moved to another date meanwhile); a message asking for reasons while one
     of its losses awaits a reason; an announcement of a logged reason until posted (the reason stays
-    stored whatever the deal does next); a digest until posted."""
-    if message.kind in ANNOUNCEMENTS or message.kind == MessageKind.DIGEST:
+    stored whatever the deal does next); a digest and a re-code notice until posted."""
+    if message.kind in ANNOUNCEMENTS or message.kind in (MessageKind.DIGEST, MessageKind.RECODE):
         return True
     if message.kind == MessageKind.REVISIT:
         revisit = await revisit_queries.revisit_of_loss(session, items[0].loss.id) if items else None

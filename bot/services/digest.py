@@ -13,7 +13,7 @@ from bot.crm.connectors import crm_name
 from bot.periods import Week
 from bot.reasons import Catalogue
 from bot.services.presenting import upcoming_revisits
-from bot.services.stats import read_closed_stats
+from bot.services.stats import quality_of, read_closed_stats
 from bot.views.data import Digest, Quote, RepLine, WonBackDeal
 from storage import rep_queries, stats_queries, sweep_queries
 
@@ -53,6 +53,7 @@ async def build_digest(
         bulk_answers = await stats_queries.bulk_answers(session, since=since, until=until)
         overdue = await stats_queries.overdue_by_rep(session, now=now)
         rep_groups = await stats_queries.rep_groups(session, since=since, until=until)
+        rep_quality = await stats_queries.quality_groups(session, since=since, until=until, owner_slack_id=None)
         revisits, revisits_total = await stats_queries.upcoming_revisits(
             session, start=today, end=today + REVISITS_AHEAD, owner_slack_id=None, limit=REVISITS_LISTED
         )
@@ -76,7 +77,7 @@ async def build_digest(
         gaps,
         median,
         overdue,
-        _rep_lines(rep_groups),
+        _rep_lines(rep_groups, rep_quality),
         upcoming_revisits(revisits),
         revisits_total,
         [WonBackDeal(*row) for row in win_backs],
@@ -101,7 +102,10 @@ def _largest_of_each_currency(rows: list[stats_queries.Explained]) -> list[Quote
     return list(largest.values())
 
 
-def _rep_lines(groups: list[stats_queries.RepGroup]) -> list[RepLine]:
+def _rep_lines(groups: list[stats_queries.RepGroup], quality: list[stats_queries.QualityGroup]) -> list[RepLine]:
+    qualities: dict[str | None, list[stats_queries.QualityGroup]] = {}
+    for flagged in quality:
+        qualities.setdefault(flagged.owner_slack_id, []).append(flagged)
     lost: dict[str | None, int] = {}
     not_asked: dict[str | None, int] = {}
     logged: dict[str | None, int] = {}
@@ -120,5 +124,6 @@ def _rep_lines(groups: list[stats_queries.RepGroup]) -> list[RepLine]:
     for rep, count in lost.items():
         reasons = by_reason.get(rep, {})
         top = min(reasons, key=lambda code: (-reasons[code], code)) if reasons else None
-        lines.append(RepLine(rep, count, logged.get(rep, 0), top, not_asked.get(rep, 0)))
+        rep_quality = quality_of(qualities.get(rep, []))
+        lines.append(RepLine(rep, count, logged.get(rep, 0), top, not_asked.get(rep, 0), rep_quality))
     return sorted(lines, key=lambda line: (-line.lost, line.user_id or ""))

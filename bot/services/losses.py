@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.competitors import competitor_key, detail_key
-from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NotOwner
+from bot.errors import AlreadyLogged, LossCancelled, LossNotFound, NothingToRecode, NotOwner
 from bot.reasons import CLEAN_UP_CODE, Catalogue, Requirement, code_for_crm_reason
 from bot.second_look import Suggestion, reason_in_text, second_look
 from bot.services import crm_jobs, outbox, revisits
@@ -40,15 +40,17 @@ async def open_loss(
     catalogue: Catalogue,
     reason_aliases: Mapping[str, str],
     competitor_merges: Mapping[str, str],
+    recoding: bool = False,
 ) -> LossForModal:
-    """What the reason modal needs, for the deal's owner only."""
+    """What the reason modal needs, for the deal's owner only; with `recoding`, for a manager the
+    caller found may re-code it (`bot.services.recoding`), on a loss with a reason."""
     async with session_factory() as session, session.begin():
         found = await loss_queries.loss_with_deal(session, loss_id)
         if found is None:
             raise LossNotFound()
         loss, deal = found
-        _check_can_log(loss, deal, user_id)
         entry = await loss_queries.latest_entry(session, loss_id)
+        _check_can_log(loss, deal, user_id, recoding=recoding, logged=entry is not None)
         current = None
         if entry is not None:
             current = ReasonForm(
@@ -113,7 +115,7 @@ async def take_second_look(
         if found is None:
             raise LossNotFound()
         loss, deal = found
-        _check_can_log(loss, deal, user_id)
+        _check_can_log(loss, deal, user_id, recoding=False, logged=False)
         latest = await loss_queries.latest_entry(session, loss_id)
         if (latest.revision if latest is not None else 0) != revision:
             return None
@@ -142,6 +144,7 @@ async def record_reason(
     audience: Audience,
     competitor_merges: Mapping[str, str],
     confirmed_over: str | None = None,
+    recoding: bool = False,
 ) -> ReasonEntry:
     """Stores a validated reason as the loss's next revision, with the loss's revisit on its date,
     and queues the DM's update, the reason's write-back to the deal's CRM when that CRM is in
@@ -152,6 +155,10 @@ async def record_reason(
     the same view submitted again returns the entry it already made. The detail (a competitor, a
     missing feature) is stored with its key, a competitor's through `competitor_merges`
     (COMPETITORS_FILE). `confirmed_over` is the reason the modal suggested when the rep kept theirs.
+
+    With `recoding`, `user_id` is a manager the caller found may re-code the rep's reasons
+    (`bot.services.recoding`): the revision is stored as theirs, marked re-coded, over the reason
+    the loss has, and a notice of it is queued in the rep's prompt thread.
     """
     try:
         async with session_factory() as session, session.begin():
@@ -159,14 +166,15 @@ async def record_reason(
             if found is None:
                 raise LossNotFound()
             loss, deal = found
-            _check_can_log(loss, deal, user_id)
             latest = await loss_queries.latest_entry(session, loss.id)
+            _check_can_log(loss, deal, user_id, recoding=recoding, logged=latest is not None)
             if latest is not None and latest.revision != revision:
                 if view_id is not None and latest.view_id == view_id:
                     return latest
                 raise AlreadyLogged()
             entry = _entry(loss.id, revision + 1, form, catalogue, competitor_merges, user_id, view_id, now)
             entry.confirmed_over = confirmed_over
+            entry.recoded = recoding
             session.add(entry)
             await session.flush()
             await revisits.record_revisit_date(
@@ -190,9 +198,11 @@ async def record_reason(
                 logged=[(loss, deal)],
                 reason_code=entry.reason_code,
                 first=latest is None,
-                rep_slack_id=user_id,
+                rep_slack_id=deal.owner_slack_id or user_id,
                 now=now,
             )
+            if recoding:
+                await _queue_recode_notice(session, loss=loss, deal=deal, entry=entry, now=now)
     except IntegrityError as error:
         if "revision" not in str(error.orig):
             raise
@@ -209,11 +219,43 @@ async def reason_codes_missing_from(
         return await loss_queries.stored_reason_codes(session) - catalogue.codes
 
 
-def _check_can_log(loss: Loss, deal: Deal, user_id: str) -> None:
+def _check_can_log(loss: Loss, deal: Deal, user_id: str, *, recoding: bool, logged: bool) -> None:
     if loss.state == LossState.CANCELLED:
         raise LossCancelled()
-    if deal.owner_slack_id != user_id:
+    if recoding:
+        if not logged:
+            raise NothingToRecode()
+    elif deal.owner_slack_id != user_id:
         raise NotOwner(deal.owner_slack_id)
+
+
+async def _queue_recode_notice(
+    session: AsyncSession, *, loss: Loss, deal: Deal, entry: ReasonEntry, now: datetime
+) -> None:
+    """Tells the rep that a manager re-coded their reason: a reply in the thread of the loss's
+    prompt, or a DM of its own when the loss was never prompted (logged first from the Home tab,
+    imported)."""
+    rep = deal.owner_slack_id
+    if rep is None:
+        return
+    prompt = await session.get(Message, loss.prompt_message_id) if loss.prompt_message_id is not None else None
+    thread = prompt if prompt is not None and prompt.ts is not None and prompt.rep_slack_id == rep else None
+    [message_id] = await message_queries.insert_messages(
+        session,
+        [
+            {
+                "kind": MessageKind.RECODE,
+                "rep_key": rep,
+                "rep_slack_id": rep,
+                "rep_email": deal.owner_email,
+                "post_to": thread.channel if thread is not None else None,
+                "thread_ts": thread.ts if thread is not None else None,
+                "reason_entry_id": entry.id,
+                "created_at": now,
+            }
+        ],
+    )
+    await outbox.queue_posts(session, message_ids=[message_id], now=now)
 
 
 def _entry(

@@ -28,6 +28,7 @@ def logged_reason(entry: ReasonEntry) -> LoggedReason:
         logged_by=entry.logged_by,
         logged_at=entry.logged_at,
         revisit_on=entry.revisit_on,
+        recoded=entry.recoded,
     )
 
 

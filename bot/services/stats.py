@@ -1,6 +1,7 @@
 """Figures about closed deals for a period: what `/closedlost stats`, App Home and the digest show.
 Amounts are only ever added up within one currency (`bot.views.data.Amounts`)."""
 
+from dataclasses import replace
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -10,10 +11,10 @@ from bot.crm.connectors import crm_name
 from bot.crm.event import CLOSED_WON
 from bot.periods import Period
 from bot.reasons import Catalogue, ReasonGroup
-from bot.views.data import Amounts, ClosedStats, ReasonFigures
+from bot.views.data import Amounts, ClosedStats, Quality, ReasonFigures
 from storage import stats_queries
 from storage.models import LossState
-from storage.stats_queries import ClosedGroup
+from storage.stats_queries import ClosedGroup, QualityGroup
 
 
 async def closed_stats(
@@ -34,7 +35,15 @@ async def read_closed_stats(
     groups = await stats_queries.closed_deal_groups(
         session, since=period.since, until=period.until, owner_slack_id=owner_slack_id, won_stage=CLOSED_WON
     )
-    return summarise(groups, catalogue)
+    quality = await stats_queries.quality_groups(
+        session, since=period.since, until=period.until, owner_slack_id=owner_slack_id
+    )
+    return replace(summarise(groups, catalogue), quality=quality_of(quality))
+
+
+def quality_of(groups: list[QualityGroup]) -> Quality:
+    """The quality figures of these groups together."""
+    return Quality(confirmed=sum(group.confirmed for group in groups), recoded=sum(group.recoded for group in groups))
 
 
 def summarise(groups: list[ClosedGroup], catalogue: Catalogue) -> ClosedStats:

@@ -30,6 +30,7 @@ KINDS = {
     "debrief": "Debrief card",
     "route": "Route post",
     "digest": "Weekly digest",
+    "recode": "Re-code notice",
 }
 SOURCES = {"generic": "Deal webhook", "hubspot": "HubSpot", "salesforce": "Salesforce", "pipedrive": "Pipedrive"}
 INVITE = "invite it there (`/invite @closedlost`)"

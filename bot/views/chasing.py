@@ -11,6 +11,7 @@ from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import DealLoss, MessageContent
 from bot.views.prompt import SECTION_MAX_LENGTH, deal_line
+from bot.views.recode import recode_control
 from bot.views.text import MISSING, day, escape, fit, format_amount, plural
 
 # A reminder lists the first few deals; the prompt above it lists them all.
@@ -87,7 +88,8 @@ def build_escalation(
     """The day's post about one rep's overdue losses; updated as they are logged. It names the rep
     without pinging them (`rep_name`, plain text) and mentions only the manager: `manager` is their
     Slack id, or their email when Slack does not know it. An email is left out, since it pings no
-    one and shows an address where a name belongs."""
+    one and shows an address where a name belongs. Once a deal it lists has its reason, the post
+    offers to re-code it."""
     waiting = [item for item in items if item.awaiting]
     name = escape(rep_name)
     to = f"<@{manager}>: " if manager is not None and "@" not in manager else ""
@@ -112,6 +114,9 @@ def build_escalation(
                 elements=[MarkdownTextObject(text=f"…and {plural(len(items) - ESCALATION_DEALS, 'more deal')}.")]
             )
         )
+    recode = recode_control(items)
+    if recode is not None:
+        blocks.append(ActionsBlock(elements=[recode]))
     # The fallback text is what notifications show: it mentions the manager too.
     text = (
         f"{to}{name} has {plural(len(waiting), 'closed-lost deal')} still open after the reminders."
@@ -127,7 +132,8 @@ def _line(item: DealLoss, catalogue: Catalogue) -> str:
     if item.moved:
         return f"{line} · moved to another rep"
     if entry is not None:
-        return f"{line} · :white_check_mark: logged late: {escape(catalogue.label(entry.reason_code))}"
+        recoded = " (re-coded)" if entry.recoded else ""
+        return f"{line} · :white_check_mark: logged late: {escape(catalogue.label(entry.reason_code))}{recoded}"
     if not item.awaiting:
         return f"{line} · reopened in the CRM"
     return line

@@ -59,6 +59,19 @@ class LoggedReason:
     logged_by: str
     logged_at: datetime
     revisit_on: date | None
+    recoded: bool = False
+    """A manager re-coded it: `logged_by` is the manager."""
+
+
+@dataclass(frozen=True)
+class RecodeNotice:
+    """What the rep is told in their prompt's thread when a manager re-codes their reason."""
+
+    deal_name: str
+    manager: str
+    """The manager's Slack id."""
+    before: LoggedReason
+    after: LoggedReason
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,8 @@ class Quote:
     logged_by: str
     reason_code: str
     explanation: str
+    recoded_from: str | None = None
+    """The deal's owner when a manager (`logged_by`) re-coded the reason: the quote is still the rep's story."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,16 @@ class ReasonFigures:
     code: str
     deals: int
     value: Amounts
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How far the reasons of a period can be trusted (README.md, "Re-coding a reason")."""
+
+    confirmed: int = 0
+    """Losses whose rep kept their pick over the reason the modal suggested."""
+    recoded: int = 0
+    """Losses whose reason a manager re-coded."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +201,7 @@ class ClosedStats:
     imported: list[tuple[str, int]] = field(default_factory=list)
     """Losses whose reason came with imported history (`closedlost import`), by where it came from
     ("HubSpot", "a CSV file"), most first: in the reasons, never in the share logged."""
+    quality: Quality = field(default_factory=Quality)
 
     @property
     def needing_reason(self) -> int:
@@ -322,6 +348,7 @@ class RepLine:
     code alphabetically)."""
     not_asked: int = 0
     """Losses no reason is asked for (PROMPT_MIN_AMOUNT, imported history)."""
+    quality: Quality = field(default_factory=Quality)
 
     @property
     def logged_share(self) -> float | None:
@@ -368,7 +395,7 @@ class Digest:
         ids: set[str | None] = {rep for rep, _ in self.overdue} | {line.user_id for line in self.reps}
         ids |= {revisit.owner_slack_id for revisit in self.revisits}
         ids |= {win_back.owner_slack_id for win_back in self.win_backs}
-        ids |= {quote.logged_by for quote in [*self.quotes, *self.quotes_elsewhere]}
+        ids |= {quote.recoded_from or quote.logged_by for quote in [*self.quotes, *self.quotes_elsewhere]}
         return {user_id for user_id in ids if user_id}
 
     @property

@@ -14,6 +14,7 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ContextBlock,
     HeaderBlock,
+    InteractiveElement,
     MarkdownTextObject,
     SectionBlock,
 )
@@ -23,6 +24,7 @@ from bot.views import ids
 from bot.views.data import Amounts, DealLoss, LoggedReason, MessageContent
 from bot.views.figures import fit_list, with_amounts
 from bot.views.prompt import FIELD_MAX_LENGTH, HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
+from bot.views.recode import recode_control, who_logged
 from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 # Reasons shown in one post: each takes two blocks, well within Block Kit's 50.
@@ -41,6 +43,7 @@ def build_debrief(items: list[DealLoss], *, catalogue: Catalogue) -> MessageCont
     else:
         blocks = _several_deals(logged, catalogue, headline=f"Debrief: {len(logged)} large losses")
         text = with_amounts(f"Debrief: {len(logged)} large losses", _total(logged))
+    blocks += _recode_menu(items)
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=DISCUSS)]))
     return MessageContent(text=text, blocks=blocks)
 
@@ -56,6 +59,7 @@ def build_route_post(items: list[DealLoss], *, catalogue: Catalogue) -> MessageC
     else:
         blocks = _several_deals(logged, catalogue, headline=f"{len(logged)} deals lost")
         text = with_amounts(f"{len(logged)} deals lost", _total(logged))
+        blocks += _recode_menu(items)
     return MessageContent(text=text, blocks=blocks)
 
 
@@ -77,13 +81,25 @@ def _one_deal(item: DealLoss, entry: LoggedReason, catalogue: Catalogue, *, head
                 MarkdownTextObject(text=f"*Lost on*\n{day(item.lost_at)}"),
             ]
         ),
-        _reason_section(entry, catalogue),
+        _reason_section(entry, catalogue, rep=deal.owner_slack_id),
     ]
+    buttons: list[InteractiveElement] = []
     if deal.url:
-        blocks.append(
-            ActionsBlock(elements=[ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url)])
-        )
+        buttons.append(ButtonElement(text="Open in CRM", action_id=ids.OPEN_IN_CRM, url=deal.url))
+    recode = recode_control([item])
+    if recode is not None:
+        buttons.append(recode)
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
     return blocks
+
+
+def _recode_menu(items: list[DealLoss]) -> list[Block]:
+    """The Re-code menu of a post about several deals (one deal's post has its button beside Open in CRM)."""
+    if len(_logged(items)) < 2:
+        return []
+    menu = recode_control(items)
+    return [ActionsBlock(elements=[menu])] if menu is not None else []
 
 
 def _several_deals(logged: list[tuple[DealLoss, LoggedReason]], catalogue: Catalogue, *, headline: str) -> list[Block]:
@@ -96,7 +112,7 @@ def _several_deals(logged: list[tuple[DealLoss, LoggedReason]], catalogue: Catal
     for group in list(groups.values())[:MAX_REASONS]:
         lines = [_deal_line(item) for item, _ in group]
         heading = with_amounts(f"*{plural(len(group), 'deal')}*", _total(group))
-        blocks.append(_reason_section(group[0][1], catalogue))
+        blocks.append(_reason_section(group[0][1], catalogue, rep=group[0][0].deal.owner_slack_id))
         blocks.append(SectionBlock(text=fit_list(heading, lines, len(lines))))
     left_out = sum(len(group) for group in list(groups.values())[MAX_REASONS:])
     if left_out:
@@ -108,13 +124,14 @@ def _several_deals(logged: list[tuple[DealLoss, LoggedReason]], catalogue: Catal
     return blocks
 
 
-def _reason_section(entry: LoggedReason, catalogue: Catalogue) -> SectionBlock:
-    """The reason, its competitor or missing feature, the explanation quoted, and who logged it."""
+def _reason_section(entry: LoggedReason, catalogue: Catalogue, *, rep: str | None) -> SectionBlock:
+    """The reason, its competitor or missing feature, the explanation quoted, and who logged it
+    (the rep, and the manager who re-coded it)."""
     lines = [f"*Reason:* {escape(catalogue.label(entry.reason_code))}"]
     reason = catalogue.get(entry.reason_code)
     if entry.detail and reason is not None and reason.requires is not None:
         lines.append(f"*{DETAIL_NAMES[reason.requires]}:* {escape(entry.detail)}")
-    lines.append(f"Logged by <@{entry.logged_by}> {day(entry.logged_at)}")
+    lines.append(who_logged(entry, rep=rep))
     quoted = blockquote(escape(entry.explanation))
     return SectionBlock(text=fit("\n".join([*lines, quoted]), SECTION_MAX_LENGTH))
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, SectionBlock
 
 from bot.reasons import Catalogue, ReasonGroup, Requirement
-from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quote
-from bot.views.figures import amounts_text, fit_list, percent, with_amounts
+from bot.views.data import Amounts, ClosedStats, Digest, MessageContent, Quality, Quote
+from bot.views.figures import amounts_text, fit_list, percent, quality_text, with_amounts
 from bot.views.prompt import HEADER_MAX_LENGTH, SECTION_MAX_LENGTH
 from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
@@ -71,7 +71,10 @@ def _quote(quote: Quote, digest: Digest, catalogue: Catalogue) -> SectionBlock:
     quoted = blockquote(fit(escape(quote.explanation), QUOTE_MAX_LENGTH))
     amount = format_amount(quote.amount, quote.currency)
     reason = escape(catalogue.label(quote.reason_code))
-    return _section(f"{quoted}\n— {_person(digest, quote.logged_by)}, *{escape(quote.deal_name)}* ({amount}), {reason}")
+    # A re-coded reason is still the rep's story; the manager who re-coded it is said, not named.
+    who = quote.recoded_from or quote.logged_by
+    recoded = ", re-coded by a manager" if quote.recoded_from is not None else ""
+    return _section(f"{quoted}\n— {_person(digest, who)}, *{escape(quote.deal_name)}* ({amount}), {reason}{recoded}")
 
 
 def _person(digest: Digest, user_id: str | None, *, nobody: str = "a rep not in Slack") -> str:
@@ -204,6 +207,8 @@ def _discipline(digest: Digest) -> str:
         f"*Discipline* {percent(current.logged_share)} of losses have a reason"
         f" _(week before {percent(previous.logged_share)})_ · median time to reason {median}"
     ]
+    if current.logged:
+        lines.append(f"Reason quality: {quality_text(current.quality, logged=current.logged)}.")
     if digest.overdue:
         reps = [f"{_person(digest, rep, nobody='reps not in Slack')} ({count})" for rep, count in digest.overdue]
         listed = fit_list("", reps[:NAMES_LISTED], len(reps), separator=", ")
@@ -223,10 +228,17 @@ def _reps(digest: Digest, catalogue: Catalogue) -> str:
     lines = [
         f"• {_person(digest, line.user_id, nobody='Reps not in Slack')} — {line.lost} lost · "
         f"{percent(line.logged_share)} logged · top: "
-        f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}"
+        f"{escape(catalogue.label(line.top_reason)) if line.top_reason else '—'}" + _rep_quality(line.quality)
         for line in digest.reps[:REPS_LISTED]
     ]
     return fit_list("*By rep*", lines, len(digest.reps))
+
+
+def _rep_quality(quality: Quality) -> str:
+    """A rep's quality figures, short, after their line; nothing when both are zero."""
+    if not quality.confirmed and not quality.recoded:
+        return ""
+    return f" · {quality.confirmed} kept over a suggestion, {quality.recoded} re-coded"
 
 
 def _revisits(digest: Digest, catalogue: Catalogue) -> str:

@@ -5,7 +5,7 @@ from slack_sdk.models.blocks import Block, ButtonElement, ContextBlock, Markdown
 
 from bot.reasons import Catalogue
 from bot.views import ids
-from bot.views.data import Amounts, AwaitingDeal, ClosedStats, UpcomingRevisit
+from bot.views.data import Amounts, AwaitingDeal, ClosedStats, Quality, UpcomingRevisit
 from bot.views.prompt import SECTION_MAX_LENGTH, button_for
 from bot.views.text import MISSING, day, escape, fit, format_amount, plural
 
@@ -52,6 +52,15 @@ def fit_list(heading: str, items: list[str], total: int, *, separator: str = "\n
     return f"{heading}\n{listed}" if heading else listed
 
 
+def quality_text(quality: Quality, *, logged: int | None = None) -> str:
+    """`2 picks kept over a suggestion (5% of logged losses) · 1 reason re-coded by a manager`; the
+    share when `logged` is given."""
+    kept = f"{plural(quality.confirmed, 'pick')} kept over a suggestion"
+    if logged:
+        kept += f" ({percent(quality.confirmed / logged)} of logged losses)"
+    return f"{kept} · {plural(quality.recoded, 'reason')} re-coded by a manager"
+
+
 def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
     if not stats.lost and not stats.won:
         return [SectionBlock(text="No deals were closed in this period.")]
@@ -73,6 +82,8 @@ def stats_blocks(stats: ClosedStats, catalogue: Catalogue) -> list[Block]:
         + (f"; {stats.excluded:,} more {'needs' if stats.excluded == 1 else 'need'} none)" if stats.excluded else ")"),
         f"*No decision / went dark* {percent(stats.no_decision_share)} of losses with a reason ({stats.no_decision})",
     ]
+    if stats.logged:
+        summary.append(f"*Reason quality* {quality_text(stats.quality, logged=stats.logged)}")
     blocks: list[Block] = [SectionBlock(text=fit("\n".join(summary), SECTION_MAX_LENGTH))]
     if stats.reasons:
         lines = [

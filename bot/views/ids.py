@@ -40,3 +40,8 @@ REVISIT_DROP = "revisit_drop"
 # The admin view's Retry buttons; each button's value is the outbox row's or the CRM job's id.
 RETRY_MESSAGE = "retry_message"
 RETRY_CRM_JOB = "retry_crm_job"
+
+# Re-code on a debrief card, a route post or an escalation: a button whose value is the loss's id
+# where the post is about one logged deal, else a menu of its logged deals.
+RECODE = "recode"
+RECODE_PICK = "recode_pick"

@@ -22,6 +22,7 @@ from bot.crm.event import CLOSED_WON
 from bot.reasons import Catalogue
 from bot.views import ids
 from bot.views.data import DealFacts, DealLoss, LoggedReason, MessageContent
+from bot.views.recode import who_logged
 from bot.views.text import blockquote, day, escape, fit, format_amount, plural, truncate
 
 # Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks
@@ -220,7 +221,7 @@ def _logged_entry(entry: LoggedReason, catalogue: Catalogue) -> list[Block]:
     if entry.detail:
         headline += f": {escape(entry.detail)}"
     quoted = blockquote(escape(entry.explanation))
-    context = f"Logged by <@{entry.logged_by}> {day(entry.logged_at)}"
+    context = who_logged(entry)
     if entry.revisit_on is not None:
         context += f" · revisit on {day(entry.revisit_on)}"
     return [

@@ -40,6 +40,7 @@ from bot.views.data import AwaitingDeal, DealFacts
 from bot.views.text import escape, fit, format_amount, truncate
 
 INTRO_MAX_LENGTH = 3000
+RECODE_NOTE = "Your answer is saved as the deal's reason, re-coded by you; the rep's stays in its history."
 # https://docs.slack.dev/reference/block-kit/block-elements/multi-select-menu-element
 OPTIONS_PER_GROUP = 100
 # A menu takes at most 100 option groups.
@@ -89,11 +90,13 @@ class Asked:
 @dataclass(frozen=True)
 class ModalContext:
     """What the modal carries in `private_metadata`: the loss, the revision it was opened on, and
-    the second look once asked, so that one submission is never asked twice."""
+    the second look once asked, so that one submission is never asked twice; whether a manager
+    opened it to re-code the rep's reason."""
 
     loss_id: int
     revision: int
     asked: Asked | None = None
+    recode: bool = False
 
     def encode(self) -> str:
         data: dict[str, Any] = {"loss_id": self.loss_id, "revision": self.revision}
@@ -103,6 +106,8 @@ class ModalContext:
                 "over": self.asked.over,
                 "competitor": self.asked.competitor,
             }
+        if self.recode:
+            data["recode"] = True
         return json.dumps(data)
 
     @classmethod
@@ -113,6 +118,7 @@ class ModalContext:
             loss_id=int(data["loss_id"]),
             revision=int(data["revision"]),
             asked=Asked(str(asked["suggested"]), str(asked["over"]), asked.get("competitor")) if asked else None,
+            recode=bool(data.get("recode")),
         )
 
 
@@ -128,15 +134,19 @@ def build_reason_modal(
 ) -> View:
     """The modal of one deal. `asking`: the second look to ask about, above the fields as
     submitted. `replace_pick`: the reason menu shows `chosen`'s reason even though the rep had
-    picked another in this modal (Slack keeps an input's value while its block_id is unchanged)."""
-    blocks: list[Block] = [SectionBlock(text=_intro(deal))]
+    picked another in this modal (Slack keeps an input's value while its block_id is unchanged).
+    A manager re-coding (`context.recode`) is told whose reason they change."""
+    intro = _intro(deal)
+    if context.recode:
+        intro = fit(f"{intro}\n{RECODE_NOTE}", INTRO_MAX_LENGTH)
+    blocks: list[Block] = [SectionBlock(text=intro)]
     if asking is not None:
         blocks.append(_second_look(asking, catalogue))
     blocks += _reason_inputs(catalogue, chosen, today, replace_pick=replace_pick)
     return View(
         type="modal",
         callback_id=ids.REASON_MODAL,
-        title="Why was it lost?",
+        title="Re-code the reason" if context.recode else "Why was it lost?",
         submit="Keep my pick" if asking is not None else "Save",
         close="Cancel",
         private_metadata=context.encode(),
