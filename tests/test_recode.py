@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.periods import week_of
@@ -290,16 +289,32 @@ async def test_the_reps_manager_re_codes_from_the_escalation(
 
 
 async def log_reason_for(
-    bot: BotClient, *, loss_id: str, dm: tuple[str, str], code: str, detail: str | None = None
+    bot: BotClient,
+    *,
+    loss_id: str,
+    dm: tuple[str, str],
+    code: str,
+    detail: str | None = None,
+    explanation: str | None = None,
 ) -> None:
-    """Dana logs a reason for one deal of her bulk DM (the Log button of that deal)."""
+    """Dana logs a reason for one deal of her bulk DM (the Log button of that deal). Her explanation
+    names Initech for a competitor, and names no one for another reason, unless one is given; when
+    it draws the modal's second look, she keeps her pick."""
     view = await bot.open_modal(user_id=DANA, value=loss_id, message=dm)
     if detail is not None:
         before = len(bot.slack.calls_to("views.update"))
         await bot.pick_reason(user_id=DANA, view=view, code=code)
         view = {**(await bot.slack.wait_for("views.update", before + 1))[before]["view"], "id": view["id"]}
-    values = {"reason_select": code, "detail_input": detail, "explanation_input": EXPLANATION}
+    if explanation is None:
+        explanation = (
+            EXPLANATION if code == "competitor" else "Their rollout is frozen until the merger closes in March."
+        )
+    values = {"reason_select": code, "detail_input": detail, "explanation_input": explanation}
     answer = await bot.submit(user_id=DANA, view=view, values=values)
+    if answer.status == 200 and answer.body:
+        asked = answer.body
+        assert isinstance(asked, dict) and asked["response_action"] == "update", answer
+        answer = await bot.submit(user_id=DANA, view={**asked["view"], "id": view["id"]}, values=values)
     assert (answer.status, answer.body) == (200, ""), answer
 
 
@@ -348,13 +363,11 @@ async def test_the_quality_figures_count_picks_kept_over_a_suggestion_and_re_cod
         assert (await bot.post_deals(events)).status == 202
         _, dm = await bot.prompt(1)
         kept, recoded, other = (str(loss.id) for loss in sorted(await bot.rows(Loss), key=lambda loss: loss.id))
-        for loss_id, code in ((kept, "price"), (recoded, "timing"), (other, "price")):
-            await log_reason_for(bot, loss_id=loss_id, dm=dm, code=code)
-        # The modal's second look (issue 14, point 1) records the suggestion a rep kept their pick over.
-        async with session_factory() as session, session.begin():
-            await session.execute(
-                update(ReasonEntry).where(ReasonEntry.loss_id == int(kept)).values(confirmed_over="no_decision")
-            )
+        # The modal's second look asks about the first (its words say the buyer went dark), and Dana keeps price.
+        went_dark = "The buyer went dark after our 20% price increase in May."
+        await log_reason_for(bot, loss_id=kept, dm=dm, code="price", explanation=went_dark)
+        await log_reason_for(bot, loss_id=recoded, dm=dm, code="timing")
+        await log_reason_for(bot, loss_id=other, dm=dm, code="price", explanation="Budget cut to 20k in the Q3 freeze.")
 
         def three_cards() -> list[dict[str, Any]] | None:
             found = posted_to(fake_slack, MANAGERS)
