@@ -1,0 +1,145 @@
+"""closed_summary: closed deals counted per month (UTC), and the triggers that mark a month changed
+
+`closed_summary_change` gets a row for a month whenever a deal, loss or reason entry of that month
+is inserted, updated in a column the figures use, or deleted: database triggers write it, in the
+writing transaction, so no write path (the webhooks, the sweep, the import, a manager's re-coding,
+plain SQL) can forget it. Stats read a changed month from the deals themselves until the bot's
+scheduler has recomputed its summary (`bot.services.summary`). The upgrade marks every month that
+holds a deal or a loss as changed: the first refresh computes their summary from the rows.
+
+A later migration that rebuilds `deal`, `loss` or `reason_entry` on SQLite (batch mode's copy and
+rename, for a dropped or altered column) drops their triggers with the old table, and must create
+them again (`create_triggers` below); tests/test_closed_summary.py would show the summary drifting.
+
+Revision ID: 0014_closed_summary
+Revises: 0013_detail_keys
+Create Date: 2026-12-05 15:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014_closed_summary"
+down_revision: str | None = "0013_detail_keys"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# What each table's figures depend on: an update that changes none of these leaves every month as it was.
+WATCHED = {
+    "deal": ("stage", "stage_changed_at", "amount", "currency"),
+    "loss": ("state", "lost_at", "deal_id"),
+    "reason_entry": ("loss_id", "revision", "reason_code"),
+}
+
+# The months a row counts in, written for each trigger with the row as OLD or NEW: a deal's won
+# month and the months of its losses (whose amounts are the deal's); a loss's month; a reason
+# entry's loss's month. Each is a query of `moment` rows.
+MOMENTS = {
+    "deal": "SELECT {row}.stage_changed_at AS moment UNION SELECT lost_at FROM loss WHERE deal_id = {row}.id",
+    "loss": "SELECT {row}.lost_at AS moment",
+    "reason_entry": "SELECT lost_at AS moment FROM loss WHERE id = {row}.loss_id",
+}
+
+SQLITE_MARK = """INSERT OR IGNORE INTO closed_summary_change (month, tx)
+    SELECT date(moment, 'start of month'), 0 FROM ({moments}) AS changed;"""
+
+POSTGRESQL_FUNCTION = """
+CREATE FUNCTION closed_summary_mark_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO closed_summary_change (month, tx)
+        SELECT DISTINCT date_trunc('month', moment AT TIME ZONE 'UTC')::date, txid_current()
+        FROM ({old}) AS changed
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO closed_summary_change (month, tx)
+        SELECT DISTINCT date_trunc('month', moment AT TIME ZONE 'UTC')::date, txid_current()
+        FROM ({new}) AS changed
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+
+def create_triggers(table: str) -> None:
+    """The triggers that mark the months of `table`'s changed rows, on this database's dialect."""
+    moments = MOMENTS[table]
+    if op.get_bind().dialect.name == "postgresql":
+        changed = " OR ".join(f"OLD.{column} IS DISTINCT FROM NEW.{column}" for column in WATCHED[table])
+        op.execute(
+            POSTGRESQL_FUNCTION.format(table=table, old=moments.format(row="OLD"), new=moments.format(row="NEW"))
+        )
+        op.execute(
+            f"CREATE TRIGGER closed_summary_{table} AFTER INSERT OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION closed_summary_mark_{table}()"
+        )
+        op.execute(
+            f"CREATE TRIGGER closed_summary_{table}_update AFTER UPDATE ON {table} "
+            f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION closed_summary_mark_{table}()"
+        )
+        return
+    changed = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in WATCHED[table])
+    old, new = (
+        SQLITE_MARK.format(moments=moments.format(row="OLD")),
+        SQLITE_MARK.format(moments=moments.format(row="NEW")),
+    )
+    op.execute(f"CREATE TRIGGER closed_summary_{table}_insert AFTER INSERT ON {table} BEGIN {new} END")
+    op.execute(f"CREATE TRIGGER closed_summary_{table}_delete AFTER DELETE ON {table} BEGIN {old} END")
+    op.execute(
+        f"CREATE TRIGGER closed_summary_{table}_update AFTER UPDATE ON {table} WHEN {changed} BEGIN {old} {new} END"
+    )
+
+
+def drop_triggers(table: str) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER closed_summary_{table}_update ON {table}")
+        op.execute(f"DROP TRIGGER closed_summary_{table} ON {table}")
+        op.execute(f"DROP FUNCTION closed_summary_mark_{table}()")
+        return
+    for event in ("insert", "delete", "update"):
+        op.execute(f"DROP TRIGGER closed_summary_{table}_{event}")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "closed_summary",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("outcome", sa.String(length=4), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=True),
+        sa.Column("reason_code", sa.String(length=64), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=True),
+        sa.Column("deals", sa.Integer(), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=24, scale=2), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(op.f("ix_closed_summary_month"), "closed_summary", ["month"], unique=False)
+    op.create_table(
+        "closed_summary_change",
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("tx", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.PrimaryKeyConstraint("month", "tx"),
+    )
+    for table in WATCHED:
+        create_triggers(table)
+    # Every month that holds closed deals is to be computed: stats read it from the deals until then.
+    moments = "SELECT lost_at AS moment FROM loss UNION SELECT stage_changed_at FROM deal"
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "INSERT INTO closed_summary_change (month, tx) SELECT DISTINCT "
+            f"date_trunc('month', moment AT TIME ZONE 'UTC')::date, 0 FROM ({moments}) AS closed"
+        )
+    else:
+        op.execute(SQLITE_MARK.format(moments=moments))
+
+
+def downgrade() -> None:
+    for table in WATCHED:
+        drop_triggers(table)
+    op.drop_table("closed_summary_change")
+    op.drop_index(op.f("ix_closed_summary_month"), table_name="closed_summary")
+    op.drop_table("closed_summary")
