@@ -53,6 +53,10 @@ class ClosedGroup(NamedTuple):
     """The sum of the deals' amounts in `currency`; None when none of them has an amount."""
 
 
+GROUP_KEYS = ClosedGroup._fields[:-2]
+"""What closed deals are grouped by; `outcome` first."""
+
+
 async def closed_deal_groups(
     session: AsyncSession,
     *,
@@ -99,19 +103,16 @@ async def _groups_by_month(
     if since is not None and first is not None:
         ranges.append((since, month_start(first)))
     summary = ClosedSummary
+    # A column per ClosedGroup field, of the same name: a field added to the groups is a column added
+    # to the summary (and a migration), nothing more here.
+    keys = [getattr(summary, name) for name in GROUP_KEYS]
     summarised = (
-        select(
-            summary.outcome,
-            summary.state,
-            summary.reason_code,
-            summary.currency,
-            func.sum(summary.deals),
-            func.sum(summary.amount),
-        )
+        select(*keys, func.sum(summary.deals), func.sum(summary.amount))
         .where(summary.month.not_in(changed), *_within(first, end, summary.month))
-        .group_by(summary.outcome, summary.state, summary.reason_code, summary.currency)
+        .group_by(*keys)
     )
-    newly_changed = select(literal(_CHANGED, String), null(), null(), null(), func.count(), null()).where(
+    blanks = [null()] * (len(GROUP_KEYS) - 1)
+    newly_changed = select(literal(_CHANGED, String), *blanks, func.count(), null()).where(
         ClosedSummaryChange.month.not_in(changed), *_within(first, end)
     )
     raw = [part for start, stop in _merged(ranges) for part in raw_closed_groups(start, stop, None, won_stage)]

@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ClosedSummary, ClosedSummaryChange
-from storage.stats_queries import month_start, next_month, raw_closed_groups
+from storage.stats_queries import ClosedGroup, month_start, next_month, raw_closed_groups
 
 REFRESH_LOCK_SPACE = 20261206
 """The advisory lock space of `lock_month` (a month's key is its ordinal day): a constant the
@@ -50,18 +50,7 @@ async def refresh_month(session: AsyncSession, month: date, *, won_stage: str) -
         union_all(*raw_closed_groups(month_start(month), month_start(next_month(month)), None, won_stage))
     )
     await session.execute(delete(ClosedSummary).where(ClosedSummary.month == month))
-    rows = [
-        {
-            "month": month,
-            "outcome": outcome,
-            "state": state,
-            "reason_code": reason_code,
-            "currency": currency,
-            "deals": deals,
-            "amount": amount,
-        }
-        for outcome, state, reason_code, currency, deals, amount in groups
-    ]
+    rows = [{"month": month, **ClosedGroup._make(row)._asdict()} for row in groups]
     if rows:
         await session.execute(insert(ClosedSummary), rows)
     await session.execute(
