@@ -25,6 +25,7 @@ from bot.services.summary import refresh_closed_summary
 from bot.validation import ReasonForm
 from bot.views.data import ClosedStats
 from storage import summary_queries
+from storage.engine import create_engine, create_session_factory
 from storage.migrate import MIGRATIONS, upgrade_to_head
 from storage.models import ClosedSummary, Deal, Loss, LossState, ReasonEntry
 from storage.stats_queries import ClosedGroup, raw_closed_groups
@@ -249,3 +250,33 @@ async def test_the_migration_marks_every_month_of_the_deals_stored_before_it(
     await check(session_factory, random.Random(12))
     assert await refresh_closed_summary(session_factory=session_factory) == len(months)
     await check(session_factory, random.Random(13))
+
+
+async def test_refreshes_beside_writers_leave_the_summary_equal_to_the_deals(database_url: str) -> None:
+    """Two processes refreshing (engines of their own) while a third writes: no refresh drops a mark
+    it did not account for, and no two leave the same month counted twice."""
+    engines = [create_engine(database_url) for _ in range(3)]
+    writer, *refreshers = [create_session_factory(engine) for engine in engines]
+    try:
+        operations = Operations(writer, random.Random(21))
+        done = asyncio.Event()
+
+        async def write() -> None:
+            for _ in range(60):
+                await operations.deal_event()
+                if operations.rng.random() < 0.3:
+                    await operations.log_or_revise()
+            done.set()
+
+        async def refresh(session_factory: async_sessionmaker[AsyncSession]) -> None:
+            while not done.is_set():
+                await refresh_closed_summary(session_factory=session_factory)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(write(), *(refresh(each) for each in refreshers))
+        await check(writer, random.Random(22))
+        await refresh_closed_summary(session_factory=writer)
+        await check(writer, random.Random(23))
+    finally:
+        for engine in engines:
+            await engine.dispose()
