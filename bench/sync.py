@@ -16,7 +16,8 @@ the limit allows (5 searches × 200 deals = 1,000 deals/s; budget ≥ 0.9×), th
 how many were refused, and its peak RSS (VmHWM of the subprocess, polled; budget < 150 MiB and flat
 in the number of deals). Then the same against the fake without a limit, beside a raw bulk insert
 of the same rows (deals, their audit events, losses, mapped reasons) with SQLAlchemy Core in
-chunks, in the same run (budget ≥ 0.3×). A checkout whose CLI has no `import` command prints
+chunks, in the same run (budget ≥ 0.3×); and a tenth of the deals without a limit, whose peak RSS
+should be the same. A checkout whose CLI has no `import` command prints
 "skipped: closedlost import not available" for this part.
 
 The stats. --deals closed deals are inserted in bulk as bench/stats.py fills them (five years,
@@ -186,11 +187,11 @@ async def stored_deals(database_url: str) -> int:
 
 async def import_once(
     databases: Databases, crm_deals: int, limited: bool, slack_url: str, since: date
-) -> tuple[float, dict[str, int]]:
-    """One import into a new database from a new fake HubSpot: deals/s, and the fake's calls."""
+) -> tuple[float, int]:
+    """One import into a new database from a new fake HubSpot: deals/s, and its peak RSS in MiB."""
     crm = await asyncio.to_thread(Server, run_fake_hubspot, crm_deals, limited)
     try:
-        database_url = await databases.new("limited" if limited else "unlimited")
+        database_url = await databases.new(f"{'limited' if limited else 'unlimited'}_{crm_deals}")
         seconds, peak, tail = await run_import(database_url, crm.url, slack_url, since)
         calls: dict[str, int] = await asyncio.to_thread(crm.ask, "calls")
     finally:
@@ -211,7 +212,7 @@ async def import_once(
             " (budget ≥ 0.9x)"
         )
     print(line)
-    return rate, calls
+    return rate, peak
 
 
 def crm_rows(crm_deals: int, now: datetime) -> list[tuple[list[dict[str, Any]], ...]]:
@@ -317,9 +318,13 @@ async def measure_import(folder: Path, server_url: str | None, crm_deals: int) -
     since = (datetime.now(UTC) - timedelta(days=YEARS * 365 + 1)).date()
     try:
         await import_once(databases, crm_deals, True, slack.url + "/api/", since)
-        unlimited, _ = await import_once(databases, crm_deals, False, slack.url + "/api/", since)
+        unlimited, peak = await import_once(databases, crm_deals, False, slack.url + "/api/", since)
         raw = await raw_insert(databases, crm_deals)
         print(f"  unlimited import / raw bulk insert: {unlimited / raw:.2f}x (budget ≥ 0.3x)")
+        # Memory that grew with the deals read would show here: a tenth of them, the same peak.
+        fewer = crm_deals // 10
+        _, peak_fewer = await import_once(databases, fewer, False, slack.url + "/api/", since)
+        print(f"  peak RSS of the import: {peak_fewer} MiB for {fewer:,} deals, {peak} MiB for {crm_deals:,}")
     finally:
         await asyncio.to_thread(slack.stop)
         await databases.drop_all()
