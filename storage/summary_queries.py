@@ -23,6 +23,8 @@ REFRESH_LOCK_SPACE = 20261206
 """The advisory lock space of `lock_month` (a month's key is its ordinal day): a constant the
 application uses for nothing else."""
 
+MARKS_PER_DELETE = 10_000
+
 
 async def changed_months(session: AsyncSession) -> list[date]:
     """The months whose summary is out of date, oldest first."""
@@ -53,7 +55,11 @@ async def refresh_month(session: AsyncSession, month: date, *, won_stage: str) -
     rows = [{"month": month, **ClosedGroup._make(row)._asdict()} for row in groups]
     if rows:
         await session.execute(insert(ClosedSummary), rows)
-    await session.execute(
-        delete(ClosedSummaryChange).where(ClosedSummaryChange.month == month, ClosedSummaryChange.tx.in_(marks))
-    )
+    # In slices: on PostgreSQL a busy month gets a mark from every transaction that wrote it since the
+    # last refresh, and a statement takes at most 32,767 parameters.
+    for first in range(0, len(marks), MARKS_PER_DELETE):
+        read = marks[first : first + MARKS_PER_DELETE]
+        await session.execute(
+            delete(ClosedSummaryChange).where(ClosedSummaryChange.month == month, ClosedSummaryChange.tx.in_(read))
+        )
     return True

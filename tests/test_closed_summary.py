@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import func, select, text, union_all, update
+from sqlalchemy import func, insert, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, DealEvent
@@ -27,7 +27,7 @@ from bot.views.data import ClosedStats
 from storage import summary_queries
 from storage.engine import create_engine, create_session_factory
 from storage.migrate import MIGRATIONS, upgrade_to_head
-from storage.models import ClosedSummary, Deal, Loss, LossState, ReasonEntry
+from storage.models import ClosedSummary, ClosedSummaryChange, Deal, Loss, LossState, ReasonEntry
 from storage.stats_queries import ClosedGroup, raw_closed_groups
 
 CATALOGUE = Catalogue(DEFAULT_REASONS)
@@ -280,3 +280,22 @@ async def test_refreshes_beside_writers_leave_the_summary_equal_to_the_deals(dat
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_a_month_marked_by_more_transactions_than_a_statement_takes_parameters_is_refreshed(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """On PostgreSQL every transaction that writes a month marks it apart: a busy month between two
+    ticks can hold more marks than one statement can name."""
+    operations = Operations(session_factory, random.Random(31))
+    for _ in range(10):
+        await operations.deal_event()
+    async with session_factory() as session, session.begin():
+        month = (await summary_queries.changed_months(session))[0]
+        # Below every real transaction id (and SQLite's 0): 40,000 transactions of its own.
+        marks = [{"month": month, "tx": tx} for tx in range(-40_000, 0)]
+        await session.execute(insert(ClosedSummaryChange), marks)
+    await refresh_closed_summary(session_factory=session_factory)
+    async with session_factory() as session:
+        assert await summary_queries.changed_months(session) == []
+    await check(session_factory, random.Random(32))
