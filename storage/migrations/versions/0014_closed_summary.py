@@ -33,54 +33,72 @@ WATCHED = {
     "reason_entry": ("loss_id", "revision", "reason_code"),
 }
 
-# The months a row counts in, written for each trigger with the row as OLD or NEW: a deal's won
-# month and the months of its losses (whose amounts are the deal's); a loss's month; a reason
-# entry's loss's month. Each is a query of `moment` rows.
+# The months a row counts in, as a query of `moment` rows: a deal's won month and the months of
+# its losses (whose amounts are the deal's); a loss's month; a reason entry's loss's month. Written
+# once for one row ({row} is OLD or NEW), once for the rows of a statement ({rows} is a table).
 MOMENTS = {
     "deal": "SELECT {row}.stage_changed_at AS moment UNION SELECT lost_at FROM loss WHERE deal_id = {row}.id",
     "loss": "SELECT {row}.lost_at AS moment",
     "reason_entry": "SELECT lost_at AS moment FROM loss WHERE id = {row}.loss_id",
 }
+MOMENTS_OF_ROWS = {
+    "deal": "SELECT stage_changed_at AS moment FROM {rows} UNION SELECT lost_at FROM loss WHERE deal_id IN "
+    "(SELECT id FROM {rows})",
+    "loss": "SELECT lost_at AS moment FROM {rows}",
+    "reason_entry": "SELECT lost_at AS moment FROM loss WHERE id IN (SELECT loss_id FROM {rows})",
+}
 
 SQLITE_MARK = """INSERT OR IGNORE INTO closed_summary_change (month, tx)
     SELECT date(moment, 'start of month'), 0 FROM ({moments}) AS changed;"""
 
-POSTGRESQL_FUNCTION = """
-CREATE FUNCTION closed_summary_mark_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
+POSTGRESQL_MARK = """INSERT INTO closed_summary_change (month, tx)
+        SELECT DISTINCT date_trunc('month', moment AT TIME ZONE 'UTC')::date, txid_current()
+        FROM ({moments}) AS changed
+        ON CONFLICT DO NOTHING;"""
+
+# On PostgreSQL, inserts and deletes are marked once a statement, from its transition table: a
+# batch of a hundred deals is one trigger call, not a hundred. Updates are marked row by row, so
+# that the WHEN clause skips, without a call, the many updates that change no figure (reminders,
+# prompts, owners).
+POSTGRESQL_STATEMENTS = (
+    """CREATE FUNCTION closed_summary_mark_{table}_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO closed_summary_change (month, tx)
-        SELECT DISTINCT date_trunc('month', moment AT TIME ZONE 'UTC')::date, txid_current()
-        FROM ({old}) AS changed
-        ON CONFLICT DO NOTHING;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO closed_summary_change (month, tx)
-        SELECT DISTINCT date_trunc('month', moment AT TIME ZONE 'UTC')::date, txid_current()
-        FROM ({new}) AS changed
-        ON CONFLICT DO NOTHING;
+    IF TG_OP = 'INSERT' THEN
+        {inserted}
+    ELSE
+        {deleted}
     END IF;
     RETURN NULL;
-END $$
-"""
+END $$""",
+    """CREATE FUNCTION closed_summary_mark_{table}_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {old}
+    {new}
+    RETURN NULL;
+END $$""",
+    """CREATE TRIGGER closed_summary_{table}_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION closed_summary_mark_{table}_rows()""",
+    """CREATE TRIGGER closed_summary_{table}_delete AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION closed_summary_mark_{table}_rows()""",
+    """CREATE TRIGGER closed_summary_{table}_update AFTER UPDATE ON {table}
+    FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION closed_summary_mark_{table}_update()""",
+)
 
 
 def create_triggers(table: str) -> None:
     """The triggers that mark the months of `table`'s changed rows, on this database's dialect."""
     moments = MOMENTS[table]
     if op.get_bind().dialect.name == "postgresql":
-        changed = " OR ".join(f"OLD.{column} IS DISTINCT FROM NEW.{column}" for column in WATCHED[table])
-        op.execute(
-            POSTGRESQL_FUNCTION.format(table=table, old=moments.format(row="OLD"), new=moments.format(row="NEW"))
-        )
-        op.execute(
-            f"CREATE TRIGGER closed_summary_{table} AFTER INSERT OR DELETE ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION closed_summary_mark_{table}()"
-        )
-        op.execute(
-            f"CREATE TRIGGER closed_summary_{table}_update AFTER UPDATE ON {table} "
-            f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION closed_summary_mark_{table}()"
-        )
+        parts = {
+            "table": table,
+            "inserted": POSTGRESQL_MARK.format(moments=MOMENTS_OF_ROWS[table].format(rows="new_rows")),
+            "deleted": POSTGRESQL_MARK.format(moments=MOMENTS_OF_ROWS[table].format(rows="old_rows")),
+            "old": POSTGRESQL_MARK.format(moments=moments.format(row="OLD")),
+            "new": POSTGRESQL_MARK.format(moments=moments.format(row="NEW")),
+            "changed": " OR ".join(f"OLD.{column} IS DISTINCT FROM NEW.{column}" for column in WATCHED[table]),
+        }
+        for statement in POSTGRESQL_STATEMENTS:
+            op.execute(statement.format(**parts))
         return
     changed = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in WATCHED[table])
     old, new = (
@@ -95,13 +113,12 @@ def create_triggers(table: str) -> None:
 
 
 def drop_triggers(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER closed_summary_{table}_update ON {table}")
-        op.execute(f"DROP TRIGGER closed_summary_{table} ON {table}")
-        op.execute(f"DROP FUNCTION closed_summary_mark_{table}()")
-        return
+    postgresql = op.get_bind().dialect.name == "postgresql"
     for event in ("insert", "delete", "update"):
-        op.execute(f"DROP TRIGGER closed_summary_{table}_{event}")
+        op.execute(f"DROP TRIGGER closed_summary_{table}_{event}" + (f" ON {table}" if postgresql else ""))
+    if postgresql:
+        op.execute(f"DROP FUNCTION closed_summary_mark_{table}_rows()")
+        op.execute(f"DROP FUNCTION closed_summary_mark_{table}_update()")
 
 
 def upgrade() -> None:
