@@ -1,5 +1,6 @@
-"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind, escalate, nudge and post the
-weekly digest, on the server's own event loop (APScheduler 3's AsyncIOScheduler).
+"""The scheduler: every SCHEDULER_TICK, the jobs that prompt, remind, escalate, nudge, post the
+weekly digest and bring the stats' monthly summary up to date, on the server's own event loop
+(APScheduler 3's AsyncIOScheduler).
 
 Jobs claim their work in the database (see `bot.services.chasing`), so any number of processes can
 tick against one database. Each tick also renews this process's claims on the outbox rows it is
@@ -14,14 +15,14 @@ line when a tick ends again, rather than APScheduler's warning every SCHEDULER_T
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import chasing, digest_posting, outbox, revisits
+from bot.services import chasing, digest_posting, outbox, revisits, summary
 from bot.settings import Settings
 from storage.faults import database_unreachable
 
@@ -158,7 +159,7 @@ class Jobs:
             if not database_unreachable(error):
                 logger.exception("renewing this process's outbox claims failed; trying again next tick")
             # Else the outbox worker says the database is unreachable, once.
-        jobs = {
+        jobs: dict[str, Callable[[], Awaitable[int]]] = {
             "prompts": partial(self._queue_due_prompts, now=now),
             "reminders": partial(
                 chasing.queue_due_reminders, session_factory=self._session_factory, policy=self._chase, now=now
@@ -181,6 +182,7 @@ class Jobs:
                 tz=self._settings.tz,
                 now=now,
             ),
+            "stats summary": self._refresh_summary,
         }
         queued = 0
         for what, job in jobs.items():
@@ -190,6 +192,12 @@ class Jobs:
                 logger.exception("queueing due %s failed; trying again next tick", what)
         if queued:
             self._on_messages_queued()
+
+    async def _refresh_summary(self) -> int:
+        """Queues nothing: the months changed since the last tick are recomputed, so that stats read
+        them from the summary again."""
+        await summary.refresh_closed_summary(session_factory=self._session_factory)
+        return 0
 
     async def _queue_due_prompts(self, *, now: datetime) -> int:
         prompts = await chasing.queue_due_prompts(session_factory=self._session_factory, policy=self._chase, now=now)

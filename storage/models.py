@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.types import UTCDateTime
@@ -453,3 +453,42 @@ class WebhookMiss(Base):
     source: Mapped[str] = mapped_column(String(32))
     found_at: Mapped[datetime] = mapped_column(index=True)
     stage_changes: Mapped[int]
+
+
+class ClosedSummary(Base):
+    """Closed deals of one calendar month (UTC) counted and added up as `/closedlost stats` groups
+    them: losses by state, current reason and currency, wins by currency. Kept so that the figures
+    of long periods are read from a few hundred rows rather than from every deal. A month is
+    recomputed from the deals, losses and reason entries whenever it changes (see
+    `ClosedSummaryChange`), never patched."""
+
+    __tablename__ = "closed_summary"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[date] = mapped_column(index=True)
+    """The first day of the month."""
+    outcome: Mapped[str] = mapped_column(String(4))
+    """`lost` or `won` (storage.stats_queries.LOST and WON)."""
+    state: Mapped[str | None] = mapped_column(String(16))
+    """The losses' state; None for wins."""
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    imported_from: Mapped[str | None] = mapped_column(String(32))
+    """For reasons the CRM's history gave (`closedlost import`), the deals' source."""
+    currency: Mapped[str | None] = mapped_column(String(3))
+    deals: Mapped[int]
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(24, 2))
+
+
+class ClosedSummaryChange(Base):
+    """A month whose closed deals changed since its `ClosedSummary` rows were computed: until the
+    row is gone, stats read that month from the deals themselves.
+
+    Written by database triggers on `deal`, `loss` and `reason_entry` (migration 0017), in the
+    transaction that changes them, so that no write path can forget it. `tx` is the writing
+    transaction's id on PostgreSQL (one row per month and transaction, so that writers never wait
+    on each other's row) and 0 on SQLite, which has one writer at a time."""
+
+    __tablename__ = "closed_summary_change"
+
+    month: Mapped[date] = mapped_column(primary_key=True)
+    tx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

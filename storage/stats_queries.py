@@ -5,15 +5,39 @@ cancelled loss (the deal reopened before a reason was due) is no loss at all and
 """
 
 from collections.abc import Collection, Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Result, Select, String, case, func, literal, or_, select, text, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Result,
+    Select,
+    String,
+    case,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.loss_queries import is_current_entry
-from storage.models import FLAGGED_ENTRIES, Deal, Loss, LossState, ReasonEntry, ReasonSource, Revisit, RevisitState
+from storage.models import (
+    FLAGGED_ENTRIES,
+    ClosedSummary,
+    ClosedSummaryChange,
+    Deal,
+    Loss,
+    LossState,
+    ReasonEntry,
+    ReasonSource,
+    Revisit,
+    RevisitState,
+)
 from storage.revisit_queries import OPEN_STATES
 
 LOST = "lost"
@@ -36,6 +60,10 @@ class ClosedGroup(NamedTuple):
     """The sum of the deals' amounts in `currency`; None when none of them has an amount."""
 
 
+GROUP_KEYS = ClosedGroup._fields[:-2]
+"""What closed deals are grouped by; `outcome` first."""
+
+
 async def closed_deal_groups(
     session: AsyncSession,
     *,
@@ -45,8 +73,110 @@ async def closed_deal_groups(
     won_stage: str,
 ) -> list[ClosedGroup]:
     """Losses with `lost_at` in [since, until), by state, current reason and currency, and deals whose stage
-    became `won_stage` in that period, by currency: one statement, one round trip. `since` None
-    means from the beginning; `owner_slack_id` narrows both to one rep's deals."""
+    became `won_stage` in that period, by currency; a key may come in several rows, to be added up.
+    `since` None means from the beginning; `owner_slack_id` narrows both to one rep's deals.
+
+    For the whole team, the calendar months (UTC) wholly inside the period are read from their
+    summary (`ClosedSummary`), except those changed since it was computed; the rest of the period
+    from the deals. All in one statement, which also counts the months marked changed since the
+    first statement read which ones were: when there are any, this is done again, so that the
+    figures are those of one snapshot (README.md, "For developers", on the summary)."""
+    if owner_slack_id is None:
+        whole = _whole_months(since, until)
+        if whole is not None:
+            for _ in range(SUMMARY_READS):
+                groups = await _groups_by_month(session, since, until, whole, won_stage)
+                if groups is not None:
+                    return groups
+    return await _groups(session, raw_closed_groups(since, until, owner_slack_id, won_stage))
+
+
+SUMMARY_READS = 3
+"""Reads through the summary before the whole period is read from the deals: each is done again only
+when another transaction changed a summarised month between its two statements."""
+_CHANGED = "changed"
+
+
+async def _groups_by_month(
+    session: AsyncSession, since: datetime | None, until: datetime, whole: tuple[date | None, date], won_stage: str
+) -> list[ClosedGroup] | None:
+    """`closed_deal_groups` for the team through the summary of the months in `whole` ([first,
+    end), first None from the beginning); None when a month read from its summary was marked
+    changed meanwhile."""
+    first, end = whole
+    changed = list(await session.scalars(select(ClosedSummaryChange.month).distinct().where(*_within(first, end))))
+    ranges = [(month_start(month), month_start(next_month(month))) for month in changed]
+    ranges.append((month_start(end), until))
+    if since is not None and first is not None:
+        ranges.append((since, month_start(first)))
+    summary = ClosedSummary
+    # A column per ClosedGroup field, of the same name: a field added to the groups is a column added
+    # to the summary (and a migration), nothing more here.
+    keys = [getattr(summary, name) for name in GROUP_KEYS]
+    summarised = (
+        select(*keys, func.sum(summary.deals), func.sum(summary.amount))
+        .where(summary.month.not_in(changed), *_within(first, end, summary.month))
+        .group_by(*keys)
+    )
+    blanks = [null()] * (len(GROUP_KEYS) - 1)
+    newly_changed = select(literal(_CHANGED, String), *blanks, func.count(), null()).where(
+        ClosedSummaryChange.month.not_in(changed), *_within(first, end)
+    )
+    raw = [part for start, stop in _merged(ranges) for part in raw_closed_groups(start, stop, None, won_stage)]
+    groups = await _groups(session, [summarised, newly_changed, *raw])
+    if any(group.outcome == _CHANGED and group.deals for group in groups):
+        return None
+    return [group for group in groups if group.outcome != _CHANGED]
+
+
+def _within(first: date | None, end: date, month: Any = ClosedSummaryChange.month) -> list[ColumnElement[bool]]:
+    return [month < end] if first is None else [month >= first, month < end]
+
+
+def _whole_months(since: datetime | None, until: datetime) -> tuple[date | None, date] | None:
+    """The calendar months (UTC) wholly inside [since, until), as (first, end): first None from the
+    beginning; None when there is none."""
+    end = until.astimezone(UTC).date().replace(day=1)
+    if since is None:
+        return None, end
+    start = since.astimezone(UTC)
+    first = start.date().replace(day=1)
+    if start != month_start(first):
+        first = next_month(first)
+    return (first, end) if first < end else None
+
+
+def month_start(month: date) -> datetime:
+    return datetime(month.year, month.month, 1, tzinfo=UTC)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _merged(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The ranges joined where they touch or overlap, empty ones left out."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, stop in sorted(ranges):
+        if start >= stop:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+async def _groups(session: AsyncSession, parts: list[Select[*tuple[Any, ...]]]) -> list[ClosedGroup]:
+    rows: Result[Any] = await session.execute(union_all(*parts))
+    return [ClosedGroup._make(row) for row in rows]
+
+
+def raw_closed_groups(
+    since: datetime | None, until: datetime, owner_slack_id: str | None, won_stage: str
+) -> list[Select[*tuple[Any, ...]]]:
+    """`closed_deal_groups` read from the deals, losses and reason entries themselves: the losses'
+    statement and the wins', to be joined with UNION ALL."""
     imported_from = case((ReasonEntry.source == ReasonSource.CRM, Deal.source))
     lost = (
         select(
@@ -83,8 +213,7 @@ async def closed_deal_groups(
     if owner_slack_id is not None:
         lost = lost.where(Deal.owner_slack_id == owner_slack_id)
         won = won.where(Deal.owner_slack_id == owner_slack_id)
-    rows: Result[Any] = await session.execute(union_all(lost, won))
-    return [ClosedGroup._make(row) for row in rows]
+    return [lost, won]
 
 
 class AwaitingLoss(NamedTuple):
