@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/burst.py [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/closedlost_bench_burst]
                                     [--events 10000] [--reps 50] [--rounds 1] [--bulk-window 2s]
-                                    [--quiet 5] [--log-dir DIR] [--py-spy DIR] [--smoke]
+                                    [--fault db-cut|none] [--quiet 5] [--log-dir DIR] [--py-spy DIR] [--smoke]
 
 Run it as a script, as the other benchmarks (this folder is then on the import path). Without
 --database-url each run gets a new SQLite file; with a PostgreSQL URL the database named in it is
@@ -24,10 +24,22 @@ events/s and p50/p99 response times (with the bare endpoint's, and the ratio), t
 first request, and from the last answer), the DMs per rep and the deals they cover (lost and
 duplicated deals and messages, which must all be 0), the bot's CPU time and peak RSS, and the
 warnings the bot logged (the log is kept in --log-dir). Figures only: nothing here asserts a time.
+
+Then (unless --fault none) the burst of one event a request again, with the database cut off from
+the bot for 5 s once half the requests are answered (`--fault db-cut`, the default): PostgreSQL
+behind the tests' TCP proxy (tests/tcp_proxy.py, in its own process), which drops every connection
+and refuses new ones; SQLite (the default, and what --smoke runs in CI) with its write lock held by
+another process (tests/sqlite_lock.py). The load sends an event the bot refused (503) again, as a
+CRM does: after 1 s, then twice as long each time up to 8 s. It prints the events accepted and
+those refused at their first answer (then accepted when sent again), the DMs delivered, the deals
+and DMs lost and doubled (a deal counted in two DMs, or an outbox message posted twice, by the
+metadata the fake Slack keeps; all must be 0), and the seconds from the database's return to the
+last DM. The unfaulted runs before it are its baseline.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -38,6 +50,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +59,13 @@ import aiohttp
 from aiohttp import web
 from harness import Server, parse_arguments, run_bot, serve, sign_deals
 from limited_slack import DEAL_NAME, rep_email, run_limited_slack
+from sqlalchemy.engine import make_url
+
+# The faults the tests make (tests/tcp_proxy.py, tests/sqlite_lock.py), imported from the repository
+# root: a script run as bench/burst.py has only this folder on its path.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from tests.sqlite_lock import write_lock_held_by_another_process  # noqa: E402
+from tests.tcp_proxy import TcpProxy  # noqa: E402
 
 SINGLE_CONCURRENCY = 50
 ARRAY_CONCURRENCY = 4
@@ -65,6 +85,13 @@ SINGLE_RATIO_BUDGET = 0.15
 ARRAY_EVENTS_BUDGET = 10_000
 CALLS_PER_REP_BUDGET = 3
 RSS_BUDGET_MIB = 150
+
+FAULT_SECONDS = 5.0
+"""How long the database is cut off in the faulted run."""
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 8.0
+RETRY_GIVE_UP_SECONDS = 120.0
+"""A request still refused this long after its first try stops the benchmark."""
 
 
 # --- servers, each in its own process --------------------------------------------------------
@@ -88,12 +115,28 @@ def run_logged_bot(pipe: Any, database_url: str, slack_url: str, overrides: dict
     run_bot(pipe, database_url, slack_url, overrides)
 
 
+def run_proxy(pipe: Any, host: str, port: int) -> None:
+    """tests/tcp_proxy.py's proxy to host:port, on a free port sent up the pipe; then answers "cut"
+    and "restore" (with the connections dropped or refused so far) until told to stop."""
+
+    async def proxy_commands() -> None:
+        proxy = TcpProxy(host, port)
+        await proxy.start()
+        pipe.send(proxy.port)
+        commands = {"cut": proxy.cut, "restore": proxy.restore}
+        while (command := await asyncio.to_thread(pipe.recv)) in commands:
+            commands[command]()
+            pipe.send(proxy.cut_connections)
+        await proxy.stop()
+
+    asyncio.run(proxy_commands())
+
+
 # --- the database ------------------------------------------------------------------------------
 
 
 async def recreate_postgres(database_url: str) -> None:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     connection = await asyncpg.connect(
@@ -111,6 +154,50 @@ def fresh_database(database_url: str | None, folder: Path, name: str) -> str:
         return f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
     asyncio.run(recreate_postgres(database_url))
     return database_url
+
+
+class ProxiedPostgres:
+    """PostgreSQL behind a TCP proxy in its own process: cut, it drops the bot's connections and
+    refuses new ones, as a server that stopped does."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self._proxy = Server(run_proxy, url.host or "127.0.0.1", url.port or 5432)
+        self.bot_database_url = url.set(host="127.0.0.1", port=self._proxy.port).render_as_string(hide_password=False)
+        self.what = "PostgreSQL's connections dropped and refused by a TCP proxy"
+
+    async def cut(self) -> None:
+        await asyncio.to_thread(self._proxy.ask, "cut")
+
+    async def restore(self) -> None:
+        dropped = await asyncio.to_thread(self._proxy.ask, "restore")
+        self.what += f": {dropped} connections"
+
+    def close(self) -> None:
+        self._proxy.stop()
+
+
+class LockedSqlite:
+    """A SQLite file whose write lock another process holds while cut, as a backup or a person with
+    the sqlite3 shell would."""
+
+    def __init__(self, database_url: str) -> None:
+        self.bot_database_url = database_url
+        self.what = "the SQLite file's write lock held by another process"
+        self._path = str(make_url(database_url).database)
+        self._lock = contextlib.AsyncExitStack()
+
+    async def cut(self) -> None:
+        await self._lock.enter_async_context(write_lock_held_by_another_process(self._path))
+
+    async def restore(self) -> None:
+        await self._lock.aclose()
+
+    def close(self) -> None:
+        pass
+
+
+Fault = ProxiedPostgres | LockedSqlite
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -132,29 +219,77 @@ def make_events(count: int, reps: int) -> list[dict[str, Any]]:
     ]
 
 
-async def post_bodies(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, float, list[float], Counter]:
-    """Posts each body once over `concurrency` connections. Returns when the first request went,
-    the seconds they all took, each one's response time, and the answers' accepted/duplicates."""
-    latencies: list[float] = []
-    receipts: Counter[str] = Counter()
+@dataclass
+class Load:
+    """What sending the bodies took, and what the bot answered."""
+
+    first: float = 0.0
+    """When the first request went (epoch seconds)."""
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    """Every answer's response time, refusals included."""
+    receipts: Counter[str] = field(default_factory=Counter)
+    """The 202 answers' accepted and duplicates."""
+    answered: int = 0
+    """Requests answered 202."""
+    refused_events: int = 0
+    """Events whose request was refused (503) at its first answer, and accepted when sent again."""
+    refusals: int = 0
+    """503 answers, every try counted."""
+    cut_at: float = 0.0
+    back_at: float = 0.0
+    """When the database was cut off, and when it was back (epoch seconds)."""
+
+
+async def post_bodies(url: str, bodies: list[bytes], concurrency: int, fault: Fault | None = None) -> Load:
+    """Posts each body over `concurrency` connections until it is answered 202: a body refused
+    (503) is sent again as a CRM does, after RETRY_FIRST_SECONDS, then twice as long each time. With
+    a fault, the database is cut off for FAULT_SECONDS once half the bodies are answered."""
+    load = Load()
     pending = iter(bodies)
+    outage: list[asyncio.Task[None]] = []
+
+    async def cut_off(fault: Fault) -> None:
+        await fault.cut()
+        load.cut_at = time.time()
+        await asyncio.sleep(FAULT_SECONDS)
+        await fault.restore()
+        load.back_at = time.time()
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
 
-        async def worker() -> None:
-            for body in pending:
+        async def send(body: bytes) -> None:
+            wait = RETRY_FIRST_SECONDS
+            first_try = time.time()
+            while True:
                 started = time.perf_counter()
                 async with http.post(f"{url}/webhooks/deals", data=body, headers=sign_deals(body)) as response:
                     answer = await response.read()
-                    if response.status != 202:
-                        raise RuntimeError(f"the webhook answered {response.status}: {answer[:300]!r}")
-                latencies.append(time.perf_counter() - started)
-                receipts.update(json.loads(answer))
+                load.latencies.append(time.perf_counter() - started)
+                if response.status == 202:
+                    break
+                if response.status != 503 or time.time() - first_try > RETRY_GIVE_UP_SECONDS:
+                    raise RuntimeError(f"the webhook answered {response.status}: {answer[:300]!r}")
+                if wait == RETRY_FIRST_SECONDS:
+                    load.refused_events += len(json.loads(body)) if body.startswith(b"[") else 1
+                load.refusals += 1
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RETRY_MAX_SECONDS)
+            load.receipts.update(json.loads(answer))
+            load.answered += 1
+            if fault is not None and not outage and load.answered >= max(len(bodies) // 2, 1):
+                outage.append(asyncio.create_task(cut_off(fault)))
 
-        first = time.time()
+        async def worker() -> None:
+            for body in pending:
+                await send(body)
+
+        load.first = time.time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return first, time.perf_counter() - started, latencies, receipts
+        load.seconds = time.perf_counter() - started
+        await asyncio.gather(*outage)
+        return load
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -188,9 +323,15 @@ def run_once(
     folder: Path,
     log_dir: Path,
     round_number: int,
+    faulted: bool = False,
 ) -> dict[str, Any]:
-    name = f"{mode}-{round_number}"
+    """One burst on a fresh database and fake Slack; `faulted`: the database is cut off half way."""
+    name = f"{mode}-{'db-cut-' if faulted else ''}{round_number}"
     database_url = fresh_database(arguments.database_url, folder, name)
+    fault: Fault | None = None
+    if faulted:
+        fault = ProxiedPostgres(database_url) if arguments.database_url else LockedSqlite(database_url)
+        database_url = fault.bot_database_url
     log_path = log_dir / f"{name}.log"
     slack = Server(run_limited_slack, arguments.reps)
     overrides = {**BOT_SETTINGS, "bulk_window": arguments.bulk_window}
@@ -213,8 +354,7 @@ def run_once(
         else:
             bodies = [json.dumps(events[i : i + ARRAY_SIZE]).encode() for i in range(0, len(events), ARRAY_SIZE)]
             concurrency = ARRAY_CONCURRENCY
-        first, seconds, latencies, receipts = asyncio.run(post_bodies(bot.url, bodies, concurrency))
-        answered = first + seconds
+        load = asyncio.run(post_bodies(bot.url, bodies, concurrency, fault))
         progress = wait_for_prompts(slack, arguments.reps, len(events), arguments.timeout, arguments.quiet)
         report = slack.ask("report")
         cpu = bot.ask("cpu") - cpu_before
@@ -225,16 +365,15 @@ def run_once(
             profiler.wait(timeout=30)
         bot.stop()
         slack.stop()
+        if fault is not None:
+            fault.close()
     log = log_path.read_text() if log_path.exists() else ""
     return {
         "mode": mode,
-        "seconds": seconds,
+        "fault": fault.what if fault is not None else None,
+        "load": load,
         "requests": len(bodies),
         "events": len(events),
-        "latencies": latencies,
-        "receipts": dict(receipts),
-        "first": first,
-        "answered": answered,
         "progress": progress,
         "report": report,
         "cpu": cpu,
@@ -249,11 +388,21 @@ def run_once(
 
 def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals: int) -> bool:
     """Prints the run's figures; False when a deal or a DM was lost or doubled."""
-    mode, seconds, latencies = result["mode"], result["seconds"], result["latencies"]
+    mode, load = result["mode"], result["load"]
+    seconds, latencies = load.seconds, load.latencies
     p50, p99 = percentiles(latencies)
     events_rate = result["events"] / seconds
     requests_rate = result["requests"] / seconds
-    if mode == "single":
+    if result["fault"] is not None:
+        print(
+            f"  the database cut off {load.cut_at - load.first:.1f} s into the burst, once half the requests were "
+            f"answered, and back {load.back_at - load.cut_at:.1f} s later ({result['fault']})"
+        )
+        print(
+            f"  ingest: {seconds:.2f} s for {result['requests']} requests, {events_rate:.0f} events/s; "
+            f"answers (refusals included) p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
+    elif mode == "single":
         ratio = requests_rate / bare_rate
         verdict = "met" if ratio >= SINGLE_RATIO_BUDGET else "NOT met"
         print(
@@ -266,10 +415,12 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
             f"  ingest: {requests_rate:7.0f} req/s = {events_rate:7.0f} events/s   p50 {p50:6.1f} ms   "
             f"p99 {p99:6.1f} ms   (budget >= {ARRAY_EVENTS_BUDGET:,} events/s: {verdict})"
         )
-    receipts = result["receipts"]
+    if result["fault"] is None:
+        print(f"          {seconds:.2f} s for {result['requests']} requests")
     print(
-        f"          {seconds:.2f} s for {result['requests']} requests; answers: {receipts.get('accepted', 0)} "
-        f"accepted, {receipts.get('duplicates', 0)} duplicates"
+        f"  events accepted: {load.receipts.get('accepted', 0)} (and {load.receipts.get('duplicates', 0)} "
+        f"duplicates); refused (503) at their first answer, then accepted when sent again: "
+        f"{load.refused_events} ({load.refusals} refusals in all)"
     )
 
     report, progress = result["report"], result["progress"]
@@ -294,8 +445,8 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     if len(dm_times) >= reps:
         last_dm = max(dm_times.values())
         print(
-            f"  every rep had a DM {last_dm - result['first']:.1f} s after the first request "
-            f"({last_dm - result['answered']:+.1f} s after the last answer)"
+            f"  every rep had a DM {last_dm - load.first:.1f} s after the first request "
+            f"({last_dm - load.first - load.seconds:+.1f} s after the last answer)"
         )
     else:
         print(f"  only {len(dm_times)} of {reps} reps had a DM when the wait ended")
@@ -314,6 +465,8 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     shown_twice = sum(1 for count in shown.values() if count > 1)
     contents = Counter(m["content_key"] for m in report["delivered"])
     doubled_messages = sum(count - 1 for count in contents.values() if count > 1)
+    posts = Counter(m["message_id"] for m in report["delivered"] if m["message_id"] is not None)
+    posted_twice = sum(count - 1 for count in posts.values() if count > 1)
     reps_without = sum(1 for rep in range(reps) if dms_by_rep[rep] == 0)
     per_rep = [dms_by_rep[rep] for rep in range(reps)]
     print(
@@ -322,25 +475,29 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     )
     print(
         f"  lost: {reps_without} reps without a DM, {lost_deals} deals in no DM   "
-        f"duplicated: {doubled_messages} messages delivered twice, {extra_deals} deals over {per_rep_deals} a rep, "
+        f"doubled: {doubled_messages} messages delivered twice, {posted_twice} outbox messages posted twice "
+        f"(by their metadata), {extra_deals} deals over {per_rep_deals} a rep, "
         f"{shown_twice} deals listed in two DMs   (all must be 0)"
     )
+    if result["fault"] is not None and prompts:
+        last_dm = max(m["posted_at"] for m in prompts)
+        print(f"  the last DM {last_dm - load.back_at:.1f} s after the database was back")
     verdict = "met" if result["rss"] < RSS_BUDGET_MIB else "NOT met"
     print(f"  bot: {result['cpu']:.1f} s CPU; peak RSS {result['rss']} MiB (budget < {RSS_BUDGET_MIB} MiB: {verdict})")
     lines = result["log_lines"]
     print(f"  bot log: {len(lines)} warnings/errors ({result['log_path']})")
     for line in lines[:5]:
         print(f"    {line[:220]}")
-    return reps_without == lost_deals == doubled_messages == extra_deals == shown_twice == 0
+    return reps_without == lost_deals == doubled_messages == posted_twice == extra_deals == shown_twice == 0
 
 
 def measure_bare(events: list[dict[str, Any]]) -> float:
     bare = Server(run_bare)
     bodies = [json.dumps(event).encode() for event in events]
-    _, seconds, latencies, _ = asyncio.run(post_bodies(bare.url, bodies, SINGLE_CONCURRENCY))
+    load = asyncio.run(post_bodies(bare.url, bodies, SINGLE_CONCURRENCY))
     bare.stop()
-    bare_rate = len(bodies) / seconds
-    p50, p99 = percentiles(latencies)
+    bare_rate = len(bodies) / load.seconds
+    p50, p99 = percentiles(load.latencies)
     print(
         f"bare aiohttp endpoint, one event a request, {SINGLE_CONCURRENCY} connections: "
         f"{bare_rate:7.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
@@ -360,6 +517,12 @@ def main() -> int:
         "--quiet", type=float, default=5.0, help="seconds Slack must be quiet before the DMs are counted"
     )
     parser.add_argument("--modes", default="single,arrays", help="single, arrays or both")
+    parser.add_argument(
+        "--fault",
+        choices=("db-cut", "none"),
+        default="db-cut",
+        help=f"db-cut: a further burst, one event a request, with the database cut off for {FAULT_SECONDS:g} s",
+    )
     parser.add_argument("--log-dir", help="where the bot's logs are kept (default: a new folder in /tmp)")
     parser.add_argument("--py-spy", help="a folder: profile the bot with py-spy (raw stacks), one file a run")
     arguments = parse_arguments(parser, smoke={"events": 100, "reps": 5, "quiet": 1.0})
@@ -385,6 +548,13 @@ def main() -> int:
                 shape = "one event a request" if mode == "single" else f"arrays of {ARRAY_SIZE}"
                 print(f"closedlost, {shape}, {connections} connections (round {round_number}):")
                 result = run_once(mode, events, arguments, Path(folder), log_dir, round_number)
+                exact = describe(result, bare_rate, arguments.reps, per_rep_deals) and exact
+            if arguments.fault == "db-cut":
+                print(
+                    f"closedlost, one event a request, {SINGLE_CONCURRENCY} connections, the database cut off for "
+                    f"{FAULT_SECONDS:g} s half way (round {round_number}):"
+                )
+                result = run_once("single", events, arguments, Path(folder), log_dir, round_number, faulted=True)
                 exact = describe(result, bare_rate, arguments.reps, per_rep_deals) and exact
     if not exact:
         print("burst: some deals or DMs were lost or doubled (see above)")
