@@ -17,8 +17,9 @@ names (`event_payload.message_id`), which conversations.history lists back as Sl
 first, metadata only with `include_all_metadata`; `ts` is the time of the post, as Slack's is), so
 that the bot can look for a post whose outcome it does not know. A delivered prompt is read back for
 the deals it covers: the total a bulk prompt announces ("N of your deals were closed lost
-together"), or the one deal of a single prompt, and the deal names listed on its first page, so
-that the benchmark can tell lost deals from duplicated ones.
+together", or "N deals closed together — a pipeline clean-up?"), or the one deal of a single
+prompt, and the deal names listed on its first page, so that the benchmark can tell lost deals from
+duplicated ones.
 """
 
 import json
@@ -41,7 +42,9 @@ PER_MINUTE = {**dict.fromkeys(TIER_3, 50), **dict.fromkeys(TIER_4, 100)}
 
 DEAL_NAME = "Burst deal {number:05d}"
 DEAL_NAME_PATTERN = re.compile(r"Burst deal (\d{5})")
-BULK_TOTAL_PATTERN = re.compile(r"(\d+) of your deals were closed lost together")
+# The count a bulk prompt announces: in its intro, or in the clean-up question that replaces it for
+# CLEAN_UP_MIN_DEALS deals or more (bot/views/prompt.py).
+BULK_TOTAL_PATTERN = re.compile(r"([\d,]+) (?:of your deals were closed lost|deals closed) together")
 
 
 def rep_email(rep: int) -> str:
@@ -102,7 +105,7 @@ def covered_deals(text: str, blocks_json: str) -> tuple[int, list[int]]:
     """How many deals a prompt covers, and the deal numbers it shows (a bulk prompt's first page)."""
     shown = sorted({int(number) for number in DEAL_NAME_PATTERN.findall(blocks_json)})
     total = BULK_TOTAL_PATTERN.search(blocks_json)
-    return (int(total.group(1)) if total else len(shown)), shown
+    return (int(total.group(1).replace(",", "")) if total else len(shown)), shown
 
 
 def run_limited_slack(pipe: Any, reps: int) -> None:
