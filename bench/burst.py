@@ -481,7 +481,10 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     )
     if result["fault"] is not None and prompts:
         last_dm = max(m["posted_at"] for m in prompts)
-        print(f"  the last DM {last_dm - load.back_at:.1f} s after the database was back")
+        print(
+            f"  the last DM {last_dm - load.back_at:.1f} s after the database was back "
+            f"({last_dm - load.first - load.seconds:+.1f} s after the last event was accepted)"
+        )
     verdict = "met" if result["rss"] < RSS_BUDGET_MIB else "NOT met"
     print(f"  bot: {result['cpu']:.1f} s CPU; peak RSS {result['rss']} MiB (budget < {RSS_BUDGET_MIB} MiB: {verdict})")
     lines = result["log_lines"]
