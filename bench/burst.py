@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/burst.py [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/closedlost_bench_burst]
                                     [--events 10000] [--reps 50] [--rounds 1] [--bulk-window 2s]
-                                    [--fault db-cut|none] [--quiet 5] [--log-dir DIR] [--py-spy DIR] [--smoke]
+                                    [--faults db-cut,db-cut-dms|none] [--quiet 5] [--log-dir DIR]
+                                    [--py-spy DIR] [--smoke]
 
 Run it as a script, as the other benchmarks (this folder is then on the import path). Without
 --database-url each run gets a new SQLite file; with a PostgreSQL URL the database named in it is
@@ -25,16 +26,18 @@ first request, and from the last answer), the DMs per rep and the deals they cov
 duplicated deals and messages, which must all be 0), the bot's CPU time and peak RSS, and the
 warnings the bot logged (the log is kept in --log-dir). Figures only: nothing here asserts a time.
 
-Then (unless --fault none) the burst of one event a request again, with the database cut off from
-the bot for 5 s once half the requests are answered (`--fault db-cut`, the default): PostgreSQL
-behind the tests' TCP proxy (tests/tcp_proxy.py, in its own process), which drops every connection
-and refuses new ones; SQLite (the default, and what --smoke runs in CI) with its write lock held by
-another process (tests/sqlite_lock.py). The load sends an event the bot refused (503) again, as a
-CRM does: after 1 s, then twice as long each time up to 8 s. It prints the events accepted and
-those refused at their first answer (then accepted when sent again), the DMs delivered, the deals
-and DMs lost and doubled (a deal counted in two DMs, or an outbox message posted twice, by the
-metadata the fake Slack keeps; all must be 0), and the seconds from the database's return to the
-last DM. The unfaulted runs before it are its baseline.
+Then the burst of one event a request again, once for each of --faults (both by default; `none`
+for neither), with the database cut off from the bot for 5 s: `db-cut` once half the requests are
+answered, `db-cut-dms` as the first DM goes out (so that posts are under way: Slack takes them
+while their outcome cannot be recorded). PostgreSQL is cut behind the tests' TCP proxy
+(tests/tcp_proxy.py, in its own process), which drops every connection and refuses new ones;
+SQLite (the default, and what --smoke runs in CI) has its write lock held by another process
+(tests/sqlite_lock.py). The load sends an event the bot refused (503) again, as a CRM does: after
+1 s, then twice as long each time up to 8 s. It prints the events accepted and those refused at
+their first answer (then accepted when sent again), the DMs delivered, the deals and DMs lost and
+doubled (a deal counted in two DMs, or an outbox message posted twice, by the metadata the fake
+Slack keeps; all must be 0), and the seconds from the database's return to the last DM. The
+unfaulted runs before them are their baseline.
 """
 
 import argparse
@@ -87,7 +90,14 @@ CALLS_PER_REP_BUDGET = 3
 RSS_BUDGET_MIB = 150
 
 FAULT_SECONDS = 5.0
-"""How long the database is cut off in the faulted run."""
+"""How long the database is cut off in a faulted run."""
+FAULTS = {
+    "db-cut": "half way through the burst",
+    "db-cut-dms": "as the first DM goes out",
+}
+WATCH_AFTER_RETURN_SECONDS = 10.0
+"""How long the DMs are watched at least once the database is back: the outbox worker tries again
+every 5 s, and the claims it left run out after three ticks; a post made twice would come then."""
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 8.0
 RETRY_GIVE_UP_SECONDS = 120.0
@@ -171,7 +181,7 @@ class ProxiedPostgres:
 
     async def restore(self) -> None:
         dropped = await asyncio.to_thread(self._proxy.ask, "restore")
-        self.what += f": {dropped} connections"
+        self.what += f" ({dropped} connections)"
 
     def close(self) -> None:
         self._proxy.stop()
@@ -241,6 +251,25 @@ class Load:
     """When the database was cut off, and when it was back (epoch seconds)."""
 
 
+async def cut_off(fault: Fault, load: Load) -> None:
+    """Cuts the database off for FAULT_SECONDS, noting when in `load`."""
+    await fault.cut()
+    load.cut_at = time.time()
+    await asyncio.sleep(FAULT_SECONDS)
+    await fault.restore()
+    load.back_at = time.time()
+
+
+async def cut_off_once_posting(slack: Server, fault: Fault, load: Load) -> None:
+    """Cuts the database off as soon as the fake Slack has a DM, while the others are on their way."""
+    deadline = time.time() + PATIENCE_SECONDS
+    while not (await asyncio.to_thread(slack.ask, "progress"))["reps_with_dm"]:
+        if time.time() > deadline:
+            raise RuntimeError(f"no DM was posted within {PATIENCE_SECONDS:g} s of the burst")
+        await asyncio.sleep(0.05)  # noqa: ASYNC110 (the fake Slack is another process, polled)
+    await cut_off(fault, load)
+
+
 async def post_bodies(url: str, bodies: list[bytes], concurrency: int, fault: Fault | None = None) -> Load:
     """Posts each body over `concurrency` connections until it is answered 202: a body refused
     (503) is sent again as a CRM does, after RETRY_FIRST_SECONDS, then twice as long each time. With
@@ -248,13 +277,6 @@ async def post_bodies(url: str, bodies: list[bytes], concurrency: int, fault: Fa
     load = Load()
     pending = iter(bodies)
     outage: list[asyncio.Task[None]] = []
-
-    async def cut_off(fault: Fault) -> None:
-        await fault.cut()
-        load.cut_at = time.time()
-        await asyncio.sleep(FAULT_SECONDS)
-        await fault.restore()
-        load.back_at = time.time()
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
 
@@ -278,7 +300,7 @@ async def post_bodies(url: str, bodies: list[bytes], concurrency: int, fault: Fa
             load.receipts.update(json.loads(answer))
             load.answered += 1
             if fault is not None and not outage and load.answered >= max(len(bodies) // 2, 1):
-                outage.append(asyncio.create_task(cut_off(fault)))
+                outage.append(asyncio.create_task(cut_off(fault, load)))
 
         async def worker() -> None:
             for body in pending:
@@ -300,17 +322,19 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
 # --- one run ----------------------------------------------------------------------------------
 
 
-def wait_for_prompts(slack: Server, reps: int, expected_deals: int, timeout: float, quiet_for: float) -> dict[str, Any]:
+def wait_for_prompts(
+    slack: Server, reps: int, expected_deals: int, timeout: float, quiet_for: float, not_before: float = 0.0
+) -> dict[str, Any]:
     """Polls the fake until every rep has a DM and they cover every deal, and Slack has been quiet
-    for `quiet_for` seconds (a duplicate would come in that time); or until nothing happened for
-    PATIENCE_SECONDS, or `timeout`."""
+    for `quiet_for` seconds (a duplicate would come in that time), and it is `not_before` (epoch
+    seconds); or until nothing happened for PATIENCE_SECONDS, or `timeout`."""
     deadline = time.time() + timeout
     while True:
         progress = slack.ask("progress")
         now = time.time()
         quiet = now - progress["last_call"] if progress["last_call"] else 0.0
         complete = len(progress["reps_with_dm"]) >= reps and progress["deals_covered"] >= expected_deals
-        if (complete and quiet >= quiet_for) or quiet >= PATIENCE_SECONDS or now > deadline:
+        if (complete and quiet >= quiet_for and now >= not_before) or quiet >= PATIENCE_SECONDS or now > deadline:
             progress["timed_out"] = now > deadline
             return progress
         time.sleep(0.1)
@@ -323,13 +347,14 @@ def run_once(
     folder: Path,
     log_dir: Path,
     round_number: int,
-    faulted: bool = False,
+    fault_name: str | None = None,
 ) -> dict[str, Any]:
-    """One burst on a fresh database and fake Slack; `faulted`: the database is cut off half way."""
-    name = f"{mode}-{'db-cut-' if faulted else ''}{round_number}"
+    """One burst on a fresh database and fake Slack; with `fault_name` (of FAULTS), the database
+    is cut off once."""
+    name = f"{mode}-{fault_name + '-' if fault_name else ''}{round_number}"
     database_url = fresh_database(arguments.database_url, folder, name)
     fault: Fault | None = None
-    if faulted:
+    if fault_name is not None:
         fault = ProxiedPostgres(database_url) if arguments.database_url else LockedSqlite(database_url)
         database_url = fault.bot_database_url
     log_path = log_dir / f"{name}.log"
@@ -354,8 +379,17 @@ def run_once(
         else:
             bodies = [json.dumps(events[i : i + ARRAY_SIZE]).encode() for i in range(0, len(events), ARRAY_SIZE)]
             concurrency = ARRAY_CONCURRENCY
-        load = asyncio.run(post_bodies(bot.url, bodies, concurrency, fault))
-        progress = wait_for_prompts(slack, arguments.reps, len(events), arguments.timeout, arguments.quiet)
+        load = asyncio.run(post_bodies(bot.url, bodies, concurrency, fault if fault_name == "db-cut" else None))
+        if fault is not None and fault_name == "db-cut-dms":
+            asyncio.run(cut_off_once_posting(slack, fault, load))
+        progress = wait_for_prompts(
+            slack,
+            arguments.reps,
+            len(events),
+            arguments.timeout,
+            arguments.quiet,
+            not_before=load.back_at + WATCH_AFTER_RETURN_SECONDS if fault is not None else 0.0,
+        )
         report = slack.ask("report")
         cpu = bot.ask("cpu") - cpu_before
         rss = bot.ask("rss")
@@ -371,6 +405,7 @@ def run_once(
     return {
         "mode": mode,
         "fault": fault.what if fault is not None else None,
+        "fault_name": fault_name,
         "load": load,
         "requests": len(bodies),
         "events": len(events),
@@ -395,8 +430,8 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     requests_rate = result["requests"] / seconds
     if result["fault"] is not None:
         print(
-            f"  the database cut off {load.cut_at - load.first:.1f} s into the burst, once half the requests were "
-            f"answered, and back {load.back_at - load.cut_at:.1f} s later ({result['fault']})"
+            f"  the database was cut off {load.cut_at - load.first:.1f} s after the first request "
+            f"({FAULTS[result['fault_name']]}) and back {load.back_at - load.cut_at:.1f} s later: {result['fault']}"
         )
         print(
             f"  ingest: {seconds:.2f} s for {result['requests']} requests, {events_rate:.0f} events/s; "
@@ -481,8 +516,10 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
     )
     if result["fault"] is not None and prompts:
         last_dm = max(m["posted_at"] for m in prompts)
+        after_return = last_dm - load.back_at
+        when = f"{after_return:.1f} s after" if after_return >= 0 else f"{-after_return:.1f} s before"
         print(
-            f"  the last DM {last_dm - load.back_at:.1f} s after the database was back "
+            f"  the last DM {when} the database was back "
             f"({last_dm - load.first - load.seconds:+.1f} s after the last event was accepted)"
         )
     verdict = "met" if result["rss"] < RSS_BUDGET_MIB else "NOT met"
@@ -521,15 +558,18 @@ def main() -> int:
     )
     parser.add_argument("--modes", default="single,arrays", help="single, arrays or both")
     parser.add_argument(
-        "--fault",
-        choices=("db-cut", "none"),
-        default="db-cut",
-        help=f"db-cut: a further burst, one event a request, with the database cut off for {FAULT_SECONDS:g} s",
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"further bursts, one event a request, with the database cut off for {FAULT_SECONDS:g} s: "
+        "db-cut (half way through the burst), db-cut-dms (as the DMs go out), both, or none",
     )
     parser.add_argument("--log-dir", help="where the bot's logs are kept (default: a new folder in /tmp)")
     parser.add_argument("--py-spy", help="a folder: profile the bot with py-spy (raw stacks), one file a run")
     arguments = parse_arguments(parser, smoke={"events": 100, "reps": 5, "quiet": 1.0})
     arguments.database = "postgresql" if arguments.database_url else "sqlite"
+    faults = [] if arguments.faults == "none" else arguments.faults.split(",")
+    if unknown := set(faults) - set(FAULTS):
+        parser.error(f"--faults: unknown {', '.join(sorted(unknown))}; give some of {', '.join(FAULTS)}, or none")
     log_dir = Path(arguments.log_dir or tempfile.mkdtemp(prefix="closedlost-burst-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     if arguments.py_spy:
@@ -552,12 +592,12 @@ def main() -> int:
                 print(f"closedlost, {shape}, {connections} connections (round {round_number}):")
                 result = run_once(mode, events, arguments, Path(folder), log_dir, round_number)
                 exact = describe(result, bare_rate, arguments.reps, per_rep_deals) and exact
-            if arguments.fault == "db-cut":
+            for fault_name in faults:
                 print(
                     f"closedlost, one event a request, {SINGLE_CONCURRENCY} connections, the database cut off for "
-                    f"{FAULT_SECONDS:g} s half way (round {round_number}):"
+                    f"{FAULT_SECONDS:g} s {FAULTS[fault_name]} ({fault_name}, round {round_number}):"
                 )
-                result = run_once("single", events, arguments, Path(folder), log_dir, round_number, faulted=True)
+                result = run_once("single", events, arguments, Path(folder), log_dir, round_number, fault_name)
                 exact = describe(result, bare_rate, arguments.reps, per_rep_deals) and exact
     if not exact:
         print("burst: some deals or DMs were lost or doubled (see above)")
