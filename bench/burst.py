@@ -452,9 +452,10 @@ def describe(result: dict[str, Any], bare_rate: float, reps: int, per_rep_deals:
         )
     if result["fault"] is None:
         print(f"          {seconds:.2f} s for {result['requests']} requests")
+    duplicates = load.receipts.get("duplicates", 0)
     print(
-        f"  events accepted: {load.receipts.get('accepted', 0)} (and {load.receipts.get('duplicates', 0)} "
-        f"duplicates); refused (503) at their first answer, then accepted when sent again: "
+        f"  events accepted: {load.receipts.get('accepted', 0) + duplicates} ({duplicates} of them as duplicates, "
+        f"stored already); refused (503) at their first answer, then accepted when sent again: "
         f"{load.refused_events} ({load.refusals} refusals in all)"
     )
 
