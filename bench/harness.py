@@ -134,7 +134,8 @@ class Server:
         # A daemon: a benchmark that fails half-way exits instead of waiting forever for its servers.
         self._process = multiprocessing.get_context("spawn").Process(target=target, args=(child, *args), daemon=True)
         self._process.start()
-        self.url = f"http://127.0.0.1:{self._pipe.recv()}"
+        self.port: int = self._pipe.recv()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:

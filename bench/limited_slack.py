@@ -4,17 +4,22 @@ Limits (https://docs.slack.dev/apis/web-api/rate-limits):
 
 - chat.postMessage: one message a second per channel, with short bursts of POST_BURST allowed
   (a token bucket per channel);
-- Tier 3 (users.lookupByEmail, chat.update, conversations.open): 50 calls a minute per method;
+- Tier 3 (users.lookupByEmail, chat.update, conversations.open, conversations.history,
+  conversations.replies): 50 calls a minute per method;
 - Tier 4 (users.info, views.*): 100 calls a minute per method;
 
 past them it answers 429 `ratelimited` with `Retry-After`: the whole seconds until the window (or
 the bucket) frees a call. Methods not listed (auth.test, chat.postEphemeral, …) are not limited.
 
 It counts every call per method and per rep (the email, user or DM channel the call is about), the
-429s among them, and every message it delivered per channel. A delivered prompt is read back for
+429s among them, and every message it delivered per channel, with the outbox message its metadata
+names (`event_payload.message_id`), which conversations.history lists back as Slack does (newest
+first, metadata only with `include_all_metadata`; `ts` is the time of the post, as Slack's is), so
+that the bot can look for a post whose outcome it does not know. A delivered prompt is read back for
 the deals it covers: the total a bulk prompt announces ("N of your deals were closed lost
-together"), or the one deal of a single prompt, and the deal names listed on its first page, so
-that the benchmark can tell lost deals from duplicated ones.
+together", or "N deals closed together — a pipeline clean-up?"), or the one deal of a single
+prompt, and the deal names listed on its first page, so that the benchmark can tell lost deals from
+duplicated ones.
 """
 
 import json
@@ -31,13 +36,15 @@ from harness import serve
 WINDOW_SECONDS = 60.0
 POST_PER_SECOND = 1.0
 POST_BURST = 3
-TIER_3 = ("users.lookupByEmail", "chat.update", "conversations.open")
+TIER_3 = ("users.lookupByEmail", "chat.update", "conversations.open", "conversations.history", "conversations.replies")
 TIER_4 = ("users.info", "views.open", "views.update", "views.push", "views.publish")
 PER_MINUTE = {**dict.fromkeys(TIER_3, 50), **dict.fromkeys(TIER_4, 100)}
 
 DEAL_NAME = "Burst deal {number:05d}"
 DEAL_NAME_PATTERN = re.compile(r"Burst deal (\d{5})")
-BULK_TOTAL_PATTERN = re.compile(r"(\d+) of your deals were closed lost together")
+# The count a bulk prompt announces: in its intro, or in the clean-up question that replaces it for
+# CLEAN_UP_MIN_DEALS deals or more (bot/views/prompt.py).
+BULK_TOTAL_PATTERN = re.compile(r"([\d,]+) (?:of your deals were closed lost|deals closed) together")
 
 
 def rep_email(rep: int) -> str:
@@ -85,14 +92,20 @@ class Delivered:
     text: str
     blocks_json: str
     posted_at: float
+    metadata: dict[str, Any] | None
     updates: int = 0
+
+    @property
+    def message_id(self) -> Any:
+        """The outbox message the post's metadata names (bot.services.delivery.POST_EVENT_TYPE)."""
+        return ((self.metadata or {}).get("event_payload") or {}).get("message_id")
 
 
 def covered_deals(text: str, blocks_json: str) -> tuple[int, list[int]]:
     """How many deals a prompt covers, and the deal numbers it shows (a bulk prompt's first page)."""
     shown = sorted({int(number) for number in DEAL_NAME_PATTERN.findall(blocks_json)})
     total = BULK_TOTAL_PATTERN.search(blocks_json)
-    return (int(total.group(1)) if total else len(shown)), shown
+    return (int(total.group(1).replace(",", "")) if total else len(shown)), shown
 
 
 def run_limited_slack(pipe: Any, reps: int) -> None:
@@ -142,7 +155,7 @@ def run_limited_slack(pipe: Any, reps: int) -> None:
         if method == "conversations.open":
             return web.json_response({"ok": True, "channel": {"id": _dm(str(params.get("users", "")))}})
         if method == "chat.postMessage":
-            ts = f"{1700000000 + next(numbers)}.000100"
+            ts = f"{int(now)}.{next(numbers):06d}"
             messages[(channel, ts)] = Delivered(
                 channel=channel,
                 ts=ts,
@@ -151,8 +164,11 @@ def run_limited_slack(pipe: Any, reps: int) -> None:
                 text=str(params.get("text", "")),
                 blocks_json=json.dumps(params.get("blocks", []), sort_keys=True),
                 posted_at=now,
+                metadata=params.get("metadata"),
             )
             return web.json_response({"ok": True, "channel": channel, "ts": ts})
+        if method == "conversations.history":
+            return web.json_response(history(channel, params))
         if method == "chat.update":
             message = messages.get((channel, str(params.get("ts", ""))))
             if message is None:
@@ -166,6 +182,40 @@ def run_limited_slack(pipe: Any, reps: int) -> None:
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{1700000000 + next(numbers)}.000200"})
         return web.json_response({"ok": True})
+
+    def history(channel: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The channel's messages (not thread replies) after `oldest`, newest first, paged."""
+        listed = sorted(
+            (
+                message
+                for message in messages.values()
+                if message.channel == channel
+                and message.thread_ts is None
+                and float(message.ts) > float(params.get("oldest") or 0)
+            ),
+            key=lambda message: float(message.ts),
+            reverse=True,
+        )
+        start = int(params.get("cursor") or 0)
+        end = start + int(params.get("limit") or 100)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        page = [
+            {
+                "type": "message",
+                "ts": message.ts,
+                "text": message.text,
+                "bot_id": "BBOT",
+                **({"metadata": message.metadata} if with_metadata and message.metadata else {}),
+            }
+            for message in listed[start:end]
+        ]
+        more = end < len(listed)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(end) if more else ""},
+        }
 
     def prompts() -> list[Delivered]:
         return [message for message in messages.values() if message.rep is not None and message.thread_ts is None]
@@ -191,6 +241,7 @@ def run_limited_slack(pipe: Any, reps: int) -> None:
                     "thread_ts": message.thread_ts,
                     "posted_at": message.posted_at,
                     "updates": message.updates,
+                    "message_id": message.message_id,
                     "covers": total,
                     "shown": shown,
                     "content_key": hash((message.channel, message.thread_ts, message.text, message.blocks_json)),
@@ -220,7 +271,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         params.update(await request.json())
     elif request.can_read_body:
         params.update(await request.post())
-    for key in ("blocks", "view"):
+    for key in ("blocks", "view", "metadata"):
         if isinstance(params.get(key), str):
             params[key] = json.loads(params[key])
     return params

@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.crm.event import DealEvent
 from bot.metrics import Metrics
+from bot.outage import DatabaseOutage
 from bot.services.deal_events import PromptPolicy, record_deal_events
+from storage.faults import database_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,9 @@ class IngestQueue:
         self._metrics = metrics
         self._waiting: list[_Request] = []
         self._wake = asyncio.Event()
+        self._outage = DatabaseOutage(
+            logger, what="storing deal events", meanwhile="the webhooks answer 503 (send them again)"
+        )
 
     async def submit(self, events: list[DealEvent]) -> Receipt:
         """Stores the events (with whatever else is waiting) and returns once they are committed."""
@@ -138,8 +143,8 @@ class IngestQueue:
             result = await record_deal_events(
                 session_factory=self._session_factory, events=events, received_at=self._clock(), policy=self._policy
             )
-        except Exception:
-            if len(batch) > 1:
+        except Exception as error:
+            if len(batch) > 1 and not database_unreachable(error):
                 # One request's events must not fail the others that shared its transaction. A
                 # request whose sender stopped waiting (`submit_within`) was answered 503 with
                 # nothing stored, which stays true.
@@ -147,10 +152,14 @@ class IngestQueue:
                     if not request.answer.done():
                         await self._write([request])
                 return
-            logger.exception("storing %d deal events failed; their sender is told to retry", len(events))
-            if not batch[0].answer.done():
-                batch[0].answer.set_exception(IngestFailed())
+            # An unreachable database fails every request alike: each is told to retry, at once.
+            if not self._outage.failed(error):
+                logger.exception("storing %d deal events failed; their sender is told to retry", len(events))
+            for request in batch:
+                if not request.answer.done():
+                    request.answer.set_exception(IngestFailed())
             return
+        self._outage.succeeded()
         if result.messages_queued:
             self._on_messages_queued()
         if result.losses_opened:

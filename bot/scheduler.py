@@ -22,6 +22,7 @@ from functools import partial
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.outage import DatabaseOutage
 from bot.services import chasing, digest_posting, outbox, revisits, summary
 from bot.settings import Settings
 from storage.faults import database_unreachable
@@ -59,6 +60,11 @@ class Jobs:
         self._prompt_timer: asyncio.TimerHandle | None = None
         self._prompt_timer_at: datetime | None = None
         self._stopped = False
+        self._outage = DatabaseOutage(
+            logger,
+            what="queueing what is due (prompts, reminders, escalations, revisit nudges, the digest)",
+            meanwhile="it is tried again every tick",
+        )
         self._running: set[asyncio.Task[None]] = set()
         # When the running tick began (monotonic seconds), and whether scheduled ticks skipped for it.
         self._tick_began = 0.0
@@ -185,11 +191,17 @@ class Jobs:
             "stats summary": self._refresh_summary,
         }
         queued = 0
+        unreachable = False
         for what, job in jobs.items():
             try:
                 queued += await job()
-            except Exception:
-                logger.exception("queueing due %s failed; trying again next tick", what)
+            except Exception as error:
+                if self._outage.failed(error):
+                    unreachable = True
+                else:
+                    logger.exception("queueing due %s failed; trying again next tick", what)
+        if not unreachable:
+            self._outage.succeeded()
         if queued:
             self._on_messages_queued()
 

@@ -177,6 +177,10 @@ class _Lanes:
         return bool(self._tasks)
 
     def add(self, message: message_queries.ClaimedMessage) -> None:
+        if message.id in self._in_flight:
+            # Claimed again by this process: its claim ran out while the call was held here (nothing
+            # renewed it: the database was locked or down for the lease). Renewed so; made once.
+            return
         self._in_flight.add(message.id)
         queue = self._queues.get(message.conversation)
         if queue is not None:
