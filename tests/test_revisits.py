@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.revisits import first_moment
@@ -26,7 +26,6 @@ from storage.migrate import MIGRATIONS, upgrade_to_head
 from storage.models import (
     Deal,
     Loss,
-    LossState,
     Message,
     MessageKind,
     OutboxKind,
@@ -403,14 +402,15 @@ async def test_a_revisit_date_logged_before_revisits_existed_is_carried_over_and
         )
         session.add(lost)
         await session.flush()
-        # Only the columns the schema had then: the model has grown since.
+        # Plain SQL with that schema's columns: the models' own defaults (loss.imported,
+        # reason_entry.bulk, rep.name) name columns added since.
         loss_id = await session.scalar(
-            insert(Loss)
-            .values(deal_id=lost.id, lost_at=LOST_AT, state=LossState.LOGGED, reminders_sent=0, created_at=LOST_AT)
-            .returning(Loss.id)
+            text(
+                "INSERT INTO loss (deal_id, lost_at, state, reminders_sent, created_at)"
+                " VALUES (:deal_id, :at, 'logged', 0, :at) RETURNING id"
+            ),
+            {"deal_id": lost.id, "at": LOST_AT},
         )
-        # Plain SQL with that schema's columns: the models' own defaults (reason_entry.bulk, rep.name)
-        # name columns added since.
         for revision, revisit_on in ((1, day - timedelta(days=7)), (2, day)):
             await session.execute(
                 text(
