@@ -18,7 +18,7 @@ from bot.runtime import Runtime
 from bot.second_look import switch_to
 from bot.services.admin import load_admin_panel, retry_failed_crm_job, retry_refused_message
 from bot.services.home import load_awaiting
-from bot.services.losses import open_loss, record_clean_up, turn_page
+from bot.services.losses import LossForModal, open_loss, record_clean_up, turn_page
 from bot.services.recoding import open_for_recode
 from bot.services.revisits import answer_nudge
 from bot.validation import ReasonForm
@@ -74,14 +74,7 @@ async def handle_open_reason(
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     try:
-        loss = await open_loss(
-            session_factory=runtime.session_factory,
-            loss_id=int(action["value"]),
-            user_id=user_id,
-            catalogue=runtime.catalogue,
-            reason_aliases=runtime.settings.reason_aliases,
-            competitor_merges=runtime.competitor_merges,
-        )
+        loss = await _loss_for_modal(runtime, int(action["value"]), user_id)
     except LossError as error:
         if body["container"]["type"] == "view":
             # A click on the Home tab: there is no channel to answer in, so the answer is a modal.
@@ -115,15 +108,7 @@ async def handle_open_recode(
     runtime: Runtime = context["runtime"]
     loss_id = int(action["value"] if action["type"] == "button" else action["selected_option"]["value"])
     try:
-        loss = await open_for_recode(
-            session_factory=runtime.session_factory,
-            slack=runtime.slack,
-            managers=runtime.managers,
-            loss_id=loss_id,
-            user_id=body["user"]["id"],
-            catalogue=runtime.catalogue,
-            now=runtime.clock(),
-        )
+        loss = await _loss_for_modal(runtime, loss_id, body["user"]["id"], recode=True)
     except LossError as error:
         await refuse(body, respond, client, str(error))
         return
@@ -216,25 +201,7 @@ async def handle_reason_picked(
         return
     modal = ModalContext.decode(view["private_metadata"])
     try:
-        if modal.recode:
-            loss = await open_for_recode(
-                session_factory=runtime.session_factory,
-                slack=runtime.slack,
-                managers=runtime.managers,
-                loss_id=modal.loss_id,
-                user_id=body["user"]["id"],
-                catalogue=runtime.catalogue,
-                now=runtime.clock(),
-            )
-        else:
-            loss = await open_loss(
-                session_factory=runtime.session_factory,
-                loss_id=modal.loss_id,
-                user_id=body["user"]["id"],
-                catalogue=runtime.catalogue,
-                reason_aliases=runtime.settings.reason_aliases,
-                competitor_merges=runtime.competitor_merges,
-            )
+        loss = await _loss_for_modal(runtime, modal.loss_id, body["user"]["id"], recode=modal.recode)
     except LossError:
         return  # The submission will say why; a menu change has nowhere to show it.
     updated = build_reason_modal(
@@ -255,14 +222,7 @@ async def handle_switch_reason(
     if modal.asked is None:
         return  # Only a modal that asked has the button.
     try:
-        loss = await open_loss(
-            session_factory=runtime.session_factory,
-            loss_id=modal.loss_id,
-            user_id=body["user"]["id"],
-            catalogue=runtime.catalogue,
-            reason_aliases=runtime.settings.reason_aliases,
-            competitor_merges=runtime.competitor_merges,
-        )
+        loss = await _loss_for_modal(runtime, modal.loss_id, body["user"]["id"])
     except LossError:
         return  # The submission will say why; a button in a modal has nowhere to show it.
     typed = parse_reason_submission(view["state"]["values"]).form
@@ -276,6 +236,29 @@ async def handle_switch_reason(
         replace_pick=True,
     )
     await client.views_update(view_id=view["id"], hash=view["hash"], view=switched)
+
+
+async def _loss_for_modal(runtime: Runtime, loss_id: int, user_id: str, *, recode: bool = False) -> LossForModal:
+    """What the reason modal shows, for the deal's owner; with `recode`, for a manager who may
+    re-code its reason. LossError says why not."""
+    if recode:
+        return await open_for_recode(
+            session_factory=runtime.session_factory,
+            slack=runtime.slack,
+            managers=runtime.managers,
+            loss_id=loss_id,
+            user_id=user_id,
+            catalogue=runtime.catalogue,
+            now=runtime.clock(),
+        )
+    return await open_loss(
+        session_factory=runtime.session_factory,
+        loss_id=loss_id,
+        user_id=user_id,
+        catalogue=runtime.catalogue,
+        reason_aliases=runtime.settings.reason_aliases,
+        competitor_merges=runtime.competitor_merges,
+    )
 
 
 async def handle_link_clicked(ack: AsyncAck) -> None:
