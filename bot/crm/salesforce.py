@@ -81,6 +81,8 @@ def read_outbound_message(body: bytes) -> OutboundMessage:
         raise PayloadError([FieldError(None, None, message)]) from None
     except ET.ParseError as error:
         raise PayloadError([FieldError(None, None, f"the body is not XML: {error}")]) from None
+    except LookupError as error:  # the XML declaration names an encoding Python does not know
+        raise PayloadError([FieldError(None, None, f"the body is not XML: {error}")]) from None
     message = root.find(f"{{{SOAP}}}Body/{{{OUTBOUND}}}notifications")
     if root.tag != f"{{{SOAP}}}Envelope" or message is None:
         raise PayloadError([FieldError(None, None, "the body is not a SOAP envelope with notifications")])
