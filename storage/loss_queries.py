@@ -19,6 +19,7 @@ from storage.models import (
     MessageLoss,
     ReasonEntry,
     Rep,
+    table_of,
 )
 
 PROMPTING_LOCK = {"space": 20261205, "key": 1}
@@ -33,7 +34,7 @@ async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> li
     statement. Each id comes back with its deal instead. A deal has more than one new loss only when
     one batch loses, reopens and loses it again; its losses' ids ascend in the order they were
     inserted, as both databases number the rows of an INSERT."""
-    table = Loss.__table__
+    table = table_of(Loss)
     result = await session.execute(insert(table).returning(table.c.id, table.c.deal_id), rows)
     ids_by_deal: defaultdict[int, list[int]] = defaultdict(list)
     for loss_id, deal_id in result:
@@ -46,7 +47,7 @@ async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> li
 async def insert_reason_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Every row has the same keys, None for NULL (a Core insert, see
     `deal_queries.insert_deal_events`)."""
-    await session.execute(insert(ReasonEntry.__table__), rows)
+    await session.execute(insert(table_of(ReasonEntry)), rows)
 
 
 async def imported_losses_without_reason(
