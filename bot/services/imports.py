@@ -16,7 +16,8 @@ CRM's. From `prompt_since` on, losses without such a reason are asked about as i
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -106,22 +107,23 @@ async def import_history(
     fails (after its short 429s are waited out) or the database does, with what was done so far."""
     summary = ImportSummary()
     try:
-        async for page in read_ahead(pages):
-            events = []
-            for event in page:
-                imported, unmapped = as_history(event, rules)
-                events.append(imported)
-                _count(summary, imported, unmapped)
-            if events and not dry_run:
-                now = clock()
-                result = await record_deal_events(
-                    session_factory=session_factory, events=events, received_at=now, policy=policy
-                )
-                summary.stored += sum(result.is_new)
-                summary.reasons_given += await give_imported_reasons(
-                    session_factory=session_factory, reasons=_reasons_already_read(events, result.is_new), now=now
-                )
-            progress(summary)
+        async with aclosing(read_ahead(pages)) as pages_read:
+            async for page in pages_read:
+                events = []
+                for event in page:
+                    imported, unmapped = as_history(event, rules)
+                    events.append(imported)
+                    _count(summary, imported, unmapped)
+                if events and not dry_run:
+                    now = clock()
+                    result = await record_deal_events(
+                        session_factory=session_factory, events=events, received_at=now, policy=policy
+                    )
+                    summary.stored += sum(result.is_new)
+                    summary.reasons_given += await give_imported_reasons(
+                        session_factory=session_factory, reasons=_reasons_already_read(events, result.is_new), now=now
+                    )
+                progress(summary)
     except CrmApiError as error:
         raise ImportStopped(str(error), summary) from None
     except (SQLAlchemyError, OSError) as error:
@@ -130,9 +132,9 @@ async def import_history(
     return summary
 
 
-async def read_ahead(pages: AsyncIterable[T]) -> AsyncIterator[T]:
+async def read_ahead(pages: AsyncIterable[T]) -> AsyncGenerator[T]:
     """The pages, the next one asked for as soon as one is handed out, so that reading it runs while
-    the caller works on this one."""
+    the caller works on this one. Closing it (`aclosing`) stops the reading of a page nobody will take."""
     iterator = aiter(pages)
     following = asyncio.ensure_future(anext(iterator))
     try:
