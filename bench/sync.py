@@ -11,7 +11,8 @@ deals and answers the deal search as HubSpot does: 200 results a page at most, 1
 5 searches a second (429 with Retry-After past that). `closedlost import --crm hubspot --since DATE`
 runs as a subprocess, as an admin runs it, against an empty database (a new SQLite file, or a new
 database on the --database-url server), with HUBSPOT_API_URL pointing at the fake and
-REASON_ALIASES mapping some of its reasons. Printed: the deals it read per second beside the rate
+REASON_ALIASES mapping some of its reasons, and HUBSPOT_SEARCHES_PER_SECOND the fake's limit
+(without one, a rate no search reaches). Printed: the deals it read per second beside the rate
 the limit allows (5 searches × 200 deals = 1,000 deals/s; budget ≥ 0.9×), the requests it made and
 how many were refused, and its peak RSS (VmHWM of the subprocess, polled; budget < 150 MiB and flat
 in the number of deals). Then the same against the fake without a limit, beside a raw bulk insert
@@ -60,6 +61,7 @@ from storage.models import Deal, DealEventRecord, Loss, LossState, ReasonEntry
 ROOT = Path(__file__).resolve().parent.parent
 CLOSEDLOST = [sys.executable, "-m", "bot"]
 ALLOWED_RATE = SEARCHES_PER_SECOND * PAGE_LIMIT
+UNLIMITED_SEARCHES_PER_SECOND = 1_000_000
 REASON_ALIASES = {"Went dark": "no_decision", "Budget cut": "price"}
 
 
@@ -113,7 +115,9 @@ class Databases:
         )
 
 
-async def run_import(database_url: str, crm_url: str, slack_url: str, since: date) -> tuple[float, int, str]:
+async def run_import(
+    database_url: str, crm_url: str, slack_url: str, since: date, searches_per_second: int
+) -> tuple[float, int, str]:
     """Runs `closedlost import --crm hubspot --since DATE` to its end: (seconds, peak RSS in MiB,
     the last lines it printed). Its output is read as it comes, so that a progress bar never
     blocks it on a full pipe."""
@@ -126,6 +130,7 @@ async def run_import(database_url: str, crm_url: str, slack_url: str, since: dat
         "HUBSPOT_TOKEN": "pat-bench",
         "HUBSPOT_API_URL": crm_url + "/",
         "REASON_ALIASES": json.dumps(REASON_ALIASES),
+        "HUBSPOT_SEARCHES_PER_SECOND": str(searches_per_second),
         "LOG_LEVEL": "WARNING",
     }
     started = time.perf_counter()
@@ -192,7 +197,8 @@ async def import_once(
     crm = await asyncio.to_thread(Server, run_fake_hubspot, crm_deals, limited)
     try:
         database_url = await databases.new(f"{'limited' if limited else 'unlimited'}_{crm_deals}")
-        seconds, peak, tail = await run_import(database_url, crm.url, slack_url, since)
+        searches_per_second = SEARCHES_PER_SECOND if limited else UNLIMITED_SEARCHES_PER_SECOND
+        seconds, peak, tail = await run_import(database_url, crm.url, slack_url, since, searches_per_second)
         calls: dict[str, int] = await asyncio.to_thread(crm.ask, "calls")
     finally:
         await asyncio.to_thread(crm.stop)

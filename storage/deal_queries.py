@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import (
     Deal,
     DealEventRecord,
+    table_of,
 )
 
 
@@ -41,8 +42,10 @@ async def lock_deals(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> 
 
 
 async def insert_deals(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
-    """Inserts deals in one statement; returns (id, source, external_id) of each."""
-    result = await session.execute(insert(Deal).returning(Deal.id, Deal.source, Deal.external_id), rows)
+    """Inserts deals in one statement; returns (id, source, external_id) of each. Every row has the
+    same keys, None for NULL (see `insert_deal_events`)."""
+    table = table_of(Deal)
+    result = await session.execute(insert(table).returning(table.c.id, table.c.source, table.c.external_id), rows)
     return [(row.id, row.source, row.external_id) for row in result]
 
 
@@ -52,7 +55,10 @@ async def update_deals(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
 
 
 async def insert_deal_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(insert(DealEventRecord), rows)
+    """Inserts events in one statement. A Core insert of the table, not of the ORM class: the ORM's
+    bulk insert leaves out a row's None values, so rows whose None fall on different columns (a won
+    deal has no loss reason) break into a statement each."""
+    await session.execute(insert(table_of(DealEventRecord)), rows)
 
 
 async def deal_rows(session: AsyncSession, source: str, external_ids: Iterable[str]) -> list[RowMapping]:

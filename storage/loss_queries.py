@@ -3,6 +3,7 @@
 These functions never commit: the calling service owns the transaction.
 """
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -18,20 +19,35 @@ from storage.models import (
     MessageLoss,
     ReasonEntry,
     Rep,
+    table_of,
 )
 
 PROMPTING_LOCK = {"space": 20261205, "key": 1}
 """The advisory lock of `lock_prompting`: constants the application uses for nothing else."""
 
 
-async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Inserts losses in one statement; returns (id, state) of each, in the order of `rows`."""
-    result = await session.execute(insert(Loss).returning(Loss.id, Loss.state, sort_by_parameter_order=True), rows)
-    return [(row.id, row.state) for row in result]
+async def insert_losses(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts losses in one statement; returns their ids, in the order of `rows`. Every row has the
+    same keys, None for NULL (a Core insert, see `deal_queries.insert_deal_events`).
+
+    Not with RETURNING's `sort_by_parameter_order`: SQLite cannot batch that, and inserted a row a
+    statement. Each id comes back with its deal instead. A deal has more than one new loss only when
+    one batch loses, reopens and loses it again; its losses' ids ascend in the order they were
+    inserted, as both databases number the rows of an INSERT."""
+    table = table_of(Loss)
+    result = await session.execute(insert(table).returning(table.c.id, table.c.deal_id), rows)
+    ids_by_deal: defaultdict[int, list[int]] = defaultdict(list)
+    for loss_id, deal_id in result:
+        ids_by_deal[deal_id].append(loss_id)
+    for ids in ids_by_deal.values():
+        ids.sort(reverse=True)
+    return [ids_by_deal[row["deal_id"]].pop() for row in rows]
 
 
 async def insert_reason_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(insert(ReasonEntry), rows)
+    """Every row has the same keys, None for NULL (a Core insert, see
+    `deal_queries.insert_deal_events`)."""
+    await session.execute(insert(table_of(ReasonEntry)), rows)
 
 
 async def imported_losses_without_reason(

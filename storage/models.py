@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Numeric, String, Table, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.types import UTCDateTime
@@ -18,6 +18,12 @@ class Base(DeclarativeBase):
         Decimal: Numeric(18, 2),
         dict[str, Any]: JSON,
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's table, for Core statements, where a row's None is NULL (see
+    `deal_queries.insert_deal_events`)."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 class LossState(StrEnum):

@@ -2,6 +2,7 @@
 made, paging, the deals as DealEvents, HubSpot's 10,000-result cap, 429s waited out or not, and
 failures that end a listing after the pages already read."""
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,9 @@ from bot.crm.api import CrmApiError, DealPage
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, OPEN
 from tests.fake_crm import SALESFORCE_TOKEN, FakeCrm, hubspot_deal, hubspot_time, opportunity, pipedrive_deal
 from tests.fake_slack import Failure
+
+HUBSPOT_SEARCHES_PER_SECOND = 5.0
+"""HubSpot's search rate limit (HUBSPOT_SEARCHES_PER_SECOND's default)."""
 
 SINCE = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
 PIPEDRIVE_WEBHOOK = Path(__file__).parent / "fixtures" / "crm" / "pipedrive_deal_lost.json"
@@ -35,7 +39,9 @@ async def read_all(pages: AsyncIterator[DealPage]) -> list[DealPage]:
 
 
 def hubspot_client(http: aiohttp.ClientSession, fake_crm: FakeCrm) -> hubspot.HubSpotClient:
-    return hubspot.HubSpotClient(http, api_url=fake_crm.url, token="pat-na1-test-token")
+    return hubspot.HubSpotClient(
+        http, api_url=fake_crm.url, token="pat-na1-test-token", searches_per_second=HUBSPOT_SEARCHES_PER_SECOND
+    )
 
 
 def list_hubspot(
@@ -147,6 +153,23 @@ async def test_hubspot_past_10000_changed_deals_moves_the_window_and_reads_every
     assert len(starts) == 2  # one restart, from the newest modification time the first window read
     assert starts[1] == int(SINCE.timestamp() * 1000) + (10_000 - 1) // 3
     assert all(int(call.body.get("after", 0)) + call.body["limit"] <= 10_000 for call in searches)
+
+
+async def test_hubspot_searches_are_spaced_to_the_rate_limit_so_none_is_refused(
+    http: aiohttp.ClientSession, fake_crm: FakeCrm
+) -> None:
+    fake_crm.hubspot_owners["61829374"] = "dana@example.com"
+    for number in range(1, 1001):
+        fake_crm.hubspot_deals[str(number)] = hubspot_deal(SINCE + timedelta(seconds=number), stage="contractsent")
+
+    pages = await read_all(list_hubspot(http, fake_crm))
+
+    assert sum(len(page.events) for page in pages) == 1000
+    arrivals = [call.at for call in fake_crm.calls_to("hubspot.search")]
+    assert len(arrivals) == 5
+    # Five searches a second at most: each at least a fifth of a second after the one before.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 1 / HUBSPOT_SEARCHES_PER_SECOND
 
 
 async def test_hubspot_a_short_429_is_waited_out_and_a_long_one_ends_the_listing_after_the_pages_read(

@@ -425,7 +425,7 @@ async def sweeping(session_factory: async_sessionmaker[AsyncSession], fake_crm: 
     )
     ingesting = asyncio.create_task(ingest.run())
     async with aiohttp.ClientSession() as http:
-        client = hubspot.HubSpotClient(http, api_url=fake_crm.url, token="pat-na1-test-token")
+        client = hubspot.HubSpotClient(http, api_url=fake_crm.url, token="pat-na1-test-token", searches_per_second=5.0)
         yield Sweeping(session_factory, fake_crm, clock, ingest, client)
     ingesting.cancel()
 

@@ -4,12 +4,14 @@ closed since a time, for the import).
 
 Retrying a failed call is not done here but by the durable CRM jobs (`bot.services.crm_jobs`), which
 outlive a restart; an error says whether retrying can help and, for a 429, when the CRM allows it.
-Listings (the sweep, the import) wait out a short 429 in place (`wait_out_rate_limits`).
+Listings (the sweep, the import) space their calls to the CRM's rate limit where it is per second
+(`Pacer`), and wait out a short 429 in place (`wait_out_rate_limits`).
 """
 
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,6 +108,24 @@ class Connector:
     """The deals changed since a time, for the sweep."""
     list_closed: ListClosedDeals
     """The deals closed since a time, for the import."""
+
+
+class Pacer:
+    """Spaces calls evenly at most `per_second` a second, whichever task makes them: a listing of
+    many pages that ran into the limit instead would wait out a whole Retry-After (a second or more)
+    for each call refused."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1 / per_second
+        self._next_start = 0.0
+        """The earliest time.monotonic() the next call may start."""
+
+    async def wait(self) -> None:
+        """Returns when the call about to be made may start."""
+        now = time.monotonic()
+        start = max(now, self._next_start)
+        self._next_start = start + self._interval
+        await asyncio.sleep(start - now)
 
 
 async def wait_out_rate_limits(call: Callable[[], Awaitable[T]]) -> T:

@@ -50,7 +50,10 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
     writes = write_back_sources(settings)
     if settings.hubspot_token is not None:
         hubspot_client = hubspot.HubSpotClient(
-            http, api_url=settings.hubspot_api_url, token=settings.hubspot_token.get_secret_value()
+            http,
+            api_url=settings.hubspot_api_url,
+            token=settings.hubspot_token.get_secret_value(),
+            searches_per_second=settings.hubspot_searches_per_second,
         )
 
         def list_hubspot(since: datetime) -> AsyncIterator[DealPage]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.crm.api import CrmApiError, DealPage, WriteBack, call_json, closed_since, wait_out_rate_limits
+from bot.crm.api import CrmApiError, DealPage, Pacer, WriteBack, call_json, closed_since, wait_out_rate_limits
 from bot.crm.event import (
     CLOSED_LOST,
     CLOSED_WON,
@@ -56,6 +56,10 @@ MODIFIED_PROPERTY = "hs_lastmodifieddate"
 SEARCH_PAGE_SIZE = 200
 SEARCH_RESULTS_CAP = 10_000
 """A search query answers its first 10,000 results; asking for a page past them is a 400."""
+SEARCH_PACE = 0.96
+"""The share of HUBSPOT_SEARCHES_PER_SECOND (HubSpot's search limit, 5 requests a second per account)
+that searches are spaced to: a little less, so that a request that reaches HubSpot late does not
+make the next ones look one too many."""
 MAX_NAME_LENGTH = 500
 
 
@@ -144,12 +148,13 @@ def _is_stage(value: Any) -> bool:
 class HubSpotClient:
     """The few CRM API calls the bot makes, with a private app's (or an app's) access token."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, api_url: str, token: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, *, api_url: str, token: str, searches_per_second: float) -> None:
         self._http = http
         self._api_url = api_url
         self._headers = {"Authorization": f"Bearer {token}"}
         self._stages: dict[str, str] = {}
         self._owners: dict[str, tuple[str | None, float]] = {}
+        self._searches = Pacer(searches_per_second * SEARCH_PACE)
 
     async def deal(self, deal_id: str, properties: list[str]) -> dict[str, Any]:
         """GET /crm/v3/objects/deals/{id}: the deal's properties (a value is a string or None)."""
@@ -185,7 +190,9 @@ class HubSpotClient:
         await self._call("PATCH", f"/crm/v3/objects/deals/{deal_id}", json_body={"properties": properties})
 
     async def search_deals(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /crm/v3/objects/deals/search: `{"total", "results", "paging"?}`."""
+        """POST /crm/v3/objects/deals/search: `{"total", "results", "paging"?}`, paced to the search
+        rate limit (a 429 is still raised, for another process's searches count against it too)."""
+        await self._searches.wait()
         answer = await self._call("POST", "/crm/v3/objects/deals/search", json_body=body)
         if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
             raise CrmApiError("HubSpot answered a deal search without a list of results")
@@ -257,8 +264,8 @@ async def list_deal_changes(
 
     A search query answers at most 10,000 results, so before its next page would pass them the query
     starts again from the newest modification time read, leaving out the deals already read at that
-    very time. Short 429s are waited out (search allows 5 requests a second); other failures raise
-    CrmApiError, after the pages already yielded.
+    very time. Searches are paced to the rate limit (`HubSpotClient.search_deals`), short 429s are
+    waited out; other failures raise CrmApiError, after the pages already yielded.
     """
     stages = await wait_out_rate_limits(client.stage_outcomes)
     properties = [*DEAL_PROPERTIES, "dealstage", "closedate", MODIFIED_PROPERTY]

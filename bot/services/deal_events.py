@@ -307,7 +307,7 @@ async def _write_new_losses(
     inserted = await loss_queries.insert_losses(session, rows)
     entries = [
         _given_entry(loss_id, reason, source=source, now=row["created_at"])
-        for (loss_id, _), reason, source, row in zip(inserted, given, sources, rows, strict=True)
+        for loss_id, reason, source, row in zip(inserted, given, sources, rows, strict=True)
         if reason is not None
     ]
     if entries:

@@ -1,6 +1,9 @@
 """`closedlost import`: history, a CRM's closed deals or a file's rows, stored as the webhooks' events
 are (README.md, "Importing history").
 
+Pages are read one ahead (`read_ahead`): the next page is fetched, and the CRM's rate limit waited
+for, while this one is stored.
+
 Every deal goes through `record_deal_events`, the webhooks' own path, one transaction a page: the
 same idempotency keys make a second run store nothing new, and a run cut short (the CRM down, the
 command stopped) is simply run again, storing what the first did not.
@@ -10,11 +13,14 @@ history gives (the CRM's own loss reason, mapped as a webhook's is, or the file'
 CRM's. From `prompt_since` on, losses without such a reason are asked about as if just closed.
 """
 
+import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +29,8 @@ from bot.crm.api import CrmApiError
 from bot.crm.event import CLOSED_LOST, CLOSED_WON, VIA_IMPORT, DealEvent, GivenReason
 from bot.reasons import Catalogue, alias_key, code_for_crm_reason
 from bot.services.deal_events import PromptPolicy, give_imported_reasons, record_deal_events
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,28 +107,46 @@ async def import_history(
     fails (after its short 429s are waited out) or the database does, with what was done so far."""
     summary = ImportSummary()
     try:
-        async for page in pages:
-            events = []
-            for event in page:
-                imported, unmapped = as_history(event, rules)
-                events.append(imported)
-                _count(summary, imported, unmapped)
-            if events and not dry_run:
-                now = clock()
-                result = await record_deal_events(
-                    session_factory=session_factory, events=events, received_at=now, policy=policy
-                )
-                summary.stored += sum(result.is_new)
-                summary.reasons_given += await give_imported_reasons(
-                    session_factory=session_factory, reasons=_reasons_already_read(events, result.is_new), now=now
-                )
-            progress(summary)
+        async with aclosing(read_ahead(pages)) as pages_read:
+            async for page in pages_read:
+                events = []
+                for event in page:
+                    imported, unmapped = as_history(event, rules)
+                    events.append(imported)
+                    _count(summary, imported, unmapped)
+                if events and not dry_run:
+                    now = clock()
+                    result = await record_deal_events(
+                        session_factory=session_factory, events=events, received_at=now, policy=policy
+                    )
+                    summary.stored += sum(result.is_new)
+                    summary.reasons_given += await give_imported_reasons(
+                        session_factory=session_factory, reasons=_reasons_already_read(events, result.is_new), now=now
+                    )
+                progress(summary)
     except CrmApiError as error:
         raise ImportStopped(str(error), summary) from None
     except (SQLAlchemyError, OSError) as error:
         first_line = str(getattr(error, "orig", None) or error).splitlines()[:1]
         raise ImportStopped(f"the database failed: {''.join(first_line)}", summary) from None
     return summary
+
+
+async def read_ahead(pages: AsyncIterable[T]) -> AsyncGenerator[T]:
+    """The pages, the next one asked for as soon as one is handed out, so that reading it runs while
+    the caller works on this one. Closing it (`aclosing`) stops the reading of a page nobody will take."""
+    iterator = aiter(pages)
+    following = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                page = await following
+            except StopAsyncIteration:
+                return
+            following = asyncio.ensure_future(anext(iterator))
+            yield page
+    finally:
+        following.cancel()
 
 
 def _reasons_already_read(events: list[DealEvent], is_new: list[bool]) -> list[tuple[str, str, GivenReason]]:
