@@ -295,7 +295,10 @@ class Settings(ExportSettings):
         default=None, description="the deal property the rep's explanation is written to"
     )
     hubspot_searches_per_second: float = Field(
-        default=5.0, gt=0, description="HubSpot's search rate limit, which the sweep and the import keep under"
+        default=5.0,
+        gt=0,
+        le=1_000_000,
+        description="HubSpot's search rate limit, which the sweep and the import keep under",
     )
     salesforce_org_id: str | None = Field(
         default=None, description="the Salesforce organization id (15 or 18 characters, starting with 00D)"
