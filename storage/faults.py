@@ -12,6 +12,12 @@ def database_unreachable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
+def waited_on_a_lock(error: BaseException) -> bool:
+    """Whether `error` is SQLite giving up on a lock another connection held (its busy timeout ran
+    out): the database is busy, not broken."""
+    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+
+
 def describe(error: BaseException) -> str:
     """The exception's type and message, for a log line: its type alone when the message is empty
     (asyncpg's timeouts have none), so a reason is never blank."""

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage import message_queries
 from storage.engine import CONNECT_TIMEOUT_SECONDS, create_probe_engine, probe_writes
+from storage.faults import waited_on_a_lock
 
 PROBE_SECONDS = 1.5
 OK = "ok"
@@ -96,7 +97,7 @@ class HealthCheck:
     async def _bounded(self, name: str, probe: Callable[[], Awaitable[T]]) -> tuple[Probe, T | None]:
         task = self._running.get(name)
         if task is None or task.done():
-            task = asyncio.create_task(_run(probe), name=f"health-{name}")
+            task = asyncio.create_task(run_probe(probe), name=f"health-{name}")
             self._running[name] = task
         done, _ = await asyncio.wait({task}, timeout=PROBE_SECONDS)
         if not done:
@@ -105,12 +106,16 @@ class HealthCheck:
         return task.result()  # type: ignore[return-value]
 
 
-async def _run(probe: Callable[[], Awaitable[T]]) -> tuple[Probe, T | None]:
+async def run_probe(probe: Callable[[], Awaitable[T]]) -> tuple[Probe, T | None]:
     """The probe's result, or a Probe naming what it raised: whatever the driver raises (a refused
     connection, a read-only file, a full disk) is what the check reports, never a traceback."""
     try:
         return Probe(), await probe()
     except Exception as error:
+        if waited_on_a_lock(error):
+            # Busy, not broken: the same as a probe still waiting (a probe that gave up on the lock
+            # just as it was freed must not turn a locked database into a 503).
+            return Probe(problem=f"no answer within {PROBE_SECONDS:g} s", timed_out=True), None
         return Probe(problem=f"failed: {describe(error)}"), None
 
 
